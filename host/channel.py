@@ -1,0 +1,436 @@
+"""The host's end of one worker's pipes: framing, request ids, the in-flight
+table, and who reads.
+
+No thread is dedicated to reading. A waiting caller becomes the *leader*:
+it polls the response pipe and the worker's pidfd with its own deadline,
+reads what is there and hands each reply to its waiter; other waiters sleep
+on a condition until their reply arrives or the leader role is free (a
+leader/follower scheme). An asyncio caller takes the same role from its
+event loop's reader callback. This keeps thread hand-offs off the hot path.
+
+Process exit is learned from the pidfd, never from pipe EOF (an escaped
+grandchild may hold the pipe open forever). When the worker exits, or sends
+a malformed frame, the leader drains what is left in the pipe, then calls
+``on_broken`` exactly once; the owner fails every call still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from protocol import (
+    FrameDecoder,
+    Notification,
+    ProtocolViolation,
+    Request,
+    Response,
+    decode_message,
+    encode_message,
+)
+
+READ_CHUNK = 1 << 18
+#: Without a pidfd (very old kernels) the leader polls the process this often.
+EXIT_POLL_INTERVAL = 0.05
+
+
+class ArgumentsNotSendable(Exception):
+    """The arguments cannot be msgpack-encoded (the message names the type)."""
+
+
+class Pending:
+    """One call (or the start handshake, or the exit) waiting for its outcome."""
+
+    __slots__ = ("msgid", "function", "done", "result", "error", "future", "abandoned")
+
+    def __init__(self, msgid: int | None, function: str) -> None:
+        self.msgid = msgid
+        self.function = function
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.future: asyncio.Future | None = None
+        self.abandoned = False
+
+
+def _resolve_future(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class Channel:
+    """Requests out, replies in, for one worker process.
+
+    ``on_broken(violation)`` is called once, by whichever caller is leading
+    when the worker exits (``violation is None``) or breaks the protocol;
+    it must fail the remaining calls with ``fail_all`` and may kill the
+    process. Thread-safe; usable from several threads and event loops.
+    """
+
+    def __init__(
+        self,
+        *,
+        read_fd: int,
+        write_fd: int,
+        pidfd: int | None,
+        max_frame_size: int,
+        on_broken: Callable[[ProtocolViolation | None], None],
+        exited: Callable[[], bool],
+    ) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.pidfd = pidfd
+        self._decoder = FrameDecoder(max_frame_size)
+        self._on_broken = on_broken
+        self._exited = exited
+        self._cond = threading.Condition(threading.Lock())
+        self._write_lock = threading.RLock()
+        self._leader = False
+        self._eof = False
+        self._broken = False
+        self._inflight: dict[int, Pending] = {}
+        self._ids = itertools.count(1)
+        self._poller = select.poll()
+        self._poller.register(read_fd, select.POLLIN)
+        if pidfd is not None:
+            self._poller.register(pidfd, select.POLLIN)
+        self._loops: dict[asyncio.AbstractEventLoop, int] = {}
+        self._closing = False
+        self._fds_closed = False
+        #: Completed by the first message: the ``ready``/``load_failed`` notification.
+        self.handshake = Pending(None, "<start>")
+        #: Completed once the worker's exit (or breakage) has been handled.
+        self.exit = Pending(None, "<exit>")
+
+    # -- sending -----------------------------------------------------------
+
+    @property
+    def broken(self) -> bool:
+        return self._broken
+
+    def call(
+        self,
+        function: str,
+        arguments: Any,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> Pending:
+        """Send a ``call`` request; the returned ``Pending`` completes with the reply.
+
+        Raises ``ArgumentsNotSendable`` before anything is sent if the
+        arguments cannot be encoded. If the worker is already broken, the
+        pending is failed by the broken handler as for any in-flight call.
+        Returns with ``done`` false and nothing fully sent if the deadline
+        passed mid-write (the caller must treat that as a timeout).
+        """
+        pending = Pending(None, function)
+        if loop is not None:
+            pending.future = loop.create_future()
+        with self._cond:
+            if self._broken:
+                pending.done = True
+                pending.error = WorkerGone()
+                return pending
+            msgid = next(self._ids) & 0xFFFFFFFF
+            while msgid in self._inflight or msgid == 0:
+                msgid = next(self._ids) & 0xFFFFFFFF
+        try:
+            frame = encode_message(
+                Request(msgid, "call", {"function": function, "arguments": arguments})
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ArgumentsNotSendable(str(exc)) from None
+        with self._cond:
+            pending.msgid = msgid
+            self._inflight[msgid] = pending
+        self._write(frame, deadline)
+        return pending
+
+    def notify(self, method: str, params: Any) -> None:
+        """Best-effort notification (e.g. ``shutdown``); a dead worker is ignored."""
+        try:
+            self._write(encode_message(Notification(method, params)), time.monotonic() + 1.0)
+        except OSError:
+            pass
+
+    def _write(self, frame: bytes, deadline: float | None) -> None:
+        view = memoryview(frame)
+        with self._write_lock:
+            while view and not self._broken and not self._fds_closed:
+                try:
+                    view = view[os.write(self.write_fd, view) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, OSError):
+                    return  # the worker is gone; its exit fails the pending call
+                # The pipe is full: the worker may itself be blocked writing a
+                # reply, so keep reading while we wait to write.
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                self._wait_writable(deadline)
+
+    def _wait_writable(self, deadline: float | None) -> None:
+        timeout = EXIT_POLL_INTERVAL
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        if self._try_lead():
+            try:
+                poller = select.poll()
+                poller.register(self.write_fd, select.POLLOUT)
+                poller.register(self.read_fd, select.POLLIN)
+                if self.pidfd is not None:
+                    poller.register(self.pidfd, select.POLLIN)
+                events = poller.poll(math.ceil(timeout * 1000))
+                self._handle_events(events)
+            finally:
+                self._release_lead()
+        else:
+            poller = select.poll()
+            poller.register(self.write_fd, select.POLLOUT)
+            poller.poll(math.ceil(timeout * 1000))
+
+    # -- leading -----------------------------------------------------------
+
+    def _try_lead(self) -> bool:
+        with self._cond:
+            if self._leader:
+                return False
+            self._leader = True
+            return True
+
+    def _release_lead(self) -> None:
+        with self._cond:
+            self._leader = False
+            self._cond.notify_all()
+
+    def _lead_once(self, deadline: float | None) -> None:
+        """Poll until something happens or ``deadline``; handle it. Leader only."""
+        if self._broken:
+            return
+        if deadline is None:
+            timeout = -1 if self.pidfd is not None else EXIT_POLL_INTERVAL
+        else:
+            timeout = max(0.0, deadline - time.monotonic())
+            if self.pidfd is None:
+                timeout = min(timeout, EXIT_POLL_INTERVAL)
+        ms = timeout if timeout == -1 else math.ceil(timeout * 1000)
+        self._handle_events(self._poller.poll(ms))
+        if self.pidfd is None and not self._broken and self._exited():
+            self._break(None)
+
+    def _handle_events(self, events: list[tuple[int, int]]) -> None:
+        exited = False
+        for fd, _ in events:
+            if fd == self.read_fd:
+                if not self._pump():
+                    return
+            elif fd == self.pidfd:
+                exited = True
+        if exited and not self._broken:
+            self._pump()  # replies written just before the exit still count
+            if not self._broken:
+                self._break(None)
+
+    def _pump(self) -> bool:
+        """Read what is available and deliver it. False once broken."""
+        while True:
+            try:
+                data = os.read(self.read_fd, READ_CHUNK)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                if not self._eof:
+                    self._eof = True
+                    self._poller.unregister(self.read_fd)
+                return True
+            try:
+                for body in self._decoder.feed(data):
+                    self._deliver(decode_message(body))
+            except ProtocolViolation as exc:
+                self._break(exc)
+                return False
+            if len(data) < READ_CHUNK:
+                return True
+
+    def _deliver(self, msg: Any) -> None:
+        if isinstance(msg, Notification):
+            if self.handshake.done:
+                raise ProtocolViolation(f"unexpected notification {msg.method!r} after start")
+            self._complete(self.handshake, result=msg)
+            return
+        if isinstance(msg, Request):
+            raise ProtocolViolation(f"a worker may not send requests ({msg.method!r})")
+        assert isinstance(msg, Response)
+        if not self.handshake.done:
+            raise ProtocolViolation("reply received before the worker reported ready")
+        with self._cond:
+            pending = self._inflight.pop(msg.msgid, None)
+        if pending is None:
+            raise ProtocolViolation(f"reply to unknown request id {msg.msgid}")
+        self._complete(pending, result=msg)
+
+    def _complete(
+        self, pending: Pending, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        with self._cond:
+            if pending.done:
+                return
+            pending.result = result
+            pending.error = error
+            pending.done = True
+            self._cond.notify_all()
+        fut = pending.future
+        if fut is not None and not pending.abandoned:
+            try:
+                fut.get_loop().call_soon_threadsafe(_resolve_future, fut)
+            except RuntimeError:  # that loop is closed: nobody is waiting
+                pass
+
+    def _break(self, violation: ProtocolViolation | None) -> None:
+        with self._cond:
+            if self._broken:
+                return
+            self._broken = True
+        try:
+            self._on_broken(violation)
+        finally:
+            self.fail_all(lambda p: WorkerGone())
+            self._complete(self.exit)
+
+    def fail_all(self, make_error: Callable[[Pending], BaseException]) -> None:
+        """Fail the handshake and every call in flight (used by ``on_broken``)."""
+        with self._cond:
+            pendings = list(self._inflight.values())
+            self._inflight.clear()
+        if not self.handshake.done:
+            pendings.append(self.handshake)
+        for pending in pendings:
+            self._complete(pending, error=make_error(pending))
+
+    # -- waiting -----------------------------------------------------------
+
+    def wait(self, pending: Pending, deadline: float | None) -> bool:
+        """Block until ``pending`` is done (True) or ``deadline`` passes (False)."""
+        cond = self._cond
+        while True:
+            with cond:
+                while not pending.done:
+                    if not self._leader:
+                        self._leader = True
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    cond.wait(remaining)
+                else:
+                    return True
+            try:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return pending.done
+                self._lead_once(deadline)
+            finally:
+                self._release_lead()
+
+    async def wait_async(self, pending: Pending, deadline: float | None) -> bool:
+        """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
+
+        ``pending.future`` must have been created on the running loop. On
+        cancellation the call is abandoned: its reply is discarded when it
+        arrives. The worker is not interrupted: it runs the call to its end,
+        and calls queued behind it wait (and time out) as usual.
+        """
+        loop = asyncio.get_running_loop()
+        fut = pending.future
+        assert fut is not None and fut.get_loop() is loop
+        self._attach(loop)
+        try:
+            if not pending.done:
+                self._on_loop_readable()  # a reply may already be waiting
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not pending.done:
+                try:
+                    await asyncio.wait_for(fut, timeout)
+                except TimeoutError:
+                    return pending.done
+            return True
+        except asyncio.CancelledError:
+            pending.abandoned = True
+            raise
+        finally:
+            self._detach(loop)
+
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        count = self._loops.get(loop, 0)
+        self._loops[loop] = count + 1
+        if count == 0:
+            if not self._eof:
+                loop.add_reader(self.read_fd, self._on_loop_readable)
+            if self.pidfd is not None:
+                loop.add_reader(self.pidfd, self._on_loop_readable)
+
+    def _detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        count = self._loops.get(loop, 0) - 1
+        if count > 0:
+            self._loops[loop] = count
+            return
+        self._loops.pop(loop, None)
+        loop.remove_reader(self.read_fd)
+        if self.pidfd is not None:
+            loop.remove_reader(self.pidfd)
+        if self._closing:
+            self.close()
+
+    def _on_loop_readable(self) -> None:
+        if not self._try_lead():
+            return  # a thread is leading and will deliver our reply
+        try:
+            self._lead_once(time.monotonic())
+        finally:
+            self._release_lead()
+        if self._eof or self._broken:
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(self.read_fd)
+            if self._broken and self.pidfd is not None:
+                loop.remove_reader(self.pidfd)
+
+    def abandon(self, pending: Pending) -> bool:
+        """Give up on ``pending`` unless it is already done (returns done)."""
+        with self._cond:
+            if pending.done:
+                return True
+            pending.abandoned = True
+            return False
+
+    def close(self) -> None:
+        """Close the pipes and the pidfd (deferred while an event loop watches them)."""
+        with self._write_lock, self._cond:
+            self._closing = True
+            if self._loops or self._fds_closed:
+                return
+            self._fds_closed = True
+        for fd in (self.read_fd, self.write_fd, self.pidfd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def drop(self, pending: Pending) -> None:
+        """Forget a call whose request was never fully sent."""
+        with self._cond:
+            if pending.msgid is not None:
+                self._inflight.pop(pending.msgid, None)
+
+
+class WorkerGone(Exception):
+    """The worker was already gone when the call was to be sent."""

@@ -1,0 +1,266 @@
+"""Every way a load or a call can fail, as an exception class.
+
+``HostError`` is the root. Call failures are ``CallError`` subclasses, one
+per error kind, each naming the function set, the function and the cause;
+``str(err)`` is one sentence a person or a model can act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocol import ErrorKind
+
+
+class HostError(Exception):
+    """Base class of every error fnhost raises."""
+
+
+class LoadError(HostError):
+    """A function set could not be loaded.
+
+    ``kind`` is ``import_failed`` (the module raised, exited, crashed or hung
+    while importing, or its worker could not start). ``remote_type`` and
+    ``traceback`` are set when the module raised; ``exit_code``/``signal`` and
+    ``stderr_tail`` when the worker died.
+    """
+
+    def __init__(
+        self,
+        set_name: str,
+        message: str,
+        *,
+        source: str | None = None,
+        remote_type: str | None = None,
+        traceback: str | None = None,
+        exit_code: int | None = None,
+        signal: str | None = None,
+        stderr_tail: str | None = None,
+    ) -> None:
+        self.kind = ErrorKind.IMPORT_FAILED
+        self.set_name = set_name
+        self.source = source
+        self.message = message
+        self.remote_type = remote_type
+        self.traceback = traceback
+        self.exit_code = exit_code
+        self.signal = signal
+        self.stderr_tail = stderr_tail
+        super().__init__(f"function set {set_name!r} failed to load: {message}")
+
+
+class NameConflict(HostError):
+    """Two function sets export the same name (or share a set name)."""
+
+    def __init__(self, name: str, first_set: str, second_set: str, what: str = "function") -> None:
+        self.name = name
+        self.first_set = first_set
+        self.second_set = second_set
+        if what == "set":
+            text = (
+                f"function set name {name!r} is already taken by {first_set!r}; "
+                f"rename the file of {second_set!r} or pass name=..."
+            )
+        else:
+            text = (
+                f"function {name!r} is exported by both {first_set!r} and {second_set!r}; "
+                f"call it as '{first_set}.{name}' / '{second_set}.{name}', or use "
+                f'on_conflict="prefix"'
+            )
+        super().__init__(text)
+
+
+class CallError(HostError):
+    """A call did not produce a result.
+
+    Attributes: ``kind`` (an ``ErrorKind`` value), ``set_name``, ``function``,
+    ``message``; where they apply ``remote_type`` (the exception's type in the
+    worker), ``traceback``, ``exit_code``, ``signal`` (e.g. ``"SIGSEGV"``),
+    ``stderr_tail``, ``stdout``/``stderr`` (what the call printed) and
+    ``details`` (kind-specific fields, e.g. ``path`` for invalid arguments).
+    """
+
+    kind: str = "call_error"
+
+    def __init__(
+        self,
+        set_name: str | None,
+        function: str | None,
+        message: str,
+        *,
+        kind: str | None = None,
+        remote_type: str | None = None,
+        traceback: str | None = None,
+        exit_code: int | None = None,
+        signal: str | None = None,
+        stderr_tail: str | None = None,
+        stdout: str = "",
+        stderr: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        if kind is not None:
+            self.kind = kind
+        self.set_name = set_name
+        self.function = function
+        self.message = message
+        self.remote_type = remote_type
+        self.traceback = traceback
+        self.exit_code = exit_code
+        self.signal = signal
+        self.stderr_tail = stderr_tail
+        self.stdout = stdout
+        self.stderr = stderr
+        self.details = details or {}
+        super().__init__(self._sentence())
+
+    @property
+    def qualified_name(self) -> str:
+        if self.set_name and self.function:
+            return f"{self.set_name}.{self.function}"
+        return self.function or self.set_name or "?"
+
+    def _sentence(self) -> str:
+        return f"{self.qualified_name}: {self.message}"
+
+
+class UnknownFunction(CallError):
+    """No exported function has that name (in that set, or in any set)."""
+
+    kind = ErrorKind.UNKNOWN_FUNCTION
+
+    def _sentence(self) -> str:
+        return f"unknown function {self.qualified_name!r}: {self.message}"
+
+
+class InvalidArguments(CallError):
+    """The arguments do not match the function's signature.
+
+    ``path`` (e.g. ``items[2].price``), ``expected`` and ``got`` say where
+    and what; the function did not run.
+    """
+
+    kind = ErrorKind.INVALID_ARGUMENTS
+
+    @property
+    def path(self) -> str | None:
+        return self.details.get("path")
+
+    @property
+    def expected(self) -> str | None:
+        return self.details.get("expected")
+
+    @property
+    def got(self) -> str | None:
+        return self.details.get("got")
+
+    def _sentence(self) -> str:
+        return f"invalid arguments for {self.qualified_name}: {self.message}"
+
+
+class UserFunctionError(CallError):
+    """The function raised. ``remote_type``, ``message`` and ``traceback`` say what.
+
+    ``SystemExit`` and ``KeyboardInterrupt`` raised by user code land here
+    too; the worker survives them.
+    """
+
+    kind = ErrorKind.USER_EXCEPTION
+
+    def _sentence(self) -> str:
+        return f"{self.qualified_name} raised {self.remote_type}: {self.message}"
+
+
+class WorkerCrashed(CallError):
+    """The worker process died while the call was in flight (or cannot run).
+
+    ``exit_code`` or ``signal`` and ``stderr_tail`` describe the death. The
+    host restarts the worker by itself; after repeated deaths in a short
+    window the set is parked for a while and calls fail fast with this error.
+    """
+
+    kind = ErrorKind.WORKER_CRASHED
+
+    def _sentence(self) -> str:
+        return f"the worker running {self.qualified_name} {self.message}"
+
+
+class CallTimeout(CallError):
+    """The call outlived its deadline; its worker was killed (and restarted)."""
+
+    kind = ErrorKind.TIMEOUT
+
+    def _sentence(self) -> str:
+        return f"{self.qualified_name} timed out: {self.message}"
+
+
+class OutOfMemory(CallError):
+    """The worker's memory limit stopped the call (``MemoryError`` in the worker)."""
+
+    kind = ErrorKind.OUT_OF_MEMORY
+
+    def _sentence(self) -> str:
+        return f"{self.qualified_name} ran out of memory: {self.message}"
+
+
+class ResultError(CallError):
+    """The function returned, but its value cannot be sent back.
+
+    ``kind`` is ``result_not_serializable`` (the type is named in
+    ``remote_type``) or ``result_too_large``.
+    """
+
+    kind = ErrorKind.RESULT_NOT_SERIALIZABLE
+
+    def _sentence(self) -> str:
+        return f"the result of {self.qualified_name} cannot be returned: {self.message}"
+
+
+class ProtocolError(CallError):
+    """The worker sent something malformed; it was killed and will restart."""
+
+    kind = ErrorKind.PROTOCOL_ERROR
+
+    def _sentence(self) -> str:
+        return f"the worker running {self.qualified_name} broke the protocol: {self.message}"
+
+
+class HostClosed(CallError):
+    """The host was closed before or while the call was pending."""
+
+    kind = ErrorKind.HOST_CLOSED
+
+    def _sentence(self) -> str:
+        return f"{self.qualified_name} was not completed: {self.message}"
+
+
+_BY_KIND: dict[str, type[CallError]] = {
+    ErrorKind.UNKNOWN_FUNCTION: UnknownFunction,
+    ErrorKind.INVALID_ARGUMENTS: InvalidArguments,
+    ErrorKind.USER_EXCEPTION: UserFunctionError,
+    ErrorKind.WORKER_CRASHED: WorkerCrashed,
+    ErrorKind.TIMEOUT: CallTimeout,
+    ErrorKind.OUT_OF_MEMORY: OutOfMemory,
+    ErrorKind.RESULT_NOT_SERIALIZABLE: ResultError,
+    ErrorKind.RESULT_TOO_LARGE: ResultError,
+    ErrorKind.PROTOCOL_ERROR: ProtocolError,
+    ErrorKind.HOST_CLOSED: HostClosed,
+}
+
+
+def error_from_map(
+    set_name: str, function: str, err: dict[str, Any], output: dict[str, Any]
+) -> CallError:
+    """Turn a validated error map from the worker into the matching exception."""
+    kind = err["kind"]
+    cls = _BY_KIND.get(kind, CallError)
+    return cls(
+        set_name,
+        function,
+        err["message"],
+        kind=kind,
+        remote_type=err.get("type"),
+        traceback=err.get("traceback"),
+        stdout=output.get("stdout") or "",
+        stderr=output.get("stderr") or "",
+        details=err.get("details"),
+    )

@@ -1,0 +1,366 @@
+"""``FunctionHost``: load function sets into worker processes and call them."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from host.errors import HostClosed, InvalidArguments, LoadError, NameConflict
+from host.launcher import Launcher, WorkerSpec
+from host.limits import Limits
+from host.proxy import FunctionProxy
+from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
+from host.worker_handle import CallResult, WorkerHandle
+
+BUILTIN_DIR = Path(__file__).with_name("function_sets")
+
+
+def default_user_dirs() -> list[Path]:
+    env = os.environ.get("FNHOST_FUNCTIONS_DIR")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    return [Path.home() / ".fnhost" / "functions"]
+
+
+def _set_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+
+
+class FunctionHost:
+    """Runs function sets (Python modules of plain functions) in worker processes.
+
+    One worker subprocess per set; a crash, hang or hostile trick in user
+    code becomes a ``CallError`` for that call and the host carries on.
+    Thread-safe, with an asyncio API beside the sync one. Use it as a
+    context manager, or call ``close()``: every worker is shut down within
+    ``Limits.shutdown_grace`` seconds and then killed, with its process
+    group and scratch directory.
+
+    - ``builtin_dir``: the bundled built-in sets when ``None``.
+    - ``user_dirs``: ``$FNHOST_FUNCTIONS_DIR`` (``os.pathsep``-separated) or
+      ``~/.fnhost/functions`` when ``None``.
+    - ``limits``: the default ``Limits`` of every set.
+    - ``env``: the only variables a worker sees besides PATH, LANG, HOME
+      and TMPDIR; nothing of the host's environment is passed on.
+    - ``on_conflict``: ``"error"`` or ``"prefix"`` (see ``Registry``).
+    """
+
+    def __init__(
+        self,
+        builtin_dir: str | os.PathLike[str] | None = None,
+        user_dirs: Iterable[str | os.PathLike[str]] | None = None,
+        limits: Limits | None = None,
+        env: dict[str, str] | None = None,
+        on_conflict: ConflictPolicy = "error",
+    ) -> None:
+        self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
+        self.user_dirs = (
+            [Path(d) for d in user_dirs] if user_dirs is not None else default_user_dirs()
+        )
+        self.limits = limits or Limits()
+        self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        self._registry = Registry(on_conflict)
+        self._load_errors: dict[str, LoadError] = {}
+        self._lock = threading.RLock()
+        self._launcher = Launcher()
+        self._closed = False
+        self._atexit = _close_at_exit(self)
+
+    # -- loading -------------------------------------------------------------
+
+    def _spec(self, source: str | os.PathLike[str], name: str | None,
+              limits: Limits | None) -> WorkerSpec:
+        text = os.fspath(source)
+        is_path = text.endswith(".py") or os.sep in text or os.path.exists(text)
+        if is_path:
+            path = os.path.abspath(text)
+            set_name = name or Path(path).stem
+            module = None
+        else:
+            path, module = None, text
+            set_name = name or text.rpartition(".")[2]
+        if not set_name or "." in set_name:
+            raise ValueError(f"invalid function set name {set_name!r}: it must not contain '.'")
+        extra = tuple(os.path.abspath(p or ".") for p in sys.path) if module else ()
+        return WorkerSpec(set_name, path, module, limits or self.limits, self.env, extra)
+
+    def load_function_set(
+        self,
+        source: str | os.PathLike[str],
+        name: str | None = None,
+        limits: Limits | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Load one function set and return ``{function: {"json_schema", "function"}}``.
+
+        ``source`` is a ``.py`` file or an importable module name (resolved in
+        the worker, never imported here). ``name`` defaults to the file stem
+        or the module's last component.
+
+        Raises ``LoadError`` (also recorded in ``load_errors``) if the module
+        raises, exits, crashes or hangs while importing, and ``NameConflict``
+        if the set name or (with ``on_conflict="error"``) a function name is
+        taken; a refused set's worker is stopped.
+        """
+        loaded = self._load([self._spec(source, name, limits)], "explicit", raise_errors=True)
+        return self._entries(loaded[0], merged=False)
+
+    def load_all_function_sets(self, merge: bool = True) -> dict[str, Any]:
+        """Load the built-in sets, then every ``*.py`` in the user dirs, in parallel.
+
+        Files starting with ``_`` are skipped. A set that fails to import is
+        recorded in ``load_errors`` and the rest load. Name conflicts raise
+        ``NameConflict`` after every other set has been registered. Returns
+        ``functions(merge)``.
+        """
+        specs: list[tuple[WorkerSpec, str]] = []
+        for origin, directory in [("builtin", self.builtin_dir)] + [
+            ("user", d) for d in self.user_dirs
+        ]:
+            specs += [(self._spec(p, None, None), origin) for p in _set_files(directory)]
+        seen: dict[str, str] = {}
+        for spec, _ in specs:
+            if spec.set_name in seen:
+                raise NameConflict(spec.set_name, seen[spec.set_name], spec.source, what="set")
+            seen[spec.set_name] = spec.source
+        by_origin: dict[str, list[WorkerSpec]] = {}
+        for spec, origin in specs:
+            by_origin.setdefault(origin, []).append(spec)
+        conflicts = []
+        for origin in ("builtin", "user"):
+            conflicts += self._load(by_origin.get(origin, []), origin, raise_errors=False)[1:]
+        conflicts = [c for c in conflicts if c is not None]
+        if conflicts:
+            raise conflicts[0]
+        return self.functions(merge)
+
+    def _load(self, specs: list[WorkerSpec], origin: str, raise_errors: bool) -> list[Any]:
+        """Start every set's worker first (in parallel), then collect them in order.
+
+        Returns ``[first LoadedSet or None, NameConflict|None per spec...]``.
+        """
+        self._check_open()
+        handles: list[tuple[WorkerSpec, WorkerHandle | LoadedSet | LoadError]] = []
+        with self._lock:
+            for spec in specs:
+                existing = self._registry.check_set_name(spec.set_name, spec.source)
+                if existing is not None:
+                    handles.append((spec, existing))
+                    continue
+                handle = WorkerHandle(spec, self._launcher)
+                try:
+                    handle.start()
+                except LoadError as exc:
+                    handles.append((spec, exc))
+                    continue
+                handles.append((spec, handle))
+        results: list[Any] = [None]
+        for i, (spec, item) in enumerate(handles):
+            if isinstance(item, LoadedSet):
+                results[0] = results[0] or item
+                results.append(None)
+                continue
+            try:
+                if isinstance(item, LoadError):
+                    raise item
+                ready = item.wait_loaded()
+            except LoadError as exc:
+                self._close_handles([item] if isinstance(item, WorkerHandle) else [])
+                with self._lock:
+                    self._load_errors[spec.set_name] = exc
+                if raise_errors:
+                    self._close_handles([h for _, h in handles[i + 1:]
+                                         if isinstance(h, WorkerHandle)])
+                    raise
+                results.append(None)
+                continue
+            loaded = LoadedSet(
+                name=spec.set_name,
+                source=spec.source,
+                origin=origin,
+                handle=item,
+                functions={f["name"]: f for f in ready["functions"]},
+                skipped={s["name"]: s["reason"] for s in ready.get("skipped", [])},
+            )
+            try:
+                with self._lock:
+                    self._check_open()
+                    self._registry.check_set_name(spec.set_name, spec.source)
+                    self._registry.add(loaded)
+                    self._load_errors.pop(spec.set_name, None)
+            except Exception as exc:
+                self._close_handles([item])
+                if raise_errors:
+                    self._close_handles([h for _, h in handles[i + 1:]
+                                         if isinstance(h, WorkerHandle)])
+                    raise
+                results.append(exc)
+                continue
+            results[0] = results[0] or loaded
+            results.append(None)
+        return results
+
+    def _close_handles(self, handles: list[WorkerHandle]) -> None:
+        for h in handles:
+            h.begin_close()
+        deadline = time.monotonic() + self.limits.shutdown_grace
+        for h in handles:
+            h.finish_close(deadline)
+
+    # -- views ---------------------------------------------------------------
+
+    def _entries(self, loaded: LoadedSet, merged: bool) -> dict[str, dict[str, Any]]:
+        return {f: self._entry(loaded, f, f) for f in loaded.functions}
+
+    def _entry(self, loaded: LoadedSet, func: str, name: str) -> dict[str, Any]:
+        schema = json_schema(loaded.functions[func], name)
+        return {"json_schema": schema, "function": FunctionProxy(self, loaded.name, func, schema)}
+
+    def functions(self, merge: bool = True) -> dict[str, Any]:
+        """``{name: {"json_schema", "function"}}`` or ``{set: {function: entry}}``."""
+        with self._lock:
+            return self._registry.view(merge, self._entry)
+
+    def schemas(self, merge: bool = True) -> dict[str, Any]:
+        """``{name: json_schema}``, or ``{set: {function: json_schema}}`` when not merged."""
+        with self._lock:
+            return self._registry.view(
+                merge, lambda s, f, name: json_schema(s.functions[f], name)
+            )
+
+    @property
+    def load_errors(self) -> dict[str, LoadError]:
+        """``{set: LoadError}`` for sets that failed to load (latest attempt)."""
+        with self._lock:
+            return dict(self._load_errors)
+
+    @property
+    def function_sets(self) -> dict[str, dict[str, Any]]:
+        """Per loaded set: source, origin, worker pid, exported and skipped functions."""
+        with self._lock:
+            return {
+                s.name: {
+                    "source": s.source,
+                    "origin": s.origin,
+                    "pid": s.handle.pid,
+                    "functions": dict(s.exported),
+                    "skipped": dict(s.skipped),
+                    "warnings": {
+                        f: list(info.get("warnings") or []) for f, info in s.functions.items()
+                    },
+                }
+                for s in self._registry.sets.values()
+            }
+
+    # -- calling -------------------------------------------------------------
+
+    def _prepare(
+        self, name: str, arguments: Any, timeout: float | None
+    ) -> tuple[WorkerHandle, str, dict[str, Any], float | None]:
+        self._check_open()
+        loaded, func = self._registry.resolve(name)
+        if arguments is None:
+            arguments = {}
+        elif isinstance(arguments, str | bytes):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError as exc:
+                raise InvalidArguments(
+                    loaded.name, func, f"the arguments are not valid JSON ({exc})",
+                    details={"path": "$", "expected": "a JSON object", "got": "invalid JSON"},
+                )
+        if not isinstance(arguments, dict):
+            got = type(arguments).__name__
+            raise InvalidArguments(
+                loaded.name, func, f"$: expected an object of named arguments, got {got}",
+                details={"path": "$", "expected": "an object of named arguments", "got": got},
+            )
+        if timeout is None:
+            timeout = loaded.handle.spec.limits.timeout
+        elif timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return loaded.handle, func, arguments, timeout
+
+    def call(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
+        """Call ``name`` (``"func"`` or ``"set.func"``) and return its value.
+
+        ``arguments`` is a dict, a JSON object string (what models send) or
+        ``None``. ``timeout`` defaults to the set's ``Limits.timeout``; past it
+        the worker is killed and restarted and ``CallTimeout`` is raised.
+        Every failure is a ``CallError`` subclass naming the set, the
+        function and the cause; the host stays usable.
+        """
+        return self.call_detailed(name, arguments, timeout).value
+
+    def call_detailed(
+        self, name: str, arguments: Any = None, timeout: float | None = None
+    ) -> CallResult:
+        """Like ``call``, but returns a ``CallResult`` with the call's stdout and stderr."""
+        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
+        return handle.call(func, arguments, timeout)
+
+    async def acall(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
+        """asyncio ``call``. Cancelling the awaiting task abandons the call: the
+        ``CancelledError`` propagates at once, and the worker finishes (or
+        times out on) the call in the background, its reply discarded.
+        """
+        return (await self.acall_detailed(name, arguments, timeout)).value
+
+    async def acall_detailed(
+        self, name: str, arguments: Any = None, timeout: float | None = None
+    ) -> CallResult:
+        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
+        return await handle.acall(func, arguments, timeout)
+
+    # -- closing -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HostClosed(None, None, "the host is closed")
+
+    def close(self) -> None:
+        """Stop every worker: ask nicely, wait ``shutdown_grace``, then kill.
+
+        Calls still in flight fail with ``HostClosed``; later calls raise it.
+        Idempotent; returns when every worker is reaped and its scratch
+        directory removed.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            handles = [s.handle for s in self._registry.sets.values()]
+        self._close_handles(handles)
+        self._launcher.close()
+        atexit.unregister(self._atexit)
+
+    def __enter__(self) -> FunctionHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._registry.sets)} sets"
+        return f"<FunctionHost {state}>"
+
+
+def _close_at_exit(host: FunctionHost) -> Any:
+    ref = weakref.ref(host)
+
+    def close() -> None:
+        h = ref()
+        if h is not None:
+            h.close()
+
+    atexit.register(close)
+    return close

@@ -1,0 +1,245 @@
+"""How a worker process comes to life: a plain spawn of ``python -I -m worker``.
+
+Each worker gets a private directory (``scratch/`` as cwd and HOME, and the
+``stdout``/``stderr`` capture files beside it), its own session, an
+environment built from an allow-list plus the caller's ``env=``, and the
+two protocol pipes on fds it learns from its command line.
+
+Spawns run on one long-lived thread owned by the launcher: the worker's
+parent-death signal fires when the *thread* that forked it exits, so a
+worker started from a short-lived caller thread would be killed with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from host.limits import Limits
+
+T = TypeVar("T")
+
+#: Variables a worker gets besides the caller's ``env=``. HOME and TMPDIR
+#: point into its scratch dir; nothing is copied from the host's environment.
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+STDERR_TAIL_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What to run: one function set, by file path or importable module name."""
+
+    set_name: str
+    path: str | None
+    module: str | None
+    limits: Limits
+    env: dict[str, str] = field(default_factory=dict)
+    extra_sys_path: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return self.path or self.module or "?"
+
+
+class WorkerProcess:
+    """One running worker process and the host's ends of its pipes."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        req_w: int,
+        resp_r: int,
+        workdir: str,
+    ) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.req_w = req_w
+        self.resp_r = resp_r
+        self.workdir = workdir
+        self.pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            # The pid cannot be reused before we reap it, so this is race-free.
+            self.pidfd = os.pidfd_open(proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker's process group (itself and children it kept)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def terminate_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGTERM)
+
+    def reap(self, timeout: float | None = None) -> int | None:
+        """Wait for the exit status (``None`` if still running after ``timeout``)."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
+        """The last ``limit`` bytes the worker wrote to stderr since the last call."""
+        try:
+            with open(os.path.join(self.workdir, "stderr"), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - limit))
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def remove_workdir(self) -> None:
+        """Remove the worker's directory (scratch and capture files), once reaped.
+
+        The pipe fds and the pidfd belong to the ``Channel`` built on them.
+        """
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def describe_exit(returncode: int | None) -> tuple[int | None, str | None, str]:
+    """(exit_code, signal_name, text) for a Popen return code."""
+    if returncode is None:
+        return None, None, "is not responding"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return None, name, f"was killed by {name}"
+    return returncode, None, f"exited with status {returncode}"
+
+
+def worker_env(spec: WorkerSpec, scratch: str) -> dict[str, str]:
+    env = {
+        "PATH": BASE_PATH,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": scratch,
+        "TMPDIR": scratch,
+        "PYTHONUNBUFFERED": "1",  # ignored under -I; the worker flushes itself
+    }
+    env.update(spec.env)
+    return env
+
+
+def spawn_process(spec: WorkerSpec, host_pid: int) -> WorkerProcess:
+    """Start one worker. Raises ``OSError`` if the process cannot be created."""
+    workdir = tempfile.mkdtemp(prefix=f"fnhost-{_safe(spec.set_name)}-")
+    scratch = os.path.join(workdir, "scratch")
+    os.mkdir(scratch, 0o700)
+    req_r, req_w = os.pipe()
+    resp_r, resp_w = os.pipe()
+    limits = spec.limits
+    config: dict[str, Any] = {
+        "in_fd": req_r,
+        "out_fd": resp_w,
+        "host_pid": host_pid,
+        "set_name": spec.set_name,
+        "path": spec.path,
+        "module": spec.module,
+        "extra_sys_path": list(spec.extra_sys_path),
+        "limits": limits.worker_rlimits(),
+        "max_frame_size": limits.max_argument_bytes + 65536,
+        "max_result_bytes": limits.max_result_bytes,
+    }
+    out = err = -1
+    try:
+        # Read-write + append: the worker reads back and truncates its output.
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        out = os.open(os.path.join(workdir, "stdout"), flags, 0o600)
+        err = os.open(os.path.join(workdir, "stderr"), flags, 0o600)
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "worker", json.dumps(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            pass_fds=(req_r, resp_w),
+            cwd=scratch,
+            env=worker_env(spec, scratch),
+            start_new_session=True,
+            close_fds=True,
+        )
+    except BaseException:
+        for fd in (req_r, req_w, resp_r, resp_w, out, err):
+            if fd >= 0:
+                os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    for fd in (req_r, resp_w, out, err):
+        os.close(fd)
+    # Non-blocking host ends: reads and writes are driven by poll with deadlines.
+    os.set_blocking(req_w, False)
+    os.set_blocking(resp_r, False)
+    return WorkerProcess(proc, req_w, resp_r, workdir)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
+
+
+class Launcher:
+    """Runs spawns (and restart jobs) on one long-lived daemon thread."""
+
+    def __init__(self) -> None:
+        self.host_pid = os.getpid()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="fnhost-launcher", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    def on_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        fut: Future[T] = Future()
+        if self._closed:
+            fut.set_exception(RuntimeError("launcher is closed"))
+        else:
+            self._jobs.put((fn, fut))
+        return fut
+
+    def spawn(self, spec: WorkerSpec) -> WorkerProcess:
+        """Start a worker from the launcher thread; blocks until it exists."""
+        if self.on_thread():
+            return spawn_process(spec, self.host_pid)
+        return self.submit(lambda: spawn_process(spec, self.host_pid)).result()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            if not self.on_thread():
+                self._thread.join(timeout=5)

@@ -1,0 +1,67 @@
+"""Per-set limits: how long, how much memory, how big."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits for one function set's worker (defaults suit agent tools).
+
+    - ``timeout``: seconds a call may run before its worker is killed and
+      ``CallTimeout`` raised (``None``: no deadline). A per-call ``timeout=``
+      overrides it.
+    - ``memory_mb``: address-space limit of the worker (``RLIMIT_AS``); user
+      code that exceeds it gets ``MemoryError``, reported as ``out_of_memory``.
+    - ``start_timeout``: seconds for a worker to import its module and report
+      ready; past it the load fails (``LoadError``).
+    - ``open_files``, ``file_size_mb``, ``cpu_seconds``: ``RLIMIT_NOFILE``,
+      ``RLIMIT_FSIZE``, ``RLIMIT_CPU`` (``None``: unlimited).
+    - ``max_result_mb`` / ``max_argument_mb``: the largest encoded reply /
+      request frame; a larger result is ``result_too_large``.
+    - ``crash_limit`` deaths within ``crash_window`` seconds park the set for
+      ``crash_window`` seconds instead of restarting it in a loop.
+    - ``shutdown_grace``: seconds a worker gets to exit on ``close()`` before
+      it is killed.
+    """
+
+    timeout: float | None = 30.0
+    memory_mb: int | None = 512
+    start_timeout: float = 10.0
+    open_files: int | None = 256
+    file_size_mb: int | None = 64
+    cpu_seconds: int | None = None
+    max_result_mb: int = 64
+    max_argument_mb: int = 256
+    crash_limit: int = 5
+    crash_window: float = 10.0
+    shutdown_grace: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be positive or None")
+        if self.start_timeout <= 0:
+            raise ValueError("start_timeout must be positive")
+        if self.memory_mb is not None and self.memory_mb < 64:
+            raise ValueError("memory_mb below 64 cannot start a Python worker")
+        if self.crash_limit < 1:
+            raise ValueError("crash_limit must be at least 1")
+
+    @property
+    def max_result_bytes(self) -> int:
+        return self.max_result_mb * MIB
+
+    @property
+    def max_argument_bytes(self) -> int:
+        return self.max_argument_mb * MIB
+
+    def worker_rlimits(self) -> dict[str, int | None]:
+        return {
+            "memory_mb": self.memory_mb,
+            "open_files": self.open_files,
+            "file_size_mb": self.file_size_mb,
+            "cpu_seconds": self.cpu_seconds,
+        }

@@ -1,0 +1,108 @@
+"""Loaded function sets, the names they export, and how names collide.
+
+Every function is reachable as ``"set.function"``. The merged view maps a
+bare name to one function; when two sets export the same name the policy
+decides: ``"error"`` refuses the later set (``NameConflict``), ``"prefix"``
+exports the later set's colliding names as ``<set>__<function>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from host.errors import NameConflict, UnknownFunction
+from host.worker_handle import WorkerHandle
+
+ConflictPolicy = Literal["error", "prefix"]
+
+
+@dataclass
+class LoadedSet:
+    name: str
+    source: str
+    origin: str  # "builtin", "user" or "explicit"
+    handle: WorkerHandle
+    functions: dict[str, dict[str, Any]]  # bare name -> function info from the worker
+    skipped: dict[str, str]  # function name -> reason it is not exported
+    exported: dict[str, str] = field(default_factory=dict)  # bare -> merged name
+
+
+def json_schema(info: dict[str, Any], name: str) -> dict[str, Any]:
+    """The MemGPT/OpenAI function shape: ``{name, description, parameters}``."""
+    return {"name": name, "description": info["description"], "parameters": info["parameters"]}
+
+
+class Registry:
+    def __init__(self, on_conflict: ConflictPolicy) -> None:
+        if on_conflict not in ("error", "prefix"):
+            raise ValueError('on_conflict must be "error" or "prefix"')
+        self.on_conflict = on_conflict
+        self.sets: dict[str, LoadedSet] = {}
+        self.merged: dict[str, tuple[str, str]] = {}  # exported name -> (set, function)
+
+    def check_set_name(self, name: str, source: str) -> LoadedSet | None:
+        """The already-loaded set of that name from the same source, or None.
+
+        Raises ``NameConflict`` if the name is taken by another source (a
+        user set named like a built-in set included).
+        """
+        existing = self.sets.get(name)
+        if existing is None:
+            return None
+        if existing.source == source:
+            return existing
+        raise NameConflict(name, f"{existing.name} ({existing.source})", source, what="set")
+
+    def plan_exports(self, loaded: LoadedSet) -> dict[str, str]:
+        """Merged names for ``loaded``'s functions under the policy, or ``NameConflict``."""
+        exported: dict[str, str] = {}
+        for func in loaded.functions:
+            name = func
+            if name in self.merged:
+                if self.on_conflict == "error":
+                    raise NameConflict(func, self.merged[name][0], loaded.name)
+                name = f"{loaded.name}__{func}"
+                if name in self.merged or name in loaded.functions:
+                    raise NameConflict(name, self.merged.get(name, (loaded.name,))[0],
+                                       loaded.name)
+            exported[func] = name
+        return exported
+
+    def add(self, loaded: LoadedSet) -> None:
+        """Register ``loaded`` (``NameConflict`` leaves the registry unchanged)."""
+        loaded.exported = self.plan_exports(loaded)
+        self.sets[loaded.name] = loaded
+        for func, name in loaded.exported.items():
+            self.merged[name] = (loaded.name, func)
+
+    def resolve(self, name: str) -> tuple[LoadedSet, str]:
+        """``"func"`` (merged name) or ``"set.func"`` -> (set, bare function name)."""
+        target = self.merged.get(name)
+        if target is not None:
+            return self.sets[target[0]], target[1]
+        set_name, dot, func = name.rpartition(".")
+        if dot:
+            loaded = self.sets.get(set_name)
+            if loaded is None:
+                raise UnknownFunction(set_name, func, f"there is no function set {set_name!r}"
+                                      f" (loaded: {', '.join(self.sets) or 'none'})")
+            if func in loaded.functions:
+                return loaded, func
+            why = loaded.skipped.get(func)
+            text = (f"it was not exported: {why}" if why else
+                    f"the set exports {', '.join(loaded.functions) or 'nothing'}")
+            raise UnknownFunction(set_name, func, text)
+        available = ", ".join(sorted(self.merged)[:50]) or "none"
+        raise UnknownFunction(None, name, f"no loaded function set exports it "
+                                          f"(available: {available})")
+
+    def view(self, merge: bool, make_entry: Any) -> dict[str, Any]:
+        """``{name: entry}`` merged, or ``{set: {function: entry}}`` nested."""
+        if merge:
+            return {
+                name: make_entry(self.sets[s], f, name) for name, (s, f) in self.merged.items()
+            }
+        return {
+            s.name: {f: make_entry(s, f, f) for f in s.functions} for s in self.sets.values()
+        }

@@ -1,0 +1,454 @@
+"""One function set's worker over its life: start, ready, calls, death, restart.
+
+A ``WorkerHandle`` owns the current *incarnation* (one process and its
+channel). When that process dies (crash, timeout kill, protocol error) every
+call in flight on it fails with a specific error, and a new incarnation is
+started in the background. Repeated unintended deaths in a short window
+park the set: calls fail fast with ``WorkerCrashed`` until the window has
+passed, instead of restarting in a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from host.channel import ArgumentsNotSendable, Channel, Pending, WorkerGone
+from host.errors import (
+    CallError,
+    CallTimeout,
+    HostClosed,
+    InvalidArguments,
+    LoadError,
+    ProtocolError,
+    WorkerCrashed,
+    error_from_map,
+)
+from host.launcher import Launcher, WorkerProcess, WorkerSpec, describe_exit
+from protocol import Notification, ProtocolViolation, Response, Verb
+from protocol.messages import validate_call_result, validate_error_map, validate_ready
+
+logger = logging.getLogger("fnhost")
+
+#: How long to wait for a killed worker to be reaped before giving up on it.
+REAP_TIMEOUT = 5.0
+
+# Why the host ended an incarnation on purpose (not counted as crashes).
+_TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START = (
+    "timeout",
+    "closing",
+    "load_failed",
+    "protocol",
+    "start",
+)
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A call's value plus what the function printed (each capped at 64 KiB)."""
+
+    value: Any
+    stdout: str
+    stderr: str
+    set_name: str
+    function: str
+
+
+class _Incarnation:
+    def __init__(self, handle: WorkerHandle, proc: WorkerProcess) -> None:
+        self.proc = proc
+        self.started = time.monotonic()
+        self.ready: dict[str, Any] | None = None
+        self.load_error: LoadError | None = None
+        self.kill_reason: tuple[str, str] | None = None
+        self.timed_out: set[int] = set()
+        self.channel = Channel(
+            read_fd=proc.resp_r,
+            write_fd=proc.req_w,
+            pidfd=proc.pidfd,
+            max_frame_size=handle.spec.limits.max_result_bytes + 2 * 65536 + 4096,
+            on_broken=lambda violation: handle._on_broken(self, violation),
+            exited=lambda: not proc.alive(),
+        )
+
+    def kill(self, reason: str, message: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = (reason, message)
+        self.proc.kill_group()
+
+
+class WorkerHandle:
+    """The worker of one function set. Thread-safe; sync and asyncio calls."""
+
+    def __init__(self, spec: WorkerSpec, launcher: Launcher) -> None:
+        self.spec = spec
+        self.name = spec.set_name
+        self._launcher = launcher
+        self._lock = threading.Lock()
+        self._current: _Incarnation | None = None
+        self._deaths: collections.deque[float] = collections.deque()
+        self._parked_until = 0.0
+        self._park_reason = ""
+        self._closed = False
+        self._log = logger.getChild(f"worker.{self.name}")
+
+    # -- starting ------------------------------------------------------------
+
+    def _spawn(self) -> _Incarnation:
+        try:
+            proc = self._launcher.spawn(self.spec)
+        except OSError as exc:
+            raise LoadError(self.name, f"cannot start a worker process: {exc}",
+                            source=self.spec.source)
+        return _Incarnation(self, proc)
+
+    def _replace(self, old: _Incarnation | None) -> _Incarnation:
+        """Start a new incarnation in place of a dead one (lock held)."""
+        if old is not None:
+            old.channel.close()
+        self._current = self._spawn()
+        return self._current
+
+    def start(self) -> None:
+        """Start the worker process without waiting for it (parallel loads)."""
+        with self._lock:
+            if self._current is None:
+                self._current = self._spawn()
+
+    def wait_loaded(self) -> dict[str, Any]:
+        """Wait for the first start to finish; the ``ready`` params or ``LoadError``.
+
+        Fails if the module raised, exited or crashed while importing, or did
+        not report ready within ``limits.start_timeout`` (it is then killed).
+        """
+        self.start()
+        with self._lock:
+            inc = self._current
+            assert inc is not None
+            self._handshake(inc)
+            assert inc.ready is not None
+            return inc.ready
+
+    def _handshake(self, inc: _Incarnation) -> None:
+        """Read the worker's first message (lock held). Raises ``LoadError``."""
+        if inc.ready is not None:
+            return
+        if inc.load_error is not None:
+            raise inc.load_error
+        ch = inc.channel
+        limit = self.spec.limits.start_timeout
+        if not ch.wait(ch.handshake, inc.started + limit):
+            inc.kill(_START, f"did not finish importing within {limit:g}s")
+            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
+        hs = ch.handshake
+        if hs.error is not None:
+            inc.load_error = _as_load_error(self, hs.error)
+            raise inc.load_error
+        msg = hs.result
+        try:
+            if not isinstance(msg, Notification):
+                raise ProtocolViolation("first message is not a notification")
+            if msg.method == Verb.LOAD_FAILED:
+                params = msg.params if isinstance(msg.params, dict) else {}
+                err = validate_error_map(params.get("error"))
+                inc.kill_reason = (_LOAD_FAILED, "the module failed to import")
+                inc.load_error = LoadError(
+                    self.name,
+                    _load_failure_text(err),
+                    source=self.spec.source,
+                    remote_type=err.get("type"),
+                    traceback=err.get("traceback"),
+                    stderr_tail=_text(params.get("stderr")),
+                )
+                ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)  # it exits by itself
+                if not ch.exit.done:
+                    inc.proc.kill_group()
+                raise inc.load_error
+            if msg.method != Verb.READY:
+                raise ProtocolViolation(f"first message is {msg.method!r}, not ready")
+            ready = validate_ready(msg.params)
+        except ProtocolViolation as exc:
+            inc.kill(_PROTOCOL, str(exc))
+            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
+            inc.load_error = LoadError(
+                self.name, f"the worker broke the protocol while starting: {exc}",
+                source=self.spec.source,
+            )
+            raise inc.load_error
+        self._log_output(ready)
+        inc.ready = ready
+
+    def _ready_incarnation(self) -> _Incarnation:
+        """The current worker, ready to take calls; restarts a dead one.
+
+        Raises ``HostClosed`` after ``close()``; ``WorkerCrashed`` while the
+        set is parked or when a new worker fails to start.
+        """
+        inc = self._current
+        if inc is not None and inc.ready is not None and not inc.channel.broken:
+            return inc  # fast path, no lock
+        with self._lock:
+            if self._closed:
+                raise HostClosed(self.name, None, "the host is closed")
+            inc = self._current
+            if inc is None or inc.channel.broken or inc.load_error is not None:
+                if time.monotonic() < self._parked_until:
+                    left = self._parked_until - time.monotonic()
+                    raise WorkerCrashed(
+                        self.name, None,
+                        f"is parked: {self._park_reason}; it will be restarted on a call "
+                        f"in {left:.1f}s",
+                    )
+                inc = self._replace(inc)
+            try:
+                self._handshake(inc)
+            except LoadError as exc:
+                self._record_death()
+                raise WorkerCrashed(
+                    self.name, None, f"could not be restarted: {exc.message}",
+                    remote_type=exc.remote_type, traceback=exc.traceback,
+                    exit_code=exc.exit_code, signal=exc.signal, stderr_tail=exc.stderr_tail,
+                ) from exc
+            return inc
+
+    def _restart_in_background(self) -> None:
+        def job() -> None:
+            # Runs on the launcher thread. A caller holding the lock may be
+            # waiting for this very thread to spawn, so never block on it:
+            # if the lock is taken, that caller is restarting the worker.
+            if not self._lock.acquire(blocking=False):
+                return
+            try:
+                inc = self._current
+                if self._closed or time.monotonic() < self._parked_until:
+                    return
+                if inc is None or inc.channel.broken:
+                    self._replace(inc)
+            except LoadError as exc:
+                self._log.warning("%s", exc)
+            finally:
+                self._lock.release()
+
+        self._launcher.submit(job)
+
+    # -- calling -------------------------------------------------------------
+
+    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+        """Run ``function`` in the worker and wait for its result.
+
+        Raises a ``CallError`` subclass on failure. On timeout the worker's
+        process group is killed (other calls in flight on it fail with
+        ``WorkerCrashed``) and ``CallTimeout`` is raised.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        inc = self._ready_incarnation()
+        pending = self._send(inc, function, arguments, deadline, None)
+        if not inc.channel.wait(pending, deadline):
+            if self._kill_for_timeout(inc, pending):
+                inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
+                raise self._timeout_error(function, timeout)
+        return self._outcome(inc, pending)
+
+    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+        """``call`` for asyncio. Never blocks the loop, except a start or
+        restart of the worker (run in a thread) and the writing of a large
+        argument. Cancelling abandons the call (see ``Channel.wait_async``).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        inc = self._current
+        if inc is None or inc.ready is None or inc.channel.broken:
+            inc = await asyncio.to_thread(self._ready_incarnation)
+        loop = asyncio.get_running_loop()
+        pending = self._send(inc, function, arguments, deadline, loop)
+        if not await inc.channel.wait_async(pending, deadline):
+            if self._kill_for_timeout(inc, pending):
+                exit_pending = inc.channel.exit
+                if not exit_pending.done:
+                    await asyncio.to_thread(
+                        inc.channel.wait, exit_pending, time.monotonic() + REAP_TIMEOUT
+                    )
+                raise self._timeout_error(function, timeout)
+        return self._outcome(inc, pending)
+
+    def _send(
+        self,
+        inc: _Incarnation,
+        function: str,
+        arguments: Any,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> Pending:
+        try:
+            return inc.channel.call(function, arguments, deadline, loop)
+        except ArgumentsNotSendable as exc:
+            raise InvalidArguments(
+                self.name, function, f"the arguments cannot be sent: {exc}",
+                details={"path": "$", "expected": "JSON-compatible values", "got": str(exc)},
+            )
+
+    def _kill_for_timeout(self, inc: _Incarnation, pending: Pending) -> bool:
+        """Kill the worker for ``pending``'s timeout; False if it finished after all."""
+        if inc.channel.abandon(pending):
+            return False
+        if pending.msgid is not None:
+            inc.timed_out.add(pending.msgid)
+        inc.kill(_TIMEOUT, f"was killed because a call to {self.name}.{pending.function} "
+                           "timed out before this call finished")
+        return True
+
+    def _timeout_error(self, function: str, timeout: float | None) -> CallTimeout:
+        return CallTimeout(
+            self.name, function,
+            f"did not finish within {timeout:g}s; its worker was killed and is restarting",
+        )
+
+    def _outcome(self, inc: _Incarnation, pending: Pending) -> CallResult:
+        if pending.error is not None:
+            if isinstance(pending.error, WorkerGone):
+                raise WorkerCrashed(self.name, pending.function,
+                                    "had already exited when the call was sent")
+            raise pending.error
+        msg = pending.result
+        assert isinstance(msg, Response)
+        try:
+            output = validate_call_result(msg.result)
+            if msg.error is None and "value" not in output:
+                raise ProtocolViolation("successful reply without a value")
+        except ProtocolViolation as exc:
+            inc.kill(_PROTOCOL, f"sent a malformed reply ({exc})")
+            raise ProtocolError(self.name, pending.function, str(exc))
+        self._log_output(output)
+        if msg.error is not None:
+            raise error_from_map(self.name, pending.function, msg.error, output)
+        return CallResult(
+            output["value"], output.get("stdout") or "", output.get("stderr") or "",
+            self.name, pending.function,
+        )
+
+    def _log_output(self, output: dict[str, Any]) -> None:
+        text = output.get("stderr")
+        if text and isinstance(text, str):
+            for line in text.splitlines()[-50:]:
+                self._log.info("%s", line)
+
+    # -- dying ---------------------------------------------------------------
+
+    def _on_broken(self, inc: _Incarnation, violation: ProtocolViolation | None) -> None:
+        """The incarnation exited or broke the protocol: reap, fail calls, restart."""
+        proc = inc.proc
+        if violation is not None and inc.kill_reason is None:
+            inc.kill_reason = (_PROTOCOL, f"broke the protocol ({violation})")
+        if inc.kill_reason is not None:
+            proc.kill_group()
+        returncode = proc.reap(REAP_TIMEOUT)
+        if returncode is None:
+            proc.kill_group()
+            returncode = proc.reap(REAP_TIMEOUT)
+        proc.kill_group()  # children it left in its process group
+        exit_code, sig, how = describe_exit(returncode)
+        tail = proc.stderr_tail()
+        reason = inc.kill_reason
+
+        def make_error(p: Pending) -> BaseException:
+            if p is inc.channel.handshake:
+                why = reason[1] if reason else f"the worker {how} while importing the module"
+                return LoadError(self.name, why, source=self.spec.source, exit_code=exit_code,
+                                 signal=sig, stderr_tail=tail)
+            fields: dict[str, Any] = dict(exit_code=exit_code, signal=sig, stderr_tail=tail)
+            if p.msgid in inc.timed_out:
+                return CallTimeout(self.name, p.function, "timed out", **fields)
+            if reason is not None and reason[0] == _CLOSING:
+                return HostClosed(self.name, p.function, reason[1], **fields)
+            if reason is not None and reason[0] == _PROTOCOL:
+                return ProtocolError(self.name, p.function, reason[1], **fields)
+            if reason is not None:
+                return WorkerCrashed(self.name, p.function, reason[1], **fields)
+            text = f"{how} during the call"
+            if tail:
+                text += f"; stderr ends with: {tail[-300:]}"
+            return WorkerCrashed(self.name, p.function, text, **fields)
+
+        inc.channel.fail_all(make_error)
+        proc.remove_workdir()
+        if reason is None or reason[0] == _PROTOCOL:
+            self._log.warning("worker (pid %d) %s", proc.pid, how)
+            self._record_death()
+        if (
+            inc.ready is not None
+            and not self._closed
+            and time.monotonic() >= self._parked_until
+            and (reason is None or reason[0] in (_TIMEOUT, _PROTOCOL))
+        ):
+            self._restart_in_background()
+
+    def _record_death(self) -> None:
+        now = time.monotonic()
+        limits = self.spec.limits
+        self._deaths.append(now)
+        while self._deaths and self._deaths[0] < now - limits.crash_window:
+            self._deaths.popleft()
+        if len(self._deaths) >= limits.crash_limit:
+            self._deaths.clear()
+            self._parked_until = now + limits.crash_window
+            self._park_reason = (
+                f"its worker died {limits.crash_limit} times within {limits.crash_window:g}s"
+            )
+            self._log.error("function set %r parked: %s", self.name, self._park_reason)
+
+    # -- closing -------------------------------------------------------------
+
+    def begin_close(self) -> None:
+        """Ask the worker to exit after the calls it has (no new calls start)."""
+        with self._lock:
+            self._closed = True
+            inc = self._current
+        if inc is None or inc.channel.broken:
+            return
+        if inc.kill_reason is None:
+            inc.kill_reason = (_CLOSING, "the host was closed while the call was running")
+        if inc.ready is not None:
+            inc.channel.notify(Verb.SHUTDOWN, {})
+        else:
+            inc.proc.kill_group()
+
+    def finish_close(self, deadline: float) -> None:
+        """Wait for the exit until ``deadline``, then kill; release everything."""
+        inc = self._current
+        if inc is None:
+            return
+        ch = inc.channel
+        if not ch.wait(ch.exit, deadline):
+            inc.proc.kill_group()
+            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
+        ch.close()
+        inc.proc.remove_workdir()
+
+    @property
+    def pid(self) -> int | None:
+        inc = self._current
+        return None if inc is None or inc.channel.broken else inc.proc.pid
+
+
+def _as_load_error(handle: WorkerHandle, exc: BaseException) -> LoadError:
+    if isinstance(exc, LoadError):
+        return exc
+    if isinstance(exc, CallError):
+        return LoadError(handle.name, exc.message, source=handle.spec.source,
+                         exit_code=exc.exit_code, signal=exc.signal,
+                         stderr_tail=exc.stderr_tail)
+    return LoadError(handle.name, str(exc) or type(exc).__name__, source=handle.spec.source)
+
+
+def _load_failure_text(err: dict[str, Any]) -> str:
+    if err.get("type") and not err["message"].startswith("the module called"):
+        return f"{err['type']}: {err['message']}"
+    return err["message"]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,244 @@
+"""Message types (msgpack-RPC shape) and their validation.
+
+- request       ``[0, msgid, method, params]``
+- response      ``[1, msgid, error, result]``
+- notification  ``[2, method, params]``
+
+Protocol verbs live in the method slot; user function names only ever travel
+inside ``params``, so a user function called ``shutdown`` is never a verb.
+
+Everything a worker sends is untrusted: ``decode_message`` checks shape and
+types and raises ``ProtocolViolation`` naming the first thing that is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from protocol.errors import WORKER_ERROR_KINDS, ErrorKind, ProtocolViolation
+from protocol.framing import encode_frame, pack, unpack
+
+PROTOCOL_VERSION = 1
+
+REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+
+#: Bounds on the text fields of an error map (characters). The worker trims
+#: to these; the host refuses anything longer.
+MAX_ERROR_MESSAGE = 8192
+MAX_ERROR_TYPE = 512
+MAX_ERROR_TRACEBACK = 32768
+MAX_OUTPUT_TAIL = 65536
+
+
+class Verb(StrEnum):
+    # host -> worker
+    CALL = "call"  # request: {"function": str, "arguments": {str: any}}
+    SHUTDOWN = "shutdown"  # notification: {}
+    # worker -> host
+    READY = "ready"  # notification, first message
+    LOAD_FAILED = "load_failed"  # notification, first and last message
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    msgid: int
+    method: str
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    msgid: int
+    error: dict[str, Any] | None
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    method: str
+    params: Any = field(default_factory=dict)
+
+
+Message = Request | Response | Notification
+
+
+def encode_message(msg: Message, default: Any = None) -> bytes:
+    """Pack a message into one frame (header included)."""
+    if isinstance(msg, Request):
+        obj = [REQUEST, msg.msgid, msg.method, msg.params]
+    elif isinstance(msg, Response):
+        obj = [RESPONSE, msg.msgid, msg.error, msg.result]
+    else:
+        obj = [NOTIFICATION, msg.method, msg.params]
+    return encode_frame(pack(obj, default=default))
+
+
+def decode_message(payload: bytes | memoryview) -> Message:
+    """Unpack and shape-check one frame body."""
+    obj = unpack(payload)
+    if not isinstance(obj, list) or not obj:
+        raise ProtocolViolation(f"message must be a non-empty array, got {_describe(obj)}")
+    mtype = obj[0]
+    if mtype == REQUEST and type(mtype) is int:
+        if len(obj) != 4:
+            raise ProtocolViolation(f"request must have 4 elements, got {len(obj)}")
+        _, msgid, method, params = obj
+        _check_msgid(msgid)
+        _check_method(method)
+        return Request(msgid, method, params)
+    if mtype == RESPONSE and type(mtype) is int:
+        if len(obj) != 4:
+            raise ProtocolViolation(f"response must have 4 elements, got {len(obj)}")
+        _, msgid, error, result = obj
+        _check_msgid(msgid)
+        if error is not None:
+            error = validate_error_map(error, allowed=WORKER_ERROR_KINDS)
+        return Response(msgid, error, result)
+    if mtype == NOTIFICATION and type(mtype) is int:
+        if len(obj) != 3:
+            raise ProtocolViolation(f"notification must have 3 elements, got {len(obj)}")
+        _, method, params = obj
+        _check_method(method)
+        return Notification(method, params)
+    raise ProtocolViolation(f"unknown message type {mtype!r}")
+
+
+def make_error_map(
+    kind: ErrorKind | str,
+    message: str,
+    type_name: str | None = None,
+    traceback: str | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """Build a bounded error map. Extra ``details`` must be msgpack-able."""
+    err: dict[str, Any] = {
+        "kind": str(kind),
+        "message": truncate(message, MAX_ERROR_MESSAGE),
+        "type": None if type_name is None else truncate(type_name, MAX_ERROR_TYPE),
+        "traceback": None if traceback is None else truncate_head(traceback, MAX_ERROR_TRACEBACK),
+    }
+    if details:
+        err["details"] = details
+    return err
+
+
+def validate_error_map(err: Any, allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    """Check an error map from the peer; return it (raises ``ProtocolViolation``)."""
+    if not isinstance(err, dict):
+        raise ProtocolViolation(f"error must be a map, got {_describe(err)}")
+    kind = err.get("kind")
+    if not isinstance(kind, str) or kind not in ErrorKind._value2member_map_:
+        raise ProtocolViolation(f"error has unknown kind {kind!r}")
+    if allowed is not None and kind not in allowed:
+        raise ProtocolViolation(f"a worker may not report error kind {kind!r}")
+    _check_text(err, "message", MAX_ERROR_MESSAGE, required=True)
+    _check_text(err, "type", MAX_ERROR_TYPE)
+    _check_text(err, "traceback", MAX_ERROR_TRACEBACK)
+    details = err.get("details")
+    if details is not None and not isinstance(details, dict):
+        raise ProtocolViolation("error details must be a map")
+    return err
+
+
+def validate_call_result(result: Any) -> dict[str, Any]:
+    """Check the result slot of a ``call`` response: ``{"value"?, "stdout", "stderr"}``."""
+    if not isinstance(result, dict):
+        raise ProtocolViolation(f"call result must be a map, got {_describe(result)}")
+    for key in ("stdout", "stderr"):
+        _check_text(result, key, MAX_OUTPUT_TAIL)
+    return result
+
+
+def validate_ready(params: Any) -> dict[str, Any]:
+    """Check the ``ready`` notification's params."""
+    if not isinstance(params, dict):
+        raise ProtocolViolation("ready params must be a map")
+    if params.get("protocol") != PROTOCOL_VERSION:
+        raise ProtocolViolation(
+            f"worker speaks protocol {params.get('protocol')!r}, host speaks {PROTOCOL_VERSION}"
+        )
+    if type(params.get("pid")) is not int:
+        raise ProtocolViolation("ready must carry the worker pid")
+    functions = params.get("functions")
+    if not isinstance(functions, list):
+        raise ProtocolViolation("ready.functions must be an array")
+    seen = set()
+    for fn in functions:
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ProtocolViolation("each ready.functions entry must be a map with a name")
+        if fn["name"] in seen:
+            raise ProtocolViolation(f"function {fn['name']!r} reported twice")
+        seen.add(fn["name"])
+        if not isinstance(fn.get("parameters"), dict):
+            raise ProtocolViolation(f"function {fn['name']!r} has no parameters schema")
+    skipped = params.get("skipped", [])
+    if not isinstance(skipped, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("reason"), str)
+        for s in skipped
+    ):
+        raise ProtocolViolation("ready.skipped must be an array of {name, reason} maps")
+    return params
+
+
+def truncate(text: str, limit: int) -> str:
+    """Keep the head of ``text`` (messages: the start says what happened)."""
+    if len(text) <= limit:
+        return text
+    marker = f"... [{len(text) - limit} more characters]"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def truncate_head(text: str, limit: int) -> str:
+    """Keep the tail of ``text`` (tracebacks and output: the end matters)."""
+    if len(text) <= limit:
+        return text
+    marker = f"[{len(text) - limit} earlier characters] ..."
+    return marker + text[len(text) - max(0, limit - len(marker)) :]
+
+
+def _check_msgid(msgid: Any) -> None:
+    if type(msgid) is not int or not 0 <= msgid < 2**32:
+        raise ProtocolViolation(f"msgid must be a uint32, got {_describe(msgid)}")
+
+
+def _check_method(method: Any) -> None:
+    if not isinstance(method, str) or not method:
+        raise ProtocolViolation(f"method must be a non-empty string, got {_describe(method)}")
+
+
+def _check_text(obj: dict, key: str, limit: int, required: bool = False) -> None:
+    value = obj.get(key)
+    if value is None and not required:
+        return
+    if not isinstance(value, str):
+        raise ProtocolViolation(f"{key} must be a string, got {_describe(value)}")
+    if len(value) > limit:
+        raise ProtocolViolation(f"{key} is {len(value)} characters, limit {limit}")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}"
+
+
+__all__ = [
+    "MAX_ERROR_MESSAGE",
+    "MAX_ERROR_TRACEBACK",
+    "MAX_OUTPUT_TAIL",
+    "PROTOCOL_VERSION",
+    "Message",
+    "Notification",
+    "Request",
+    "Response",
+    "Verb",
+    "decode_message",
+    "encode_message",
+    "make_error_map",
+    "truncate",
+    "truncate_head",
+    "validate_call_result",
+    "validate_error_map",
+    "validate_ready",
+]

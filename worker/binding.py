@@ -1,0 +1,74 @@
+"""Bind a JSON arguments object to a function's parameters.
+
+Validation happens against the same ``TypeSpec``s that produced the schema.
+The first problem raises ``ArgumentError`` with a path (``items[2].price``),
+what was expected and what was given; nothing is called.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from worker.schema import ArgumentError, describe_value
+from worker.signature import FunctionSpec
+
+P = inspect.Parameter
+
+
+def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Return ``(args, kwargs)`` to call ``spec.function`` with.
+
+    - unknown keys are rejected (the schema is closed);
+    - a missing required parameter is rejected;
+    - ``null`` for a parameter with a default that does not accept ``null``
+      means "use the default" (what OpenAI strict mode sends);
+    - positional-only parameters and ``*args`` are passed positionally,
+      keyword-only parameters and ``**kwargs`` by keyword.
+    """
+    if not isinstance(arguments, dict):
+        raise ArgumentError("$", "an object of named arguments", describe_value(arguments))
+    for key in arguments:
+        if key not in spec.by_name:
+            known = ", ".join(p.name for p in spec.parameters) or "none"
+            raise ArgumentError(str(key), f"no such parameter (parameters: {known})", "a value")
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for param in spec.parameters:
+        present = param.name in arguments
+        value = arguments.get(param.name)
+        if present and value is None and param.has_default:
+            try:
+                value = param.type.coerce(None, param.name)
+            except ArgumentError:
+                present = False  # null means "use the default"
+        elif present:
+            value = param.type.coerce(value, param.name)
+        if param.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+            if present:
+                args.append(value)
+            elif param.has_default:
+                args.append(param.default)
+            else:
+                raise ArgumentError(param.name, f"a value ({param.type.expected})", "nothing")
+        elif param.kind is P.VAR_POSITIONAL:
+            if present:
+                args.extend(value)
+        elif param.kind is P.KEYWORD_ONLY:
+            if present:
+                kwargs[param.name] = value
+            elif not param.has_default:
+                raise ArgumentError(param.name, f"a value ({param.type.expected})", "nothing")
+        else:  # VAR_KEYWORD
+            if present:
+                for key, item in value.items():
+                    if key in spec.by_name and key != param.name:
+                        kind = spec.by_name[key].kind
+                        if kind is not P.POSITIONAL_ONLY:
+                            raise ArgumentError(
+                                f"{param.name}.{key}",
+                                f"a key other than the named parameter {key!r}",
+                                "a duplicate",
+                            )
+                    kwargs[key] = item
+    return args, kwargs

@@ -1,0 +1,85 @@
+"""Import a function set's module and discover the functions it exports.
+
+Both steps run user code (the module's top level, decorators, module
+``__getattr__``), which is why they happen here in the worker and never in
+the host.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+
+class ModuleLoadError(Exception):
+    """The module could not be found or imported (the cause is chained)."""
+
+
+def import_module(path: str | None, module_name: str | None, set_name: str) -> ModuleType:
+    """Import by file path or by importable name.
+
+    A file's directory goes at the *end* of ``sys.path``: sibling helper
+    modules import, but a user file named ``json.py`` or ``msgpack.py`` can
+    never shadow what the worker itself uses. The module is registered in
+    ``sys.modules`` before it executes (dataclasses and pickling by name look
+    it up there); its name is the file stem unless that would replace an
+    existing or standard-library module.
+    """
+    if module_name is not None:
+        return importlib.import_module(module_name)
+    assert path is not None
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ModuleLoadError(f"no such file: {path}")
+    directory = os.path.dirname(path)
+    if directory not in sys.path:
+        sys.path.append(directory)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name = stem
+    if not stem.isidentifier() or stem in sys.modules or stem in sys.stdlib_module_names:
+        name = f"fnhost_set_{set_name if set_name.isidentifier() else 'module'}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModuleLoadError(f"cannot import {path}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def discover_functions(module: ModuleType) -> dict[str, Any]:
+    """The module's exported functions, in definition order.
+
+    Read from ``vars(module)`` (never ``dir()``, which a module ``__dir__``
+    can forge, and never ``getattr``, which runs a module ``__getattr__``).
+    Exported: plain and ``async`` functions defined in this module, or named
+    in ``__all__``, without a leading underscore. Re-exports such as
+    ``from os import system`` (builtins, or functions of other modules not
+    in ``__all__``), classes, lambdas and callable instances are not.
+    """
+    namespace = vars(module)
+    listed = namespace.get("__all__")
+    explicit = (
+        {n for n in listed if isinstance(n, str)} if isinstance(listed, list | tuple) else set()
+    )
+    found: dict[str, Any] = {}
+    for name, obj in list(namespace.items()):
+        if not isinstance(name, str) or name.startswith("_"):
+            continue
+        if not inspect.isfunction(obj):  # excludes builtins, classes, instances, partials
+            continue
+        if obj.__name__ == "<lambda>":
+            continue
+        if obj.__module__ != module.__name__ and name not in explicit:
+            continue
+        found[name] = obj
+    return found

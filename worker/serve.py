@@ -1,0 +1,167 @@
+"""The worker's request loop: read a frame, run the call, write the reply.
+
+Single-threaded and strictly sequential: one call runs at a time, replies go
+out in the order calls finish. Every exception from user code, including
+``SystemExit`` and ``KeyboardInterrupt``, becomes an error reply; the loop
+only ends on ``shutdown``, on end of input (the host is gone), or on a
+protocol violation by the host.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import traceback as tb
+from typing import Any
+
+from protocol import (
+    ErrorKind,
+    FrameDecoder,
+    Notification,
+    ProtocolViolation,
+    Request,
+    Verb,
+    decode_message,
+)
+from worker.binding import bind
+from worker.capture import OutputCapture
+from worker.results import encode_error, encode_result
+from worker.schema import ArgumentError
+from worker.signature import FunctionSpec
+
+READ_CHUNK = 1 << 16
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str, str]:
+    """(type name, message, traceback) without trusting the exception object.
+
+    ``str()`` and ``repr()`` of a user exception may raise or be huge; the
+    protocol's ``make_error_map`` bounds the sizes.
+    """
+    cls = type(exc)
+    module = getattr(cls, "__module__", "") or ""
+    type_name = cls.__qualname__ if module in ("builtins", "") else f"{module}.{cls.__qualname__}"
+    try:
+        message = str(exc)
+    except BaseException:
+        message = f"<{type_name}: str() failed>"
+    try:
+        trace = "".join(tb.format_exception(exc, limit=50))
+    except BaseException:
+        trace = f"<traceback of {type_name} could not be formatted>"
+    return type_name, message, trace
+
+
+class Server:
+    def __init__(
+        self,
+        in_fd: int,
+        out_fd: int,
+        functions: dict[str, FunctionSpec],
+        capture: OutputCapture,
+        max_frame_size: int,
+        max_result_bytes: int,
+    ) -> None:
+        self.in_fd = in_fd
+        self.out_fd = out_fd
+        self.functions = functions
+        self.capture = capture
+        self.decoder = FrameDecoder(max_frame_size)
+        self.max_result_bytes = max_result_bytes
+        self.pid = os.getpid()
+
+    def run(self) -> None:
+        """Serve until shutdown or EOF, then leave with ``os._exit``."""
+        while True:
+            try:
+                data = os.read(self.in_fd, READ_CHUNK)
+            except OSError as exc:
+                self._die(f"cannot read requests: {exc}", 74)
+            if not data:
+                os._exit(0)
+            try:
+                frames = self.decoder.feed(data)
+                for body in frames:
+                    msg = decode_message(body)
+                    if isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
+                        os._exit(0)
+                    if isinstance(msg, Request) and msg.method == Verb.CALL:
+                        self.handle_call(msg)
+                    else:
+                        raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
+            except ProtocolViolation as exc:
+                self._die(f"protocol violation by host: {exc}", 76)
+
+    def _die(self, why: str, code: int) -> None:
+        try:
+            os.write(2, f"fnhost worker: {why}\n".encode())
+        finally:
+            os._exit(code)
+
+    def handle_call(self, msg: Request) -> None:
+        frame = self._run_call(msg)
+        if os.getpid() != self.pid:
+            os._exit(0)  # a process forked by user code never answers
+        write_all(self.out_fd, frame)
+
+    def _run_call(self, msg: Request) -> bytes:
+        params = msg.params if isinstance(msg.params, dict) else {}
+        name = params.get("function")
+        arguments = params.get("arguments", {})
+        spec = self.functions.get(name) if isinstance(name, str) else None
+        if spec is None:
+            available = ", ".join(sorted(self.functions))[:2000] or "none"
+            return encode_error(
+                msg.msgid,
+                ErrorKind.UNKNOWN_FUNCTION,
+                f"no exported function named {name!r} (available: {available})",
+                self.capture.collect(),
+            )
+        try:
+            args, kwargs = bind(spec, arguments)
+        except ArgumentError as exc:
+            return encode_error(
+                msg.msgid,
+                ErrorKind.INVALID_ARGUMENTS,
+                str(exc),
+                self.capture.collect(),
+                path=exc.path,
+                expected=exc.expected,
+                got=exc.got,
+            )
+        try:
+            value = self._invoke(spec, args, kwargs)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user errors
+            if os.getpid() != self.pid:
+                os._exit(0)
+            type_name, message, trace = describe_exception(exc)
+            kind = (
+                ErrorKind.OUT_OF_MEMORY
+                if isinstance(exc, MemoryError)
+                else (ErrorKind.USER_EXCEPTION)
+            )
+            del exc
+            return encode_error(msg.msgid, kind, message, self.capture.collect(), type_name, trace)
+        if os.getpid() != self.pid:
+            os._exit(0)
+        output = self.capture.collect()
+        return encode_result(msg.msgid, value, output, self.max_result_bytes)
+
+    @staticmethod
+    def _invoke(spec: FunctionSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        value = spec.function(*args, **kwargs)
+        if inspect.isawaitable(value):
+            import asyncio
+
+            async def _await() -> Any:
+                return await value
+
+            value = asyncio.run(_await())
+        return value
