@@ -78,8 +78,9 @@ class FunctionHost:
 
     # -- loading -------------------------------------------------------------
 
-    def _spec(self, source: str | os.PathLike[str], name: str | None,
-              limits: Limits | None) -> WorkerSpec:
+    def _spec(
+        self, source: str | os.PathLike[str], name: str | None, limits: Limits | None
+    ) -> WorkerSpec:
         text = os.fspath(source)
         is_path = text.endswith(".py") or os.sep in text or os.path.exists(text)
         if is_path:
@@ -178,8 +179,9 @@ class FunctionHost:
                 with self._lock:
                     self._load_errors[spec.set_name] = exc
                 if raise_errors:
-                    self._close_handles([h for _, h in handles[i + 1:]
-                                         if isinstance(h, WorkerHandle)])
+                    self._close_handles(
+                        [h for _, h in handles[i + 1 :] if isinstance(h, WorkerHandle)]
+                    )
                     raise
                 results.append(None)
                 continue
@@ -200,8 +202,9 @@ class FunctionHost:
             except Exception as exc:
                 self._close_handles([item])
                 if raise_errors:
-                    self._close_handles([h for _, h in handles[i + 1:]
-                                         if isinstance(h, WorkerHandle)])
+                    self._close_handles(
+                        [h for _, h in handles[i + 1 :] if isinstance(h, WorkerHandle)]
+                    )
                     raise
                 results.append(exc)
                 continue
@@ -233,9 +236,7 @@ class FunctionHost:
     def schemas(self, merge: bool = True) -> dict[str, Any]:
         """``{name: json_schema}``, or ``{set: {function: json_schema}}`` when not merged."""
         with self._lock:
-            return self._registry.view(
-                merge, lambda s, f, name: json_schema(s.functions[f], name)
-            )
+            return self._registry.view(merge, lambda s, f, name: json_schema(s.functions[f], name))
 
     @property
     def load_errors(self) -> dict[str, LoadError]:
@@ -275,13 +276,17 @@ class FunctionHost:
                 arguments = json.loads(arguments) if arguments.strip() else {}
             except ValueError as exc:
                 raise InvalidArguments(
-                    loaded.name, func, f"the arguments are not valid JSON ({exc})",
+                    loaded.name,
+                    func,
+                    f"the arguments are not valid JSON ({exc})",
                     details={"path": "$", "expected": "a JSON object", "got": "invalid JSON"},
                 )
         if not isinstance(arguments, dict):
             got = type(arguments).__name__
             raise InvalidArguments(
-                loaded.name, func, f"$: expected an object of named arguments, got {got}",
+                loaded.name,
+                func,
+                f"$: expected an object of named arguments, got {got}",
                 details={"path": "$", "expected": "an object of named arguments", "got": got},
             )
         if timeout is None:

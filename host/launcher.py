@@ -200,9 +200,7 @@ class Launcher:
 
     def __init__(self) -> None:
         self.host_pid = os.getpid()
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="fnhost-launcher", daemon=True)
         self._thread.start()
         self._closed = False

@@ -64,8 +64,7 @@ class Registry:
                     raise NameConflict(func, self.merged[name][0], loaded.name)
                 name = f"{loaded.name}__{func}"
                 if name in self.merged or name in loaded.functions:
-                    raise NameConflict(name, self.merged.get(name, (loaded.name,))[0],
-                                       loaded.name)
+                    raise NameConflict(name, self.merged.get(name, (loaded.name,))[0], loaded.name)
             exported[func] = name
         return exported
 
@@ -85,24 +84,28 @@ class Registry:
         if dot:
             loaded = self.sets.get(set_name)
             if loaded is None:
-                raise UnknownFunction(set_name, func, f"there is no function set {set_name!r}"
-                                      f" (loaded: {', '.join(self.sets) or 'none'})")
+                raise UnknownFunction(
+                    set_name,
+                    func,
+                    f"there is no function set {set_name!r}"
+                    f" (loaded: {', '.join(self.sets) or 'none'})",
+                )
             if func in loaded.functions:
                 return loaded, func
             why = loaded.skipped.get(func)
-            text = (f"it was not exported: {why}" if why else
-                    f"the set exports {', '.join(loaded.functions) or 'nothing'}")
+            text = (
+                f"it was not exported: {why}"
+                if why
+                else f"the set exports {', '.join(loaded.functions) or 'nothing'}"
+            )
             raise UnknownFunction(set_name, func, text)
         available = ", ".join(sorted(self.merged)[:50]) or "none"
-        raise UnknownFunction(None, name, f"no loaded function set exports it "
-                                          f"(available: {available})")
+        raise UnknownFunction(
+            None, name, f"no loaded function set exports it (available: {available})"
+        )
 
     def view(self, merge: bool, make_entry: Any) -> dict[str, Any]:
         """``{name: entry}`` merged, or ``{set: {function: entry}}`` nested."""
         if merge:
-            return {
-                name: make_entry(self.sets[s], f, name) for name, (s, f) in self.merged.items()
-            }
-        return {
-            s.name: {f: make_entry(s, f, f) for f in s.functions} for s in self.sets.values()
-        }
+            return {name: make_entry(self.sets[s], f, name) for name, (s, f) in self.merged.items()}
+        return {s.name: {f: make_entry(s, f, f) for f in s.functions} for s in self.sets.values()}

@@ -103,8 +103,9 @@ class WorkerHandle:
         try:
             proc = self._launcher.spawn(self.spec)
         except OSError as exc:
-            raise LoadError(self.name, f"cannot start a worker process: {exc}",
-                            source=self.spec.source)
+            raise LoadError(
+                self.name, f"cannot start a worker process: {exc}", source=self.spec.source
+            )
         return _Incarnation(self, proc)
 
     def _replace(self, old: _Incarnation | None) -> _Incarnation:
@@ -176,7 +177,8 @@ class WorkerHandle:
             inc.kill(_PROTOCOL, str(exc))
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
             inc.load_error = LoadError(
-                self.name, f"the worker broke the protocol while starting: {exc}",
+                self.name,
+                f"the worker broke the protocol while starting: {exc}",
                 source=self.spec.source,
             )
             raise inc.load_error
@@ -200,7 +202,8 @@ class WorkerHandle:
                 if time.monotonic() < self._parked_until:
                     left = self._parked_until - time.monotonic()
                     raise WorkerCrashed(
-                        self.name, None,
+                        self.name,
+                        None,
                         f"is parked: {self._park_reason}; it will be restarted on a call "
                         f"in {left:.1f}s",
                     )
@@ -210,9 +213,14 @@ class WorkerHandle:
             except LoadError as exc:
                 self._record_death()
                 raise WorkerCrashed(
-                    self.name, None, f"could not be restarted: {exc.message}",
-                    remote_type=exc.remote_type, traceback=exc.traceback,
-                    exit_code=exc.exit_code, signal=exc.signal, stderr_tail=exc.stderr_tail,
+                    self.name,
+                    None,
+                    f"could not be restarted: {exc.message}",
+                    remote_type=exc.remote_type,
+                    traceback=exc.traceback,
+                    exit_code=exc.exit_code,
+                    signal=exc.signal,
+                    stderr_tail=exc.stderr_tail,
                 ) from exc
             return inc
 
@@ -287,7 +295,9 @@ class WorkerHandle:
             return inc.channel.call(function, arguments, deadline, loop)
         except ArgumentsNotSendable as exc:
             raise InvalidArguments(
-                self.name, function, f"the arguments cannot be sent: {exc}",
+                self.name,
+                function,
+                f"the arguments cannot be sent: {exc}",
                 details={"path": "$", "expected": "JSON-compatible values", "got": str(exc)},
             )
 
@@ -297,21 +307,26 @@ class WorkerHandle:
             return False
         if pending.msgid is not None:
             inc.timed_out.add(pending.msgid)
-        inc.kill(_TIMEOUT, f"was killed because a call to {self.name}.{pending.function} "
-                           "timed out before this call finished")
+        inc.kill(
+            _TIMEOUT,
+            f"was killed because a call to {self.name}.{pending.function} "
+            "timed out before this call finished",
+        )
         return True
 
     def _timeout_error(self, function: str, timeout: float | None) -> CallTimeout:
         return CallTimeout(
-            self.name, function,
+            self.name,
+            function,
             f"did not finish within {timeout:g}s; its worker was killed and is restarting",
         )
 
     def _outcome(self, inc: _Incarnation, pending: Pending) -> CallResult:
         if pending.error is not None:
             if isinstance(pending.error, WorkerGone):
-                raise WorkerCrashed(self.name, pending.function,
-                                    "had already exited when the call was sent")
+                raise WorkerCrashed(
+                    self.name, pending.function, "had already exited when the call was sent"
+                )
             raise pending.error
         msg = pending.result
         assert isinstance(msg, Response)
@@ -326,8 +341,11 @@ class WorkerHandle:
         if msg.error is not None:
             raise error_from_map(self.name, pending.function, msg.error, output)
         return CallResult(
-            output["value"], output.get("stdout") or "", output.get("stderr") or "",
-            self.name, pending.function,
+            output["value"],
+            output.get("stdout") or "",
+            output.get("stderr") or "",
+            self.name,
+            pending.function,
         )
 
     def _log_output(self, output: dict[str, Any]) -> None:
@@ -357,8 +375,14 @@ class WorkerHandle:
         def make_error(p: Pending) -> BaseException:
             if p is inc.channel.handshake:
                 why = reason[1] if reason else f"the worker {how} while importing the module"
-                return LoadError(self.name, why, source=self.spec.source, exit_code=exit_code,
-                                 signal=sig, stderr_tail=tail)
+                return LoadError(
+                    self.name,
+                    why,
+                    source=self.spec.source,
+                    exit_code=exit_code,
+                    signal=sig,
+                    stderr_tail=tail,
+                )
             fields: dict[str, Any] = dict(exit_code=exit_code, signal=sig, stderr_tail=tail)
             if p.msgid in inc.timed_out:
                 return CallTimeout(self.name, p.function, "timed out", **fields)
@@ -438,9 +462,14 @@ def _as_load_error(handle: WorkerHandle, exc: BaseException) -> LoadError:
     if isinstance(exc, LoadError):
         return exc
     if isinstance(exc, CallError):
-        return LoadError(handle.name, exc.message, source=handle.spec.source,
-                         exit_code=exc.exit_code, signal=exc.signal,
-                         stderr_tail=exc.stderr_tail)
+        return LoadError(
+            handle.name,
+            exc.message,
+            source=handle.spec.source,
+            exit_code=exc.exit_code,
+            signal=exc.signal,
+            stderr_tail=exc.stderr_tail,
+        )
     return LoadError(handle.name, str(exc) or type(exc).__name__, source=handle.spec.source)
 
 

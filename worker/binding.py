@@ -30,8 +30,9 @@ def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]
         raise ArgumentError("$", "an object of named arguments", describe_value(arguments))
     for key in arguments:
         if key not in spec.by_name:
-            known = ", ".join(p.name for p in spec.parameters) or "none"
-            raise ArgumentError(str(key), f"no such parameter (parameters: {known})", "a value")
+            known = ", ".join(p.name for p in spec.parameters)
+            expected = f"one of the parameters {known}" if known else "no arguments"
+            raise ArgumentError(str(key), expected, "an unexpected argument")
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for param in spec.parameters:
@@ -50,7 +51,7 @@ def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]
             elif param.has_default:
                 args.append(param.default)
             else:
-                raise ArgumentError(param.name, f"a value ({param.type.expected})", "nothing")
+                raise ArgumentError(param.name, f"{param.type.expected} (required)", "nothing")
         elif param.kind is P.VAR_POSITIONAL:
             if present:
                 args.extend(value)
@@ -58,7 +59,7 @@ def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]
             if present:
                 kwargs[param.name] = value
             elif not param.has_default:
-                raise ArgumentError(param.name, f"a value ({param.type.expected})", "nothing")
+                raise ArgumentError(param.name, f"{param.type.expected} (required)", "nothing")
         else:  # VAR_KEYWORD
             if present:
                 for key, item in value.items():

@@ -1,0 +1,187 @@
+"""The ``fnhost`` command line (also ``python -m host``).
+
+Exit codes: 0 success; 1 a call failed (the error is printed); 2 bad usage,
+or a function set failed to load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from host.errors import CallError, HostError
+from host.function_host import FunctionHost
+from host.limits import Limits
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "function_sets"
+
+
+def _host_for(
+    paths: Sequence[str],
+    limits: Limits | None = None,
+    env: dict[str, str] | None = None,
+    builtins: bool = True,
+) -> FunctionHost:
+    """A host loading built-ins (optionally) plus each DIR or FILE given."""
+    dirs = [p for p in paths if Path(p).is_dir()]
+    files = [p for p in paths if not Path(p).is_dir()]
+    fh = FunctionHost(
+        builtin_dir=None if builtins else "/nonexistent-fnhost-builtins",
+        user_dirs=dirs,
+        limits=limits,
+        env=env,
+        on_conflict="prefix",
+    )
+    try:
+        fh.load_all_function_sets()
+        for f in files:
+            fh.load_function_set(f)
+    except HostError:
+        fh.close()
+        raise
+    return fh
+
+
+def _report_load_errors(fh: FunctionHost) -> None:
+    for err in fh.load_errors.values():
+        print(f"load error: {err}", file=sys.stderr)
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    with _host_for(args.paths, builtins=not args.no_builtins) as fh:
+        _report_load_errors(fh)
+        print(json.dumps(fh.schemas(merge=not args.nested), indent=2))
+        return 2 if fh.load_errors else 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    limits = Limits(timeout=args.timeout)
+    with _host_for(args.paths, limits=limits, builtins=not args.no_builtins) as fh:
+        _report_load_errors(fh)
+        try:
+            result = fh.call_detailed(args.name, args.arguments)
+        except CallError as exc:
+            print(f"error ({exc.kind}): {exc}", file=sys.stderr)
+            return 1
+        if result.stdout:
+            print(result.stdout, end="", file=sys.stderr)
+        print(json.dumps(result.value, indent=2, default=repr))
+        return 0
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title}")
+
+
+def _demo_call(
+    fh: FunctionHost, name: str, arguments: object, timeout: float | None = None
+) -> None:
+    shown = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    start = time.perf_counter()
+    try:
+        result = fh.call_detailed(name, arguments, timeout=timeout)
+    except CallError as exc:
+        ms = (time.perf_counter() - start) * 1000
+        print(f"  {name}({shown}) -> {type(exc).__name__} [{exc.kind}] in {ms:.1f} ms")
+        print(f"      {exc}")
+        return
+    ms = (time.perf_counter() - start) * 1000
+    print(f"  {name}({shown}) -> {json.dumps(result.value)}  ({ms:.1f} ms)")
+    if result.stdout:
+        print(f"      captured stdout: {result.stdout.strip()!r}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    directory = Path(args.dir) if args.dir else EXAMPLES
+    if not directory.is_dir():
+        print(f"no example function sets at {directory}; pass a directory", file=sys.stderr)
+        return 2
+    _step(f"Loading the built-in sets and {directory} (one worker process per set)")
+    start = time.perf_counter()
+    fh = FunctionHost(
+        user_dirs=[directory],
+        limits=Limits(timeout=5.0),
+        env={"WEATHER_API_KEY": "demo-key"},
+    )
+    with fh:
+        fh.load_all_function_sets()
+        ms = (time.perf_counter() - start) * 1000
+        for name, info in fh.function_sets.items():
+            print(f"  {name:<12} pid {info['pid']:<7} {', '.join(info['functions'])}")
+        for name, err in fh.load_errors.items():
+            print(f"  {name:<12} FAILED: {err}")
+        print(f"  ready in {ms:.0f} ms")
+
+        _step("A schema, as an LLM sees it")
+        print(json.dumps(fh.schemas()["get_weather"], indent=2))
+
+        _step("Calls (arguments as dicts, or JSON strings as models send them)")
+        _demo_call(fh, "add", {"a": 2, "b": 40})
+        _demo_call(fh, "get_weather", '{"city": "Paris", "units": "imperial"}')
+        _demo_call(fh, "calculator.mean", {"values": [1, 2, 3], "weights": [3, 2, 1]})
+        _demo_call(fh, "word_count", {"text": "one process per function set"})
+        _demo_call(fh, "api_key_configured", {})
+        _demo_call(fh, "shout", {"text": "hello"})
+
+        _step("Bad input becomes a clear error")
+        _demo_call(fh, "get_weather", {"city": "Paris", "units": "kelvin"})
+        _demo_call(fh, "get_weather", {"city": "Atlantis"})
+        _demo_call(fh, "add", {"a": 1})
+        _demo_call(fh, "no_such_tool", {})
+
+        _step("Hostile code: a segfault and a hang, and the host carries on")
+        _demo_call(fh, "crash", {})
+        _demo_call(fh, "shout", {"text": "still here"})
+        _demo_call(fh, "hang", {}, timeout=1.0)
+        _demo_call(fh, "shout", {"text": "and again"})
+        _demo_call(fh, "forecast", {"city": "Tokyo", "days": 2})
+    print("\nClosed: every worker stopped and its scratch directory removed.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fnhost",
+        description="Run Python tool functions in sandboxed worker processes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="load the bundled examples and show the host at work")
+    demo.add_argument("dir", nargs="?", help="a directory of function sets (default: examples)")
+    demo.set_defaults(func=cmd_demo)
+
+    schemas = sub.add_parser("schemas", help="print the JSON schemas of function sets")
+    schemas.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    schemas.add_argument("--nested", action="store_true", help="group by function set")
+    schemas.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
+    schemas.set_defaults(func=cmd_schemas)
+
+    call = sub.add_parser("call", help="call one function and print its result as JSON")
+    call.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    call.add_argument("name", help='"function" or "set.function"')
+    call.add_argument("arguments", help="a JSON object of arguments")
+    call.add_argument("--timeout", type=float, default=30.0)
+    call.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
+    call.set_defaults(func=cmd_call)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="  [log] %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except HostError as exc:
+        print(f"fnhost: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
