@@ -1,0 +1,272 @@
+"""Crashes, hangs and protocol abuse end as errors; the host and other sets carry on."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from host import CallTimeout, Limits, ProtocolError, WorkerCrashed
+
+from .conftest import wait_for, worker_pids
+
+HOSTILE = '''
+import ctypes
+import json
+import os
+import signal
+import struct
+import sys
+import time
+
+import msgpack
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def echo(x: int) -> int:
+    return x
+
+
+def segfault() -> None:
+    ctypes.string_at(0)
+
+
+def abort() -> None:
+    os.abort()
+
+
+def exit_zero() -> None:
+    os._exit(0)
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def say_then_die(text: str) -> None:
+    sys.stderr.write(text + "\\n")
+    sys.stderr.flush()
+    os._exit(9)
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def sleep(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+def stubborn() -> None:
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
+        signal.signal(s, signal.SIG_IGN)
+    while True:
+        pass
+
+
+def _protocol_fd() -> int:
+    return json.loads(sys.argv[1])["out_fd"]
+
+
+def forge_reply() -> str:
+    # A well-formed reply to a request id that was never sent.
+    body = msgpack.packb([1, 999999, None, {"value": "forged", "stdout": "", "stderr": ""}])
+    os.write(_protocol_fd(), struct.pack(">I", len(body)) + body)
+    time.sleep(5)
+    return "genuine"
+
+
+def garbage() -> str:
+    os.write(_protocol_fd(), b"\\x00\\x00\\x00\\x05\\xc1\\xc1\\xc1\\xc1\\xc1")
+    time.sleep(5)
+    return "genuine"
+
+
+def claim_timeout() -> str:
+    # A worker may not report host-only error kinds.
+    body = msgpack.packb([1, 1, {"kind": "timeout", "message": "x"}, {}])
+    os.write(_protocol_fd(), struct.pack(">I", len(body)) + body)
+    time.sleep(5)
+    return "genuine"
+'''
+
+OTHER = '''
+def ping() -> str:
+    return "pong"
+'''
+
+
+@pytest.fixture
+def hostile(fh, write_set):
+    fh.load_function_set(write_set("hostile", HOSTILE))
+    fh.load_function_set(write_set("other", OTHER))
+    return fh
+
+
+@pytest.mark.parametrize(
+    "name,signal_name,exit_code",
+    [
+        ("segfault", "SIGSEGV", None),
+        ("abort", "SIGABRT", None),
+        ("kill_self", "SIGKILL", None),
+        ("exit_zero", None, 0),
+    ],
+)
+def test_crash_is_worker_crashed_then_restart(hostile, name, signal_name, exit_code):
+    other_pid = hostile.function_sets["other"]["pid"]
+    first = hostile.call("pid")
+    with pytest.raises(WorkerCrashed) as info:
+        hostile.call(name)
+    err = info.value
+    assert (err.kind, err.set_name, err.function) == ("worker_crashed", "hostile", name)
+    assert err.signal == signal_name
+    assert err.exit_code == exit_code
+    assert (signal_name or f"status {exit_code}") in str(err)
+    second = hostile.call("pid")
+    assert second != first  # a new worker
+    assert hostile.call("echo", {"x": 5}) == 5
+    assert hostile.call("ping") == "pong"
+    assert hostile.function_sets["other"]["pid"] == other_pid  # other sets untouched
+
+
+def test_crash_error_carries_stderr_tail(hostile):
+    with pytest.raises(WorkerCrashed) as info:
+        hostile.call("say_then_die", {"text": "last words before dying"})
+    assert info.value.exit_code == 9
+    assert "last words before dying" in info.value.stderr_tail
+
+
+def test_worker_restarts_by_itself(hostile):
+    first = hostile.call("pid")
+    with pytest.raises(WorkerCrashed):
+        hostile.call("segfault")
+    # Without any call, a new worker process appears.
+
+    def restarted() -> bool:
+        pid = hostile.function_sets["hostile"]["pid"]
+        return pid not in (None, first) and pid in worker_pids()
+
+    assert wait_for(restarted)
+
+
+@pytest.mark.parametrize("name", ["spin", "stubborn"])
+def test_timeout_kills_the_worker(hostile, name):
+    first = hostile.call("pid")
+    start = time.monotonic()
+    with pytest.raises(CallTimeout) as info:
+        hostile.call(name, timeout=0.5)
+    elapsed = time.monotonic() - start
+    assert info.value.kind == "timeout"
+    assert (info.value.set_name, info.value.function) == ("hostile", name)
+    assert "0.5s" in str(info.value)
+    assert 0.5 <= elapsed < 5.0
+    # The timed-out code does not keep running: its process is gone.
+    assert wait_for(lambda: first not in worker_pids(), 2.0)
+    assert hostile.call("pid") != first
+    assert hostile.call("echo", {"x": 1}) == 1
+
+
+def test_default_timeout_from_limits(make_host, write_set):
+    fh = make_host(limits=Limits(timeout=0.3))
+    fh.load_function_set(write_set("hostile", HOSTILE))
+    with pytest.raises(CallTimeout):
+        fh.call("sleep", {"seconds": 30})
+    assert fh.call("sleep", {"seconds": 0.01}) == "slept"
+
+
+def test_per_set_limits_override(fh, write_set):
+    fh.load_function_set(write_set("hostile", HOSTILE), limits=Limits(timeout=0.3))
+    with pytest.raises(CallTimeout):
+        fh.call("sleep", {"seconds": 30})
+
+
+def test_calls_in_flight_on_a_crashing_worker_all_fail(hostile):
+    results: dict[str, object] = {}
+
+    def slow() -> None:
+        try:
+            results["slow"] = hostile.call("sleep", {"seconds": 30})
+        except Exception as exc:
+            results["slow"] = exc
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.2)
+    pid = hostile.function_sets["hostile"]["pid"]
+    os.kill(pid, 9)  # from outside, as the OOM killer would
+    thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(results["slow"], WorkerCrashed)
+    assert results["slow"].signal == "SIGKILL"
+    assert hostile.call("echo", {"x": 3}) == 3
+
+
+@pytest.mark.parametrize("name", ["forge_reply", "garbage", "claim_timeout"])
+def test_protocol_abuse_is_protocol_error_and_restart(hostile, name):
+    first = hostile.call("pid")
+    with pytest.raises(ProtocolError) as info:
+        hostile.call(name, timeout=10)
+    assert info.value.kind == "protocol_error"
+    assert info.value.set_name == "hostile"
+    assert hostile.call("pid") != first
+    assert hostile.call("echo", {"x": 4}) == 4
+
+
+def test_crash_loop_parks_the_set(make_host, write_set):
+    fh = make_host(limits=Limits(crash_limit=3, crash_window=30.0))
+    fh.load_function_set(write_set("hostile", HOSTILE))
+    fh.load_function_set(write_set("other", OTHER))
+    for _ in range(3):
+        with pytest.raises(WorkerCrashed):
+            fh.call("segfault")
+    with pytest.raises(WorkerCrashed) as info:
+        fh.call("echo", {"x": 1})
+    assert "parked" in str(info.value)
+    assert "3 times" in str(info.value)
+    assert fh.call("ping") == "pong"
+
+
+def test_parked_set_recovers_after_window(make_host, write_set):
+    fh = make_host(limits=Limits(crash_limit=2, crash_window=0.5))
+    fh.load_function_set(write_set("hostile", HOSTILE))
+    for _ in range(2):
+        with pytest.raises(WorkerCrashed):
+            fh.call("segfault")
+    with pytest.raises(WorkerCrashed):
+        fh.call("echo", {"x": 1})
+    time.sleep(0.6)
+    assert fh.call("echo", {"x": 2}) == 2
+
+
+def test_death_is_seen_even_when_a_child_holds_the_pipe(fh, write_set):
+    fh.load_function_set(write_set("holder", '''
+import json
+import os
+import subprocess
+import sys
+
+
+def die_leaving_child() -> None:
+    out_fd = json.loads(sys.argv[1])["out_fd"]
+    os.set_inheritable(out_fd, True)
+    subprocess.Popen(["sleep", "30"], pass_fds=(out_fd,))
+    os._exit(5)
+
+
+def pid() -> int:
+    return os.getpid()
+'''))
+    start = time.monotonic()
+    with pytest.raises(WorkerCrashed) as info:
+        fh.call("die_leaving_child", timeout=20)
+    # Known from the exit, not from pipe EOF (which the child would delay 30 s).
+    assert time.monotonic() - start < 5
+    assert info.value.exit_code == 5
+    assert fh.call("pid") > 0

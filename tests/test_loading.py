@@ -1,0 +1,201 @@
+"""Loading function sets: sources, names, merge/nest, conflicts, load failures."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from host import FunctionHost, HostClosed, Limits, LoadError, NameConflict
+
+from .conftest import worker_pids
+
+ADD = '''
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+'''
+
+
+def test_load_function_set_returns_schema_and_callable(fh, write_set):
+    fns = fh.load_function_set(write_set("maths", ADD))
+    assert set(fns) == {"add"}
+    schema = fns["add"]["json_schema"]
+    assert schema["name"] == "add"
+    assert schema["description"] == "Add two integers."
+    assert schema["parameters"]["required"] == ["a", "b"]
+    assert fns["add"]["function"](a=2, b=3) == 5
+    assert fns["add"]["function"](2, 3) == 5
+
+
+def test_set_name_defaults_to_stem_and_can_be_given(fh, write_set):
+    path = write_set("maths", ADD)
+    fh.load_function_set(path, name="arith")
+    assert list(fh.function_sets) == ["arith"]
+    assert fh.call("arith.add", {"a": 1, "b": 1}) == 2
+
+
+def test_load_by_importable_module_name(fh, write_set, sets_dir, monkeypatch):
+    write_set("fnhost_test_modname", ADD)
+    monkeypatch.syspath_prepend(str(sets_dir))
+    fns = fh.load_function_set("fnhost_test_modname")
+    assert "fnhost_test_modname" not in sys.modules  # never imported into the host
+    assert fns["add"]["function"](a=4, b=5) == 9
+    assert list(fh.function_sets) == ["fnhost_test_modname"]
+
+
+def test_loading_same_source_twice_is_idempotent(fh, write_set):
+    path = write_set("maths", ADD)
+    fh.load_function_set(path)
+    pid = fh.function_sets["maths"]["pid"]
+    fh.load_function_set(path)
+    assert fh.function_sets["maths"]["pid"] == pid
+
+
+def test_load_all_builtins_then_user_dirs_merged_and_nested(make_host, write_set, tmp_path):
+    builtin = tmp_path / "builtin"
+    builtin.mkdir()
+    write_set("base", '''
+        def send_message(text: str) -> str:
+            """Send a message."""
+            return "sent: " + text
+    ''', directory=builtin)
+    write_set("maths", ADD)
+    write_set("_helper", "def ignored(): pass\n")
+    fh = make_host(builtin_dir=builtin, user_dirs=[tmp_path / "sets"])
+    merged = fh.load_all_function_sets(merge=True)
+    assert set(merged) == {"send_message", "add"}
+    assert merged["send_message"]["function"](text="hi") == "sent: hi"
+    nested = fh.load_all_function_sets(merge=False)
+    assert set(nested) == {"base", "maths"}
+    assert set(nested["maths"]) == {"add"}
+    assert fh.function_sets["base"]["origin"] == "builtin"
+    assert fh.function_sets["maths"]["origin"] == "user"
+    assert fh.schemas(merge=True)["add"]["name"] == "add"
+    assert fh.schemas(merge=False)["base"]["send_message"]["description"] == "Send a message."
+
+
+def test_default_user_dir_from_environment(make_host, write_set, sets_dir, monkeypatch):
+    write_set("maths", ADD)
+    monkeypatch.setenv("FNHOST_FUNCTIONS_DIR", str(sets_dir))
+    fh = make_host(user_dirs=None)
+    assert "add" in fh.load_all_function_sets()
+
+
+def test_bundled_builtins_load_by_default(make_host):
+    fh = make_host(builtin_dir=None)
+    fns = fh.load_all_function_sets()
+    assert fns["word_count"]["function"](text="a b c") == 3
+
+
+def test_conflict_error_names_both_sets(fh, write_set, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    fh.load_function_set(write_set("first", ADD))
+    with pytest.raises(NameConflict) as info:
+        fh.load_function_set(write_set("second", ADD, directory=other))
+    assert "first" in str(info.value) and "second" in str(info.value)
+    assert "'add'" in str(info.value)
+    assert "second" not in fh.function_sets
+    assert fh.call("add", {"a": 1, "b": 2}) == 3
+
+
+def test_conflict_prefix_renames_later_set_only_for_colliding_names(make_host, write_set,
+                                                                     tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    fh = make_host(on_conflict="prefix")
+    fh.load_function_set(write_set("first", ADD))
+    fh.load_function_set(write_set("second", ADD + '''
+def sub(a: int, b: int) -> int:
+    """Subtract."""
+    return a - b
+''', directory=other))
+    schemas = fh.schemas()
+    assert set(schemas) == {"add", "second__add", "sub"}
+    assert schemas["second__add"]["name"] == "second__add"
+    assert fh.call("second__add", {"a": 1, "b": 2}) == 3
+    assert fh.call("first.add", {"a": 1, "b": 2}) == 3
+    assert fh.call("second.add", {"a": 1, "b": 2}) == 3
+    assert fh.call("sub", {"a": 5, "b": 2}) == 3
+
+
+def test_user_set_named_like_builtin_is_a_conflict(make_host, write_set, tmp_path):
+    builtin = tmp_path / "builtin"
+    builtin.mkdir()
+    write_set("maths", ADD, directory=builtin)
+    write_set("maths", "def other() -> int:\n    return 1\n")
+    fh = make_host(builtin_dir=builtin, user_dirs=[tmp_path / "sets"], on_conflict="prefix")
+    with pytest.raises(NameConflict) as info:
+        fh.load_all_function_sets()
+    assert "maths" in str(info.value)
+
+
+BROKEN = {
+    "raises": ("raise RuntimeError('no config')\n", "RuntimeError: no config"),
+    "syntax": ("def f(:\n    pass\n", "SyntaxError"),
+    "exits0": ("import sys\nsys.exit(0)\n", "sys.exit(0)"),
+    "segfault": ("import ctypes\nctypes.string_at(0)\n", "SIGSEGV"),
+    "exits_hard": ("import os\nos._exit(3)\n", "status 3"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN))
+def test_import_failure_is_a_load_error(fh, write_set, kind):
+    source, expected = BROKEN[kind]
+    with pytest.raises(LoadError) as info:
+        fh.load_function_set(write_set(f"bad_{kind}", source))
+    err = info.value
+    assert err.kind == "import_failed"
+    assert err.set_name == f"bad_{kind}"
+    assert expected in str(err) or expected == err.signal
+    assert fh.load_errors[f"bad_{kind}"] is err
+    assert f"bad_{kind}" not in fh.function_sets
+
+
+def test_segfault_at_import_reports_signal(fh, write_set):
+    with pytest.raises(LoadError) as info:
+        fh.load_function_set(write_set("bad", BROKEN["segfault"][0]))
+    assert info.value.signal == "SIGSEGV"
+
+
+def test_hang_at_import_hits_start_timeout(fh, write_set):
+    path = write_set("hangs", "import time\ntime.sleep(60)\n")
+    start = time.monotonic()
+    with pytest.raises(LoadError) as info:
+        fh.load_function_set(path, limits=Limits(start_timeout=0.5))
+    assert time.monotonic() - start < 5
+    assert "0.5s" in str(info.value)
+
+
+def test_missing_file_is_a_load_error(fh, tmp_path):
+    with pytest.raises(LoadError) as info:
+        fh.load_function_set(tmp_path / "nope.py")
+    assert "no such file" in str(info.value)
+
+
+def test_load_all_records_failures_and_loads_the_rest(make_host, write_set, tmp_path):
+    write_set("good", ADD)
+    for kind, (source, _) in BROKEN.items():
+        write_set(f"bad_{kind}", source)
+    write_set("hangs", "import time\ntime.sleep(60)\n")
+    fh = make_host(user_dirs=[tmp_path / "sets"], limits=Limits(start_timeout=1.0))
+    start = time.monotonic()
+    fns = fh.load_all_function_sets()
+    elapsed = time.monotonic() - start
+    assert set(fns) == {"add"}
+    assert fh.call("add", {"a": 1, "b": 2}) == 3
+    assert set(fh.load_errors) == {f"bad_{k}" for k in BROKEN} | {"hangs"}
+    assert all(isinstance(e, LoadError) for e in fh.load_errors.values())
+    # Workers start in parallel: the hanging one costs one start timeout, not one each.
+    assert elapsed < 5
+    # Failed sets leave no process behind.
+    assert len(worker_pids()) == 1
+
+
+def test_load_function_set_after_close_fails(write_set, empty_dir):
+    fh = FunctionHost(builtin_dir=empty_dir, user_dirs=[])
+    fh.close()
+    with pytest.raises(HostClosed):
+        fh.load_function_set(write_set("maths", ADD))
