@@ -81,6 +81,7 @@ class Channel:
         write_fd: int,
         pidfd: int | None,
         max_frame_size: int,
+        max_request_size: int,
         on_broken: Callable[[ProtocolViolation | None], None],
         exited: Callable[[], bool],
     ) -> None:
@@ -88,6 +89,7 @@ class Channel:
         self.write_fd = write_fd
         self.pidfd = pidfd
         self._decoder = FrameDecoder(max_frame_size)
+        self._max_request_size = max_request_size
         self._on_broken = on_broken
         self._exited = exited
         self._cond = threading.Condition(threading.Lock())
@@ -147,6 +149,11 @@ class Channel:
             )
         except (TypeError, ValueError, OverflowError) as exc:
             raise ArgumentsNotSendable(str(exc)) from None
+        if len(frame) > self._max_request_size:
+            raise ArgumentsNotSendable(
+                f"they encode to {len(frame)} bytes; the limit is {self._max_request_size} "
+                "bytes (Limits.max_argument_mb)"
+            )
         with self._cond:
             pending.msgid = msgid
             self._inflight[msgid] = pending
@@ -370,8 +377,9 @@ class Channel:
             self._detach(loop)
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        count = self._loops.get(loop, 0)
-        self._loops[loop] = count + 1
+        with self._cond:
+            count = self._loops.get(loop, 0)
+            self._loops[loop] = count + 1
         if count == 0:
             if not self._eof:
                 loop.add_reader(self.read_fd, self._on_loop_readable)
@@ -379,11 +387,12 @@ class Channel:
                 loop.add_reader(self.pidfd, self._on_loop_readable)
 
     def _detach(self, loop: asyncio.AbstractEventLoop) -> None:
-        count = self._loops.get(loop, 0) - 1
-        if count > 0:
-            self._loops[loop] = count
-            return
-        self._loops.pop(loop, None)
+        with self._cond:
+            count = self._loops.get(loop, 0) - 1
+            if count > 0:
+                self._loops[loop] = count
+                return
+            self._loops.pop(loop, None)
         loop.remove_reader(self.read_fd)
         if self.pidfd is not None:
             loop.remove_reader(self.pidfd)

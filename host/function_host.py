@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import sys
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from host.errors import HostClosed, InvalidArguments, LoadError, NameConflict
+from host.errors import HostClosed, HostError, InvalidArguments, LoadError, NameConflict
 from host.launcher import Launcher, WorkerSpec
 from host.limits import Limits
 from host.proxy import FunctionProxy
@@ -112,8 +113,10 @@ class FunctionHost:
         if the set name or (with ``on_conflict="error"``) a function name is
         taken; a refused set's worker is stopped.
         """
-        loaded = self._load([self._spec(source, name, limits)], "explicit", raise_errors=True)
-        return self._entries(loaded[0], merged=False)
+        loaded, errors = self._load([self._spec(source, name, limits)], "explicit")
+        if errors:
+            raise errors[0]
+        return self._entries(loaded[0])
 
     def load_all_function_sets(self, merge: bool = True) -> dict[str, Any]:
         """Load the built-in sets, then every ``*.py`` in the user dirs, in parallel.
@@ -133,84 +136,71 @@ class FunctionHost:
             if spec.set_name in seen:
                 raise NameConflict(spec.set_name, seen[spec.set_name], spec.source, what="set")
             seen[spec.set_name] = spec.source
-        by_origin: dict[str, list[WorkerSpec]] = {}
-        for spec, origin in specs:
-            by_origin.setdefault(origin, []).append(spec)
-        conflicts = []
+        errors: list[HostError] = []
         for origin in ("builtin", "user"):
-            conflicts += self._load(by_origin.get(origin, []), origin, raise_errors=False)[1:]
-        conflicts = [c for c in conflicts if c is not None]
+            errors += self._load([s for s, o in specs if o == origin], origin)[1]
+        conflicts = [e for e in errors if isinstance(e, NameConflict)]
         if conflicts:
             raise conflicts[0]
         return self.functions(merge)
 
-    def _load(self, specs: list[WorkerSpec], origin: str, raise_errors: bool) -> list[Any]:
-        """Start every set's worker first (in parallel), then collect them in order.
+    def _load(
+        self, specs: list[WorkerSpec], origin: str
+    ) -> tuple[list[LoadedSet], list[HostError]]:
+        """Start every set's worker first (in parallel), then register them in order.
 
-        Returns ``[first LoadedSet or None, NameConflict|None per spec...]``.
+        Returns the loaded sets and the failures (``LoadError``, recorded in
+        ``load_errors``, or ``NameConflict``); a refused set's worker is stopped.
         """
         self._check_open()
-        handles: list[tuple[WorkerSpec, WorkerHandle | LoadedSet | LoadError]] = []
+        started: list[WorkerHandle | LoadedSet] = []
         with self._lock:
             for spec in specs:
                 existing = self._registry.check_set_name(spec.set_name, spec.source)
                 if existing is not None:
-                    handles.append((spec, existing))
+                    started.append(existing)
                     continue
                 handle = WorkerHandle(spec, self._launcher)
-                try:
+                with contextlib.suppress(LoadError):  # wait_loaded() raises it again
                     handle.start()
-                except LoadError as exc:
-                    handles.append((spec, exc))
-                    continue
-                handles.append((spec, handle))
-        results: list[Any] = [None]
-        for i, (spec, item) in enumerate(handles):
-            if isinstance(item, LoadedSet):
-                results[0] = results[0] or item
-                results.append(None)
-                continue
+                started.append(handle)
+        loaded: list[LoadedSet] = []
+        errors: list[HostError] = []
+        for item in started:
             try:
-                if isinstance(item, LoadError):
-                    raise item
-                ready = item.wait_loaded()
-            except LoadError as exc:
-                self._close_handles([item] if isinstance(item, WorkerHandle) else [])
-                with self._lock:
-                    self._load_errors[spec.set_name] = exc
-                if raise_errors:
-                    self._close_handles(
-                        [h for _, h in handles[i + 1 :] if isinstance(h, WorkerHandle)]
-                    )
-                    raise
-                results.append(None)
-                continue
-            loaded = LoadedSet(
-                name=spec.set_name,
-                source=spec.source,
-                origin=origin,
-                handle=item,
-                functions={f["name"]: f for f in ready["functions"]},
-                skipped={s["name"]: s["reason"] for s in ready.get("skipped", [])},
-            )
-            try:
-                with self._lock:
-                    self._check_open()
-                    self._registry.check_set_name(spec.set_name, spec.source)
-                    self._registry.add(loaded)
-                    self._load_errors.pop(spec.set_name, None)
-            except Exception as exc:
-                self._close_handles([item])
-                if raise_errors:
-                    self._close_handles(
-                        [h for _, h in handles[i + 1 :] if isinstance(h, WorkerHandle)]
-                    )
-                    raise
-                results.append(exc)
-                continue
-            results[0] = results[0] or loaded
-            results.append(None)
-        return results
+                loaded.append(item if isinstance(item, LoadedSet) else self._register(item, origin))
+            except (LoadError, NameConflict) as exc:
+                errors.append(exc)
+        return loaded, errors
+
+    def _register(self, handle: WorkerHandle, origin: str) -> LoadedSet:
+        spec = handle.spec
+        try:
+            ready = handle.wait_loaded()
+        except LoadError as exc:
+            self._close_handles([handle])
+            with self._lock:
+                self._load_errors[spec.set_name] = exc
+            raise
+        loaded = LoadedSet(
+            name=spec.set_name,
+            source=spec.source,
+            origin=origin,
+            handle=handle,
+            functions={f["name"]: f for f in ready["functions"]},
+            skipped={s["name"]: s["reason"] for s in ready.get("skipped", [])},
+            protections=dict(ready.get("protections") or {}),
+        )
+        try:
+            with self._lock:
+                self._check_open()
+                self._registry.check_set_name(spec.set_name, spec.source)
+                self._registry.add(loaded)
+                self._load_errors.pop(spec.set_name, None)
+        except HostError:
+            self._close_handles([handle])
+            raise
+        return loaded
 
     def _close_handles(self, handles: list[WorkerHandle]) -> None:
         for h in handles:
@@ -221,7 +211,7 @@ class FunctionHost:
 
     # -- views ---------------------------------------------------------------
 
-    def _entries(self, loaded: LoadedSet, merged: bool) -> dict[str, dict[str, Any]]:
+    def _entries(self, loaded: LoadedSet) -> dict[str, dict[str, Any]]:
         return {f: self._entry(loaded, f, f) for f in loaded.functions}
 
     def _entry(self, loaded: LoadedSet, func: str, name: str) -> dict[str, Any]:
@@ -246,7 +236,10 @@ class FunctionHost:
 
     @property
     def function_sets(self) -> dict[str, dict[str, Any]]:
-        """Per loaded set: source, origin, worker pid, exported and skipped functions."""
+        """Per loaded set: source, origin, worker pid, exported and skipped functions,
+        schema warnings, and the protections the worker reported applying to
+        itself at start (each the result of the actual system call).
+        """
         with self._lock:
             return {
                 s.name: {
@@ -255,6 +248,7 @@ class FunctionHost:
                     "pid": s.handle.pid,
                     "functions": dict(s.exported),
                     "skipped": dict(s.skipped),
+                    "protections": dict(s.protections),
                     "warnings": {
                         f: list(info.get("warnings") or []) for f, info in s.functions.items()
                     },

@@ -25,6 +25,7 @@ class LoadedSet:
     handle: WorkerHandle
     functions: dict[str, dict[str, Any]]  # bare name -> function info from the worker
     skipped: dict[str, str]  # function name -> reason it is not exported
+    protections: dict[str, bool] = field(default_factory=dict)
     exported: dict[str, str] = field(default_factory=dict)  # bare -> merged name
 
 

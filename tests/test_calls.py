@@ -334,3 +334,15 @@ def test_scratch_dir_is_cwd_and_removed_on_close(make_host, write_set):
     assert os.path.isdir(scratch) and "fnhost-tools-" in scratch
     fh.close()
     assert not os.path.exists(scratch)
+
+
+def test_oversized_arguments_are_refused_before_sending(make_host, write_set):
+    from host import Limits
+
+    fh = make_host(limits=Limits(max_argument_mb=1))
+    fh.load_function_set(write_set("tools", TOOLS))
+    pid = fh.call("pid")
+    with pytest.raises(InvalidArguments) as info:
+        fh.call("big", {"n": "x" * (2 * 1024 * 1024)})
+    assert "limit" in str(info.value)
+    assert fh.call("pid") == pid  # nothing reached the worker
