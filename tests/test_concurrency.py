@@ -175,7 +175,7 @@ def test_calls_queued_behind_a_crash_all_fail(work):
         assert other.result(timeout=10) == 7
     # Every call in flight on the dying worker fails with WorkerCrashed naming
     # itself; none hangs or gets another call's answer.
-    for i, outcome in enumerate(outcomes):
+    for outcome in outcomes:
         assert isinstance(outcome, WorkerCrashed), outcome
         assert outcome.function == "echo"
         assert outcome.signal == "SIGSEGV"

@@ -1,0 +1,61 @@
+"""The ``fnhost`` command line, run as a real program."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "function_sets"
+
+
+def fnhost(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "host", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.timeout(90)
+def test_demo_runs_and_survives_crash_and_hang():
+    result = fnhost("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "get_weather" in out
+    assert "WorkerCrashed [worker_crashed]" in out and "SIGSEGV" in out
+    assert "CallTimeout [timeout]" in out
+    assert '"STILL HERE!"' in out and '"AND AGAIN!"' in out
+    assert "api_key_configured({}) -> true" in out
+
+
+def test_schemas_merged_and_nested():
+    merged = fnhost("schemas", str(EXAMPLES), "--no-builtins")
+    assert merged.returncode == 0, merged.stderr
+    schemas = json.loads(merged.stdout)
+    assert schemas["add"]["parameters"]["required"] == ["a", "b"]
+    nested = json.loads(fnhost("schemas", str(EXAMPLES), "--nested").stdout)
+    assert set(nested) >= {"calculator", "weather", "flaky", "clock", "text"}
+    assert "get_weather" in nested["weather"]
+
+
+def test_call_prints_json_result():
+    result = fnhost("call", str(EXAMPLES / "calculator.py"), "--no-builtins", "add",
+                    '{"a": 1, "b": 2}')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == 3
+
+
+def test_call_failure_exit_code_and_message():
+    result = fnhost("call", str(EXAMPLES), "--no-builtins", "get_weather", '{"city": 5}')
+    assert result.returncode == 1
+    assert "invalid_arguments" in result.stderr and "city" in result.stderr
+
+
+def test_load_failure_exit_code(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("raise RuntimeError('broken module')\n")
+    result = fnhost("schemas", str(bad), "--no-builtins")
+    assert result.returncode == 2
+    assert "broken module" in result.stderr
