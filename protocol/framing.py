@@ -42,7 +42,9 @@ def unpack(payload: bytes | memoryview) -> Any:
     """Decode one frame body. Anything malformed is a ``ProtocolViolation``.
 
     Extension types are refused (the protocol uses none, and nothing from a
-    worker is ever turned into arbitrary objects); strings must be UTF-8.
+    worker is ever turned into arbitrary objects), except msgpack's own
+    timestamp type (-1), which msgpack decodes itself, before any hook, into
+    an inert ``msgpack.Timestamp``. Strings must be UTF-8.
     """
     try:
         return msgpack.unpackb(

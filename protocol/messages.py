@@ -13,6 +13,7 @@ types and raises ``ProtocolViolation`` naming the first thing that is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -155,9 +156,10 @@ def validate_ready(params: Any) -> dict[str, Any]:
     """Check the ``ready`` notification's params."""
     if not isinstance(params, dict):
         raise ProtocolViolation("ready params must be a map")
-    if params.get("protocol") != PROTOCOL_VERSION:
+    version = params.get("protocol")
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolViolation(
-            f"worker speaks protocol {params.get('protocol')!r}, host speaks {PROTOCOL_VERSION}"
+            f"worker speaks protocol {version!r}, host speaks {PROTOCOL_VERSION}"
         )
     if type(params.get("pid")) is not int:
         raise ProtocolViolation("ready must carry the worker pid")
@@ -173,6 +175,11 @@ def validate_ready(params: Any) -> dict[str, Any]:
         seen.add(fn["name"])
         if not isinstance(fn.get("parameters"), dict):
             raise ProtocolViolation(f"function {fn['name']!r} has no parameters schema")
+        if not isinstance(fn.get("description"), str):
+            raise ProtocolViolation(f"function {fn['name']!r} has no description string")
+        warnings = fn.get("warnings", [])
+        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+            raise ProtocolViolation(f"function {fn['name']!r}: warnings must be strings")
     skipped = params.get("skipped", [])
     if not isinstance(skipped, list) or not all(
         isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("reason"), str)
@@ -183,19 +190,39 @@ def validate_ready(params: Any) -> dict[str, Any]:
 
 
 def truncate(text: str, limit: int) -> str:
-    """Keep the head of ``text`` (messages: the start says what happened)."""
+    """Keep the head of ``text`` (messages: the start says what happened).
+
+    The result is at most ``limit`` characters, ending with a marker that
+    counts the characters left out (the marker is dropped if it cannot fit).
+    """
     if len(text) <= limit:
         return text
-    marker = f"... [{len(text) - limit} more characters]"
-    return text[: max(0, limit - len(marker))] + marker
+    keep = _fit(len(text), limit, lambda n: f"... [{n} more characters]")
+    if keep is None:
+        return text[:limit]
+    return text[:keep] + f"... [{len(text) - keep} more characters]"
 
 
 def truncate_head(text: str, limit: int) -> str:
     """Keep the tail of ``text`` (tracebacks and output: the end matters)."""
     if len(text) <= limit:
         return text
-    marker = f"[{len(text) - limit} earlier characters] ..."
-    return marker + text[len(text) - max(0, limit - len(marker)) :]
+    keep = _fit(len(text), limit, lambda n: f"[{n} earlier characters] ...")
+    if keep is None:
+        return text[len(text) - limit :]
+    return f"[{len(text) - keep} earlier characters] ..." + text[len(text) - keep :]
+
+
+def _fit(length: int, limit: int, marker: Callable[[int], str]) -> int | None:
+    """How many characters to keep so that kept + marker(omitted) fits ``limit``."""
+    keep = limit - len(marker(length - limit))
+    while keep >= 0:
+        # Fewer kept characters can lengthen the count in the marker; settle it.
+        needed = limit - len(marker(length - keep))
+        if needed >= keep:
+            return keep
+        keep = needed
+    return None
 
 
 def _check_msgid(msgid: Any) -> None:

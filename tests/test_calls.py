@@ -253,8 +253,9 @@ def test_forged_frames_on_stdout_are_just_output(tools):
 def test_worker_stderr_goes_to_logging(tools, caplog):
     with caplog.at_level(logging.INFO, logger="fnhost"):
         tools.call("chatty", {"n": 3})
-    assert any("to stderr 3" in r.getMessage() and r.name == "fnhost.worker.tools"
-               for r in caplog.records)
+    assert any(
+        "to stderr 3" in r.getMessage() and r.name == "fnhost.worker.tools" for r in caplog.records
+    )
 
 
 def test_host_environment_is_not_passed(make_host, write_set, monkeypatch):
@@ -265,8 +266,15 @@ def test_host_environment_is_not_passed(make_host, write_set, monkeypatch):
     assert "FNHOST_TEST_SECRET" not in env
     assert "hunter2" not in repr(env)
     assert env["WEATHER_API_KEY"] == "given"
-    assert set(env) <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONUNBUFFERED",
-                        "WEATHER_API_KEY"}
+    assert set(env) <= {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "HOME",
+        "TMPDIR",
+        "PYTHONUNBUFFERED",
+        "WEATHER_API_KEY",
+    }
     assert env["HOME"] == fh.call("cwd")
 
 

@@ -14,8 +14,9 @@ EXAMPLES = ROOT / "examples" / "function_sets"
 
 
 def fnhost(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "host", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "host", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.timeout(90)
@@ -41,8 +42,9 @@ def test_schemas_merged_and_nested():
 
 
 def test_call_prints_json_result():
-    result = fnhost("call", str(EXAMPLES / "calculator.py"), "--no-builtins", "add",
-                    '{"a": 1, "b": 2}')
+    result = fnhost(
+        "call", str(EXAMPLES / "calculator.py"), "--no-builtins", "add", '{"a": 1, "b": 2}'
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == 3
 

@@ -13,7 +13,7 @@ from host import CallTimeout, FunctionHost, HostClosed, Limits, WorkerCrashed
 
 from .conftest import wait_for, worker_pids
 
-WORK = '''
+WORK = """
 import asyncio
 import ctypes
 import os
@@ -45,7 +45,7 @@ def segfault() -> None:
 def segfault_after(seconds: float) -> None:
     time.sleep(seconds)
     ctypes.string_at(0)
-'''
+"""
 
 
 @pytest.fixture
@@ -71,8 +71,9 @@ def test_concurrent_calls_from_threads_get_their_own_answers(work):
 
 def test_concurrent_calls_from_asyncio(work):
     async def main() -> list[int]:
-        calls = [work.acall("work.echo" if i % 2 else "work2.async_echo", {"x": i})
-                 for i in range(1000)]
+        calls = [
+            work.acall("work.echo" if i % 2 else "work2.async_echo", {"x": i}) for i in range(1000)
+        ]
         return await asyncio.gather(*calls)
 
     assert asyncio.run(main()) == list(range(1000))
@@ -183,8 +184,9 @@ def test_calls_queued_behind_a_crash_all_fail(work):
 
 
 def test_close_fails_calls_in_flight_and_leaves_no_process(write_set, empty_dir):
-    fh = FunctionHost(builtin_dir=empty_dir, user_dirs=[],
-                      limits=Limits(timeout=30, shutdown_grace=0.3))
+    fh = FunctionHost(
+        builtin_dir=empty_dir, user_dirs=[], limits=Limits(timeout=30, shutdown_grace=0.3)
+    )
     fh.load_function_set(write_set("work", WORK))
     assert worker_pids()
     outcome: list[object] = []
@@ -209,8 +211,7 @@ def test_close_fails_calls_in_flight_and_leaves_no_process(write_set, empty_dir)
 
 
 def test_close_lets_finishing_calls_complete_within_grace(write_set, empty_dir):
-    fh = FunctionHost(builtin_dir=empty_dir, user_dirs=[],
-                      limits=Limits(shutdown_grace=2.0))
+    fh = FunctionHost(builtin_dir=empty_dir, user_dirs=[], limits=Limits(shutdown_grace=2.0))
     fh.load_function_set(write_set("work", WORK))
     outcome: list[object] = []
     thread = threading.Thread(

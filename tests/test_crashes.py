@@ -12,7 +12,7 @@ from host import CallTimeout, Limits, ProtocolError, WorkerCrashed
 
 from .conftest import wait_for, worker_pids
 
-HOSTILE = '''
+HOSTILE = """
 import ctypes
 import json
 import os
@@ -95,12 +95,12 @@ def claim_timeout() -> str:
     os.write(_protocol_fd(), struct.pack(">I", len(body)) + body)
     time.sleep(5)
     return "genuine"
-'''
+"""
 
-OTHER = '''
+OTHER = """
 def ping() -> str:
     return "pong"
-'''
+"""
 
 
 @pytest.fixture
@@ -246,7 +246,10 @@ def test_parked_set_recovers_after_window(make_host, write_set):
 
 
 def test_death_is_seen_even_when_a_child_holds_the_pipe(fh, write_set):
-    fh.load_function_set(write_set("holder", '''
+    fh.load_function_set(
+        write_set(
+            "holder",
+            """
 import json
 import os
 import subprocess
@@ -262,7 +265,9 @@ def die_leaving_child() -> None:
 
 def pid() -> int:
     return os.getpid()
-'''))
+""",
+        )
+    )
     start = time.monotonic()
     with pytest.raises(WorkerCrashed) as info:
         fh.call("die_leaving_child", timeout=20)

@@ -14,7 +14,7 @@ from host import UserFunctionError
 
 from .conftest import wait_for
 
-SANDBOXED = '''
+SANDBOXED = """
 import os
 import resource
 import sys
@@ -51,7 +51,7 @@ def write_file(mb: int) -> int:
 
 def read_stdin() -> str:
     return sys.stdin.read()
-'''
+"""
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_own_session_and_no_stdin(sandboxed):
     assert sandboxed.call("read_stdin") == ""
 
 
-HOST_SCRIPT = '''
+HOST_SCRIPT = """
 import threading, time
 from host import FunctionHost
 
@@ -113,7 +113,7 @@ if {from_thread!r}:
 else:
     fh = make()
 time.sleep(60)
-'''
+"""
 
 
 @pytest.mark.parametrize("from_thread", [False, True])
@@ -144,9 +144,14 @@ def _alive(pid: int) -> bool:
 def test_no_core_file_after_a_crash(fh, write_set):
     from host import WorkerCrashed
 
-    fh.load_function_set(write_set("crasher", "import os\n\ndef boom() -> None:\n"
-                                              "    os.abort()\n\ndef cwd() -> str:\n"
-                                              "    return os.getcwd()\n"))
+    fh.load_function_set(
+        write_set(
+            "crasher",
+            "import os\n\ndef boom() -> None:\n"
+            "    os.abort()\n\ndef cwd() -> str:\n"
+            "    return os.getcwd()\n",
+        )
+    )
     scratch = fh.call("cwd")
     with pytest.raises(WorkerCrashed):
         fh.call("boom")

@@ -56,11 +56,15 @@ def test_loading_same_source_twice_is_idempotent(fh, write_set):
 def test_load_all_builtins_then_user_dirs_merged_and_nested(make_host, write_set, tmp_path):
     builtin = tmp_path / "builtin"
     builtin.mkdir()
-    write_set("base", '''
+    write_set(
+        "base",
+        '''
         def send_message(text: str) -> str:
             """Send a message."""
             return "sent: " + text
-    ''', directory=builtin)
+    ''',
+        directory=builtin,
+    )
     write_set("maths", ADD)
     write_set("_helper", "def ignored(): pass\n")
     fh = make_host(builtin_dir=builtin, user_dirs=[tmp_path / "sets"])
@@ -101,17 +105,23 @@ def test_conflict_error_names_both_sets(fh, write_set, tmp_path):
     assert fh.call("add", {"a": 1, "b": 2}) == 3
 
 
-def test_conflict_prefix_renames_later_set_only_for_colliding_names(make_host, write_set,
-                                                                     tmp_path):
+def test_conflict_prefix_renames_later_set_only_for_colliding_names(make_host, write_set, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     fh = make_host(on_conflict="prefix")
     fh.load_function_set(write_set("first", ADD))
-    fh.load_function_set(write_set("second", ADD + '''
+    fh.load_function_set(
+        write_set(
+            "second",
+            ADD
+            + '''
 def sub(a: int, b: int) -> int:
     """Subtract."""
     return a - b
-''', directory=other))
+''',
+            directory=other,
+        )
+    )
     schemas = fh.schemas()
     assert set(schemas) == {"add", "second__add", "sub"}
     assert schemas["second__add"]["name"] == "second__add"

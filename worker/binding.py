@@ -30,12 +30,18 @@ def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]
         raise ArgumentError("$", "an object of named arguments", describe_value(arguments))
     for key in arguments:
         if key not in spec.by_name:
-            known = ", ".join(p.name for p in spec.parameters)
+            known = ", ".join(spec.by_name)
             expected = f"one of the parameters {known}" if known else "no arguments"
             raise ArgumentError(str(key), expected, "an unexpected argument")
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     for param in spec.parameters:
+        if param.hidden:
+            if param.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
+                args.append(param.default)
+            elif param.kind is P.KEYWORD_ONLY:
+                kwargs[param.name] = param.default
+            continue
         present = param.name in arguments
         value = arguments.get(param.name)
         if present and value is None and param.has_default:
@@ -65,7 +71,8 @@ def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]
                 for key, item in value.items():
                     if key in spec.by_name and key != param.name:
                         kind = spec.by_name[key].kind
-                        if kind is not P.POSITIONAL_ONLY:
+                        # Only a name that Python would bind by keyword collides.
+                        if kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY):
                             raise ArgumentError(
                                 f"{param.name}.{key}",
                                 f"a key other than the named parameter {key!r}",

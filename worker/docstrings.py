@@ -26,13 +26,17 @@ _SECTION_STARTS = ("Args:", "Arguments:", "Parameters:", "Params:", "Keyword Arg
 
 def parse_docstring(obj: object) -> DocInfo:
     """Parse ``obj.__doc__``; a docstring that cannot be parsed gives only its text."""
-    raw = inspect.getdoc(obj)
-    if not raw:
+    doc = getattr(obj, "__doc__", None)
+    if not isinstance(doc, str) or not doc.strip():
         return DocInfo()
-    text = raw
-    if text.lstrip().startswith(_SECTION_STARTS):
-        # Without a summary line docstring-parser takes "Args:" for the summary.
-        text = "\n" + text
+    if doc.lstrip().startswith(_SECTION_STARTS):
+        # A docstring that opens with "Args:" on its first line: cleandoc()
+        # would dedent the entries to the header's level (losing the section
+        # structure), and docstring-parser would take "Args:" for the summary.
+        # An empty first line makes both see the section as written.
+        doc = "\n" + doc.lstrip(" ")
+    raw = inspect.cleandoc(doc)
+    text = "\n" + raw if raw.startswith(_SECTION_STARTS) else raw
     try:
         parsed = docstring_parser.parse(text)
     except Exception:

@@ -204,6 +204,8 @@ def _sequence(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec |
         container, args = origin, typing.get_args(annotation)
     else:
         return None
+    if container is tuple and origin is not None and not args:
+        return _fixed_tuple((), builder, where)  # tuple[()]: get_args() is () on 3.11+
     if container is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
         return _fixed_tuple(args, builder, where)
     item = builder.build(args[0], f"{where}[]") if args else None
@@ -288,10 +290,15 @@ def _union(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | No
         return None
     members = [builder.build(a, where) for a in typing.get_args(annotation)]
     expected = " or ".join(m.expected for m in members)
-    # Try exact JSON-type matches in declaration order; first success wins.
+
+    def exact(member: TypeSpec, v: Any) -> bool:
+        # The member whose JSON type is the value's own (a float stays a float
+        # in int | float; a string stays a string in bytes | str).
+        schema = member.schema
+        return schema.get("type") == _json_type(v) and "contentEncoding" not in schema
 
     def coerce(v: Any, p: str) -> Any:
-        for member in members:
+        for member in sorted(members, key=lambda m: not exact(m, v)):
             try:
                 return member.coerce(v, p)
             except ArgumentError:

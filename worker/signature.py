@@ -23,8 +23,8 @@ from worker.schema import (
     describe_value,
 )
 
-#: Parameter names the host may inject later (the agent's own state); they
-#: never appear in a schema and must have defaults or be filled by the host.
+#: Parameter names reserved for the host (MemGPT passes the agent as
+#: ``self``); never in a schema, filled with their default or None.
 RESERVED_PARAMETERS = frozenset({"self", "cls"})
 
 #: Defaults whose JSON text is longer than this are left out of the schema.
@@ -42,6 +42,7 @@ class ParameterSpec:
     type: TypeSpec
     has_default: bool
     default: Any
+    hidden: bool = False  # reserved name: not in the schema, never set by a caller
 
 
 @dataclass
@@ -56,7 +57,7 @@ class FunctionSpec:
     by_name: dict[str, ParameterSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.by_name = {p.name: p for p in self.parameters}
+        self.by_name = {p.name: p for p in self.parameters if not p.hidden}
 
 
 def _json_default(value: Any) -> tuple[bool, Any]:
@@ -71,6 +72,9 @@ def _json_default(value: Any) -> tuple[bool, Any]:
     if len(text) > MAX_DEFAULT_JSON:
         return False, None
     return True, json.loads(text)
+
+
+_ANY = TypeSpec({}, lambda v, p: v, "any value")
 
 
 def describe_function(name: str, fn: Any) -> FunctionSpec:
@@ -91,6 +95,13 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
     try:
         for p in signature.parameters.values():
             if p.name in RESERVED_PARAMETERS:
+                # Never in the schema. MemGPT-style tools take the agent as
+                # ``self``; no agent object crosses the process wall, so a
+                # reserved parameter gets its default, or None.
+                value = None if p.default is p.empty else p.default
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    builder.warnings.append(f"parameter {p.name!r} is reserved; it receives None")
+                params.append(ParameterSpec(p.name, p.kind, _ANY, True, value, hidden=True))
                 continue
             annotation = hints.get(p.name, inspect.Parameter.empty)
             where = f"parameter {p.name!r}"
@@ -113,13 +124,20 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
                 required.append(p.name)
             properties[p.name] = prop
             params.append(ParameterSpec(p.name, p.kind, spec, has_default, p.default))
-        returns = None
-        if "return" in hints:
-            returns = dict(builder.build(hints["return"], "return value").schema)
-            if doc.returns:
-                returns.setdefault("description", doc.returns)
     except UnsupportedAnnotation as exc:
         raise FunctionSkipped(str(exc))
+    returns = None
+    if "return" in hints:
+        # The return schema is informative only; the result encoder decides
+        # what can be sent. An unsupported return type costs the schema, not
+        # the function.
+        try:
+            returns = dict(builder.build(hints["return"], "return value").schema)
+        except UnsupportedAnnotation as exc:
+            builder.warnings.append(f"{exc}; no return schema")
+        else:
+            if doc.returns:
+                returns.setdefault("description", doc.returns)
     parameters: JSON = {
         "type": "object",
         "properties": properties,
@@ -151,7 +169,7 @@ def _variadic_list(item: TypeSpec) -> TypeSpec:
 
 def _variadic_map(value: TypeSpec) -> TypeSpec:
     def coerce(v: Any, p: str) -> dict:
-        if type(v) is not dict:
+        if type(v) is not dict or not all(type(k) is str for k in v):
             raise_expected(p, f"object of {value.expected}", v)
         return {k: value.coerce(x, f"{p}.{k}") for k, x in v.items()}
 
