@@ -22,9 +22,9 @@ MAX_FRAME_LIMIT = 2**32 - 1
 _packer_options = {"use_bin_type": True, "datetime": False}
 
 
-def pack(obj: Any, default: Any = None) -> bytes:
+def pack(obj: Any, default: Any = None, strict: bool = False) -> bytes:
     """msgpack-encode one object (``TypeError``/``ValueError`` if it cannot be)."""
-    return msgpack.packb(obj, default=default, **_packer_options)
+    return msgpack.packb(obj, default=default, strict_types=strict, **_packer_options)
 
 
 def encode_frame(payload: bytes) -> bytes:

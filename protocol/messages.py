@@ -65,15 +65,19 @@ class Notification:
 Message = Request | Response | Notification
 
 
-def encode_message(msg: Message, default: Any = None) -> bytes:
-    """Pack a message into one frame (header included)."""
+def encode_message(msg: Message, default: Any = None, strict: bool = False) -> bytes:
+    """Pack a message into one frame (header included).
+
+    ``strict``: subclasses of list/dict/str/int... go through ``default``
+    too instead of being packed as their base type.
+    """
     if isinstance(msg, Request):
         obj = [REQUEST, msg.msgid, msg.method, msg.params]
     elif isinstance(msg, Response):
         obj = [RESPONSE, msg.msgid, msg.error, msg.result]
     else:
         obj = [NOTIFICATION, msg.method, msg.params]
-    return encode_frame(pack(obj, default=default))
+    return encode_frame(pack(obj, default=default, strict=strict))
 
 
 def decode_message(payload: bytes | memoryview) -> Message:

@@ -69,8 +69,8 @@ TYPE_CASES = [
     ("Literal[1, 2, 3]", {"type": "integer", "enum": [1, 2, 3]}),
     ("Literal[True]", {"type": "boolean", "enum": [True]}),
     ("Literal[1, 'a']", {"enum": [1, "a"]}),
-    ("Color", {"type": "string", "enum": ["red", "green"]}),
-    ("Level", {"type": "integer", "enum": [1, 2]}),
+    ("Color", {"$ref": "#/$defs/Color"}),
+    ("Level", {"$ref": "#/$defs/Level"}),
     ("Annotated[int, 'how many']", {"type": "integer", "description": "how many"}),
     (
         "Annotated[list[str], 'the names']",
@@ -118,13 +118,21 @@ def types_set(fh, write_set):
 def test_annotation_schema(fh, types_set, index, annotation, expected):
     name = f"t{index}"
     assert name in types_set, fh.function_sets["types_set"]["skipped"].get(name)
-    params = types_set[name]["json_schema"]["parameters"]
+    params = dict(types_set[name]["json_schema"]["parameters"])
+    # Named types (Enum) are definitions referenced with $ref.
+    assert params.pop("$defs", {}) == TYPE_DEFS.get(annotation, {})
     assert params == {
         "type": "object",
         "properties": {"x": expected},
         "required": ["x"],
         "additionalProperties": False,
     }
+
+
+TYPE_DEFS = {
+    "Color": {"Color": {"type": "string", "enum": ["red", "green"]}},
+    "Level": {"Level": {"type": "integer", "enum": [1, 2]}},
+}
 
 
 def test_every_table_function_is_exported(fh, types_set):
@@ -223,7 +231,7 @@ def test_defaults_are_written_as_json(shapes):
     assert params["properties"] == {
         "a": {"type": "integer", "default": 3},
         "b": {"type": "string", "default": "hi"},
-        "c": {"type": "string", "enum": ["red", "green"], "default": "green"},
+        "c": {"anyOf": [{"$ref": "#/$defs/Color"}], "default": "green"},
         "d": {},  # object() has no JSON form: no default shown
         "e": {"type": "array", "items": {"type": "integer"}, "default": [1, 2]},
         "f": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
@@ -344,13 +352,14 @@ def test_postponed_annotations_are_resolved(future_set):
     assert _params(future_set, "uses_local") == {
         "type": "object",
         "properties": {
-            "m": {"type": "string", "enum": ["fast", "slow"]},
+            "m": {"$ref": "#/$defs/Mode"},
             "items": {"type": "array", "items": {"type": "integer"}},
             "how": {"type": "string", "enum": ["a", "b"], "default": "a"},
             "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
         },
         "required": ["m", "items"],
         "additionalProperties": False,
+        "$defs": {"Mode": {"type": "string", "enum": ["fast", "slow"]}},
     }
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from worker.schema import ArgumentError, describe_value
 from worker.signature import FunctionSpec
+from worker.typespec import ArgumentError, describe_value
 
 P = inspect.Parameter
 

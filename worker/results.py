@@ -23,14 +23,25 @@ from protocol.messages import make_error_map
 def to_wire(obj: Any) -> Any:
     """msgpack ``default`` hook: convert what has one obvious JSON form.
 
-    set/frozenset -> array; Enum -> its value; dataclass -> object;
+    Called for every value that is not exactly a JSON type (subclasses
+    included, so a NamedTuple is not silently sent as an array):
+    Enum -> its value; NamedTuple -> object; other tuple/list subclasses ->
+    array; dict subclasses -> object; set/frozenset -> array; dataclass ->
+    object; pydantic model -> ``model_dump(mode="json")``;
     datetime/date/time -> ISO 8601 string; UUID, Decimal, Path -> string;
     bytearray/memoryview -> bytes. Anything else raises ``TypeError``.
     """
-    if isinstance(obj, set | frozenset):
-        return list(obj)
     if isinstance(obj, enum.Enum):
         return obj.value
+    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
+        return dict(obj._asdict())
+    if isinstance(obj, list | tuple | set | frozenset):
+        return list(obj)
+    if isinstance(obj, dict):
+        return dict(obj)
+    dump = getattr(type(obj), "model_dump", None)
+    if callable(dump) and hasattr(type(obj), "model_json_schema"):
+        return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
@@ -45,7 +56,9 @@ def to_wire(obj: Any) -> Any:
 def encode_result(msgid: int, value: Any, output: dict[str, str], max_bytes: int) -> bytes:
     """The response frame for a successful call, or an error frame."""
     try:
-        frame = encode_message(Response(msgid, None, {"value": value, **output}), default=to_wire)
+        frame = encode_message(
+            Response(msgid, None, {"value": value, **output}), default=to_wire, strict=True
+        )
     except MemoryError:
         return encode_error(
             msgid, ErrorKind.OUT_OF_MEMORY, "ran out of memory encoding the result", output

@@ -1,110 +1,56 @@
-"""Annotation -> JSON Schema, and the validator that goes with it.
-
-Each supported annotation becomes a ``TypeSpec``: the JSON Schema a model
-sees, and a ``coerce`` function that checks an incoming JSON value against
-the same type and turns it into the Python value the function expects. The
-schema and the validator come from the same place, so they cannot drift.
+"""Annotation -> ``TypeSpec`` (JSON Schema 2020-12 + validator).
 
 Support is a list of handlers (``HANDLERS``), tried in order; adding a type
-is adding a handler. An annotation no handler takes raises
+is adding a handler. Named classes live in ``named_types``, ``Annotated``
+constraints in ``constraints``. An annotation no handler takes raises
 ``UnsupportedAnnotation``, which skips that one function with a reason.
+
+Lenient by default where models are sloppy in harmless ways: an integral
+float for an int, and a JSON-encoded string where an array or object is
+expected (it is parsed).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import enum
+import collections.abc
+import datetime
+import decimal
 import inspect
 import json
 import math
+import pathlib
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
+import uuid
 from typing import Any
 
-JSON = dict[str, Any]
+from worker import named_types
+from worker.constraints import apply_constraints, read_constraints
+from worker.typespec import (
+    ANY,
+    JSON,
+    ArgumentError,
+    Handler,
+    SchemaBuilder,
+    TypeSpec,
+    UnsupportedAnnotation,
+    fail,
+    json_type,
+)
 
 
-class UnsupportedAnnotation(Exception):
-    """No handler knows this annotation."""
-
-
-class ArgumentError(Exception):
-    """An argument does not match its parameter's type.
-
-    ``path`` locates the value (``items[2].price``), ``expected`` says what
-    the schema wanted, ``got`` describes what arrived.
-    """
-
-    def __init__(self, path: str, expected: str, got: str) -> None:
-        super().__init__(f"{path}: expected {expected}, got {got}")
-        self.path = path
-        self.expected = expected
-        self.got = got
-
-
-Coerce = Callable[[Any, str], Any]
-
-
-@dataclass(frozen=True)
-class TypeSpec:
-    schema: JSON
-    coerce: Coerce
-    expected: str  # human text for error messages: "integer", "array of string"
-
-
-def describe_value(value: Any) -> str:
-    """A short, bounded description of a JSON value for error messages."""
-    kind = {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-        type(None): "null",
-        bytes: "bytes",
-    }.get(type(value), type(value).__name__)
-    if value is None:
-        return "null"
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (ValueError, TypeError, RecursionError):
-        text = "..."
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{kind} {text}"
-
-
-def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
-    raise ArgumentError(path, expected, describe_value(value))
-
-
-class SchemaBuilder:
-    """Builds ``TypeSpec``s for one function; collects warnings."""
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def build(self, annotation: Any, where: str) -> TypeSpec:
-        for handler in HANDLERS:
-            spec = handler(annotation, self, where)
-            if spec is not None:
-                return spec
-        raise UnsupportedAnnotation(f"{where}: unsupported type annotation {annotation!r}")
-
-
-Handler = Callable[[Any, SchemaBuilder, str], TypeSpec | None]
+def new_builder() -> SchemaBuilder:
+    return SchemaBuilder(HANDLERS)
 
 
 def _any(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | None:
     if annotation is inspect.Parameter.empty:
         builder.warnings.append(f"{where} has no type annotation; any JSON value is accepted")
-        return TypeSpec({}, lambda v, p: v, "any value")
+        return ANY
     if annotation is Any or annotation is object:
-        return TypeSpec({}, lambda v, p: v, "any value")
+        return ANY
     return None
 
 
@@ -113,10 +59,13 @@ def _annotated(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec 
         return None
     inner, *metadata = typing.get_args(annotation)
     spec = builder.build(inner, where)
-    for meta in metadata:
-        description = meta if isinstance(meta, str) else getattr(meta, "description", None)
-        if isinstance(description, str) and description:
-            return TypeSpec({**spec.schema, "description": description}, spec.coerce, spec.expected)
+    description, constraints = read_constraints(tuple(metadata))
+    spec = apply_constraints(spec, constraints, where)
+    if description:
+        schema = spec.schema
+        if "$ref" in schema:  # keep $ref free of siblings
+            schema = {"anyOf": [schema]}
+        spec = TypeSpec({**schema, "description": description}, spec.coerce, spec.expected)
     return spec
 
 
@@ -125,8 +74,7 @@ def _none(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | Non
 
         def coerce(v: Any, p: str) -> None:
             if v is not None:
-                _fail(p, "null", v)
-            return None
+                fail(p, "null", v)
 
         return TypeSpec({"type": "null"}, coerce, "null")
     return None
@@ -134,28 +82,27 @@ def _none(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | Non
 
 def _bool(v: Any, p: str) -> bool:
     if type(v) is not bool:
-        _fail(p, "boolean", v)
+        fail(p, "boolean", v)
     return v
 
 
 def _int(v: Any, p: str) -> int:
     if type(v) is int:
         return v
-    # Models often write 3.0 for an integer; accept it when it is one.
     if type(v) is float and math.isfinite(v) and v.is_integer():
         return int(v)
-    _fail(p, "integer", v)
+    fail(p, "integer", v)
 
 
 def _float(v: Any, p: str) -> float:
     if type(v) in (int, float):
         return float(v)
-    _fail(p, "number", v)
+    fail(p, "number", v)
 
 
 def _str(v: Any, p: str) -> str:
     if type(v) is not str:
-        _fail(p, "string", v)
+        fail(p, "string", v)
     return v
 
 
@@ -167,7 +114,25 @@ def _bytes(v: Any, p: str) -> bytes:
             return base64.b64decode(v, validate=True)
         except (binascii.Error, ValueError):
             pass
-    _fail(p, "base64-encoded string", v)
+    fail(p, "base64-encoded string", v)
+
+
+def _parsed(parse: Any, expected: str) -> Any:
+    def coerce(v: Any, p: str) -> Any:
+        if type(v) is str:
+            try:
+                return parse(v)
+            except (ValueError, TypeError, decimal.InvalidOperation):
+                pass
+        fail(p, expected, v)
+
+    return coerce
+
+
+def _decimal(v: Any, p: str) -> decimal.Decimal:
+    if type(v) in (int, float) and not (type(v) is float and not math.isfinite(v)):
+        return decimal.Decimal(str(v))
+    return _parsed(decimal.Decimal, "a decimal number as a string")(v, p)
 
 
 _SCALARS: dict[Any, TypeSpec] = {
@@ -176,6 +141,33 @@ _SCALARS: dict[Any, TypeSpec] = {
     float: TypeSpec({"type": "number"}, _float, "number"),
     str: TypeSpec({"type": "string"}, _str, "string"),
     bytes: TypeSpec({"type": "string", "contentEncoding": "base64"}, _bytes, "base64 string"),
+    datetime.datetime: TypeSpec(
+        {"type": "string", "format": "date-time"},
+        _parsed(datetime.datetime.fromisoformat, "an ISO 8601 date-time"),
+        "date-time string",
+    ),
+    datetime.date: TypeSpec(
+        {"type": "string", "format": "date"},
+        _parsed(datetime.date.fromisoformat, "an ISO 8601 date (YYYY-MM-DD)"),
+        "date string",
+    ),
+    datetime.time: TypeSpec(
+        {"type": "string", "format": "time"},
+        _parsed(datetime.time.fromisoformat, "an ISO 8601 time"),
+        "time string",
+    ),
+    uuid.UUID: TypeSpec(
+        {"type": "string", "format": "uuid"}, _parsed(uuid.UUID, "a UUID"), "UUID string"
+    ),
+    pathlib.Path: TypeSpec(
+        {"type": "string", "format": "path"}, _parsed(pathlib.Path, "a path"), "path string"
+    ),
+    pathlib.PurePath: TypeSpec(
+        {"type": "string", "format": "path"}, _parsed(pathlib.PurePath, "a path"), "path string"
+    ),
+    decimal.Decimal: TypeSpec(
+        {"type": "string", "format": "decimal"}, _decimal, "decimal number as a string"
+    ),
 }
 
 
@@ -186,22 +178,29 @@ def _scalar(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | N
         return None
 
 
-_SEQUENCES = {list: list, tuple: tuple, set: set, frozenset: frozenset}
-_SEQUENCE_ORIGINS = {
-    list: list,
-    tuple: tuple,
-    set: set,
-    frozenset: frozenset,
-    typing.List: list,  # noqa: UP006 - the old spelling is what users write
-}
+def _container(v: Any, want: tuple[type, ...]) -> Any:
+    """Lenient: a JSON-encoded string for an array/object is parsed."""
+    if type(v) is str and v.lstrip()[:1] in ("[", "{"):
+        try:
+            parsed = json.loads(v)
+        except ValueError:
+            return v
+        if type(parsed) in want:
+            return parsed
+    return v
+
+
+_SEQUENCES = (list, tuple, set, frozenset)
 
 
 def _sequence(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | None:
     origin = typing.get_origin(annotation)
     if origin is None and annotation in _SEQUENCES:
-        container, args = _SEQUENCES[annotation], ()
-    elif origin in (list, tuple, set, frozenset):
+        container, args = annotation, ()
+    elif origin in _SEQUENCES:
         container, args = origin, typing.get_args(annotation)
+    elif origin in (collections.abc.Sequence, collections.abc.MutableSequence):
+        container, args = list, typing.get_args(annotation)
     else:
         return None
     if container is tuple and origin is not None and not args:
@@ -217,22 +216,20 @@ def _sequence(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec |
     expected = "array" if item is None else f"array of {item.expected}"
 
     def coerce(v: Any, p: str) -> Any:
+        v = _container(v, (list,))
         if type(v) not in (list, tuple):
-            _fail(p, expected, v)
-        if item is None:
-            values = list(v)
-        else:
-            values = [item.coerce(x, f"{p}[{i}]") for i, x in enumerate(v)]
+            fail(p, expected, v)
+        values = list(v) if item is None else [item.coerce(x, f"{p}[{i}]") for i, x in enumerate(v)]
         try:
             return container(values)
         except TypeError:  # unhashable members of a set
-            _fail(p, "array of hashable values", v)
+            fail(p, "array of hashable values", v)
 
     return TypeSpec(schema, coerce, expected)
 
 
 def _fixed_tuple(args: tuple, builder: SchemaBuilder, where: str) -> TypeSpec:
-    if args == ((),):  # tuple[()]
+    if args == ((),):  # typing.Tuple[()]
         args = ()
     items = [builder.build(a, f"{where}[{i}]") for i, a in enumerate(args)]
     schema: JSON = {
@@ -245,8 +242,9 @@ def _fixed_tuple(args: tuple, builder: SchemaBuilder, where: str) -> TypeSpec:
     expected = f"array of {len(items)} items"
 
     def coerce(v: Any, p: str) -> tuple:
+        v = _container(v, (list,))
         if type(v) not in (list, tuple) or len(v) != len(items):
-            _fail(p, expected, v)
+            fail(p, expected, v)
         pairs = enumerate(zip(items, v, strict=True))
         return tuple(s.coerce(x, f"{p}[{i}]") for i, (s, x) in pairs)
 
@@ -272,12 +270,13 @@ def _mapping(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | 
     expected = "object" if value is None else f"object of {value.expected}"
 
     def coerce(v: Any, p: str) -> dict:
+        v = _container(v, (dict,))
         if type(v) is not dict:
-            _fail(p, expected, v)
+            fail(p, expected, v)
         out = {}
         for k, x in v.items():
             if type(k) is not str:
-                _fail(f"{p}", "object with string keys", v)
+                fail(p, "object with string keys", v)
             out[k] = x if value is None else value.coerce(x, f"{p}.{k}")
         return out
 
@@ -295,7 +294,7 @@ def _union(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | No
         # The member whose JSON type is the value's own (a float stays a float
         # in int | float; a string stays a string in bytes | str).
         schema = member.schema
-        return schema.get("type") == _json_type(v) and "contentEncoding" not in schema
+        return schema.get("type") == json_type(v) and "contentEncoding" not in schema
 
     def coerce(v: Any, p: str) -> Any:
         for member in sorted(members, key=lambda m: not exact(m, v)):
@@ -303,61 +302,23 @@ def _union(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | No
                 return member.coerce(v, p)
             except ArgumentError:
                 continue
-        _fail(p, expected, v)
+        fail(p, expected, v)
 
     return TypeSpec({"anyOf": [m.schema for m in members]}, coerce, expected)
-
-
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
-
-
-def _json_type(value: Any) -> str | None:
-    return _JSON_TYPES.get(type(value))
-
-
-def _enum_schema(values: list[Any], where: str) -> JSON:
-    json_types = []
-    for v in values:
-        t = _json_type(v)
-        if t is None:
-            raise UnsupportedAnnotation(f"{where}: enum value {v!r} is not a JSON scalar")
-        if t not in json_types:
-            json_types.append(t)
-    schema: JSON = {"enum": list(values)}
-    if len(json_types) == 1:
-        schema = {"type": json_types[0], **schema}
-    return schema
 
 
 def _literal(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | None:
     if typing.get_origin(annotation) is not typing.Literal:
         return None
     values = list(typing.get_args(annotation))
-    schema = _enum_schema(values, where)
+    schema = named_types.enum_values_schema(values, where)
     expected = "one of " + ", ".join(json.dumps(v) for v in values)
 
     def coerce(v: Any, p: str) -> Any:
         for allowed in values:
             if type(v) is type(allowed) and v == allowed:
                 return allowed
-        _fail(p, expected, v)
-
-    return TypeSpec(schema, coerce, expected)
-
-
-def _enum(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | None:
-    if not (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
-        return None
-    members = list(annotation)
-    values = [m.value for m in members]
-    schema = _enum_schema(values, where)
-    expected = "one of " + ", ".join(json.dumps(v) for v in values)
-
-    def coerce(v: Any, p: str) -> Any:
-        for member in members:
-            if type(v) is type(member.value) and v == member.value:
-                return member
-        _fail(p, expected, v)
+        fail(p, expected, v)
 
     return TypeSpec(schema, coerce, expected)
 
@@ -367,7 +328,7 @@ HANDLERS: list[Handler] = [
     _annotated,
     _none,
     _scalar,
-    _enum,
+    *named_types.HANDLERS,
     _literal,
     _union,
     _sequence,

@@ -26,8 +26,8 @@ from protocol import (
 from worker.binding import bind
 from worker.capture import OutputCapture
 from worker.results import encode_error, encode_result
-from worker.schema import ArgumentError
 from worker.signature import FunctionSpec
+from worker.typespec import ArgumentError
 
 READ_CHUNK = 1 << 16
 

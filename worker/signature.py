@@ -8,16 +8,17 @@ skipped; the rest of the set still loads.
 from __future__ import annotations
 
 import inspect
-import json
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.docstrings import parse_docstring
-from worker.schema import (
+from worker.named_types import json_default
+from worker.schema import new_builder
+from worker.typespec import (
+    ANY,
     JSON,
     ArgumentError,
-    SchemaBuilder,
     TypeSpec,
     UnsupportedAnnotation,
     describe_value,
@@ -26,9 +27,6 @@ from worker.schema import (
 #: Parameter names reserved for the host (MemGPT passes the agent as
 #: ``self``); never in a schema, filled with their default or None.
 RESERVED_PARAMETERS = frozenset({"self", "cls"})
-
-#: Defaults whose JSON text is longer than this are left out of the schema.
-MAX_DEFAULT_JSON = 1024
 
 
 class FunctionSkipped(Exception):
@@ -60,23 +58,6 @@ class FunctionSpec:
         self.by_name = {p.name: p for p in self.parameters if not p.hidden}
 
 
-def _json_default(value: Any) -> tuple[bool, Any]:
-    """(True, json_value) when a default can be shown in the schema."""
-    if isinstance(value, typing.Hashable) and hasattr(value, "value") and hasattr(value, "name"):
-        # Enum member: the schema speaks in values.
-        value = getattr(value, "value", value)
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        return False, None
-    if len(text) > MAX_DEFAULT_JSON:
-        return False, None
-    return True, json.loads(text)
-
-
-_ANY = TypeSpec({}, lambda v, p: v, "any value")
-
-
 def describe_function(name: str, fn: Any) -> FunctionSpec:
     """Build the schema and validators for one function (``FunctionSkipped`` on failure)."""
     try:
@@ -88,7 +69,7 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
     except Exception as exc:  # NameError for an undefined forward reference, and worse
         raise FunctionSkipped(f"type annotations cannot be resolved: {type(exc).__name__}: {exc}")
     doc = parse_docstring(fn)
-    builder = SchemaBuilder()
+    builder = new_builder()
     properties: JSON = {}
     required: list[str] = []
     params: list[ParameterSpec] = []
@@ -101,7 +82,7 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
                 value = None if p.default is p.empty else p.default
                 if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                     builder.warnings.append(f"parameter {p.name!r} is reserved; it receives None")
-                params.append(ParameterSpec(p.name, p.kind, _ANY, True, value, hidden=True))
+                params.append(ParameterSpec(p.name, p.kind, ANY, True, value, hidden=True))
                 continue
             annotation = hints.get(p.name, inspect.Parameter.empty)
             where = f"parameter {p.name!r}"
@@ -114,11 +95,15 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
                 prop = {"type": "object", "additionalProperties": spec.schema}
                 spec = _variadic_map(spec)
             if p.name in doc.params and "description" not in prop:
+                if "$ref" in prop:
+                    prop = {"anyOf": [prop]}
                 prop["description"] = doc.params[p.name]
             has_default = p.default is not p.empty
             if has_default:
-                shown, value = _json_default(p.default)
+                shown, value = json_default(p.default)
                 if shown:
+                    if "$ref" in prop:  # keep $ref free of siblings
+                        prop = {"anyOf": [prop]}
                     prop["default"] = value
             elif p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 required.append(p.name)
@@ -131,19 +116,26 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
         # The return schema is informative only; the result encoder decides
         # what can be sent. An unsupported return type costs the schema, not
         # the function.
+        return_builder = new_builder()
         try:
-            returns = dict(builder.build(hints["return"], "return value").schema)
+            returns = dict(return_builder.build(hints["return"], "return value").schema)
         except UnsupportedAnnotation as exc:
             builder.warnings.append(f"{exc}; no return schema")
         else:
-            if doc.returns:
-                returns.setdefault("description", doc.returns)
+            if doc.returns and "description" not in returns:
+                if "$ref" in returns:
+                    returns = {"anyOf": [returns]}
+                returns["description"] = doc.returns
+            if return_builder.defs:
+                returns["$defs"] = return_builder.defs
     parameters: JSON = {
         "type": "object",
         "properties": properties,
         "required": required,
         "additionalProperties": False,
     }
+    if builder.defs:
+        parameters["$defs"] = builder.defs
     schema: JSON = {"name": name, "description": doc.description, "parameters": parameters}
     if not doc.description:
         builder.warnings.append("no description: add a docstring")
