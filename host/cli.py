@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from host.errors import CallError, HostError
+from host.formats import FORMATS
 from host.function_host import FunctionHost
 from host.limits import Limits
 
@@ -55,7 +56,18 @@ def _report_load_errors(fh: FunctionHost) -> None:
 def cmd_schemas(args: argparse.Namespace) -> int:
     with _host_for(args.paths, builtins=not args.no_builtins) as fh:
         _report_load_errors(fh)
-        print(json.dumps(fh.schemas(merge=not args.nested), indent=2))
+        if args.format:
+            if args.nested:
+                print("fnhost: --nested applies without --format only", file=sys.stderr)
+                return 2
+            try:
+                output = fh.tools(format=args.format, strict=args.strict)
+            except ValueError as exc:
+                print(f"fnhost: {exc}", file=sys.stderr)
+                return 2
+        else:
+            output = fh.schemas(merge=not args.nested)
+        print(json.dumps(output, indent=2))
         return 2 if fh.load_errors else 0
 
 
@@ -158,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="print the JSON schemas of function sets")
     schemas.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     schemas.add_argument("--nested", action="store_true", help="group by function set")
+    schemas.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="tool definitions in a provider's shape (default: MemGPT schemas)",
+    )
+    schemas.add_argument("--strict", action="store_true", help="OpenAI strict mode")
     schemas.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
     schemas.set_defaults(func=cmd_schemas)
 

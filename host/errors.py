@@ -264,3 +264,21 @@ def error_from_map(
         stderr=output.get("stderr") or "",
         details=err.get("details"),
     )
+
+
+class SchemaFormatError(HostError):
+    """A provider format cannot express a function's parameter as it is.
+
+    Raised instead of silently changing the type's meaning. ``format``,
+    ``function``, ``parameter`` (a path such as ``items[].price``) and
+    ``reason`` say what and why.
+    """
+
+    def __init__(self, fmt: str, function: str, parameter: str, reason: str) -> None:
+        self.format = fmt
+        self.function = function
+        self.parameter = parameter
+        self.reason = reason
+        super().__init__(
+            f"{fmt}: function {function!r} cannot be expressed: parameter {parameter!r} {reason}"
+        )

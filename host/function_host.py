@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from host.errors import HostClosed, HostError, InvalidArguments, LoadError, NameConflict
+from host.formats import tool_definition
 from host.launcher import Launcher, WorkerSpec
 from host.limits import Limits
 from host.proxy import FunctionProxy
@@ -227,6 +228,22 @@ class FunctionHost:
         """``{name: json_schema}``, or ``{set: {function: json_schema}}`` when not merged."""
         with self._lock:
             return self._registry.view(merge, lambda s, f, name: json_schema(s.functions[f], name))
+
+    def tools(self, format: str = "openai", strict: bool = False) -> list[dict[str, Any]]:
+        """Tool definitions for every exported function, in a provider's shape.
+
+        ``format``: ``openai``, ``openai-responses``, ``anthropic``, ``gemini``,
+        ``mcp`` or ``raw`` (see ``host.formats``); ``strict`` for OpenAI strict
+        mode. Names are the merged names (``<set>__<func>`` for prefixed
+        collisions). Raises ``SchemaFormatError`` naming the function and the
+        parameter when the format cannot express a type as it is.
+        """
+        with self._lock:
+            merged = [
+                (name, self._registry.sets[s].functions[f])
+                for name, (s, f) in self._registry.merged.items()
+            ]
+        return [tool_definition(info, name, format, strict) for name, info in merged]
 
     @property
     def load_errors(self) -> dict[str, LoadError]:
