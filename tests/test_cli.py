@@ -61,3 +61,24 @@ def test_load_failure_exit_code(tmp_path):
     result = fnhost("schemas", str(bad), "--no-builtins")
     assert result.returncode == 2
     assert "broken module" in result.stderr
+
+
+def test_schemas_in_provider_formats():
+    result = fnhost("schemas", str(EXAMPLES / "weather.py"), "--no-builtins", "--format",
+                    "openai", "--strict")
+    assert result.returncode == 0, result.stderr
+    tools = {t["function"]["name"]: t["function"] for t in json.loads(result.stdout)}
+    weather = tools["get_weather"]
+    assert weather["strict"] is True
+    assert weather["parameters"]["required"] == ["city", "units"]
+    gemini = json.loads(fnhost("schemas", str(EXAMPLES / "weather.py"), "--no-builtins",
+                               "--format", "gemini").stdout)
+    assert "$defs" not in json.dumps(gemini)
+
+
+def test_strict_refusal_is_a_clear_error(tmp_path):
+    tools = tmp_path / "maps.py"
+    tools.write_text("def tally(counts: dict[str, int]) -> int:\n    return sum(counts.values())\n")
+    result = fnhost("schemas", str(tools), "--no-builtins", "--format", "openai", "--strict")
+    assert result.returncode == 2
+    assert "tally" in result.stderr and "counts" in result.stderr
