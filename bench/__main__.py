@@ -1,0 +1,367 @@
+"""``python -m bench [--quick] [--rounds N] [--calls N] [--json PATH]``
+
+Measures in one run, interleaving the contenders in rounds; reports medians
+and p99 of per-call times, and ratios computed within each round (then the
+median ratio over rounds), so a noisy neighbour shifts both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+from bench import functions
+from bench.floor import RawEcho
+from host import CallError, FunctionHost, Limits
+
+HERE = Path(__file__).resolve().parent
+SET_PATH = str(HERE / "functions.py")
+EMPTY = tempfile.mkdtemp(prefix="fnhost-bench-empty-")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def per_call(fn: Callable[[int], object], n: int) -> list[float]:
+    times = []
+    clock = time.perf_counter
+    for i in range(n):
+        start = clock()
+        fn(i)
+        times.append(clock() - start)
+    return times
+
+
+def per_call_async(make: Callable[[int], object], n: int) -> list[float]:
+    async def run() -> list[float]:
+        times = []
+        clock = time.perf_counter
+        for i in range(n):
+            start = clock()
+            await make(i)
+            times.append(clock() - start)
+        return times
+
+    return asyncio.run(run())
+
+
+def add_args(i: int) -> dict:
+    return {"a": i, "b": 1}
+
+
+class Bench:
+    def __init__(self, calls: int, rounds: int) -> None:
+        self.calls = calls
+        self.rounds = rounds
+        self.rows: dict[str, dict] = {}
+
+    def record(self, name: str, **values: float) -> None:
+        row = self.rows.setdefault(name, {"samples": {}})
+        for key, value in values.items():
+            row["samples"].setdefault(key, []).append(value)
+
+    # -- latency and throughput, interleaved in rounds ---------------------------------
+
+    def run_calls(self) -> None:
+        raw = RawEcho()
+        fh = FunctionHost(
+            builtin_dir=EMPTY,
+            user_dirs=[],
+            limits=Limits(timeout=60, max_result_mb=80, memory_mb=1024),
+        )
+        fh.load_function_set(SET_PATH, name="bench")
+        ppe = ProcessPoolExecutor(1)
+        pool = multiprocessing.get_context("fork").Pool(1)
+        n = self.calls
+        contenders: dict[str, Callable[[], list[float]]] = {
+            "floor sync": lambda: per_call(
+                lambda i: raw.call({"function": "add", "arguments": add_args(i)}), n
+            ),
+            "floor asyncio": lambda: self._raw_async(raw, n),
+            "fh.call": lambda: per_call(lambda i: fh.call("add", add_args(i)), n),
+            "fh.acall": lambda: per_call_async(lambda i: fh.acall("add", add_args(i)), n),
+            "ProcessPoolExecutor(1)": lambda: per_call(
+                lambda i: ppe.submit(functions.add, i, 1).result(), max(50, n // 4)
+            ),
+            "multiprocessing.Pool(1)": lambda: per_call(
+                lambda i: pool.apply(functions.add, (i, 1)), max(50, n // 4)
+            ),
+        }
+        throughput: dict[str, Callable[[], float]] = {
+            "floor pipelined 64": lambda: self._raw_pipelined(raw, n * 4),
+            "fh.call 64 threads": lambda: self._threads(fh, n * 4),
+            "fh.acall 64 in flight": lambda: self._asyncio64(fh, n * 4),
+        }
+        for fn in contenders.values():  # warm-up
+            fn()
+        for r in range(self.rounds):
+            order = list(contenders.items())
+            order = order[r % len(order) :] + order[: r % len(order)]
+            medians = {}
+            for name, fn in order:
+                times = fn()
+                medians[name] = statistics.median(times)
+                self.record(
+                    name, median_us=medians[name] * 1e6, p99_us=percentile(times, 0.99) * 1e6
+                )
+            for name in contenders:
+                floor = medians["floor asyncio" if "acall" in name else "floor sync"]
+                self.record(name, ratio=medians[name] / floor)
+            rates = {name: fn() for name, fn in throughput.items()}
+            for name, rate in rates.items():
+                self.record(name, calls_per_s=rate, ratio=rate / rates["floor pipelined 64"])
+        for size, label in ((1 << 20, "1 MB"), (64 << 20, "64 MB")):
+            payload = os.urandom(size)
+            reps = max(1, min(20, (256 << 20) // size // 4))
+            for _ in range(self.rounds):
+                t_floor = min(per_call(lambda i, p=payload: raw.call_large(p), reps))
+                t_host = min(
+                    per_call(lambda i, p=payload: fh.call("echo_bytes", {"data": p}), reps)
+                )
+                self.record(f"bytes round trip {label} floor", mb_per_s=2 * size / t_floor / 1e6)
+                self.record(
+                    f"bytes round trip {label} fh.call",
+                    mb_per_s=2 * size / t_host / 1e6,
+                    ratio=t_floor / t_host,
+                )
+        fh.close()
+        raw.close()
+        ppe.shutdown()
+        pool.terminate()
+
+    def _raw_async(self, raw: RawEcho, n: int) -> list[float]:
+        async def run() -> list[float]:
+            loop = asyncio.get_running_loop()
+            times = []
+            for i in range(n):
+                start = time.perf_counter()
+                await raw.acall(loop, {"function": "add", "arguments": add_args(i)})
+                times.append(time.perf_counter() - start)
+            return times
+
+        return asyncio.run(run())
+
+    @staticmethod
+    def _raw_pipelined(raw: RawEcho, n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n // 64):
+            for i in range(64):
+                raw.send({"function": "add", "arguments": add_args(i)})
+            for _ in range(64):
+                raw.receive()
+        return (n // 64 * 64) / (time.perf_counter() - start)
+
+    @staticmethod
+    def _threads(fh: FunctionHost, n: int) -> float:
+        per = n // 64
+
+        def work(_: int) -> None:
+            for i in range(per):
+                fh.call("add", add_args(i))
+
+        with ThreadPoolExecutor(64) as ex:
+            start = time.perf_counter()
+            list(ex.map(work, range(64)))
+            return per * 64 / (time.perf_counter() - start)
+
+    @staticmethod
+    def _asyncio64(fh: FunctionHost, n: int) -> float:
+        async def run() -> float:
+            start = time.perf_counter()
+            for _ in range(n // 64):
+                await asyncio.gather(*(fh.acall("add", add_args(i)) for i in range(64)))
+            return (n // 64 * 64) / (time.perf_counter() - start)
+
+        return asyncio.run(run())
+
+    # -- start, crash, timeout ---------------------------------------------------------
+
+    def run_lifecycle(self) -> None:
+        sets_dir = Path(tempfile.mkdtemp(prefix="fnhost-bench-sets-"))
+        for k in range(10):
+            (sets_dir / f"set{k}.py").write_text(f"def f{k}(x: int) -> int:\n    return x\n")
+        for _ in range(self.rounds):
+            start = time.perf_counter()
+            raw = RawEcho()
+            raw.call({"function": "add", "arguments": add_args(1)})
+            spawn = time.perf_counter() - start
+            raw.close()
+            self.record("start: bare spawn + msgpack to first call", ms=spawn * 1e3)
+
+            start = time.perf_counter()
+            fh = FunctionHost(builtin_dir=EMPTY, user_dirs=[])
+            fh.load_function_set(SET_PATH, name="bench")
+            fh.call("add", add_args(1))
+            one = time.perf_counter() - start
+            self.record("start: 1 set to first call", ms=one * 1e3, ratio=one / spawn)
+            fh.close()
+
+            start = time.perf_counter()
+            fh = FunctionHost(builtin_dir=EMPTY, user_dirs=[sets_dir])
+            fh.load_all_function_sets()
+            for k in range(10):
+                fh.call(f"f{k}", {"x": k})
+            ten = time.perf_counter() - start
+            self.record("start: 10 sets to first calls", ms=ten * 1e3, ratio=ten / one)
+            fh.close()
+
+            fh = FunctionHost(builtin_dir=EMPTY, user_dirs=[], limits=Limits(crash_limit=1000))
+            fh.load_function_set(SET_PATH, name="bench")
+            fh.call("add", add_args(1))
+            start = time.perf_counter()
+            try:
+                fh.call("crash")
+            except CallError:
+                pass
+            error = time.perf_counter() - start
+            fh.call("add", add_args(1))
+            good = time.perf_counter() - start
+            self.record("crash -> error", ms=error * 1e3)
+            self.record("crash -> next good call", ms=good * 1e3)
+            start = time.perf_counter()
+            try:
+                fh.call("sleep", {"seconds": 30}, timeout=0.2)
+            except CallError:
+                pass
+            overshoot = time.perf_counter() - start - 0.2
+            fh.call("add", add_args(1))
+            after = time.perf_counter() - start - 0.2
+            self.record("timeout overshoot", ms=overshoot * 1e3)
+            self.record("timeout -> next good call", ms=after * 1e3)
+            fh.close()
+
+    def run_schema_and_memory(self) -> None:
+        path = Path(tempfile.mkdtemp(prefix="fnhost-bench-big-")) / "big.py"
+        path.write_text(
+            "\n".join(
+                textwrap.dedent(f'''
+            def f{i}(a: int, b: str = "x", c: list[float] | None = None) -> int:
+                """Function {i}.
+
+                Args:
+                    a: A number.
+                    b: A text.
+                    c: Some values.
+                """
+                return a
+            ''')
+                for i in range(2000)
+            )
+        )
+        for _ in range(self.rounds):
+            start = time.perf_counter()
+            with FunctionHost(builtin_dir=EMPTY, user_dirs=[]) as fh:
+                fh.load_function_set(path)
+                schemas = fh.schemas()
+                elapsed = time.perf_counter() - start
+                assert len(schemas) == 2000
+                self.record("schema: load 2000 functions", ms=elapsed * 1e3)
+        with FunctionHost(builtin_dir=EMPTY, user_dirs=[]) as fh:
+            fh.load_function_set(SET_PATH, name="bench")
+            fh.call("add", add_args(1))
+            pid = fh.function_sets["bench"]["pid"]
+            rss, pss = _memory(pid)
+            self.record("idle worker memory", rss_mb=rss, pss_mb=pss)
+
+    # -- report ------------------------------------------------------------------------
+
+    def summary(self) -> dict:
+        out = {}
+        for name, row in self.rows.items():
+            out[name] = {k: statistics.median(v) for k, v in row["samples"].items()}
+        return out
+
+
+def _memory(pid: int) -> tuple[float, float]:
+    rss = pss = 0.0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) / 1024
+    return rss, pss
+
+
+TARGETS = {
+    "fh.call": ("ratio", "<=", 1.3, "median <= 1.3x sync floor"),
+    "fh.acall": ("ratio", "<", 1.0, "faster than the asyncio floor"),
+    "fh.call 64 threads": ("ratio", ">=", 0.6, ">= 60% of floor calls/s"),
+    "fh.acall 64 in flight": ("ratio", ">=", 0.6, ">= 60% of floor calls/s"),
+    "bytes round trip 64 MB fh.call": ("ratio", ">=", 0.5, ">= 50% of floor bytes/s"),
+    "start: 1 set to first call": ("ratio", "<=", 1.2, "<= 1.2x bare spawn"),
+    "start: 10 sets to first calls": ("ratio", "<=", 3.0, "<= 3x one set"),
+    "crash -> error": ("ms", "<=", 5.0, "<= 5 ms"),
+    "crash -> next good call": ("ms", "<=", 10.0, "<= 10 ms"),
+    "timeout -> next good call": ("ms", "<=", 10.0, "<= 10 ms"),
+    "schema: load 2000 functions": ("ms", "<=", 1000.0, "<= 1 s"),
+    "idle worker memory": ("pss_mb", "<=", 10.0, "PSS <= 10 MB"),
+}
+
+
+def print_table(summary: dict) -> None:
+    print(f"\n{'measure':<40} {'figures':<44} target")
+    for name, values in summary.items():
+        figures = ", ".join(f"{k}={v:.3g}" for k, v in values.items())
+        target = ""
+        if name in TARGETS:
+            key, op, bound, text = TARGETS[name]
+            value = values.get(key)
+            ok = (
+                value is not None
+                and {"<=": value <= bound, "<": value < bound, ">=": value >= bound}[op]
+            )
+            target = f"{text}: {'met' if ok else 'NOT met'}"
+        print(f"{name:<40} {figures:<44} {target}")
+    slow = summary.get("ProcessPoolExecutor(1)", {}).get("median_us")
+    fast = summary.get("fh.call", {}).get("median_us")
+    if slow and fast:
+        print(
+            f"{'fh.call vs ProcessPoolExecutor':<40} {slow / fast:.1f}x faster"
+            f"{'':<26} >= 10x: {'met' if slow / fast >= 10 else 'NOT met'}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--calls", type=int, default=None)
+    parser.add_argument("--json", default="bench-results.json", help="where to write JSON")
+    args = parser.parse_args(argv)
+    logging.getLogger("fnhost").setLevel(logging.ERROR)  # crashes here are on purpose
+    rounds = args.rounds or (1 if args.quick else 5)
+    calls = args.calls or (200 if args.quick else 3000)
+    bench = Bench(calls, rounds)
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {rounds} rounds x {calls} calls",
+        flush=True,
+    )
+    bench.run_calls()
+    bench.run_lifecycle()
+    bench.run_schema_and_memory()
+    summary = bench.summary()
+    print_table(summary)
+    Path(args.json).write_text(
+        json.dumps({"rounds": rounds, "calls": calls, "results": summary}, indent=2)
+    )
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

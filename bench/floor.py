@@ -1,0 +1,124 @@
+"""The floor: a length-prefixed msgpack echo to a child process over a pipe.
+
+The child is the smallest server that speaks our framing; the parent is the
+smallest client (sync, or asyncio). Nothing can be faster than this with the
+same framing, so every host figure is reported as a ratio to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import subprocess
+import sys
+
+import msgpack
+
+ECHO_CHILD = r"""
+import os, struct, sys
+import msgpack
+r, w = int(sys.argv[1]), int(sys.argv[2])
+unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30)
+buf = bytearray()
+while True:
+    data = os.read(r, 1 << 20)
+    if not data:
+        break
+    buf += data
+    while len(buf) >= 4:
+        (n,) = struct.unpack_from(">I", buf)
+        if len(buf) < 4 + n:
+            # Read the rest of a large body directly.
+            body = bytearray(n)
+            view = memoryview(body)
+            have = len(buf) - 4
+            view[:have] = buf[4:]
+            while have < n:
+                have += os.readv(r, [view[have:]])
+            buf = bytearray()
+        else:
+            body = buf[4:4 + n]
+            del buf[:4 + n]
+        msg = msgpack.unpackb(body)
+        out = msgpack.packb([1, msg[1], None, msg[3]], use_bin_type=True)
+        frame = struct.pack(">I", len(out)) + out
+        view = memoryview(frame)
+        while view:
+            view = view[os.write(w, view):]
+"""
+
+HEADER = struct.Struct(">I")
+
+
+class RawEcho:
+    """A child echo process; ``call`` is one sync round trip."""
+
+    def __init__(self) -> None:
+        req_r, self.req_w = os.pipe()
+        self.resp_r, resp_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ECHO_CHILD, str(req_r), str(resp_w)],
+            pass_fds=(req_r, resp_w),
+        )
+        os.close(req_r)
+        os.close(resp_w)
+        self._id = 0
+
+    def _read_exact(self, n: int) -> bytes:
+        chunks = []
+        while n:
+            data = os.read(self.resp_r, min(n, 1 << 24))
+            if not data:
+                raise EOFError
+            chunks.append(data)
+            n -= len(data)
+        return b"".join(chunks)
+
+    def send(self, params: object) -> None:
+        self._id += 1
+        body = msgpack.packb([0, self._id, "call", params], use_bin_type=True)
+        os.write(self.req_w, HEADER.pack(len(body)) + body)
+
+    def receive(self) -> object:
+        (n,) = HEADER.unpack(self._read_exact(4))
+        return msgpack.unpackb(self._read_exact(n))[3]
+
+    def call(self, params: object) -> object:
+        self.send(params)
+        return self.receive()
+
+    def write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.req_w, view) :]
+
+    def call_large(self, payload: bytes) -> object:
+        """Round trip of a large bytes value; a writer thread avoids pipe deadlock."""
+        import threading
+
+        self._id += 1
+        body = msgpack.packb([0, self._id, "call", payload], use_bin_type=True)
+        writer = threading.Thread(target=self.write_all, args=(HEADER.pack(len(body)) + body,))
+        writer.start()
+        result = self.receive()
+        writer.join()
+        return result
+
+    async def acall(self, loop: asyncio.AbstractEventLoop, params: object) -> object:
+        """asyncio round trip: write, then wait for readability with add_reader."""
+        self.send(params)
+        fut = loop.create_future()
+        loop.add_reader(self.resp_r, lambda: fut.done() or fut.set_result(None))
+        try:
+            await fut
+        finally:
+            loop.remove_reader(self.resp_r)
+        return self.receive()
+
+    def close(self) -> None:
+        # Forked peers (the pools) may hold our pipe ends, so EOF is not enough.
+        os.close(self.req_w)
+        self.proc.kill()
+        self.proc.wait(5)
+        os.close(self.resp_r)
