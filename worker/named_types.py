@@ -94,6 +94,17 @@ def _strip_required(annotation: Any) -> Any:
     return annotation
 
 
+def _is_required(name: str, annotation: Any, required_keys: frozenset[str]) -> bool:
+    """An explicit Required/NotRequired wins: with postponed annotations
+    Python 3.11 cannot see them when it computes ``__required_keys__``."""
+    wrapper = getattr(typing.get_origin(annotation), "_name", None)
+    if wrapper == "NotRequired":
+        return False
+    if wrapper == "Required":
+        return True
+    return name in required_keys
+
+
 def _hints(cls: Any, where: str) -> dict[str, Any]:
     try:
         return typing.get_type_hints(cls, include_extras=True)
@@ -186,7 +197,7 @@ def _typeddict(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec 
         hints = _hints(annotation, where)
         required = annotation.__required_keys__
         fields = [
-            _Field(name, _strip_required(tp), name in required, False, None)
+            _Field(name, _strip_required(tp), _is_required(name, tp, required), False, None)
             for name, tp in hints.items()
         ]
         return _object_spec(builder, annotation, fields, dict, where)
