@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import os
 import select
@@ -35,6 +36,8 @@ from protocol import (
     decode_message,
     encode_message,
 )
+
+logger = logging.getLogger("fnhost")
 
 READ_CHUNK = 1 << 18
 #: Without a pidfd (very old kernels) the leader polls the process this often.
@@ -93,7 +96,7 @@ class Channel:
         self._on_broken = on_broken
         self._exited = exited
         self._cond = threading.Condition(threading.Lock())
-        self._write_lock = threading.RLock()
+        self._write_lock = threading.Lock()
         self._leader = False
         self._eof = False
         self._broken = False
@@ -143,46 +146,58 @@ class Channel:
             msgid = next(self._ids) & 0xFFFFFFFF
             while msgid in self._inflight or msgid == 0:
                 msgid = next(self._ids) & 0xFFFFFFFF
+            # Registered in the same critical section as the broken check, so
+            # a worker death from now on fails this call too.
+            pending.msgid = msgid
+            self._inflight[msgid] = pending
         try:
             frame = encode_message(
                 Request(msgid, "call", {"function": function, "arguments": arguments})
             )
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            self.drop(pending)
             raise ArgumentsNotSendable(str(exc)) from None
         if len(frame) > self._max_request_size:
+            self.drop(pending)
             raise ArgumentsNotSendable(
                 f"they encode to {len(frame)} bytes; the limit is {self._max_request_size} "
                 "bytes (Limits.max_argument_mb)"
             )
-        with self._cond:
-            pending.msgid = msgid
-            self._inflight[msgid] = pending
         self._write(frame, deadline)
         return pending
 
-    def notify(self, method: str, params: Any) -> None:
-        """Best-effort notification (e.g. ``shutdown``); a dead worker is ignored."""
-        try:
-            self._write(encode_message(Notification(method, params)), time.monotonic() + 1.0)
-        except OSError:
-            pass
+    def notify(self, method: str, params: Any, timeout: float = 0.2) -> bool:
+        """Best-effort notification (e.g. ``shutdown``) within ``timeout`` seconds.
 
-    def _write(self, frame: bytes, deadline: float | None) -> None:
+        False if it could not be written in time (another thread is stuck
+        writing a large argument, or the worker does not read): the caller
+        should then kill the worker instead.
+        """
+        frame = encode_message(Notification(method, params))
+        return self._write(frame, time.monotonic() + timeout, lock_timeout=timeout)
+
+    def _write(self, frame: bytes, deadline: float | None, lock_timeout: float = -1) -> bool:
+        """Write a whole frame; False if the deadline passed or the worker is gone."""
         view = memoryview(frame)
-        with self._write_lock:
+        if not self._write_lock.acquire(timeout=lock_timeout):
+            return False
+        try:
             while view and not self._broken and not self._fds_closed:
                 try:
                     view = view[os.write(self.write_fd, view) :]
                     continue
                 except BlockingIOError:
                     pass
-                except (BrokenPipeError, OSError):
-                    return  # the worker is gone; its exit fails the pending call
+                except OSError:
+                    return False  # the worker is gone; its exit fails the pending call
                 # The pipe is full: the worker may itself be blocked writing a
                 # reply, so keep reading while we wait to write.
                 if deadline is not None and time.monotonic() >= deadline:
-                    return
+                    return False
                 self._wait_writable(deadline)
+            return not view
+        finally:
+            self._write_lock.release()
 
     def _wait_writable(self, deadline: float | None) -> None:
         timeout = EXIT_POLL_INTERVAL
@@ -195,14 +210,14 @@ class Channel:
                 poller.register(self.read_fd, select.POLLIN)
                 if self.pidfd is not None:
                     poller.register(self.pidfd, select.POLLIN)
-                events = poller.poll(math.ceil(timeout * 1000))
+                events = poller.poll(_ms(timeout))
                 self._handle_events(events)
             finally:
                 self._release_lead()
         else:
             poller = select.poll()
             poller.register(self.write_fd, select.POLLOUT)
-            poller.poll(math.ceil(timeout * 1000))
+            poller.poll(_ms(timeout))
 
     # -- leading -----------------------------------------------------------
 
@@ -228,8 +243,7 @@ class Channel:
             timeout = max(0.0, deadline - time.monotonic())
             if self.pidfd is None:
                 timeout = min(timeout, EXIT_POLL_INTERVAL)
-        ms = timeout if timeout == -1 else math.ceil(timeout * 1000)
-        self._handle_events(self._poller.poll(ms))
+        self._handle_events(self._poller.poll(-1 if timeout == -1 else _ms(timeout)))
         if self.pidfd is None and not self._broken and self._exited():
             self._break(None)
 
@@ -310,6 +324,8 @@ class Channel:
             self._broken = True
         try:
             self._on_broken(violation)
+        except Exception:  # a bug in the owner must not leave calls hanging
+            logger.exception("handling the end of a worker failed")
         finally:
             self.fail_all(lambda p: WorkerGone())
             self._complete(self.exit)
@@ -327,26 +343,36 @@ class Channel:
     # -- waiting -----------------------------------------------------------
 
     def wait(self, pending: Pending, deadline: float | None) -> bool:
-        """Block until ``pending`` is done (True) or ``deadline`` passes (False)."""
+        """Block until ``pending`` is done (True) or ``deadline`` passes (False).
+
+        A deadline already in the past still gets one look at the pipe, so a
+        reply (or a ``ready``) that is waiting there is never missed.
+        """
         cond = self._cond
         while True:
             with cond:
-                while not pending.done:
+                while True:
+                    if pending.done:
+                        return True
+                    if self._broken and self.exit.done:
+                        # Registered after the breakage was handled: nobody
+                        # else will ever complete it.
+                        pending.error = pending.error or WorkerGone()
+                        pending.done = True
+                        return True
+                    expired = deadline is not None and time.monotonic() >= deadline
                     if not self._leader:
                         self._leader = True
                         break
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
+                    if expired:
                         return False
-                    cond.wait(remaining)
-                else:
-                    return True
+                    cond.wait(None if deadline is None else deadline - time.monotonic())
             try:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return pending.done
                 self._lead_once(deadline)
             finally:
                 self._release_lead()
+            if expired:
+                return pending.done
 
     async def wait_async(self, pending: Pending, deadline: float | None) -> bool:
         """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
@@ -359,7 +385,12 @@ class Channel:
         loop = asyncio.get_running_loop()
         fut = pending.future
         assert fut is not None and fut.get_loop() is loop
-        self._attach(loop)
+        if pending.done:
+            return True
+        if not self._attach(loop):
+            # Broken (or closed) already: its breakage handling completes
+            # or has completed the call; wait for that off the loop.
+            return await asyncio.to_thread(self.wait, pending, deadline)
         try:
             if not pending.done:
                 self._on_loop_readable()  # a reply may already be waiting
@@ -376,8 +407,11 @@ class Channel:
         finally:
             self._detach(loop)
 
-    def _attach(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _attach(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Watch our fds from ``loop`` (False, and nothing registered, if broken)."""
         with self._cond:
+            if self._broken or self._fds_closed:
+                return False
             count = self._loops.get(loop, 0)
             self._loops[loop] = count + 1
         if count == 0:
@@ -385,6 +419,7 @@ class Channel:
                 loop.add_reader(self.read_fd, self._on_loop_readable)
             if self.pidfd is not None:
                 loop.add_reader(self.pidfd, self._on_loop_readable)
+        return True
 
     def _detach(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._cond:
@@ -439,6 +474,11 @@ class Channel:
         with self._cond:
             if pending.msgid is not None:
                 self._inflight.pop(pending.msgid, None)
+
+
+def _ms(seconds: float) -> int:
+    """poll() milliseconds: rounded up, capped at what poll() accepts."""
+    return min(math.ceil(seconds * 1000), 2**31 - 1)
 
 
 class WorkerGone(Exception):

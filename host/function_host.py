@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
@@ -285,7 +286,7 @@ class FunctionHost:
         elif isinstance(arguments, str | bytes):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise InvalidArguments(
                     loaded.name,
                     func,
@@ -302,8 +303,10 @@ class FunctionHost:
             )
         if timeout is None:
             timeout = loaded.handle.spec.limits.timeout
-        elif timeout <= 0:
+        elif not timeout > 0:
             raise ValueError("timeout must be positive")
+        if timeout is not None and math.isinf(timeout):
+            timeout = None  # no deadline
         return loaded.handle, func, arguments, timeout
 
     def call(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:

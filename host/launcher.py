@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from host.limits import Limits
 
 T = TypeVar("T")
+_swept = False
 
 #: Variables a worker gets besides the caller's ``env=``. HOME and TMPDIR
 #: point into its scratch dir; nothing is copied from the host's environment.
@@ -77,16 +78,15 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def kill_group(self) -> None:
-        """SIGKILL the worker's process group (itself and children it kept)."""
+        """SIGKILL the worker's process group (itself and children it kept).
+
+        Only before the worker is reaped: until then its pid, which is the
+        group id, cannot be reused, so the signal cannot reach a stranger.
+        """
+        if self.proc.returncode is not None:
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-
-    def terminate_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGTERM)
 
     def reap(self, timeout: float | None = None) -> int | None:
         """Wait for the exit status (``None`` if still running after ``timeout``)."""
@@ -141,31 +141,35 @@ def worker_env(spec: WorkerSpec, scratch: str) -> dict[str, str]:
 
 
 def spawn_process(spec: WorkerSpec, host_pid: int) -> WorkerProcess:
-    """Start one worker. Raises ``OSError`` if the process cannot be created."""
-    workdir = tempfile.mkdtemp(prefix=f"fnhost-{_safe(spec.set_name)}-")
-    scratch = os.path.join(workdir, "scratch")
-    os.mkdir(scratch, 0o700)
-    req_r, req_w = os.pipe()
-    resp_r, resp_w = os.pipe()
+    """Start one worker. Raises ``OSError`` (nothing left behind) if it cannot."""
     limits = spec.limits
-    config: dict[str, Any] = {
-        "in_fd": req_r,
-        "out_fd": resp_w,
-        "host_pid": host_pid,
-        "set_name": spec.set_name,
-        "path": spec.path,
-        "module": spec.module,
-        "extra_sys_path": list(spec.extra_sys_path),
-        "limits": limits.worker_rlimits(),
-        "max_frame_size": limits.max_argument_bytes + 65536,
-        "max_result_bytes": limits.max_result_bytes,
-    }
-    out = err = -1
+    fds: list[int] = []
+    workdir = tempfile.mkdtemp(prefix=f"fnhost-{_safe(spec.set_name)}-{host_pid}-")
     try:
+        scratch = os.path.join(workdir, "scratch")
+        os.mkdir(scratch, 0o700)
+        req_r, req_w = os.pipe()
+        fds += (req_r, req_w)
+        resp_r, resp_w = os.pipe()
+        fds += (resp_r, resp_w)
         # Read-write + append: the worker reads back and truncates its output.
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         out = os.open(os.path.join(workdir, "stdout"), flags, 0o600)
+        fds.append(out)
         err = os.open(os.path.join(workdir, "stderr"), flags, 0o600)
+        fds.append(err)
+        config: dict[str, Any] = {
+            "in_fd": req_r,
+            "out_fd": resp_w,
+            "host_pid": host_pid,
+            "set_name": spec.set_name,
+            "path": spec.path,
+            "module": spec.module,
+            "extra_sys_path": list(spec.extra_sys_path),
+            "limits": limits.worker_rlimits(),
+            "max_frame_size": limits.max_argument_bytes + 65536,
+            "max_result_bytes": limits.max_result_bytes,
+        }
         proc = subprocess.Popen(
             [sys.executable, "-I", "-m", "worker", json.dumps(config)],
             stdin=subprocess.DEVNULL,
@@ -178,9 +182,8 @@ def spawn_process(spec: WorkerSpec, host_pid: int) -> WorkerProcess:
             close_fds=True,
         )
     except BaseException:
-        for fd in (req_r, req_w, resp_r, resp_w, out, err):
-            if fd >= 0:
-                os.close(fd)
+        for fd in fds:
+            os.close(fd)
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     for fd in (req_r, resp_w, out, err):
@@ -189,6 +192,28 @@ def spawn_process(spec: WorkerSpec, host_pid: int) -> WorkerProcess:
     os.set_blocking(req_w, False)
     os.set_blocking(resp_r, False)
     return WorkerProcess(proc, req_w, resp_r, workdir)
+
+
+def sweep_stale_workdirs() -> int:
+    """Remove worker directories of hosts that died without cleaning up
+    (a SIGKILLed host cannot). Returns how many were removed."""
+    removed = 0
+    try:
+        entries = os.listdir(tempfile.gettempdir())
+    except OSError:
+        return 0
+    for name in entries:
+        if not name.startswith("fnhost-"):
+            continue
+        parts = name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
+            continue
+        shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _safe(name: str) -> str:
@@ -200,6 +225,11 @@ class Launcher:
 
     def __init__(self) -> None:
         self.host_pid = os.getpid()
+        global _swept
+        if not _swept:
+            _swept = True
+            sweep_stale_workdirs()
+        self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="fnhost-launcher", daemon=True)
         self._thread.start()
@@ -209,7 +239,7 @@ class Launcher:
         while True:
             job = self._jobs.get()
             if job is None:
-                return
+                break
             fn, fut = job
             if not fut.set_running_or_notify_cancel():
                 continue
@@ -217,27 +247,39 @@ class Launcher:
                 fut.set_result(fn())
             except BaseException as exc:
                 fut.set_exception(exc)
+        # Closed: fail whatever was queued behind the stop marker.
+        while not self._jobs.empty():
+            job = self._jobs.get()
+            if job is not None:
+                job[1].set_exception(RuntimeError("launcher is closed"))
 
     def on_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         fut: Future[T] = Future()
-        if self._closed:
-            fut.set_exception(RuntimeError("launcher is closed"))
-        else:
-            self._jobs.put((fn, fut))
+        with self._lock:
+            if self._closed:
+                fut.set_exception(RuntimeError("launcher is closed"))
+            else:
+                self._jobs.put((fn, fut))
         return fut
 
     def spawn(self, spec: WorkerSpec) -> WorkerProcess:
-        """Start a worker from the launcher thread; blocks until it exists."""
+        """Start a worker from the launcher thread; blocks until it exists.
+
+        Raises ``OSError`` if the process cannot be created, ``RuntimeError``
+        after ``close()``.
+        """
         if self.on_thread():
             return spawn_process(spec, self.host_pid)
         return self.submit(lambda: spawn_process(spec, self.host_pid)).result()
 
     def close(self) -> None:
-        if not self._closed:
+        with self._lock:
+            if self._closed:
+                return
             self._closed = True
             self._jobs.put(None)
-            if not self.on_thread():
-                self._thread.join(timeout=5)
+        if not self.on_thread():
+            self._thread.join(timeout=5)

@@ -93,6 +93,7 @@ class WorkerHandle:
         self._lock = threading.Lock()
         self._current: _Incarnation | None = None
         self._deaths: collections.deque[float] = collections.deque()
+        self._deaths_lock = threading.Lock()
         self._parked_until = 0.0
         self._park_reason = ""
         self._closed = False
@@ -103,18 +104,29 @@ class WorkerHandle:
     def _spawn(self) -> _Incarnation:
         try:
             proc = self._launcher.spawn(self.spec)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             raise LoadError(
                 self.name, f"cannot start a worker process: {exc}", source=self.spec.source
             )
         return _Incarnation(self, proc)
 
     def _replace(self, old: _Incarnation | None) -> _Incarnation:
-        """Start a new incarnation in place of a dead one (lock held)."""
+        """Start a new incarnation in place of a dead one (lock held).
+
+        ``begin_close`` does not take the lock, so a close that slipped in
+        while this one was spawning is checked for after publishing it: one
+        of the two always sees the other, and the new worker is stopped.
+        """
         if old is not None:
             old.channel.close()
-        self._current = self._spawn()
-        return self._current
+        inc = self._current = self._spawn()
+        if self._closed:
+            inc.kill(_CLOSING, "the host was closed")
+            inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
+            inc.channel.close()
+            inc.proc.remove_workdir()
+            raise HostClosed(self.name, None, "the host is closed")
+        return inc
 
     def start(self) -> None:
         """Start the worker process without waiting for it (parallel loads)."""
@@ -132,19 +144,29 @@ class WorkerHandle:
         with self._lock:
             inc = self._current
             assert inc is not None
-            self._handshake(inc)
+            self._handshake(inc, None)
             assert inc.ready is not None
             return inc.ready
 
-    def _handshake(self, inc: _Incarnation) -> None:
-        """Read the worker's first message (lock held). Raises ``LoadError``."""
+    def _handshake(self, inc: _Incarnation, deadline: float | None) -> None:
+        """Read the worker's first message (lock held).
+
+        Raises ``LoadError`` if the worker failed to start or did not report
+        ready within ``start_timeout`` of its start (it is killed then), and
+        ``TimeoutError`` if the caller's ``deadline`` came first (the worker
+        is left starting, for the next call).
+        """
         if inc.ready is not None:
             return
         if inc.load_error is not None:
             raise inc.load_error
         ch = inc.channel
         limit = self.spec.limits.start_timeout
-        if not ch.wait(ch.handshake, inc.started + limit):
+        start_deadline = inc.started + limit
+        if deadline is not None and deadline < start_deadline:
+            if not ch.wait(ch.handshake, deadline):
+                raise TimeoutError
+        if not ch.wait(ch.handshake, start_deadline):
             inc.kill(_START, f"did not finish importing within {limit:g}s")
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
         hs = ch.handshake
@@ -186,36 +208,40 @@ class WorkerHandle:
         self._log_output(ready)
         inc.ready = ready
 
-    def _ready_incarnation(self) -> _Incarnation:
+    def _ready_incarnation(self, function: str, deadline: float | None) -> _Incarnation:
         """The current worker, ready to take calls; restarts a dead one.
 
         Raises ``HostClosed`` after ``close()``; ``WorkerCrashed`` while the
-        set is parked or when a new worker fails to start.
+        set is parked or when a new worker fails to start; ``CallTimeout``
+        if ``deadline`` passes while the worker is still starting.
         """
         inc = self._current
         if inc is not None and inc.ready is not None and not inc.channel.broken:
             return inc  # fast path, no lock
         with self._lock:
             if self._closed:
-                raise HostClosed(self.name, None, "the host is closed")
+                raise HostClosed(self.name, function, "the host is closed")
             inc = self._current
-            if inc is None or inc.channel.broken or inc.load_error is not None:
-                if time.monotonic() < self._parked_until:
-                    left = self._parked_until - time.monotonic()
-                    raise WorkerCrashed(
-                        self.name,
-                        None,
-                        f"is parked: {self._park_reason}; it will be restarted on a call "
-                        f"in {left:.1f}s",
-                    )
-                inc = self._replace(inc)
             try:
-                self._handshake(inc)
+                if inc is None or inc.channel.broken or inc.load_error is not None:
+                    if time.monotonic() < self._parked_until:
+                        left = self._parked_until - time.monotonic()
+                        raise WorkerCrashed(
+                            self.name,
+                            function,
+                            f"is parked: {self._park_reason}; it will be restarted on a call "
+                            f"in {left:.1f}s",
+                        )
+                    inc = self._replace(inc)
+                self._handshake(inc, deadline)
+            except TimeoutError:
+                raise CallTimeout(
+                    self.name, function, "the deadline passed while its worker was still starting"
+                )
             except LoadError as exc:
-                self._record_death()
                 raise WorkerCrashed(
                     self.name,
-                    None,
+                    function,
                     f"could not be restarted: {exc.message}",
                     remote_type=exc.remote_type,
                     traceback=exc.traceback,
@@ -240,6 +266,8 @@ class WorkerHandle:
                     self._replace(inc)
             except LoadError as exc:
                 self._log.warning("%s", exc)
+            except HostClosed:
+                pass
             finally:
                 self._lock.release()
 
@@ -255,7 +283,7 @@ class WorkerHandle:
         ``WorkerCrashed``) and ``CallTimeout`` is raised.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        inc = self._ready_incarnation()
+        inc = self._ready_incarnation(function, deadline)
         pending = self._send(inc, function, arguments, deadline, None)
         if not inc.channel.wait(pending, deadline):
             if self._kill_for_timeout(inc, pending):
@@ -271,7 +299,7 @@ class WorkerHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         inc = self._current
         if inc is None or inc.ready is None or inc.channel.broken:
-            inc = await asyncio.to_thread(self._ready_incarnation)
+            inc = await asyncio.to_thread(self._ready_incarnation, function, deadline)
         loop = asyncio.get_running_loop()
         pending = self._send(inc, function, arguments, deadline, loop)
         if not await inc.channel.wait_async(pending, deadline):
@@ -362,13 +390,10 @@ class WorkerHandle:
         proc = inc.proc
         if violation is not None and inc.kill_reason is None:
             inc.kill_reason = (_PROTOCOL, f"broke the protocol ({violation})")
-        if inc.kill_reason is not None:
-            proc.kill_group()
+        # Kill the group before reaping: the unreaped leader keeps the group
+        # id from being reused, and children it left behind die with it.
+        proc.kill_group()
         returncode = proc.reap(REAP_TIMEOUT)
-        if returncode is None:
-            proc.kill_group()
-            returncode = proc.reap(REAP_TIMEOUT)
-        proc.kill_group()  # children it left in its process group
         exit_code, sig, how = describe_exit(returncode)
         tail = proc.stderr_tail()
         reason = inc.kill_reason
@@ -402,6 +427,7 @@ class WorkerHandle:
         proc.remove_workdir()
         if reason is None or reason[0] == _PROTOCOL:
             self._log.warning("worker (pid %d) %s", proc.pid, how)
+        if reason is None or reason[0] in (_PROTOCOL, _LOAD_FAILED, _START):
             self._record_death()
         if (
             inc.ready is not None
@@ -414,31 +440,35 @@ class WorkerHandle:
     def _record_death(self) -> None:
         now = time.monotonic()
         limits = self.spec.limits
-        self._deaths.append(now)
-        while self._deaths and self._deaths[0] < now - limits.crash_window:
-            self._deaths.popleft()
-        if len(self._deaths) >= limits.crash_limit:
+        with self._deaths_lock:
+            self._deaths.append(now)
+            while self._deaths and self._deaths[0] < now - limits.crash_window:
+                self._deaths.popleft()
+            if len(self._deaths) < limits.crash_limit:
+                return
             self._deaths.clear()
-            self._parked_until = now + limits.crash_window
             self._park_reason = (
                 f"its worker died {limits.crash_limit} times within {limits.crash_window:g}s"
             )
-            self._log.error("function set %r parked: %s", self.name, self._park_reason)
+            self._parked_until = now + limits.crash_window
+        self._log.error("function set %r parked: %s", self.name, self._park_reason)
 
     # -- closing -------------------------------------------------------------
 
     def begin_close(self) -> None:
-        """Ask the worker to exit after the calls it has (no new calls start)."""
-        with self._lock:
-            self._closed = True
-            inc = self._current
+        """Ask the worker to exit after the calls it has (no new calls start).
+
+        Never waits for the handle's lock (a restart may hold it while the
+        new worker starts): a worker that is not ready, or whose pipe cannot
+        take the shutdown message at once, is killed instead.
+        """
+        self._closed = True
+        inc = self._current
         if inc is None or inc.channel.broken:
             return
         if inc.kill_reason is None:
             inc.kill_reason = (_CLOSING, "the host was closed while the call was running")
-        if inc.ready is not None:
-            inc.channel.notify(Verb.SHUTDOWN, {})
-        else:
+        if inc.ready is None or not inc.channel.notify(Verb.SHUTDOWN, {}):
             inc.proc.kill_group()
 
     def finish_close(self, deadline: float) -> None:
