@@ -39,12 +39,13 @@ logger = logging.getLogger("fnhost")
 REAP_TIMEOUT = 5.0
 
 # Why the host ended an incarnation on purpose (not counted as crashes).
-_TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START = (
+_TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE = (
     "timeout",
     "closing",
     "load_failed",
     "protocol",
     "start",
+    "recycle",
 )
 
 
@@ -368,7 +369,15 @@ class WorkerHandle:
             raise ProtocolError(self.name, pending.function, str(exc))
         self._log_output(output)
         if msg.error is not None:
-            raise error_from_map(self.name, pending.function, msg.error, output)
+            error = error_from_map(self.name, pending.function, msg.error, output)
+            if error.details.get("recycle"):
+                # The worker may still hold what exhausted it: replace it, and
+                # let the next call find the new one rather than the dying one.
+                inc.kill(
+                    _RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory"
+                )
+                inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
+            raise error
         return CallResult(
             output["value"],
             output.get("stdout") or "",
@@ -421,7 +430,14 @@ class WorkerHandle:
             text = f"{how} during the call"
             if tail:
                 text += f"; stderr ends with: {tail[-300:]}"
-            return WorkerCrashed(self.name, p.function, text, **fields)
+            fatal = tail.rfind("Fatal Python error")
+            return WorkerCrashed(
+                self.name,
+                p.function,
+                text,
+                traceback=tail[fatal:] if fatal >= 0 else None,
+                **fields,
+            )
 
         inc.channel.fail_all(make_error)
         proc.remove_workdir()
@@ -433,7 +449,7 @@ class WorkerHandle:
             inc.ready is not None
             and not self._closed
             and time.monotonic() >= self._parked_until
-            and (reason is None or reason[0] in (_TIMEOUT, _PROTOCOL))
+            and (reason is None or reason[0] in (_TIMEOUT, _PROTOCOL, _RECYCLE))
         ):
             self._restart_in_background()
 

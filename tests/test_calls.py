@@ -354,3 +354,31 @@ def test_oversized_arguments_are_refused_before_sending(make_host, write_set):
         fh.call("big", {"n": "x" * (2 * 1024 * 1024)})
     assert "limit" in str(info.value)
     assert fh.call("pid") == pid  # nothing reached the worker
+
+
+def test_worker_is_recycled_after_running_out_of_memory(make_host, write_set):
+    from host import Limits
+
+    fh = make_host(limits=Limits(memory_mb=256))
+    fh.load_function_set(write_set("hog", '''
+import os
+
+KEPT = []
+
+
+def hog() -> None:
+    # Keeps what it got, then fails: the worker stays bloated.
+    try:
+        while True:
+            KEPT.append(bytearray(16 * 1024 * 1024))
+    except MemoryError:
+        raise MemoryError("kept %d chunks" % len(KEPT))
+
+
+def pid() -> int:
+    return os.getpid()
+'''))
+    first = fh.call("pid")
+    with pytest.raises(OutOfMemory):
+        fh.call("hog")
+    assert fh.call("pid") != first  # a fresh worker, not the bloated one

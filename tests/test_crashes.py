@@ -275,3 +275,29 @@ def pid() -> int:
     assert time.monotonic() - start < 5
     assert info.value.exit_code == 5
     assert fh.call("pid") > 0
+
+
+def test_segfault_carries_the_python_traceback(hostile):
+    with pytest.raises(WorkerCrashed) as info:
+        hostile.call("segfault")
+    assert info.value.traceback is not None
+    assert "Fatal Python error: Segmentation fault" in info.value.traceback
+    assert "in segfault" in info.value.traceback  # the user function's frame
+
+
+def test_monkeypatched_os_functions_do_not_reach_the_protocol(fh, write_set):
+    fh.load_function_set(write_set("patcher", '''
+import os
+
+
+def patch() -> str:
+    os.write = lambda fd, data: len(data)   # would swallow every reply
+    os._exit = lambda code: None
+    return "patched"
+
+
+def echo(x: int) -> int:
+    return x
+'''))
+    assert fh.call("patch") == "patched"
+    assert fh.call("echo", {"x": 7}) == 7

@@ -17,6 +17,7 @@ and the worker exits 0 after it.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -49,6 +50,9 @@ def main() -> None:
 
     os.register_at_fork(after_in_child=_close_protocol_in_child)
 
+    # A segfault in user code prints the Python traceback to fd 2, which the
+    # host reads back as the crash's stderr tail.
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
     sandbox.detach_stdin()
     protections = {
         "own_session": sandbox.in_own_session(),

@@ -31,11 +31,16 @@ from worker.typespec import ArgumentError
 
 READ_CHUNK = 1 << 16
 
+# Bound once, when the worker starts and before any user code runs: a user
+# module that monkeypatches ``os.write`` or ``os._exit`` does not reach the
+# request loop.
+_read, _write, _getpid, _exit = os.read, os.write, os.getpid, os._exit
+
 
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = _write(fd, view)
         view = view[written:]
 
 
@@ -75,23 +80,23 @@ class Server:
         self.capture = capture
         self.decoder = FrameDecoder(max_frame_size)
         self.max_result_bytes = max_result_bytes
-        self.pid = os.getpid()
+        self.pid = _getpid()
 
     def run(self) -> None:
         """Serve until shutdown or EOF, then leave with ``os._exit``."""
         while True:
             try:
-                data = os.read(self.in_fd, READ_CHUNK)
+                data = _read(self.in_fd, READ_CHUNK)
             except OSError as exc:
                 self._die(f"cannot read requests: {exc}", 74)
             if not data:
-                os._exit(0)
+                _exit(0)
             try:
                 frames = self.decoder.feed(data)
                 for body in frames:
                     msg = decode_message(body)
                     if isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
-                        os._exit(0)
+                        _exit(0)
                     if isinstance(msg, Request) and msg.method == Verb.CALL:
                         self.handle_call(msg)
                     else:
@@ -101,14 +106,14 @@ class Server:
 
     def _die(self, why: str, code: int) -> None:
         try:
-            os.write(2, f"fnhost worker: {why}\n".encode())
+            _write(2, f"fnhost worker: {why}\n".encode())
         finally:
-            os._exit(code)
+            _exit(code)
 
     def handle_call(self, msg: Request) -> None:
         frame = self._run_call(msg)
-        if os.getpid() != self.pid:
-            os._exit(0)  # a process forked by user code never answers
+        if _getpid() != self.pid:
+            _exit(0)  # a process forked by user code never answers
         write_all(self.out_fd, frame)
 
     def _run_call(self, msg: Request) -> bytes:
@@ -139,18 +144,29 @@ class Server:
         try:
             value = self._invoke(spec, args, kwargs)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user errors
-            if os.getpid() != self.pid:
-                os._exit(0)
+            if _getpid() != self.pid:
+                _exit(0)
             type_name, message, trace = describe_exception(exc)
-            kind = (
-                ErrorKind.OUT_OF_MEMORY
-                if isinstance(exc, MemoryError)
-                else (ErrorKind.USER_EXCEPTION)
-            )
+            output = self.capture.collect()
+            if isinstance(exc, MemoryError):
+                # The function may still hold the memory (a global, a cycle):
+                # ask the host to replace this worker with a fresh one.
+                del exc
+                return encode_error(
+                    msg.msgid,
+                    ErrorKind.OUT_OF_MEMORY,
+                    message,
+                    output,
+                    type_name,
+                    trace,
+                    recycle=True,
+                )
             del exc
-            return encode_error(msg.msgid, kind, message, self.capture.collect(), type_name, trace)
-        if os.getpid() != self.pid:
-            os._exit(0)
+            return encode_error(
+                msg.msgid, ErrorKind.USER_EXCEPTION, message, output, type_name, trace
+            )
+        if _getpid() != self.pid:
+            _exit(0)
         output = self.capture.collect()
         return encode_result(msg.msgid, value, output, self.max_result_bytes)
 
