@@ -79,11 +79,12 @@ def tool_definition(info: JSON, name: str, fmt: str, strict: bool = False) -> JS
         if strict:
             params = openai_strict(params, fmt, name)
         body = {"name": name, "description": description, "parameters": params}
-        if strict:
-            body["strict"] = True
         if fmt == "openai":
+            if strict:
+                body["strict"] = True
             return {"type": "function", "function": body}
-        return {"type": "function", **body}
+        # The Responses API takes a function tool as strict unless told not to.
+        return {"type": "function", **body, "strict": strict}
     if fmt == "anthropic":
         return {"name": name, "description": description, "input_schema": params}
     if fmt == "gemini":
@@ -160,6 +161,8 @@ def openai_strict(params: JSON, fmt: str, function: str) -> JSON:
         schema.pop("default", None)
         if "prefixItems" in schema:
             fail(path, "is a fixed-length tuple, which strict mode cannot express")
+        if schema.get("type") == "array" and "items" not in schema:
+            fail(path, "is an array without an item type (use list[T])")
         if schema.pop("uniqueItems", None):
             _describe(schema, "Items must be unique.")
         if schema.pop("contentEncoding", None) == "base64":
@@ -266,6 +269,8 @@ def gemini_schema(params: JSON, function: str) -> JSON:
             fail(path, "can only be null, which Gemini cannot express")
         if "prefixItems" in schema:
             fail(path, "is a fixed-length tuple, which Gemini cannot express")
+        if schema.get("type") == "array" and "items" not in schema:
+            fail(path, "is an array without an item type (use list[T])")
         extra = schema.get("additionalProperties")
         if (
             isinstance(extra, dict)
@@ -313,9 +318,21 @@ def _gemini_default(schema: JSON) -> JSON:
 
 
 def mcp_output_schema(returns: JSON) -> JSON:
-    """MCP requires an object output schema; anything else is wrapped as ``result``."""
-    if returns.get("type") == "object" and "properties" in returns:
-        return returns
+    """MCP requires ``{"type": "object", ...}`` at the top of an output schema.
+
+    An object result is used as it is (a top-level ``$ref`` to an object
+    definition is inlined, ``$defs`` kept for nested references); anything
+    else is wrapped as ``{"result": ...}``, and its value must be wrapped the
+    same way.
+    """
+    target = _resolve_top(returns)
+    if target is not None and target.get("type") == "object":
+        out = {k: v for k, v in target.items() if k != "$defs"}
+        if returns.get("$defs"):
+            out["$defs"] = returns["$defs"]
+        if "description" in returns and "description" not in out:
+            out["description"] = returns["description"]
+        return out
     defs = returns.pop("$defs", None)
     wrapped: JSON = {
         "type": "object",
@@ -326,3 +343,20 @@ def mcp_output_schema(returns: JSON) -> JSON:
     if defs:
         wrapped["$defs"] = defs
     return wrapped
+
+
+def _resolve_top(schema: JSON) -> JSON | None:
+    """Follow top-level ``$ref``s and one-member ``anyOf`` wrappers."""
+    defs = schema.get("$defs", {})
+    seen = set()
+    while True:
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            if name in seen or name not in defs:
+                return None
+            seen.add(name)
+            schema = defs[name]
+        elif isinstance(schema.get("anyOf"), list) and len(schema["anyOf"]) == 1:
+            schema = schema["anyOf"][0]
+        else:
+            return schema

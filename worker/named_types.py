@@ -10,6 +10,7 @@ means "use the default" (what OpenAI strict mode sends).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import json
@@ -26,6 +27,7 @@ from worker.typespec import (
     describe_value,
     fail,
     json_type,
+    parse_json_container,
 )
 
 MAX_DEFAULT_JSON = 1024
@@ -35,6 +37,8 @@ def json_default(value: Any) -> tuple[bool, Any]:
     """(True, value as JSON) when a default can be shown in a schema."""
     if isinstance(value, enum.Enum):
         value = value.value
+    if isinstance(value, bytes):
+        value = base64.b64encode(value).decode("ascii")  # as the schema says
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
@@ -144,6 +148,7 @@ def _object_spec(
     expected = f"object {cls.__name__}"
 
     def coerce(v: Any, p: str) -> Any:
+        v = parse_json_container(v, (dict,))
         if type(v) is not dict:
             fail(p, expected, v)
         out: dict[str, Any] = {}
@@ -257,6 +262,15 @@ def _namedtuple(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec
     return builder.named(annotation, make)
 
 
+def _allows_null(schema: Any) -> bool:
+    if not isinstance(schema, dict):
+        return True
+    if schema.get("type") == "null" or schema == {}:
+        return True
+    members = schema.get("anyOf") or schema.get("oneOf") or []
+    return any(_allows_null(m) for m in members)
+
+
 def _strip_titles(schema: Any) -> Any:
     if isinstance(schema, dict):
         return {
@@ -286,10 +300,20 @@ def _pydantic(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec |
         builder.add_defs(schema.pop("$defs", {}), where)
         validate = getattr(annotation, "model_validate", None)
         expected = f"object {annotation.__name__}"
+        # Fields with a default that do not accept null: a null for them
+        # means "use the default" (OpenAI strict mode sends it).
+        required = set(schema.get("required", []))
+        defaulted = {
+            name
+            for name, prop in (schema.get("properties") or {}).items()
+            if name not in required and not _allows_null(prop)
+        }
 
         def coerce(v: Any, p: str) -> Any:
+            v = parse_json_container(v, (dict,))
             if type(v) is not dict:
                 fail(p, expected, v)
+            v = {k: x for k, x in v.items() if not (x is None and k in defaulted)}
             if validate is None:
                 return v
             try:

@@ -38,6 +38,7 @@ from worker.typespec import (
     UnsupportedAnnotation,
     fail,
     json_type,
+    parse_json_container,
 )
 
 
@@ -178,18 +179,6 @@ def _scalar(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | N
         return None
 
 
-def _container(v: Any, want: tuple[type, ...]) -> Any:
-    """Lenient: a JSON-encoded string for an array/object is parsed."""
-    if type(v) is str and v.lstrip()[:1] in ("[", "{"):
-        try:
-            parsed = json.loads(v)
-        except ValueError:
-            return v
-        if type(parsed) in want:
-            return parsed
-    return v
-
-
 _SEQUENCES = (list, tuple, set, frozenset)
 
 
@@ -216,7 +205,7 @@ def _sequence(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec |
     expected = "array" if item is None else f"array of {item.expected}"
 
     def coerce(v: Any, p: str) -> Any:
-        v = _container(v, (list,))
+        v = parse_json_container(v, (list,))
         if type(v) not in (list, tuple):
             fail(p, expected, v)
         values = list(v) if item is None else [item.coerce(x, f"{p}[{i}]") for i, x in enumerate(v)]
@@ -242,7 +231,7 @@ def _fixed_tuple(args: tuple, builder: SchemaBuilder, where: str) -> TypeSpec:
     expected = f"array of {len(items)} items"
 
     def coerce(v: Any, p: str) -> tuple:
-        v = _container(v, (list,))
+        v = parse_json_container(v, (list,))
         if type(v) not in (list, tuple) or len(v) != len(items):
             fail(p, expected, v)
         pairs = enumerate(zip(items, v, strict=True))
@@ -270,7 +259,7 @@ def _mapping(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | 
     expected = "object" if value is None else f"object of {value.expected}"
 
     def coerce(v: Any, p: str) -> dict:
-        v = _container(v, (dict,))
+        v = parse_json_container(v, (dict,))
         if type(v) is not dict:
             fail(p, expected, v)
         out = {}

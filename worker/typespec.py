@@ -79,6 +79,19 @@ def fail(path: str, expected: str, value: Any) -> typing.NoReturn:
     raise ArgumentError(path, expected, describe_value(value))
 
 
+def parse_json_container(v: Any, want: tuple[type, ...]) -> Any:
+    """Lenient: a JSON-encoded string where an array/object is expected is parsed
+    (models often send ``"[1, 2]"``); anything else is returned unchanged."""
+    if type(v) is str and v.lstrip()[:1] in ("[", "{"):
+        try:
+            parsed = json.loads(v)
+        except (ValueError, RecursionError):
+            return v
+        if type(parsed) in want:
+            return parsed
+    return v
+
+
 ANY = TypeSpec({}, lambda v, p: v, "any value")
 
 Handler = Callable[[Any, "SchemaBuilder", str], TypeSpec | None]
