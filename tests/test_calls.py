@@ -360,7 +360,10 @@ def test_worker_is_recycled_after_running_out_of_memory(make_host, write_set):
     from host import Limits
 
     fh = make_host(limits=Limits(memory_mb=256))
-    fh.load_function_set(write_set("hog", '''
+    fh.load_function_set(
+        write_set(
+            "hog",
+            """
 import os
 
 KEPT = []
@@ -377,7 +380,9 @@ def hog() -> None:
 
 def pid() -> int:
     return os.getpid()
-'''))
+""",
+        )
+    )
     first = fh.call("pid")
     with pytest.raises(OutOfMemory):
         fh.call("hog")

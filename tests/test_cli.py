@@ -64,15 +64,19 @@ def test_load_failure_exit_code(tmp_path):
 
 
 def test_schemas_in_provider_formats():
-    result = fnhost("schemas", str(EXAMPLES / "weather.py"), "--no-builtins", "--format",
-                    "openai", "--strict")
+    result = fnhost(
+        "schemas", str(EXAMPLES / "weather.py"), "--no-builtins", "--format", "openai", "--strict"
+    )
     assert result.returncode == 0, result.stderr
     tools = {t["function"]["name"]: t["function"] for t in json.loads(result.stdout)}
     weather = tools["get_weather"]
     assert weather["strict"] is True
     assert weather["parameters"]["required"] == ["city", "units"]
-    gemini = json.loads(fnhost("schemas", str(EXAMPLES / "weather.py"), "--no-builtins",
-                               "--format", "gemini").stdout)
+    gemini = json.loads(
+        fnhost(
+            "schemas", str(EXAMPLES / "weather.py"), "--no-builtins", "--format", "gemini"
+        ).stdout
+    )
     assert "$defs" not in json.dumps(gemini)
 
 

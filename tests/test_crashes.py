@@ -286,7 +286,10 @@ def test_segfault_carries_the_python_traceback(hostile):
 
 
 def test_monkeypatched_os_functions_do_not_reach_the_protocol(fh, write_set):
-    fh.load_function_set(write_set("patcher", '''
+    fh.load_function_set(
+        write_set(
+            "patcher",
+            """
 import os
 
 
@@ -298,6 +301,8 @@ def patch() -> str:
 
 def echo(x: int) -> int:
     return x
-'''))
+""",
+        )
+    )
     assert fh.call("patch") == "patched"
     assert fh.call("echo", {"x": 7}) == 7
