@@ -56,6 +56,12 @@ class FunctionHost:
     - ``env``: the only variables a worker sees besides PATH, LANG, HOME
       and TMPDIR; nothing of the host's environment is passed on.
     - ``on_conflict``: ``"error"`` or ``"prefix"`` (see ``Registry``).
+    - ``start_method``: ``"zygote"`` (default) forks each worker from a
+      pre-loaded template process in a few milliseconds, with its own
+      session, limits, scratch dir and environment, importing the user
+      module only after the fork; ``"spawn"`` starts a new interpreter per
+      worker (tens of milliseconds). The zygote falls back to spawning by
+      itself if it cannot run.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class FunctionHost:
         limits: Limits | None = None,
         env: dict[str, str] | None = None,
         on_conflict: ConflictPolicy = "error",
+        start_method: str = "zygote",
     ) -> None:
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
         self.user_dirs = (
@@ -75,7 +82,7 @@ class FunctionHost:
         self._registry = Registry(on_conflict)
         self._load_errors: dict[str, LoadError] = {}
         self._lock = threading.RLock()
-        self._launcher = Launcher()
+        self._launcher = Launcher(start_method)
         self._closed = False
         self._atexit = _close_at_exit(self)
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from host.limits import Limits
+from host.zygote import Zygote, ZygoteError
 
 T = TypeVar("T")
 _swept = False
@@ -55,45 +57,73 @@ class WorkerSpec:
 
 
 class WorkerProcess:
-    """One running worker process and the host's ends of its pipes."""
+    """One running worker process and the host's ends of its pipes.
+
+    Started either by ``subprocess`` (our child: ``popen``) or by the zygote
+    (its child: the exit status comes from ``zygote.wait_status``).
+    """
 
     def __init__(
         self,
-        proc: subprocess.Popen,
+        pid: int,
         req_w: int,
         resp_r: int,
         workdir: str,
+        popen: subprocess.Popen | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
-        self.proc = proc
-        self.pid = proc.pid
+        self.pid = pid
         self.req_w = req_w
         self.resp_r = resp_r
         self.workdir = workdir
+        self.popen = popen
+        self.zygote = zygote
+        self.returncode: int | None = None
         self.pidfd: int | None = None
         with contextlib.suppress(OSError, AttributeError):
-            # The pid cannot be reused before we reap it, so this is race-free.
-            self.pidfd = os.pidfd_open(proc.pid)
+            # Our child cannot be reused before we reap it; the zygote's child
+            # is checked below (it may have died already).
+            self.pidfd = os.pidfd_open(pid)
+        if self.pidfd is None and zygote is not None:
+            raise OSError("a worker forked by the zygote needs a pidfd")
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.popen is not None:
+            return self.popen.poll() is None
+        if self.returncode is not None:
+            return False
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        return not poller.poll(0)
 
     def kill_group(self) -> None:
         """SIGKILL the worker's process group (itself and children it kept).
 
-        Only before the worker is reaped: until then its pid, which is the
-        group id, cannot be reused, so the signal cannot reach a stranger.
+        Only before the exit status is known: until the worker is reaped its
+        pid, which is the group id, cannot be reused, so the signal cannot
+        reach a stranger. (A zygote child is reaped by the zygote, so the
+        leader is also signalled through its pidfd, which cannot misfire.)
         """
-        if self.proc.returncode is not None:
+        if self.returncode is not None or (self.popen and self.popen.returncode is not None):
             return
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
 
     def reap(self, timeout: float | None = None) -> int | None:
-        """Wait for the exit status (``None`` if still running after ``timeout``)."""
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        """Wait for the exit status (``None`` if still unknown after ``timeout``)."""
+        if self.returncode is not None:
+            return self.returncode
+        if self.popen is not None:
+            try:
+                self.returncode = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        elif self.zygote is not None:
+            self.returncode = self.zygote.wait_status(self.pid, 5.0 if timeout is None else timeout)
+        return self.returncode
 
     def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
         """The last ``limit`` bytes the worker wrote to stderr since the last call."""
@@ -140,8 +170,12 @@ def worker_env(spec: WorkerSpec, scratch: str) -> dict[str, str]:
     return env
 
 
-def spawn_process(spec: WorkerSpec, host_pid: int) -> WorkerProcess:
-    """Start one worker. Raises ``OSError`` (nothing left behind) if it cannot."""
+def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None) -> WorkerProcess:
+    """Start one worker, forked by ``zygote`` or as a new interpreter.
+
+    Raises ``OSError`` (``ZygoteError`` for a zygote failure), leaving
+    nothing behind.
+    """
     limits = spec.limits
     fds: list[int] = []
     workdir = tempfile.mkdtemp(prefix=f"fnhost-{_safe(spec.set_name)}-{host_pid}-")
@@ -170,17 +204,24 @@ def spawn_process(spec: WorkerSpec, host_pid: int) -> WorkerProcess:
             "max_frame_size": limits.max_argument_bytes + 65536,
             "max_result_bytes": limits.max_result_bytes,
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "worker", json.dumps(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            pass_fds=(req_r, resp_w),
-            cwd=scratch,
-            env=worker_env(spec, scratch),
-            start_new_session=True,
-            close_fds=True,
-        )
+        popen = None
+        if zygote is not None:
+            pid = zygote.spawn(
+                config, worker_env(spec, scratch), scratch, (req_r, resp_w, out, err)
+            )
+        else:
+            popen = subprocess.Popen(
+                [sys.executable, "-I", "-m", "worker", json.dumps(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(req_r, resp_w),
+                cwd=scratch,
+                env=worker_env(spec, scratch),
+                start_new_session=True,
+                close_fds=True,
+            )
+            pid = popen.pid
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -191,7 +232,16 @@ def spawn_process(spec: WorkerSpec, host_pid: int) -> WorkerProcess:
     # Non-blocking host ends: reads and writes are driven by poll with deadlines.
     os.set_blocking(req_w, False)
     os.set_blocking(resp_r, False)
-    return WorkerProcess(proc, req_w, resp_r, workdir)
+    try:
+        return WorkerProcess(pid, req_w, resp_r, workdir, popen=popen, zygote=zygote)
+    except OSError:
+        os.close(req_w)
+        os.close(resp_r)
+        if popen is not None:
+            popen.kill()
+            popen.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
 
 
 def sweep_stale_workdirs() -> int:
@@ -221,19 +271,34 @@ def _safe(name: str) -> str:
 
 
 class Launcher:
-    """Runs spawns (and restart jobs) on one long-lived daemon thread."""
+    """Runs spawns (and restart jobs) on one long-lived daemon thread.
 
-    def __init__(self) -> None:
+    ``start_method``: ``"zygote"`` forks workers from a pre-loaded template
+    process (started on first use; if it cannot start or dies twice in a
+    row, spawning falls back to a new interpreter per worker), ``"spawn"``
+    starts a new interpreter per worker.
+    """
+
+    def __init__(self, start_method: str = "zygote") -> None:
+        if start_method not in ("zygote", "spawn"):
+            raise ValueError('start_method must be "zygote" or "spawn"')
+        self.start_method = start_method
+        self._zygote: Zygote | None = None
+        self._zygote_failures = 0
         self.host_pid = os.getpid()
         global _swept
         if not _swept:
             _swept = True
             sweep_stale_workdirs()
         self._lock = threading.Lock()
+        self._closed = False
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="fnhost-launcher", daemon=True)
         self._thread.start()
-        self._closed = False
+        if start_method == "zygote":
+            # Boot it now, in the background: the first load finds it ready
+            # or at least started.
+            self.submit(self._ensure_zygote)
 
     def _run(self) -> None:
         while True:
@@ -272,8 +337,27 @@ class Launcher:
         after ``close()``.
         """
         if self.on_thread():
-            return spawn_process(spec, self.host_pid)
-        return self.submit(lambda: spawn_process(spec, self.host_pid)).result()
+            return self._spawn(spec)
+        return self.submit(lambda: self._spawn(spec)).result()
+
+    def _ensure_zygote(self) -> Zygote:
+        """The running zygote, started (again) if needed. Launcher thread only."""
+        if self._zygote is None or not self._zygote.alive:
+            if self._zygote is not None:
+                self._zygote.close()
+            self._zygote = Zygote(self.host_pid, {"PATH": BASE_PATH, "LANG": "C.UTF-8"})
+        return self._zygote
+
+    def _spawn(self, spec: WorkerSpec) -> WorkerProcess:
+        """On the launcher thread: fork from the zygote, or fall back to a spawn."""
+        while self.start_method == "zygote" and self._zygote_failures < 2:
+            try:
+                process = spawn_process(spec, self.host_pid, self._ensure_zygote())
+                self._zygote_failures = 0
+                return process
+            except ZygoteError:
+                self._zygote_failures += 1
+        return spawn_process(spec, self.host_pid)
 
     def close(self) -> None:
         with self._lock:
@@ -283,3 +367,5 @@ class Launcher:
             self._jobs.put(None)
         if not self.on_thread():
             self._thread.join(timeout=5)
+        if self._zygote is not None:
+            self._zygote.close()

@@ -18,10 +18,10 @@ import pytest
 from host import FunctionHost, Limits
 
 
-def worker_pids() -> set[int]:
-    """Pids of live fnhost workers started by this test process (any depth)."""
+def _fnhost_processes() -> list[tuple[int, int, list[bytes]]]:
+    """(pid, ppid, argv) of live fnhost workers and zygotes of this test process."""
     me = os.getpid()
-    found = set()
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -32,12 +32,29 @@ def worker_pids() -> set[int]:
                 stat = f.read()
         except OSError:
             continue
-        state = stat.rsplit(")", 1)[1].split()[0]
-        if state == "Z":
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
             continue
-        if b"-m" in argv and b"worker" in argv and f'"host_pid": {me}'.encode() in b"".join(argv):
-            found.add(int(entry))
+        mine = f'"host_pid": {me}'.encode() in b"".join(argv)
+        if b"-m" in argv and mine and (b"worker" in argv or b"worker.zygote" in argv):
+            found.append((int(entry), int(fields[1]), argv))
     return found
+
+
+def zygote_pids() -> set[int]:
+    """The zygote template processes of this test process."""
+    return {
+        pid
+        for pid, ppid, argv in _fnhost_processes()
+        if ppid == os.getpid() and b"worker.zygote" in argv
+    }
+
+
+def worker_pids() -> set[int]:
+    """Pids of live fnhost workers of this test process, spawned or forked
+    from a zygote (a zygote's children share its command line)."""
+    zygotes = zygote_pids()
+    return {pid for pid, ppid, argv in _fnhost_processes() if pid not in zygotes}
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -89,6 +106,7 @@ def make_host(empty_dir: Path) -> Iterator[Callable[..., FunctionHost]]:
     for fh in hosts:
         fh.close()
     assert wait_for(lambda: not worker_pids(), 3.0), f"workers left behind: {worker_pids()}"
+    assert wait_for(lambda: not zygote_pids(), 3.0), f"zygotes left behind: {zygote_pids()}"
 
 
 @pytest.fixture

@@ -1,0 +1,131 @@
+"""The host's side of the zygote: start it, ask it to fork workers, learn exits.
+
+A worker forked by the zygote is the zygote's child, not ours: the zygote
+reaps it and reports its exit status over the control socket. The host
+still learns of the death itself, at once, from a pidfd on the worker (a
+pidfd works for any process), and asks for the status afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import msgpack
+
+SPAWN_TIMEOUT = 10.0
+
+
+class ZygoteError(OSError):
+    """The zygote is gone or refused a spawn (the caller may fall back)."""
+
+
+class Zygote:
+    """One zygote process. Thread-safe. Must be created on the launcher thread
+    (its parent-death signal is tied to the creating thread)."""
+
+    def __init__(self, host_pid: int, env: dict[str, str]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            config = {"control_fd": theirs.fileno(), "host_pid": host_pid}
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-m", "worker.zygote", json.dumps(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=env,
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self._sock = ours
+        self._lock = threading.Lock()
+        self._ids = 0
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._statuses: dict[int, int] = {}
+        self._dead = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self.proc.poll() is None
+
+    def spawn(
+        self, config: dict[str, Any], env: dict[str, str], cwd: str, fds: tuple[int, int, int, int]
+    ) -> int:
+        """Fork a worker with ``fds`` = (req_r, resp_w, stdout, stderr); its pid.
+
+        Raises ``ZygoteError`` if the zygote is gone or cannot fork.
+        """
+        with self._lock:
+            self._ids += 1
+            rid = self._ids
+            payload = msgpack.packb({"id": rid, "config": config, "env": env, "cwd": cwd})
+            try:
+                socket.send_fds(self._sock, [payload], list(fds))
+            except OSError as exc:
+                self._dead = True
+                raise ZygoteError(f"the zygote is gone: {exc}") from None
+            deadline = time.monotonic() + SPAWN_TIMEOUT
+            while rid not in self._replies:
+                if not self._receive(deadline):
+                    raise ZygoteError("the zygote did not answer a spawn request")
+            reply = self._replies.pop(rid)
+        if "pid" not in reply:
+            raise ZygoteError(f"the zygote could not fork: {reply.get('error')}")
+        return reply["pid"]
+
+    def wait_status(self, pid: int, timeout: float) -> int | None:
+        """The exit status of a forked worker (as ``Popen.returncode``), or None."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while pid not in self._statuses:
+                if not self._receive(deadline):
+                    return None
+            return self._statuses.pop(pid)
+
+    def _receive(self, deadline: float) -> bool:
+        """Read one message into the tables (lock held); False on timeout or EOF."""
+        if self._dead:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        if not poller.poll(min(int(remaining * 1000) + 1, 2**31 - 1)):
+            return False
+        try:
+            data = self._sock.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._dead = True
+            return False
+        msg = msgpack.unpackb(data)
+        if "exit" in msg:
+            self._statuses[msg["exit"]] = msg["status"]
+        else:
+            self._replies[msg["id"]] = msg
+        return True
+
+    def close(self) -> None:
+        self._dead = True
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)

@@ -1,0 +1,85 @@
+"""Both ways a worker comes to life (zygote fork, fresh interpreter) give the
+same isolation and the same behaviour."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from host import WorkerCrashed
+
+from .conftest import wait_for, worker_pids, zygote_pids
+
+PROBE = '''
+import ctypes
+import os
+import resource
+import sys
+
+
+def facts() -> dict:
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "sid": os.getsid(0),
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "stdin": os.readlink("/proc/self/fd/0"),
+        "as_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
+        "user_module_loaded": "probe" in sys.modules,
+    }
+
+
+def segfault() -> None:
+    ctypes.string_at(0)
+'''
+
+
+@pytest.mark.parametrize("method", ["zygote", "spawn"])
+def test_isolation_is_the_same_for_both_methods(make_host, write_set, method, monkeypatch):
+    monkeypatch.setenv("FNHOST_TEST_SECRET", "s3cret")
+    fh = make_host(start_method=method, env={"GIVEN": "1"})
+    fh.load_function_set(write_set("probe", PROBE))
+    facts = fh.call("facts")
+    assert facts["sid"] == facts["pid"]  # its own session
+    assert facts["stdin"] == "/dev/null"
+    assert "fnhost-probe-" in facts["cwd"] and facts["env"]["HOME"] == facts["cwd"]
+    assert facts["env"]["GIVEN"] == "1" and "FNHOST_TEST_SECRET" not in facts["env"]
+    assert facts["as_limit"] == 512 * 1024 * 1024
+    assert facts["user_module_loaded"]
+    if method == "zygote":
+        assert facts["ppid"] in zygote_pids()
+    else:
+        assert facts["ppid"] == os.getpid()
+
+
+@pytest.mark.parametrize("method", ["zygote", "spawn"])
+def test_crash_reports_the_signal_and_restarts(make_host, write_set, method):
+    fh = make_host(start_method=method)
+    fh.load_function_set(write_set("probe", PROBE))
+    first = fh.call("facts")["pid"]
+    with pytest.raises(WorkerCrashed) as info:
+        fh.call("segfault")
+    assert info.value.signal == "SIGSEGV"  # the zygote forwards the exit status
+    assert fh.call("facts")["pid"] != first
+
+
+def test_a_dead_zygote_is_replaced(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("probe", PROBE))
+    (zygote,) = zygote_pids()
+    worker = fh.call("facts")["pid"]
+    os.kill(zygote, signal.SIGKILL)
+    # Its workers die with it (parent-death signal) ...
+    assert wait_for(lambda: worker not in worker_pids(), 2.0)
+    # ... and the next calls get a worker from a new zygote.
+    for _ in range(3):
+        try:
+            facts = fh.call("facts")
+            break
+        except WorkerCrashed:
+            continue
+    assert facts["pid"] != worker
+    assert zygote_pids() and zygote not in zygote_pids()

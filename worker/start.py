@@ -1,0 +1,138 @@
+"""The worker start sequence, shared by a plain spawn (``python -I -m worker``)
+and a worker forked from the zygote. The order matters; see DESIGN.md.
+
+1. (``python -I``) Everything the worker itself needs is imported at the top
+   of this module, before any user code can touch ``sys.modules``.
+2. Bind the protocol fds (passed with ``pass_fds`` or by the zygote; never
+   0, 1 or 2).
+3. fd 0 -> /dev/null; fd 1/2 are the host's capture files.
+4. Parent-death signal (then re-check the parent), rlimits, no-new-privs.
+   The host (or the zygote) already put us in our own session, in a scratch
+   cwd, with an allow-listed environment.
+5. Import the user module.  6. Discover functions.  7. Build each schema.
+8. Send ``ready`` (or ``load_failed``), then serve.
+
+Exit codes: 0 shutdown/EOF, 70 parent already gone, 74/76 I/O or protocol
+failure (reason on stderr). A load failure is reported as ``load_failed``
+and the worker exits 0 after it.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import sys
+from typing import NoReturn
+
+import msgpack  # noqa: F401 - imported now, before user code can shadow it
+
+from protocol import PROTOCOL_VERSION, ErrorKind, Notification, Verb, encode_message
+from protocol.messages import make_error_map
+from worker import sandbox
+from worker.capture import OutputCapture
+from worker.loader import ModuleLoadError, discover_functions, import_module
+from worker.serve import Server, describe_exception, write_all
+from worker.signature import FunctionSkipped, FunctionSpec, describe_function
+
+
+def run(config: dict) -> NoReturn:
+    """The start sequence, from step 2; never returns (serves, then ``os._exit``).
+
+    ``config["parent_pid"]`` is the process whose death must kill us: the
+    host for a plain spawn, the zygote for a forked worker.
+    """
+    in_fd, out_fd = config["in_fd"], config["out_fd"]
+    for fd in (in_fd, out_fd):
+        os.set_inheritable(fd, False)  # a subprocess of user code does not get them
+    capture = OutputCapture()
+
+    def _close_protocol_in_child() -> None:
+        # A process forked by user code never talks to the host.
+        for fd in (in_fd, out_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    os.register_at_fork(after_in_child=_close_protocol_in_child)
+
+    # A segfault in user code prints the Python traceback to fd 2, which the
+    # host reads back as the crash's stderr tail.
+    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+    sandbox.detach_stdin()
+    protections = {
+        "own_session": sandbox.in_own_session(),
+        "parent_death_signal": sandbox.die_with_parent(
+            config.get("parent_pid", config["host_pid"])
+        ),
+        "no_new_privileges": sandbox.no_new_privileges(),
+    }
+    limits = sandbox.SandboxLimits(**config["limits"])
+    protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
+    for entry in config.get("extra_sys_path", []):
+        if entry not in sys.path:
+            sys.path.append(entry)
+
+    my_pid = os.getpid()
+    set_name = config["set_name"]
+    try:
+        module = import_module(config.get("path"), config.get("module"), set_name)
+        exported = discover_functions(module)
+    except BaseException as exc:  # SystemExit(0) at import is a failure too
+        if os.getpid() != my_pid:
+            os._exit(0)
+        type_name, message, trace = describe_exception(exc)
+        if isinstance(exc, ModuleLoadError):
+            trace = None
+        elif isinstance(exc, SystemExit):
+            message = f"the module called sys.exit({message or ''}) while being imported"
+        err = make_error_map(ErrorKind.IMPORT_FAILED, message, type_name, trace)
+        write_all(
+            out_fd,
+            encode_message(Notification(Verb.LOAD_FAILED, {"error": err, **capture.collect()})),
+        )
+        os._exit(0)
+    if os.getpid() != my_pid:
+        os._exit(0)
+
+    specs: dict[str, FunctionSpec] = {}
+    skipped: list[dict[str, str]] = []
+    for name, fn in exported.items():
+        try:
+            specs[name] = describe_function(name, fn)
+        except FunctionSkipped as exc:
+            skipped.append({"name": name, "reason": str(exc)})
+        except Exception as exc:  # a hostile annotation object, say
+            skipped.append({"name": name, "reason": f"{type(exc).__name__}: {exc}"[:1000]})
+
+    functions = [
+        {
+            **spec.schema,
+            "returns": spec.returns,
+            "is_async": spec.is_async,
+            "warnings": spec.warnings,
+        }
+        for spec in specs.values()
+    ]
+    ready = {
+        "protocol": PROTOCOL_VERSION,
+        "pid": my_pid,
+        "functions": functions,
+        "skipped": skipped,
+        "protections": protections,
+        **capture.collect(),
+    }
+    try:
+        frame = encode_message(Notification(Verb.READY, ready))
+    except (TypeError, ValueError) as exc:
+        err = make_error_map(ErrorKind.IMPORT_FAILED, f"schemas cannot be encoded: {exc}")
+        frame = encode_message(Notification(Verb.LOAD_FAILED, {"error": err}))
+    write_all(out_fd, frame)
+    Server(
+        in_fd,
+        out_fd,
+        specs,
+        capture,
+        max_frame_size=config["max_frame_size"],
+        max_result_bytes=config["max_result_bytes"],
+    ).run()

@@ -1,0 +1,160 @@
+"""The zygote: a pre-loaded, single-threaded template process that forks workers.
+
+``python -I -m worker.zygote CONFIG_JSON`` imports everything a worker
+needs once, then waits on a Unix SEQPACKET socket from the host. Each spawn
+request carries a worker config plus four fds (SCM_RIGHTS): the protocol
+pipe ends and the stdout/stderr capture files. The zygote forks; the child
+takes its own session, its capture files as fd 1/2, its scratch dir as cwd
+and exactly the environment in the request, and then runs the normal start
+sequence (``worker.start.run``): rlimits, parent-death signal, and only then
+the user module. A fork costs a few milliseconds; a fresh interpreter tens.
+
+Messages (msgpack maps, one per datagram):
+- host -> zygote: ``{"id", "config", "env", "cwd"}`` + fds
+- zygote -> host: ``{"id", "pid"}`` (or ``{"id", "error"}``) and, for each
+  child that exits, ``{"exit": pid, "status": returncode}`` (negative: the
+  signal number), since only the parent can reap.
+
+The zygote dies with the host (parent-death signal) and exits on EOF of
+its socket; its children die with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+
+import msgpack
+
+from worker import sandbox, start
+
+MAX_FDS = 4
+#: Imported once the zygote is idle (after a short wait for a first
+#: request), so that they never delay a worker: later children get them free.
+IDLE_PRELOADS = ("asyncio",)
+IDLE_AFTER = 0.2
+
+
+def _preload() -> None:
+    import importlib
+
+    for name in IDLE_PRELOADS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a preload is an optimisation only
+            pass
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    sock = socket.socket(fileno=config["control_fd"])
+    host_pid = config["host_pid"]
+    sandbox.detach_stdin()
+    sandbox.die_with_parent(host_pid)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    me = os.getpid()
+
+    def send(obj: dict) -> None:
+        try:
+            sock.send(msgpack.packb(obj))
+        except OSError:
+            os._exit(0)  # the host is gone
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            send({"exit": pid, "status": os.waitstatus_to_exitcode(status)})
+
+    preloaded = False
+    while True:
+        try:
+            readable, _, _ = select.select(
+                [sock, wake_r], [], [], None if preloaded else IDLE_AFTER
+            )
+        except InterruptedError:
+            continue
+        if not readable and not preloaded:
+            preloaded = True
+            _preload()
+            continue
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        reap()
+        if sock not in readable:
+            continue
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 20, MAX_FDS)
+        except OSError:
+            os._exit(0)
+        if not data:
+            os._exit(0)  # EOF: the host closed us
+        request = msgpack.unpackb(data)
+        if len(fds) != MAX_FDS:
+            for fd in fds:
+                os.close(fd)
+            send({"id": request.get("id"), "error": f"expected {MAX_FDS} fds, got {len(fds)}"})
+            continue
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            send({"id": request["id"], "error": f"fork failed: {exc}"})
+            continue
+        if pid == 0:
+            _child(request, fds, sock, (wake_r, wake_w), me)
+        for fd in fds:
+            os.close(fd)
+        send({"id": request["id"], "pid": pid})
+
+
+def _child(
+    request: dict, fds: list[int], sock: socket.socket, wake: tuple[int, int], zygote_pid: int
+) -> None:
+    """Become a worker. Never returns."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        sock.close()
+        for fd in wake:
+            os.close(fd)
+        os.setsid()
+        req_r, resp_w, out, err = fds
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.close(out)
+        os.close(err)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        config = dict(request["config"])
+        config.update(in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid)
+        sys.argv = [sys.argv[0], json.dumps(config)]  # as a spawned worker sees it
+        start.run(config)
+    except BaseException as exc:  # noqa: BLE001 - report, then never return to the loop
+        try:
+            os.write(2, f"fnhost zygote child failed to start: {exc!r}\n".encode())
+        finally:
+            os._exit(71)
+    os._exit(71)
+
+
+if __name__ == "__main__":
+    main()
