@@ -12,7 +12,7 @@ from host import WorkerCrashed
 
 from .conftest import wait_for, worker_pids, zygote_pids
 
-PROBE = '''
+PROBE = """
 import ctypes
 import os
 import resource
@@ -34,7 +34,7 @@ def facts() -> dict:
 
 def segfault() -> None:
     ctypes.string_at(0)
-'''
+"""
 
 
 @pytest.mark.parametrize("method", ["zygote", "spawn"])
