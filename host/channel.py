@@ -391,20 +391,21 @@ class Channel:
             # Broken (or closed) already: its breakage handling completes
             # or has completed the call; wait for that off the loop.
             return await asyncio.to_thread(self.wait, pending, deadline)
+        timer = None
         try:
+            if deadline is not None:
+                # A plain timer resolving the same future: cheaper than wait_for.
+                delay = max(0.0, deadline - time.monotonic())
+                timer = loop.call_later(delay, _resolve_future, fut)
             if not pending.done:
-                self._on_loop_readable()  # a reply may already be waiting
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not pending.done:
-                try:
-                    await asyncio.wait_for(fut, timeout)
-                except TimeoutError:
-                    return pending.done
-            return True
+                await fut
+            return pending.done
         except asyncio.CancelledError:
             pending.abandoned = True
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._detach(loop)
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -416,9 +417,9 @@ class Channel:
             self._loops[loop] = count + 1
         if count == 0:
             if not self._eof:
-                loop.add_reader(self.read_fd, self._on_loop_readable)
+                loop.add_reader(self.read_fd, self._on_loop_data)
             if self.pidfd is not None:
-                loop.add_reader(self.pidfd, self._on_loop_readable)
+                loop.add_reader(self.pidfd, self._on_loop_exit)
         return True
 
     def _detach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -434,13 +435,29 @@ class Channel:
         if self._closing:
             self.close()
 
-    def _on_loop_readable(self) -> None:
+    def _on_loop_data(self) -> None:
+        """The reply pipe is readable: read and deliver (no extra poll)."""
         if not self._try_lead():
             return  # a thread is leading and will deliver our reply
         try:
-            self._lead_once(time.monotonic())
+            if not self._broken:
+                self._pump()
         finally:
             self._release_lead()
+        self._after_loop_event()
+
+    def _on_loop_exit(self) -> None:
+        """The pidfd is readable: the worker exited."""
+        if not self._try_lead():
+            return
+        try:
+            if not self._broken:
+                self._handle_events([(self.pidfd, select.POLLIN)])
+        finally:
+            self._release_lead()
+        self._after_loop_event()
+
+    def _after_loop_event(self) -> None:
         if self._eof or self._broken:
             loop = asyncio.get_running_loop()
             loop.remove_reader(self.read_fd)

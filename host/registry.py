@@ -76,6 +76,38 @@ class Registry:
         for func, name in loaded.exported.items():
             self.merged[name] = (loaded.name, func)
 
+    def replace_functions(
+        self, loaded: LoadedSet, functions: dict[str, dict[str, Any]], skipped: dict[str, str]
+    ) -> dict[str, list[str]]:
+        """Swap in a reloaded version of ``loaded``'s functions.
+
+        Returns ``{"added", "removed", "changed"}`` function names. Raises
+        ``NameConflict`` (and changes nothing) if a new name collides with
+        another set under the policy.
+        """
+        old_exports = loaded.exported
+        for name in old_exports.values():
+            self.merged.pop(name, None)
+        old_functions = loaded.functions
+        loaded.functions = functions
+        try:
+            loaded.exported = self.plan_exports(loaded)
+        except NameConflict:
+            loaded.functions = old_functions
+            for func, name in old_exports.items():
+                self.merged[name] = (loaded.name, func)
+            raise
+        loaded.skipped = skipped
+        for func, name in loaded.exported.items():
+            self.merged[name] = (loaded.name, func)
+        return {
+            "added": sorted(set(functions) - set(old_functions)),
+            "removed": sorted(set(old_functions) - set(functions)),
+            "changed": sorted(
+                f for f in set(functions) & set(old_functions) if functions[f] != old_functions[f]
+            ),
+        }
+
     def resolve(self, name: str) -> tuple[LoadedSet, str]:
         """``"func"`` (merged name) or ``"set.func"`` -> (set, bare function name)."""
         target = self.merged.get(name)

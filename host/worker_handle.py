@@ -39,13 +39,14 @@ logger = logging.getLogger("fnhost")
 REAP_TIMEOUT = 5.0
 
 # Why the host ended an incarnation on purpose (not counted as crashes).
-_TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE = (
+_TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE, _RETIRED = (
     "timeout",
     "closing",
     "load_failed",
     "protocol",
     "start",
     "recycle",
+    "retired",
 )
 
 
@@ -95,6 +96,7 @@ class WorkerHandle:
         self._current: _Incarnation | None = None
         self._deaths: collections.deque[float] = collections.deque()
         self._deaths_lock = threading.Lock()
+        self._retiring: set[_Incarnation] = set()  # replaced by a reload, still finishing
         self._parked_until = 0.0
         self._park_reason = ""
         self._closed = False
@@ -469,6 +471,69 @@ class WorkerHandle:
             self._parked_until = now + limits.crash_window
         self._log.error("function set %r parked: %s", self.name, self._park_reason)
 
+    # -- reloading -----------------------------------------------------------
+
+    def start_replacement(self) -> tuple[_Incarnation, dict[str, Any]]:
+        """Start a new worker from the set's source (which may have changed)
+        and wait for it to be ready; the current worker keeps serving.
+
+        Returns the new incarnation (not yet serving) and its ``ready``
+        params. Raises ``LoadError`` if the new version does not load; the
+        failed worker is cleaned up and nothing else changes.
+        """
+        inc = self._spawn()
+        try:
+            self._handshake(inc, None)
+        except LoadError:
+            if not inc.channel.exit.done:
+                inc.kill(_START, "failed to load")
+                inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
+            inc.channel.close()
+            inc.proc.remove_workdir()
+            raise
+        assert inc.ready is not None
+        return inc, inc.ready
+
+    def swap(self, new: _Incarnation) -> None:
+        """Serve new calls from ``new``; calls in flight finish on the old worker,
+        which then exits (killed after its call timeout plus the grace)."""
+        with self._lock:
+            closed = self._closed
+            old, self._current = self._current, (None if closed else new)
+            if closed:
+                old = new
+        if old is None:
+            return
+        if old.channel.broken:
+            old.channel.close()
+            old.proc.remove_workdir()
+            return
+        self._retire(old)
+
+    def _retire(self, old: _Incarnation) -> None:
+        if old.kill_reason is None:
+            old.kill_reason = (_RETIRED, "was replaced by a reloaded version during the call")
+        if old.ready is None or not old.channel.notify(Verb.SHUTDOWN, {}):
+            old.proc.kill_group()
+        self._retiring.add(old)
+        limits = self.spec.limits
+
+        def reap() -> None:
+            wait = None if limits.timeout is None else limits.timeout + limits.shutdown_grace
+            self._stop(old, None if wait is None else time.monotonic() + wait)
+
+        threading.Thread(target=reap, name=f"fnhost-retire-{self.name}", daemon=True).start()
+
+    def _stop(self, inc: _Incarnation, deadline: float | None) -> None:
+        """Wait for ``inc`` to exit until ``deadline``, then kill; release it."""
+        ch = inc.channel
+        if not ch.wait(ch.exit, deadline):
+            inc.proc.kill_group()
+            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
+        ch.close()
+        inc.proc.remove_workdir()
+        self._retiring.discard(inc)
+
     # -- closing -------------------------------------------------------------
 
     def begin_close(self) -> None:
@@ -479,25 +544,19 @@ class WorkerHandle:
         take the shutdown message at once, is killed instead.
         """
         self._closed = True
-        inc = self._current
-        if inc is None or inc.channel.broken:
-            return
-        if inc.kill_reason is None:
-            inc.kill_reason = (_CLOSING, "the host was closed while the call was running")
-        if inc.ready is None or not inc.channel.notify(Verb.SHUTDOWN, {}):
-            inc.proc.kill_group()
+        for inc in [self._current, *self._retiring]:
+            if inc is None or inc.channel.broken:
+                continue
+            if inc.kill_reason is None or inc.kill_reason[0] == _RETIRED:
+                inc.kill_reason = (_CLOSING, "the host was closed while the call was running")
+            if inc.ready is None or not inc.channel.notify(Verb.SHUTDOWN, {}):
+                inc.proc.kill_group()
 
     def finish_close(self, deadline: float) -> None:
-        """Wait for the exit until ``deadline``, then kill; release everything."""
-        inc = self._current
-        if inc is None:
-            return
-        ch = inc.channel
-        if not ch.wait(ch.exit, deadline):
-            inc.proc.kill_group()
-            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
-        ch.close()
-        inc.proc.remove_workdir()
+        """Wait for the exits until ``deadline``, then kill; release everything."""
+        for inc in [self._current, *list(self._retiring)]:
+            if inc is not None:
+                self._stop(inc, deadline)
 
     @property
     def pid(self) -> int | None:
