@@ -3,6 +3,7 @@
 The public API is what this module exports; everything else is private.
 """
 
+from host.dispatch import DEFAULT_MAX_RESULT_CHARS, ToolCall, ToolResult, parse_tool_call
 from host.errors import (
     CallError,
     CallTimeout,
@@ -24,6 +25,7 @@ from host.limits import Limits
 from host.worker_handle import CallResult
 
 __all__ = [
+    "DEFAULT_MAX_RESULT_CHARS",
     "CallError",
     "CallResult",
     "CallTimeout",
@@ -38,7 +40,10 @@ __all__ = [
     "ProtocolError",
     "ResultError",
     "SchemaFormatError",
+    "ToolCall",
+    "ToolResult",
     "UnknownFunction",
     "UserFunctionError",
     "WorkerCrashed",
+    "parse_tool_call",
 ]

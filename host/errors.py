@@ -176,6 +176,10 @@ class WorkerCrashed(CallError):
     ``exit_code`` or ``signal`` and ``stderr_tail`` describe the death. The
     host restarts the worker by itself; after repeated deaths in a short
     window the set is parked for a while and calls fail fast with this error.
+    When the host ended the worker itself, ``details["cause"]`` says why:
+    ``"parked"``, ``"timeout"`` (another call on the same worker timed out),
+    ``"recycle"`` (it ran out of memory), ``"retired"`` (replaced by a
+    reload) or ``"start"``.
     """
 
     kind = ErrorKind.WORKER_CRASHED

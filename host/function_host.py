@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from host import dispatch as _dispatch
 from host.errors import HostClosed, HostError, InvalidArguments, LoadError, NameConflict
 from host.formats import tool_definition
 from host.launcher import Launcher, WorkerSpec
@@ -62,6 +63,10 @@ class FunctionHost:
       module only after the fork; ``"spawn"`` starts a new interpreter per
       worker (tens of milliseconds). The zygote falls back to spawning by
       itself if it cannot run.
+    - ``request_heartbeat``: MemGPT-style heartbeats: ``tools()`` adds an
+      optional ``request_heartbeat`` boolean to every tool (required under
+      OpenAI strict mode) and ``dispatch`` strips it from the arguments and
+      reports it as ``ToolResult.heartbeat_requested``.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class FunctionHost:
         env: dict[str, str] | None = None,
         on_conflict: ConflictPolicy = "error",
         start_method: str = "zygote",
+        request_heartbeat: bool = False,
     ) -> None:
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
         self.user_dirs = (
@@ -79,6 +85,7 @@ class FunctionHost:
         )
         self.limits = limits or Limits()
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        self.request_heartbeat = request_heartbeat
         self._registry = Registry(on_conflict)
         self._load_errors: dict[str, LoadError] = {}
         self._lock = threading.RLock()
@@ -244,14 +251,19 @@ class FunctionHost:
         ``mcp`` or ``raw`` (see ``host.formats``); ``strict`` for OpenAI strict
         mode. Names are the merged names (``<set>__<func>`` for prefixed
         collisions). Raises ``SchemaFormatError`` naming the function and the
-        parameter when the format cannot express a type as it is.
+        parameter when the format cannot express a type as it is. With
+        ``request_heartbeat=True`` on the host, every tool gets a
+        ``request_heartbeat`` parameter.
         """
         with self._lock:
             merged = [
                 (name, self._registry.sets[s].functions[f])
                 for name, (s, f) in self._registry.merged.items()
             ]
-        return [tool_definition(info, name, format, strict) for name, info in merged]
+        tools = [tool_definition(info, name, format, strict) for name, info in merged]
+        if self.request_heartbeat:
+            tools = [_dispatch.add_heartbeat(t, format, strict) for t in tools]
+        return tools
 
     @property
     def load_errors(self) -> dict[str, LoadError]:
@@ -346,6 +358,68 @@ class FunctionHost:
     ) -> CallResult:
         handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
         return await handle.acall(func, arguments, timeout)
+
+    # -- dispatch (host/dispatch.py) --
+
+    def dispatch(
+        self,
+        tool_calls: Any,
+        *,
+        timeout: float | None = None,
+        max_result_chars: _dispatch.MaxResultChars = _dispatch.DEFAULT_MAX_RESULT_CHARS,
+    ) -> _dispatch.ToolResult | list[_dispatch.ToolResult]:
+        """Run a model's tool call(s) and return the provider's result message(s).
+
+        ``tool_calls`` is one tool call as an SDK returns it (an OpenAI Chat
+        Completions tool call, a Responses ``function_call`` item, an
+        Anthropic ``tool_use`` block, a Gemini ``function_call`` part; a dict
+        or an SDK object) or a list of them, the parallel calls of one turn,
+        which run concurrently on threads, one thread per function set: a
+        set's worker runs one call at a time anyway, so its calls are sent
+        one after another and a crash or timeout cannot take a sibling call
+        down with it. Returns one ``ToolResult`` (a dict: the result message
+        in the same provider's shape) or a list in the same order.
+
+        Never raises for a failed call: the failure becomes an error result
+        (``is_error``; a short text the model can act on). Raises
+        ``ValueError`` before running anything if a payload is not a
+        recognisable tool call or an option is invalid. ``timeout`` applies
+        to each call (default: its set's ``Limits.timeout``);
+        ``max_result_chars`` caps each result's text (``None``: no cap; a
+        dict ``{name: cap}`` per function, ``"*"`` for the rest), see
+        ``host.dispatch``.
+        """
+        return _dispatch.run_sync(self, tool_calls, timeout, max_result_chars)
+
+    async def adispatch(
+        self,
+        tool_calls: Any,
+        *,
+        timeout: float | None = None,
+        max_result_chars: _dispatch.MaxResultChars = _dispatch.DEFAULT_MAX_RESULT_CHARS,
+    ) -> _dispatch.ToolResult | list[_dispatch.ToolResult]:
+        """asyncio ``dispatch``: a list runs with ``asyncio.gather``. Never raises
+        for a failed call; ``ValueError`` for an unrecognisable payload.
+        """
+        return await _dispatch.run_async(self, tool_calls, timeout, max_result_chars)
+
+    def _set_of(self, name: str) -> str | None:
+        """The set a function name resolves to (``None`` if it does not)."""
+        with self._lock:
+            try:
+                return self._registry.resolve(name)[0].name
+            except HostError:
+                return None
+
+    def _declares_parameter(self, name: str, parameter: str) -> bool:
+        """Whether the function ``name`` has a parameter ``parameter`` (False if unknown)."""
+        with self._lock:
+            try:
+                loaded, func = self._registry.resolve(name)
+            except HostError:
+                return False
+            properties = loaded.functions[func].get("parameters", {}).get("properties", {})
+            return parameter in properties
 
     # -- closing -------------------------------------------------------------
 

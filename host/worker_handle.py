@@ -234,6 +234,7 @@ class WorkerHandle:
                             function,
                             f"is parked: {self._park_reason}; it will be restarted on a call "
                             f"in {left:.1f}s",
+                            details={"cause": "parked"},
                         )
                     inc = self._replace(inc)
                 self._handshake(inc, deadline)
@@ -428,7 +429,11 @@ class WorkerHandle:
             if reason is not None and reason[0] == _PROTOCOL:
                 return ProtocolError(self.name, p.function, reason[1], **fields)
             if reason is not None:
-                return WorkerCrashed(self.name, p.function, reason[1], **fields)
+                # details["cause"]: why the host ended it ("timeout" of another
+                # call, "recycle", "retired", "start"), for callers to branch on.
+                return WorkerCrashed(
+                    self.name, p.function, reason[1], details={"cause": reason[0]}, **fields
+                )
             text = f"{how} during the call"
             if tail:
                 text += f"; stderr ends with: {tail[-300:]}"
@@ -509,6 +514,11 @@ class WorkerHandle:
             old.proc.remove_workdir()
             return
         self._retire(old)
+
+    def discard(self, inc: _Incarnation) -> None:
+        """Stop a replacement that will not be swapped in."""
+        inc.kill(_CLOSING, "the reload was abandoned")
+        self._stop(inc, time.monotonic() + REAP_TIMEOUT)
 
     def _retire(self, old: _Incarnation) -> None:
         if old.kill_reason is None:
