@@ -22,6 +22,7 @@ from host.launcher import Launcher, WorkerSpec
 from host.limits import Limits
 from host.proxy import FunctionProxy
 from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
+from host.watcher import Watcher
 from host.worker_handle import CallResult, WorkerHandle
 
 BUILTIN_DIR = Path(__file__).with_name("function_sets")
@@ -63,6 +64,8 @@ class FunctionHost:
       module only after the fork; ``"spawn"`` starts a new interpreter per
       worker (tens of milliseconds). The zygote falls back to spawning by
       itself if it cannot run.
+    - ``watch``: reload a set when its file changes (polled every
+      ``watch_interval`` seconds); see ``reload``.
     - ``request_heartbeat``: MemGPT-style heartbeats: ``tools()`` adds an
       optional ``request_heartbeat`` boolean to every tool (required under
       OpenAI strict mode) and ``dispatch`` strips it from the arguments and
@@ -78,6 +81,8 @@ class FunctionHost:
         on_conflict: ConflictPolicy = "error",
         start_method: str = "zygote",
         request_heartbeat: bool = False,
+        watch: bool = False,
+        watch_interval: float = 1.0,
     ) -> None:
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
         self.user_dirs = (
@@ -92,6 +97,7 @@ class FunctionHost:
         self._launcher = Launcher(start_method)
         self._closed = False
         self._atexit = _close_at_exit(self)
+        self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
 
     # -- loading -------------------------------------------------------------
 
@@ -224,6 +230,52 @@ class FunctionHost:
         deadline = time.monotonic() + self.limits.shutdown_grace
         for h in handles:
             h.finish_close(deadline)
+
+    # -- reloading -------------------------------------------------------------
+
+    def reload(self, name: str) -> dict[str, list[str]]:
+        """Load set ``name`` again from its source in a new worker, and swap it in.
+
+        The new worker starts while the old one keeps serving; once it is
+        ready, new calls go to it, and calls in flight finish on the old one,
+        which then exits. Returns the schema changes: ``{"added", "removed",
+        "changed"}`` function names.
+
+        Raises ``KeyError`` for an unknown set; ``LoadError`` if the new
+        version does not load and ``NameConflict`` if it exports a name
+        another set has: in both cases the last good version keeps serving
+        (a load error is also in ``load_errors`` until a reload succeeds).
+        """
+        self._check_open()
+        with self._lock:
+            loaded = self._registry.sets[name]
+        handle = loaded.handle
+        try:
+            inc, ready = handle.start_replacement()
+        except LoadError as exc:
+            with self._lock:
+                self._load_errors[name] = exc
+            raise
+        with self._lock:
+            try:
+                changes = self._registry.replace_functions(
+                    loaded,
+                    {f["name"]: f for f in ready["functions"]},
+                    {s["name"]: s["reason"] for s in ready.get("skipped", [])},
+                )
+            except NameConflict:
+                handle.discard(inc)
+                raise
+            loaded.protections = dict(ready.get("protections") or {})
+            self._load_errors.pop(name, None)
+            handle.swap(inc)
+        return changes
+
+    def _watch_targets(self) -> dict[str, str]:
+        with self._lock:
+            return {
+                s.name: s.source for s in self._registry.sets.values() if s.source.endswith(".py")
+            }
 
     # -- views ---------------------------------------------------------------
 
@@ -439,6 +491,8 @@ class FunctionHost:
                 return
             self._closed = True
             handles = [s.handle for s in self._registry.sets.values()]
+        if self._watcher is not None:
+            self._watcher.close()
         self._close_handles(handles)
         self._launcher.close()
         atexit.unregister(self._atexit)

@@ -8,6 +8,7 @@ the host.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -43,7 +44,7 @@ def import_module(path: str | None, module_name: str | None, set_name: str) -> M
     name = stem
     if not stem.isidentifier() or stem in sys.modules or stem in sys.stdlib_module_names:
         name = f"fnhost_set_{set_name if set_name.isidentifier() else 'module'}"
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(name, path, loader=_SourceLoader(name, path))
     if spec is None or spec.loader is None:
         raise ModuleLoadError(f"cannot import {path}: not a Python source file")
     module = importlib.util.module_from_spec(spec)
@@ -54,6 +55,18 @@ def import_module(path: str | None, module_name: str | None, set_name: str) -> M
         sys.modules.pop(name, None)
         raise
     return module
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the set's file from source every time, never from ``__pycache__``.
+
+    A cached ``.pyc`` is validated by mtime in whole seconds and size, so an
+    edit within the same second that keeps the size (a hot reload) would run
+    the old code.
+    """
+
+    def get_code(self, fullname: str) -> Any:
+        return self.source_to_code(self.get_data(self.path), self.path)
 
 
 def discover_functions(module: ModuleType) -> dict[str, Any]:

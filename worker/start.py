@@ -69,6 +69,7 @@ def run(config: dict) -> NoReturn:
     }
     limits = sandbox.SandboxLimits(**config["limits"])
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
+    sys.dont_write_bytecode = True  # never write into the user's directories
     for entry in config.get("extra_sys_path", []):
         if entry not in sys.path:
             sys.path.append(entry)
