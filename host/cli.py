@@ -86,6 +86,33 @@ def cmd_call(args: argparse.Namespace) -> int:
         return 0
 
 
+def _seconds(text: str) -> float:
+    """argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def cmd_mcp(args: argparse.Namespace) -> int:
+    """Serve the sets over stdio until the client leaves; 2 if nothing loaded or no SDK."""
+    # Imported here: the MCP SDK is an optional extra, and the import raises
+    # MCPUnavailable (a HostError: "fnhost: ...", exit 2) saying what to install.
+    from host import mcp_server
+
+    limits = Limits(timeout=args.timeout)
+    with _host_for(args.paths, limits=limits, builtins=not args.no_builtins) as fh:
+        _report_load_errors(fh)  # stderr: stdout carries the protocol
+        if not fh.function_sets:
+            print("fnhost: no function set loaded; nothing to serve", file=sys.stderr)
+            return 2
+        mcp_server.serve(fh)
+    return 0
+
+
 def _step(title: str) -> None:
     print(f"\n== {title}")
 
@@ -106,6 +133,44 @@ def _demo_call(
     print(f"  {name}({shown}) -> {json.dumps(result.value)}  ({ms:.1f} ms)")
     if result.stdout:
         print(f"      captured stdout: {result.stdout.strip()!r}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from host.checks import check
+
+    findings = check(args.paths)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "findings": [f.as_dict() for f in findings],
+                    "errors": errors,
+                    "warnings": warnings,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for finding in findings:
+            print(finding.line())
+        print(f"{errors} errors, {warnings} warnings")
+    if errors or (warnings and args.warnings_as_errors):
+        return 1
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from host.doctor import diagnose
+
+    layers = diagnose()
+    if args.json:
+        print(json.dumps([vars(layer) for layer in layers], indent=2))
+    else:
+        for layer in layers:
+            print(f"{layer.status:<12} {layer.name:<20} {layer.detail}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -186,6 +251,54 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--timeout", type=float, default=30.0)
     call.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
     call.set_defaults(func=cmd_call)
+
+    mcp = sub.add_parser(
+        "mcp",
+        help="serve function sets to MCP clients over stdio",
+        description=(
+            "Serve the functions of each DIR (every *.py in it) and FILE as tools of a "
+            "Model Context Protocol server on stdin/stdout, for desktop assistants, IDEs "
+            "and agents. Every call runs in the set's sandboxed worker; a crash, hang or "
+            "exception becomes an error result and the server keeps serving. Load errors "
+            "and logs go to stderr (stdout is the protocol): a set in a DIR that fails to "
+            "load is left out, a FILE that fails to load stops the start (exit 2). Needs "
+            "the MCP SDK: pip install 'fnhost[mcp]'."
+        ),
+        epilog=(
+            'client config: {"mcpServers": {"tools": {"command": "fnhost", '
+            '"args": ["mcp", "/path/to/functions", "--timeout", "30"]}}}'
+        ),
+    )
+    mcp.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    mcp.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds a call may run before its worker is killed (default: 30)",
+    )
+    mcp.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
+    mcp.set_defaults(func=cmd_mcp)
+
+    check = sub.add_parser(
+        "check",
+        help="lint function sets before deploying them",
+        description="Load each set in a real worker and report load errors, skipped "
+        "functions and why, missing descriptions, and functions that OpenAI strict mode "
+        "or Gemini cannot express. Exit status 1 if there is an error (or a warning, "
+        "with --warnings-as-errors).",
+    )
+    check.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument("--warnings-as-errors", action="store_true")
+    check.set_defaults(func=cmd_check)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="show which isolation layers are in force here (probed, not assumed)",
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from host.errors import SchemaFormatError
 
@@ -323,10 +323,10 @@ def mcp_output_schema(returns: JSON) -> JSON:
     An object result is used as it is (a top-level ``$ref`` to an object
     definition is inlined, ``$defs`` kept for nested references); anything
     else is wrapped as ``{"result": ...}``, and its value must be wrapped the
-    same way.
+    same way (``mcp_wraps_result`` tells which).
     """
     target = _resolve_top(returns)
-    if target is not None and target.get("type") == "object":
+    if _is_object(target):
         out = {k: v for k, v in target.items() if k != "$defs"}
         if returns.get("$defs"):
             out["$defs"] = returns["$defs"]
@@ -343,6 +343,22 @@ def mcp_output_schema(returns: JSON) -> JSON:
     if defs:
         wrapped["$defs"] = defs
     return wrapped
+
+
+def mcp_wraps_result(returns: JSON) -> bool:
+    """True when ``mcp_output_schema(returns)`` wraps the result as ``{"result": ...}``.
+
+    A server sends a function's value as ``structuredContent`` as it is when
+    this is False (the return type is an object) and as ``{"result": value}``
+    when it is True. Pure; never raises for a schema the worker built (an
+    unresolvable ``$ref`` counts as "not an object", so it is wrapped).
+    """
+    return not _is_object(_resolve_top(returns))
+
+
+def _is_object(target: JSON | None) -> TypeGuard[JSON]:
+    """The one rule both functions above follow: is the (resolved) return an object?"""
+    return target is not None and target.get("type") == "object"
 
 
 def _resolve_top(schema: JSON) -> JSON | None:

@@ -86,3 +86,74 @@ def test_strict_refusal_is_a_clear_error(tmp_path):
     result = fnhost("schemas", str(tools), "--no-builtins", "--format", "openai", "--strict")
     assert result.returncode == 2
     assert "tally" in result.stderr and "counts" in result.stderr
+
+
+CHECKED = '''
+from typing import Any
+
+
+def good(city: str) -> str:
+    """Look up a city.
+
+    Args:
+        city: The city name.
+    """
+    return city
+
+
+def tally(counts: dict[str, int]) -> int:
+    """Sum counts.
+
+    Args:
+        counts: Counts by name.
+    """
+    return sum(counts.values())
+
+
+def vague(x):
+    return x
+
+
+def bad_keys(m: dict[int, str]) -> int:
+    """Keys are not strings."""
+    return len(m)
+'''
+
+
+def test_check_reports_problems_and_exits_non_zero(tmp_path):
+    path = tmp_path / "checked.py"
+    path.write_text(CHECKED)
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise ImportError('no such dependency')\n")
+    result = fnhost("check", str(path), str(broken))
+    assert result.returncode == 1
+    out = result.stdout
+    assert "broken: ImportError: no such dependency [load-failed]" in out
+    assert "checked.bad_keys: not exported" in out and "[skipped]" in out
+    assert "checked.tally: cannot be used with OpenAI strict mode: parameter 'counts'" in out
+    assert "checked.vague" in out and "[no-description]" in out
+    assert "checked.good" not in out
+
+
+def test_check_json_and_clean_set(tmp_path):
+    path = tmp_path / "clean.py"
+    path.write_text('def ping() -> str:\n    """Answer pong."""\n    return "pong"\n')
+    result = fnhost("check", str(path), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == {"findings": [], "errors": 0, "warnings": 0}
+
+
+def test_doctor_reports_probed_layers():
+    result = fnhost("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    layers = {layer["name"]: layer for layer in json.loads(result.stdout)}
+    for name in (
+        "own_session",
+        "parent_death_signal",
+        "rlimit_memory",
+        "rlimit_core",
+        "environment",
+        "pidfd",
+    ):
+        assert layers[name]["status"] == "active", layers[name]
+    assert {layer["status"] for layer in layers.values()} <= {"active", "available", "unavailable"}

@@ -32,14 +32,14 @@ def new() -> int:
     return 2
 '''
 
-SLOW = '''
+SLOW = """
 import time
 
 
 def slow(seconds: float) -> str:
     time.sleep(seconds)
     return "v1 finished"
-'''
+"""
 
 
 def test_reload_swaps_in_the_new_version_and_reports_changes(fh, write_set):

@@ -1,0 +1,110 @@
+"""``fnhost check``: lint function sets before deploying them.
+
+Loads each set in a real worker (so what it reports is what the host would
+see) and lists what is wrong or weak. Errors make a set unusable as it is;
+warnings make it worse for a model.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from host.errors import HostError, LoadError, NameConflict, SchemaFormatError
+from host.formats import tool_definition
+from host.function_host import FunctionHost
+from host.limits import Limits
+
+#: Formats every function is tried against: (label, format, strict).
+TARGETS = (("OpenAI strict mode", "openai", True), ("Gemini", "gemini", False))
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # "error" or "warning"
+    set_name: str
+    function: str | None
+    code: str
+    message: str
+
+    def line(self) -> str:
+        where = self.set_name + (f".{self.function}" if self.function else "")
+        return f"{self.severity:<7} {where}: {self.message} [{self.code}]"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _files(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.glob("*.py") if not f.name.startswith("_"))
+        else:
+            out.append(p)
+    return out
+
+
+def check(paths: list[str], timeout: float = 10.0) -> list[Finding]:
+    """Findings for every set in ``paths`` (files or directories)."""
+    findings: list[Finding] = []
+    empty = tempfile.mkdtemp(prefix="fnhost-check-")
+    with FunctionHost(builtin_dir=empty, user_dirs=[], limits=Limits(start_timeout=timeout)) as fh:
+        for path in _files(paths):
+            name = path.stem
+            try:
+                fh.load_function_set(path)
+            except LoadError as exc:
+                findings.append(Finding("error", name, None, "load-failed", exc.message))
+                continue
+            except NameConflict as exc:
+                findings.append(Finding("error", name, None, "name-conflict", str(exc)))
+                continue
+            except HostError as exc:
+                findings.append(Finding("error", name, None, "load-failed", str(exc)))
+                continue
+        for set_name, info in fh.function_sets.items():
+            if not info["functions"] and not info["skipped"]:
+                findings.append(
+                    Finding("warning", set_name, None, "no-functions", "exports no functions")
+                )
+            for func, reason in info["skipped"].items():
+                findings.append(
+                    Finding("error", set_name, func, "skipped", f"not exported: {reason}")
+                )
+            for func, warnings in info["warnings"].items():
+                for text in warnings:
+                    code = "no-description" if text.startswith("no description") else "schema"
+                    findings.append(Finding("warning", set_name, func, code, text))
+        for set_name, funcs in fh.schemas(merge=False).items():
+            for func, schema in funcs.items():
+                props = schema["parameters"].get("properties", {})
+                for param, prop in props.items():
+                    if "description" not in prop:
+                        findings.append(
+                            Finding(
+                                "warning",
+                                set_name,
+                                func,
+                                "no-parameter-description",
+                                f"parameter {param!r} has no description",
+                            )
+                        )
+                info = fh._registry.sets[set_name].functions[func]
+                for label, fmt, strict in TARGETS:
+                    try:
+                        tool_definition(info, func, fmt, strict)
+                    except SchemaFormatError as exc:
+                        findings.append(
+                            Finding(
+                                "warning",
+                                set_name,
+                                func,
+                                f"{fmt}{'-strict' if strict else ''}",
+                                f"cannot be used with {label}: parameter {exc.parameter!r} "
+                                f"{exc.reason}",
+                            )
+                        )
+    return findings

@@ -1,0 +1,162 @@
+"""``fnhost doctor``: which isolation layers are in force here, probed, not assumed.
+
+"active" means a worker started by this host just now applied the layer
+and its system call succeeded (the worker reports each one). "available"
+means the kernel or system offers it but this version of fnhost does not
+use it yet. Nothing is reported from configuration alone.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from host.function_host import FunctionHost
+
+SYS_LANDLOCK_CREATE_RULESET = 444  # x86_64 and aarch64
+LANDLOCK_CREATE_RULESET_VERSION = 1
+
+_PROBE = """
+def probe() -> dict:
+    import os
+    return {"ppid": os.getppid(), "env": sorted(os.environ), "cwd": os.getcwd(),
+            "home": os.environ.get("HOME")}
+"""
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    status: str  # "active", "available", "unavailable"
+    detail: str
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _landlock_abi() -> int | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        abi = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, None, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    except (OSError, AttributeError):
+        return None
+    return abi if abi > 0 else None
+
+
+def _pidfd_works() -> bool:
+    try:
+        fd = os.pidfd_open(os.getpid())
+    except (OSError, AttributeError):
+        return False
+    os.close(fd)
+    return True
+
+
+def diagnose() -> list[Layer]:
+    """Start a worker, read what it applied, and probe the rest of the system."""
+    layers: list[Layer] = []
+    workdir = tempfile.mkdtemp(prefix="fnhost-doctor-")
+    probe = os.path.join(workdir, "doctor_probe.py")
+    with open(probe, "w") as f:
+        f.write(_PROBE)
+    empty = os.path.join(workdir, "empty")
+    os.mkdir(empty)
+    with FunctionHost(builtin_dir=empty, user_dirs=[]) as fh:
+        fh.load_function_set(probe)
+        facts = fh.call("probe")
+        reported = fh.function_sets["doctor_probe"]["protections"]
+        forked = facts["ppid"] != os.getpid()
+    shutil.rmtree(workdir, ignore_errors=True)
+    names = {
+        "own_session": "own session (setsid); timeouts kill the process group",
+        "parent_death_signal": "parent-death signal: workers die with the host",
+        "no_new_privileges": "no_new_privs: no privilege gain through setuid binaries",
+        "rlimit_memory": "address-space limit (Limits.memory_mb)",
+        "rlimit_core": "no core files",
+        "rlimit_open_files": "open-file limit",
+        "rlimit_file_size": "file-size limit",
+        "rlimit_cpu": "CPU-time limit",
+    }
+    for key, text in names.items():
+        if key in reported:
+            layers.append(Layer(key, "active" if reported[key] else "unavailable", text))
+    layers.append(
+        Layer(
+            "environment", "active", "allow-listed environment; scratch directory as cwd and HOME"
+        )
+    )
+    layers.append(
+        Layer(
+            "pidfd",
+            "active" if hasattr(os, "pidfd_open") else "unavailable",
+            "worker deaths seen from process exit, not pipe EOF",
+        )
+    )
+    layers.append(
+        Layer(
+            "zygote",
+            "active" if forked else "unavailable",
+            "workers forked from a pre-loaded template process",
+        )
+    )
+    # Offered by the system, not used by this version yet.
+    userns = _read("/proc/sys/user/max_user_namespaces")
+    layers.append(
+        Layer(
+            "user_namespaces",
+            "available" if userns not in (None, "0") else "unavailable",
+            f"max_user_namespaces={userns}; not used yet",
+        )
+    )
+    bwrap = shutil.which("bwrap")
+    layers.append(
+        Layer(
+            "bubblewrap",
+            "available" if bwrap else "unavailable",
+            f"{bwrap or 'bwrap not installed'}; not used yet",
+        )
+    )
+    status = _read("/proc/self/status") or ""
+    seccomp = "Seccomp:" in status
+    layers.append(
+        Layer(
+            "seccomp",
+            "available" if seccomp else "unavailable",
+            "kernel supports seccomp filters; not used yet",
+        )
+    )
+    abi = _landlock_abi()
+    layers.append(
+        Layer(
+            "landlock",
+            "available" if abi else "unavailable",
+            f"Landlock ABI {abi}; not used yet" if abi else "no Landlock",
+        )
+    )
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    layers.append(
+        Layer(
+            "cgroup_v2",
+            "available" if v2 else "unavailable",
+            "unified cgroup hierarchy; not used yet" if v2 else "no unified cgroup v2 hierarchy",
+        )
+    )
+    yama = _read("/proc/sys/kernel/yama/ptrace_scope")
+    layers.append(
+        Layer(
+            "yama_ptrace",
+            "active" if yama not in (None, "0") else "unavailable",
+            f"ptrace_scope={yama}"
+            if yama is not None
+            else "no Yama: a same-uid worker could ptrace the host",
+        )
+    )
+    return layers

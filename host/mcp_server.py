@@ -1,0 +1,345 @@
+"""Serve loaded function sets as an MCP server over stdio (``fnhost mcp``).
+
+Built on the official ``mcp`` SDK (its low-level ``Server``), an optional
+extra: ``pip install 'fnhost[mcp]'``. Only the ``mcp`` CLI subcommand imports
+this module, so the rest of fnhost never needs the SDK; importing it without
+the SDK (or with an SDK older than 2.0, whose server API differs) raises
+``MCPUnavailable``, a ``HostError`` that says what to install.
+
+- ``tools/list`` returns ``fh.tools(format="mcp")``: every exported function
+  with its ``inputSchema`` and, where it has a return annotation, its
+  ``outputSchema`` (MCP takes JSON Schema as is, so no function is left out).
+- ``tools/call`` runs the function through the host (``acall_detailed``) and
+  returns its value as text plus ``structuredContent`` shaped like the output
+  schema (a non-object value is wrapped as ``{"result": value}``, exactly as
+  ``host.formats.mcp_wraps_result`` says; ``bytes`` become base64 strings).
+- Every ``CallError`` (invalid arguments, an exception in the function, a
+  crash, a timeout, an unknown tool ...) becomes a result with ``isError``
+  set and one short sentence a model can act on; crash details (stderr,
+  tracebacks) go to the server's stderr log, never to the client. A value
+  that does not match the function's own return annotation is an error
+  result too, because MCP clients reject structured content that breaks the
+  output schema. The server keeps serving after any of these.
+
+stdout is the protocol: nothing else is written to it (the SDK points fd 1
+at stderr while serving; load errors and logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import json
+import logging
+import os
+import signal
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from host.errors import CallError, HostError, ProtocolError, WorkerCrashed
+from host.formats import mcp_wraps_result
+from host.function_host import FunctionHost
+
+INSTALL_HINT = "pip install 'fnhost[mcp]'"
+
+#: The SDK generation this module is written against (constructor-registered
+#: handlers on ``mcp.server.lowlevel.Server``, snake_case ``mcp.types``).
+MIN_SDK_MAJOR = 2
+
+log = logging.getLogger("fnhost.mcp")
+
+
+class MCPUnavailable(HostError):
+    """The ``mcp`` SDK is missing or too old; the message says what to install."""
+
+
+def _sdk_version() -> str:
+    try:
+        return importlib.metadata.version("mcp")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+try:
+    import anyio
+    import mcp.types as types
+    from jsonschema import Validator
+    from jsonschema.validators import validator_for
+    from mcp.server.context import ServerRequestContext
+    from mcp.server.lowlevel import Server
+    from mcp.server.stdio import stdio_server
+except ImportError as exc:
+    raise MCPUnavailable(
+        f"the MCP server needs the official MCP Python SDK, which is not installed "
+        f"({exc}); install it with: {INSTALL_HINT}"
+    ) from exc
+
+_major = _sdk_version().split(".")[0]
+if not _major.isdigit() or int(_major) < MIN_SDK_MAJOR:
+    raise MCPUnavailable(
+        f"the MCP server needs mcp>={MIN_SDK_MAJOR}.0, but mcp {_sdk_version()} is installed; "
+        f"upgrade it with: {INSTALL_HINT} --upgrade"
+    )
+
+
+@dataclass(frozen=True)
+class _ToolEntry:
+    """One listed tool and what a call needs to shape its result."""
+
+    tool: types.Tool
+    wraps: bool  # structuredContent is {"result": value} rather than the value
+    validator: Validator | None  # None: no outputSchema, so no structuredContent
+
+
+class FunctionHostMCPServer:
+    """An MCP server (``mcp.server.lowlevel.Server``) in front of a ``FunctionHost``.
+
+    ``server`` is the SDK server; ``serve_stdio()`` runs it on this process's
+    stdin/stdout. The host is borrowed: the caller loads the sets before and
+    closes the host after.
+    """
+
+    def __init__(self, fh: FunctionHost, name: str = "fnhost") -> None:
+        self.fh = fh
+        self._catalog: dict[str, _ToolEntry] = {}
+        self.server: Server[Any] = Server(
+            name,
+            version=_fnhost_version(),
+            instructions=(
+                "Tools run in sandboxed worker processes. A failed call returns an error "
+                "result explaining what went wrong; invalid arguments name the offending "
+                "parameter, so fix it and call again."
+            ),
+            on_list_tools=self._on_list_tools,
+            on_call_tool=self._on_call_tool,
+        )
+
+    # -- tools/list ------------------------------------------------------------
+
+    def refresh(self) -> dict[str, _ToolEntry]:
+        """Rebuild the tool catalog from the host's current schemas.
+
+        Raises whatever ``fh.tools`` raises (the SDK turns that into a
+        JSON-RPC error for the one request; the server keeps running).
+        """
+        returns = {t["name"]: t.get("returns") for t in self.fh.tools(format="raw")}
+        catalog: dict[str, _ToolEntry] = {}
+        for definition in self.fh.tools(format="mcp"):
+            name = definition["name"]
+            output_schema = definition.get("outputSchema")
+            ret = returns.get(name)
+            if ret is None:  # no return annotation (or a schema change in between)
+                output_schema = None
+            fields: dict[str, Any] = {
+                "name": name,
+                "description": definition.get("description"),
+                "input_schema": definition["inputSchema"],
+            }
+            validator = None
+            if output_schema is not None:
+                fields["output_schema"] = output_schema
+                validator = validator_for(output_schema)(output_schema)
+            catalog[name] = _ToolEntry(
+                tool=types.Tool(**fields),
+                wraps=ret is not None and mcp_wraps_result(ret),
+                validator=validator,
+            )
+        self._catalog = catalog
+        return catalog
+
+    async def _on_list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[e.tool for e in self.refresh().values()])
+
+    # -- tools/call ------------------------------------------------------------
+
+    async def _on_call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        return await self.call_tool(params.name, params.arguments)
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None
+    ) -> types.CallToolResult:
+        """Run one tool through the host; never raises (bar cancellation).
+
+        Success: text content (a string value as it is, anything else as
+        JSON) plus ``structuredContent`` when the tool has an output schema.
+        Any failure: ``isError`` with a one-sentence explanation.
+        """
+        try:
+            entry = self._catalog.get(name)
+            if entry is None:
+                entry = self.refresh().get(name)  # a name that appeared since the last list
+            result = await self.fh.acall_detailed(name, dict(arguments or {}))
+        except CallError as exc:
+            if isinstance(exc, WorkerCrashed | ProtocolError):
+                log.warning("%s", exc)  # the full story, stderr tail included, for the operator
+            return _error(error_text(exc, name))
+        except Exception:
+            log.exception("internal error while calling %r", name)
+            return _error(
+                f"{name} failed because of an internal error in the function host; "
+                "the details are in the server's log."
+            )
+        if result.stdout:
+            log.debug("%s printed: %s", name, result.stdout.rstrip())
+        value = to_json(result.value)
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if entry is None or entry.validator is None:
+            return types.CallToolResult(content=[_text(text)])
+        structured = {"result": value} if entry.wraps else value
+        problem = next(iter(entry.validator.iter_errors(structured)), None)
+        if problem is not None:
+            log.warning("%s returned a value outside its output schema: %s", name, problem.message)
+            return _error(
+                f"{name} returned a value that does not match its declared return type "
+                f"({_short(problem.message)}); the value was: {_short(text)}"
+            )
+        return types.CallToolResult(content=[_text(text)], structured_content=structured)
+
+    # -- running ---------------------------------------------------------------
+
+    async def serve_stdio(self) -> None:
+        """Serve on stdin/stdout until the client closes stdin, or SIGTERM/SIGHUP.
+
+        Returns normally in every one of those cases so the caller can close
+        the host (stop the workers, remove their scratch directories).
+        """
+        self.refresh()
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+                    async for signum in signals:
+                        log.info("received %s; shutting down", signal.Signals(signum).name)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(stop_on_signal)
+            # The SDK reads stdin in a thread, which a signal cannot interrupt;
+            # read a pipe through the event loop instead, so SIGTERM stops us.
+            stdin = _StdinLines(0) if _pollable(0) else None
+            async with stdio_server(stdin=stdin) as (read_stream, write_stream):  # type: ignore[arg-type]
+                await self.server.run(
+                    read_stream, write_stream, self.server.create_initialization_options()
+                )
+            tg.cancel_scope.cancel()
+
+
+class _StdinLines:
+    """The lines of a pipe, socket or terminal, read through the event loop.
+
+    Duck-types what ``stdio_server`` uses of an ``anyio.AsyncFile`` (async
+    iteration over text lines); unlike a reader thread, cancelling it works.
+    Invalid UTF-8 is replaced (the SDK then reports a parse error).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = b""
+        self._eof = False
+
+    def __aiter__(self) -> _StdinLines:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 or (self._eof and self._buffer):
+                cut = end + 1 if end >= 0 else len(self._buffer)
+                line, self._buffer = self._buffer[:cut], self._buffer[cut:]
+                return line.decode("utf-8", errors="replace")
+            if self._eof:
+                raise StopAsyncIteration
+            await anyio.wait_readable(self.fd)
+            try:
+                chunk = os.read(self.fd, 1 << 16)  # readable: returns without blocking
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""  # a broken stdin is the end of the session
+            self._eof = not chunk
+            self._buffer += chunk
+
+
+def _pollable(fd: int) -> bool:
+    """Whether the event loop can wait on ``fd`` (a pipe, socket or terminal)."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+
+
+def serve(fh: FunctionHost) -> None:
+    """Serve ``fh``'s loaded function sets over stdio until the client goes away.
+
+    Blocks; the caller closes ``fh`` afterwards. Errors of single calls never
+    end it (see the module docstring).
+    """
+    anyio.run(FunctionHostMCPServer(fh).serve_stdio)
+
+
+# -- results --------------------------------------------------------------------
+
+
+def error_text(exc: CallError, tool: str) -> str:
+    """One short sentence for the model, by error kind; no stderr, no tracebacks.
+
+    Crashes and protocol violations are described from the exit status only
+    (``call_tool`` logs the full error, stderr tail included, to stderr);
+    every other kind's ``str(exc)`` is already written for a model (invalid
+    arguments name the path, expected and got; an exception in the function
+    names its type and message; an unknown tool lists the available ones).
+    """
+    if isinstance(exc, WorkerCrashed | ProtocolError):
+        if isinstance(exc, ProtocolError):
+            how = "sent a malformed reply and was stopped"
+        elif exc.signal:
+            how = f"was killed by {exc.signal}"
+        elif exc.exit_code is not None:
+            how = f"exited with code {exc.exit_code}"
+        elif "parked" in exc.message:
+            how = "crashed repeatedly and is paused for a few seconds"
+        else:
+            how = "is not available"
+        return (
+            f"{tool} crashed: its sandboxed process {how}, so the call returned no result. "
+            "The sandbox restarts by itself; retry only if the failure looks transient."
+        )
+    return str(exc)
+
+
+def to_json(value: Any) -> Any:
+    """A result value as plain JSON: ``bytes`` -> base64 text, tuples -> lists,
+    mapping keys -> strings (the host already reduced everything else)."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def _text(text: str) -> types.TextContent:
+    return types.TextContent(type="text", text=text)
+
+
+def _error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[_text(text)], is_error=True)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fnhost_version() -> str:
+    try:
+        return importlib.metadata.version("fnhost")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
