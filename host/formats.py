@@ -118,6 +118,30 @@ def _describe(schema: JSON, extra: str) -> None:
     schema["description"] = f"{text} {extra}" if text else extra
 
 
+def _refuse_untyped_and_tuples(
+    schema: JSON, path: str, fail: Callable[[str, str], None], target: str
+) -> None:
+    """What neither OpenAI strict mode nor Gemini can express."""
+    if _untyped(schema):
+        fail(path, f"accepts any JSON value; {target} needs a type (add an annotation)")
+    if "prefixItems" in schema:
+        fail(path, f"is a fixed-length tuple, which {target} cannot express")
+    if schema.get("type") == "array" and "items" not in schema:
+        fail(path, "is an array without an item type (use list[T])")
+
+
+def _fold_into_description(schema: JSON, allowed_formats: set[str]) -> None:
+    """Keywords a target does not take, but a model should know, as words."""
+    if schema.pop("uniqueItems", None):
+        _describe(schema, "Items must be unique.")
+    if schema.pop("contentEncoding", None) == "base64":
+        _describe(schema, "Base64-encoded.")
+    fmt_value = schema.get("format")
+    if fmt_value is not None and fmt_value not in allowed_formats:
+        schema.pop("format")
+        _describe(schema, f"Format: {_FORMAT_WORDS.get(fmt_value, fmt_value)}.")
+
+
 def _default_text(value: Any) -> str:
     return f"Default: {json.dumps(value, ensure_ascii=False)}."
 
@@ -156,21 +180,9 @@ def openai_strict(params: JSON, fmt: str, function: str) -> JSON:
         raise SchemaFormatError(f"{fmt} (strict)", function, _param_name(path), reason)
 
     def visit(schema: JSON, path: str) -> JSON:
-        if _untyped(schema):
-            fail(path, "accepts any JSON value; strict mode needs a type (add an annotation)")
+        _refuse_untyped_and_tuples(schema, path, fail, "strict mode")
         schema.pop("default", None)
-        if "prefixItems" in schema:
-            fail(path, "is a fixed-length tuple, which strict mode cannot express")
-        if schema.get("type") == "array" and "items" not in schema:
-            fail(path, "is an array without an item type (use list[T])")
-        if schema.pop("uniqueItems", None):
-            _describe(schema, "Items must be unique.")
-        if schema.pop("contentEncoding", None) == "base64":
-            _describe(schema, "Base64-encoded.")
-        fmt_value = schema.get("format")
-        if fmt_value is not None and fmt_value not in OPENAI_FORMATS:
-            schema.pop("format")
-            _describe(schema, f"Format: {_FORMAT_WORDS.get(fmt_value, fmt_value)}.")
+        _fold_into_description(schema, OPENAI_FORMATS)
         if schema.get("type") == "object" or "properties" in schema:
             extra = schema.get("additionalProperties")
             if (
@@ -263,14 +275,9 @@ def gemini_schema(params: JSON, function: str) -> JSON:
                 schema["nullable"] = True
             schema["anyOf"] = non_null
             return _gemini_default(schema)
-        if _untyped(schema):
-            fail(path, "accepts any JSON value; Gemini needs a type (add an annotation)")
+        _refuse_untyped_and_tuples(schema, path, fail, "Gemini")
         if schema.get("type") == "null":
             fail(path, "can only be null, which Gemini cannot express")
-        if "prefixItems" in schema:
-            fail(path, "is a fixed-length tuple, which Gemini cannot express")
-        if schema.get("type") == "array" and "items" not in schema:
-            fail(path, "is an array without an item type (use list[T])")
         extra = schema.get("additionalProperties")
         if (
             isinstance(extra, dict)
@@ -286,14 +293,7 @@ def gemini_schema(params: JSON, function: str) -> JSON:
         for key in ("exclusiveMinimum", "exclusiveMaximum", "multipleOf"):
             if key in schema:
                 fail(path, f"uses {key}, which Gemini cannot express")
-        if schema.pop("uniqueItems", None):
-            _describe(schema, "Items must be unique.")
-        if schema.pop("contentEncoding", None) == "base64":
-            _describe(schema, "Base64-encoded.")
-        fmt_value = schema.get("format")
-        if fmt_value is not None and fmt_value not in GEMINI_FORMATS:
-            schema.pop("format")
-            _describe(schema, f"Format: {_FORMAT_WORDS.get(fmt_value, fmt_value)}.")
+        _fold_into_description(schema, GEMINI_FORMATS)
         if isinstance(schema.get("properties"), dict):
             schema["properties"] = {
                 k: visit(v, f"{path}.{k}" if path else k, seen)
