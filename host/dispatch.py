@@ -367,14 +367,14 @@ def strip_heartbeat(arguments: Any, declared: bool) -> tuple[Any, bool]:
 # -- rendering -------------------------------------------------------------------
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """A result value as JSON data: ``bytes`` become base64 text, tuples lists."""
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): _jsonable(v) for k, v in value.items()}
+        return {k if isinstance(k, str) else str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # NaN / Infinity are not JSON
     return value
@@ -385,8 +385,8 @@ def result_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
-        return _jsonable(value)
-    return json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+        return jsonable(value)
+    return json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
 
 
 def truncate(text: str, limit: int | None) -> tuple[str, int]:
@@ -422,7 +422,7 @@ def _check_limit(max_result_chars: MaxResultChars) -> None:
             raise ValueError(f"max_result_chars must be a non-negative int or None, not {v!r}")
 
 
-def _clip(text: str | None, limit: int) -> str:
+def clip(text: str | None, limit: int) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -442,7 +442,7 @@ def error_text(name: str, error: BaseException, available: Sequence[str] = ()) -
         else:
             where = error.message
         return (
-            f"Error: invalid arguments for {name}: {_clip(where, 600)}. "
+            f"Error: invalid arguments for {name}: {clip(where, 600)}. "
             f"Fix the arguments and call {name} again."
         )
     if isinstance(error, UnknownFunction):
@@ -455,7 +455,7 @@ def error_text(name: str, error: BaseException, available: Sequence[str] = ()) -
         return f"Error: there is no tool named {name!r}. Available tools: {listed}."
     if isinstance(error, UserFunctionError):
         kind = error.remote_type or "Exception"
-        message = _clip(error.message, _MAX_EXCEPTION_CHARS)
+        message = clip(error.message, _MAX_EXCEPTION_CHARS)
         return (
             f"Error: {name} raised {kind}: {message}" if message else f"Error: {name} raised {kind}"
         )
@@ -494,7 +494,7 @@ def error_text(name: str, error: BaseException, available: Sequence[str] = ()) -
     if isinstance(error, OutOfMemory):
         return f"Error: {name} ran out of memory and was stopped; it returned no result."
     if isinstance(error, ResultError):
-        why = _clip(error.message, 300)
+        why = clip(error.message, 300)
         return f"Error: {name} ran, but its result could not be returned: {why}."
     if isinstance(error, ProtocolError):
         return f"Error: {name} failed inside the tool host and returned no result."
@@ -536,7 +536,7 @@ def result_message(
         elif truncated:
             response = {"result": text}
         else:
-            data = _jsonable(value)
+            data = jsonable(value)
             response = data if isinstance(data, dict) else {"result": data}
         body: dict[str, Any] = {"name": call.name, "response": response}
         if call.id is not None:

@@ -88,15 +88,20 @@ def diagnose() -> list[Layer]:
     for key, text in names.items():
         if key in reported:
             layers.append(Layer(key, "active" if reported[key] else "unavailable", text))
+    # What the worker saw: only allow-listed variables, HOME = its scratch cwd.
+    allowed = {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONUNBUFFERED"}
+    clean = set(facts["env"]) <= allowed and facts["home"] == facts["cwd"]
     layers.append(
         Layer(
-            "environment", "active", "allow-listed environment; scratch directory as cwd and HOME"
+            "environment",
+            "active" if clean else "unavailable",
+            "allow-listed environment; scratch directory as cwd and HOME",
         )
     )
     layers.append(
         Layer(
             "pidfd",
-            "active" if hasattr(os, "pidfd_open") else "unavailable",
+            "active" if _pidfd_works() else "unavailable",
             "worker deaths seen from process exit, not pipe EOF",
         )
     )

@@ -27,9 +27,7 @@ at stderr while serving; load errors and logs go to stderr).
 
 from __future__ import annotations
 
-import base64
 import importlib.metadata
-import json
 import logging
 import os
 import signal
@@ -38,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from host import dispatch
 from host.errors import CallError, HostError, ProtocolError, WorkerCrashed
 from host.formats import mcp_wraps_result
 from host.function_host import FunctionHost
@@ -178,7 +177,7 @@ class FunctionHostMCPServer:
         except CallError as exc:
             if isinstance(exc, WorkerCrashed | ProtocolError):
                 log.warning("%s", exc)  # the full story, stderr tail included, for the operator
-            return _error(error_text(exc, name))
+            return _error(dispatch.error_text(name, exc, list(self._catalog)))
         except Exception:
             log.exception("internal error while calling %r", name)
             return _error(
@@ -187,8 +186,8 @@ class FunctionHostMCPServer:
             )
         if result.stdout:
             log.debug("%s printed: %s", name, result.stdout.rstrip())
-        value = to_json(result.value)
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        value = dispatch.jsonable(result.value)
+        text = dispatch.result_text(result.value)
         if entry is None or entry.validator is None:
             return types.CallToolResult(content=[_text(text)])
         structured = {"result": value} if entry.wraps else value
@@ -197,7 +196,8 @@ class FunctionHostMCPServer:
             log.warning("%s returned a value outside its output schema: %s", name, problem.message)
             return _error(
                 f"{name} returned a value that does not match its declared return type "
-                f"({_short(problem.message)}); the value was: {_short(text)}"
+                f"({dispatch.clip(problem.message, 300)}); "
+                f"the value was: {dispatch.clip(text, 300)}"
             )
         return types.CallToolResult(content=[_text(text)], structured_content=structured)
 
@@ -287,55 +287,12 @@ def serve(fh: FunctionHost) -> None:
 # -- results --------------------------------------------------------------------
 
 
-def error_text(exc: CallError, tool: str) -> str:
-    """One short sentence for the model, by error kind; no stderr, no tracebacks.
-
-    Crashes and protocol violations are described from the exit status only
-    (``call_tool`` logs the full error, stderr tail included, to stderr);
-    every other kind's ``str(exc)`` is already written for a model (invalid
-    arguments name the path, expected and got; an exception in the function
-    names its type and message; an unknown tool lists the available ones).
-    """
-    if isinstance(exc, WorkerCrashed | ProtocolError):
-        if isinstance(exc, ProtocolError):
-            how = "sent a malformed reply and was stopped"
-        elif exc.signal:
-            how = f"was killed by {exc.signal}"
-        elif exc.exit_code is not None:
-            how = f"exited with code {exc.exit_code}"
-        elif "parked" in exc.message:
-            how = "crashed repeatedly and is paused for a few seconds"
-        else:
-            how = "is not available"
-        return (
-            f"{tool} crashed: its sandboxed process {how}, so the call returned no result. "
-            "The sandbox restarts by itself; retry only if the failure looks transient."
-        )
-    return str(exc)
-
-
-def to_json(value: Any) -> Any:
-    """A result value as plain JSON: ``bytes`` -> base64 text, tuples -> lists,
-    mapping keys -> strings (the host already reduced everything else)."""
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
-
-
 def _text(text: str) -> types.TextContent:
     return types.TextContent(type="text", text=text)
 
 
 def _error(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[_text(text)], is_error=True)
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fnhost_version() -> str:

@@ -241,7 +241,7 @@ def test_call_errors_are_error_results_a_model_can_act_on(tools_dir, errlog):
     assert "ValueError" in raised and "no such order" in raised
     assert "Traceback" not in raised
     unknown = text_of(results["unknown"])
-    assert "no_such_tool" in unknown and "total" in unknown  # lists what is available
+    assert "no_such_tool" in unknown and "Available tools: add," in unknown
     liar = text_of(results["liar"])
     assert "does not match its declared return type" in liar and "not a number" in liar
     assert results["after"].is_error is False
@@ -260,7 +260,7 @@ def test_a_crashing_tool_is_an_error_and_the_next_call_succeeds(tools_dir, errlo
     crashed, again, where = asyncio.run(scenario())
     assert crashed.is_error is True
     text = text_of(crashed)
-    assert "crash" in text and "SIGSEGV" in text and "restart" in text
+    assert "crashed (SIGSEGV)" in text
     # No internals: no stderr tail, traceback or host file paths reach the model.
     assert "File " not in text and "Fatal Python error" not in text and "zygote" not in text
     assert "SIGSEGV" in server_stderr(errlog)  # ... they are in the server's log
@@ -293,7 +293,7 @@ def test_a_hanging_tool_times_out_and_the_server_keeps_serving(
 
     hung, meanwhile, hang_pending, again = asyncio.run(scenario())
     assert hung.is_error is True
-    assert "timed out" in text_of(hung) and "hang" in text_of(hung)
+    assert "did not finish within its time limit" in text_of(hung) and "hang" in text_of(hung)
     assert meanwhile.is_error is False and meanwhile.structured_content == {"result": 5}
     assert hang_pending, "the other call was only served after the hang ended"
     # The set's worker was killed and restarted: the same tool works again.
