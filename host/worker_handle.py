@@ -52,7 +52,7 @@ _TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE, _RETIRED = (
 
 @dataclass(frozen=True)
 class CallResult:
-    """A call's value plus what the function printed (each capped at 64 KiB)."""
+    """A call's value plus what the function printed (each the last 65,536 characters)."""
 
     value: Any
     stdout: str
@@ -219,12 +219,21 @@ class WorkerHandle:
         if ``deadline`` passes while the worker is still starting.
         """
         inc = self._current
-        if inc is not None and inc.ready is not None and not inc.channel.broken:
+        if (
+            inc is not None
+            and inc.ready is not None
+            and inc.kill_reason is None
+            and not inc.channel.broken
+        ):
             return inc  # fast path, no lock
         with self._lock:
             if self._closed:
                 raise HostClosed(self.name, function, "the host is closed")
             inc = self._current
+            if inc is not None and inc.kill_reason is not None and not inc.channel.broken:
+                # Killed on purpose (recycled, timed out) but not yet reaped:
+                # finish that, so the call goes to its replacement.
+                inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             try:
                 if inc is None or inc.channel.broken or inc.load_error is not None:
                     if time.monotonic() < self._parked_until:
@@ -374,12 +383,11 @@ class WorkerHandle:
         if msg.error is not None:
             error = error_from_map(self.name, pending.function, msg.error, output)
             if error.details.get("recycle"):
-                # The worker may still hold what exhausted it: replace it, and
-                # let the next call find the new one rather than the dying one.
+                # The worker may still hold what exhausted it: replace it. The
+                # next call sees the kill reason and waits for the new worker.
                 inc.kill(
                     _RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory"
                 )
-                inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             raise error
         return CallResult(
             output["value"],
