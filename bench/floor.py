@@ -19,7 +19,6 @@ ECHO_CHILD = r"""
 import os, struct, sys
 import msgpack
 r, w = int(sys.argv[1]), int(sys.argv[2])
-unpacker = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30)
 buf = bytearray()
 while True:
     data = os.read(r, 1 << 20)

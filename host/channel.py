@@ -33,6 +33,7 @@ from protocol import (
     ProtocolViolation,
     Request,
     Response,
+    Verb,
     decode_message,
     encode_message,
 )
@@ -131,7 +132,7 @@ class Channel:
 
         Raises ``ArgumentsNotSendable`` before anything is sent if the
         arguments cannot be encoded. If the worker is already broken, the
-        pending is failed by the broken handler as for any in-flight call.
+        returned pending is already done, failed with ``WorkerGone``.
         Returns with ``done`` false and nothing fully sent if the deadline
         passed mid-write (the caller must treat that as a timeout).
         """
@@ -152,7 +153,7 @@ class Channel:
             self._inflight[msgid] = pending
         try:
             frame = encode_message(
-                Request(msgid, "call", {"function": function, "arguments": arguments})
+                Request(msgid, Verb.CALL, {"function": function, "arguments": arguments})
             )
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             self.drop(pending)

@@ -14,7 +14,7 @@ from typing import Any
 
 from host.errors import HostError, LoadError, NameConflict, SchemaFormatError
 from host.formats import tool_definition
-from host.function_host import FunctionHost
+from host.function_host import FunctionHost, _set_files
 from host.limits import Limits
 
 #: Formats every function is tried against: (label, format, strict).
@@ -38,20 +38,16 @@ class Finding:
 
 
 def _files(paths: list[str]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.glob("*.py") if not f.name.startswith("_"))
-        else:
-            out.append(p)
-    return out
+    return [f for p in map(Path, paths) for f in (_set_files(p) if p.is_dir() else [p])]
 
 
 def check(paths: list[str], timeout: float = 10.0) -> list[Finding]:
     """Findings for every set in ``paths`` (files or directories)."""
     findings: list[Finding] = []
-    empty = tempfile.mkdtemp(prefix="fnhost-check-")
-    with FunctionHost(builtin_dir=empty, user_dirs=[], limits=Limits(start_timeout=timeout)) as fh:
+    with (
+        tempfile.TemporaryDirectory(prefix="fnhost-check-") as empty,
+        FunctionHost(builtin_dir=empty, user_dirs=[], limits=Limits(start_timeout=timeout)) as fh,
+    ):
         for path in _files(paths):
             name = path.stem
             try:

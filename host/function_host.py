@@ -22,7 +22,7 @@ from host.launcher import Launcher, WorkerSpec
 from host.limits import Limits
 from host.proxy import FunctionProxy
 from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
-from host.watcher import Watcher
+from host.watcher import Watcher, file_stamp
 from host.worker_handle import CallResult, WorkerHandle
 
 BUILTIN_DIR = Path(__file__).with_name("function_sets")
@@ -176,12 +176,14 @@ class FunctionHost:
         """
         self._check_open()
         started: list[WorkerHandle | LoadedSet] = []
+        stamps: dict[str, tuple[int, int] | None] = {}
         with self._lock:
             for spec in specs:
                 existing = self._registry.check_set_name(spec.set_name, spec.source)
                 if existing is not None:
                     started.append(existing)
                     continue
+                stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
                 handle = WorkerHandle(spec, self._launcher)
                 with contextlib.suppress(LoadError):  # wait_loaded() raises it again
                     handle.start()
@@ -190,12 +192,19 @@ class FunctionHost:
         errors: list[HostError] = []
         for item in started:
             try:
-                loaded.append(item if isinstance(item, LoadedSet) else self._register(item, origin))
+                if isinstance(item, LoadedSet):
+                    loaded.append(item)
+                else:
+                    loaded.append(self._register(item, origin, stamps[item.spec.set_name]))
             except (LoadError, NameConflict) as exc:
                 errors.append(exc)
         return loaded, errors
 
-    def _register(self, handle: WorkerHandle, origin: str) -> LoadedSet:
+    def _register(
+        self, handle: WorkerHandle, origin: str, stamp: tuple[int, int] | None
+    ) -> LoadedSet:
+        """Wait for ``handle``'s worker and register its set; ``stamp`` is the
+        file's stamp taken before the worker read it (for ``watch``)."""
         spec = handle.spec
         try:
             ready = handle.wait_loaded()
@@ -212,6 +221,7 @@ class FunctionHost:
             functions={f["name"]: f for f in ready["functions"]},
             skipped={s["name"]: s["reason"] for s in ready.get("skipped", [])},
             protections=dict(ready.get("protections") or {}),
+            stamp=stamp,
         )
         try:
             with self._lock:
@@ -250,6 +260,7 @@ class FunctionHost:
         with self._lock:
             loaded = self._registry.sets[name]
         handle = loaded.handle
+        stamp = file_stamp(loaded.source) if loaded.source.endswith(".py") else None
         try:
             inc, ready = handle.start_replacement()
         except LoadError as exc:
@@ -267,14 +278,17 @@ class FunctionHost:
                 handle.discard(inc)
                 raise
             loaded.protections = dict(ready.get("protections") or {})
+            loaded.stamp = stamp
             self._load_errors.pop(name, None)
             handle.swap(inc)
         return changes
 
-    def _watch_targets(self) -> dict[str, str]:
+    def _watch_targets(self) -> dict[str, tuple[str, tuple[int, int] | None]]:
         with self._lock:
             return {
-                s.name: s.source for s in self._registry.sets.values() if s.source.endswith(".py")
+                s.name: (s.source, s.stamp)
+                for s in self._registry.sets.values()
+                if s.source.endswith(".py")
             }
 
     # -- views ---------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""How a worker process comes to life: a plain spawn of ``python -I -m worker``.
+"""How a worker process comes to life: forked by the zygote (the default,
+``host.zygote``), or a plain spawn of ``python -I -m worker``.
 
-Each worker gets a private directory (``scratch/`` as cwd and HOME, and the
-``stdout``/``stderr`` capture files beside it), its own session, an
-environment built from an allow-list plus the caller's ``env=``, and the
-two protocol pipes on fds it learns from its command line.
+Either way each worker gets a private directory (``scratch/`` as cwd and
+HOME, and the ``stdout``/``stderr`` capture files beside it), its own
+session, an environment built from an allow-list plus the caller's
+``env=``, and the two protocol pipes (their fd numbers are in its config).
 
 Spawns run on one long-lived thread owned by the launcher: the worker's
 parent-death signal fires when the *thread* that forked it exits, so a
@@ -81,8 +82,9 @@ class WorkerProcess:
         self.returncode: int | None = None
         self.pidfd: int | None = None
         with contextlib.suppress(OSError, AttributeError):
-            # Our child cannot be reused before we reap it; the zygote's child
-            # is checked below (it may have died already).
+            # Our child cannot be reused before we reap it. A zygote child may
+            # have died and been reaped already: then pidfd_open fails and the
+            # spawn is refused below rather than watching a stranger.
             self.pidfd = os.pidfd_open(pid)
         if self.pidfd is None and zygote is not None:
             raise OSError("a worker forked by the zygote needs a pidfd")
@@ -97,12 +99,14 @@ class WorkerProcess:
         return not poller.poll(0)
 
     def kill_group(self) -> None:
-        """SIGKILL the worker's process group (itself and children it kept).
+        """SIGKILL the worker (through its pidfd, which cannot misfire) and its
+        process group (itself and the children it kept).
 
-        Only before the exit status is known: until the worker is reaped its
-        pid, which is the group id, cannot be reused, so the signal cannot
-        reach a stranger. (A zygote child is reaped by the zygote, so the
-        leader is also signalled through its pidfd, which cannot misfire.)
+        Only while its exit status is unknown. Our own child cannot be reaped
+        behind our back, so its pid, the group id, cannot be reused; a zygote
+        child is reaped by the zygote at once, after which the group id stays
+        reserved only while a member of the group lives (a reuse in that
+        window needs the kernel's pids to wrap around within milliseconds).
         """
         if self.returncode is not None or (self.popen and self.popen.returncode is not None):
             return

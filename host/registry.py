@@ -26,6 +26,7 @@ class LoadedSet:
     functions: dict[str, dict[str, Any]]  # bare name -> function info from the worker
     skipped: dict[str, str]  # function name -> reason it is not exported
     protections: dict[str, bool] = field(default_factory=dict)
+    stamp: tuple[int, int] | None = None  # the file's (mtime_ns, size) when loaded
     exported: dict[str, str] = field(default_factory=dict)  # bare -> merged name
 
 

@@ -29,7 +29,8 @@ def file_stamp(path: str) -> tuple[int, int] | None:
 class Watcher:
     """Calls ``reload(name)`` for every set whose file stamp changed.
 
-    ``targets()`` returns ``{set name: path}`` of the sets loaded from files.
+    ``targets()`` returns ``{set name: (path, stamp when loaded)}`` for the
+    sets loaded from files, so an edit made right after loading is seen.
     A failed reload is logged (the host keeps the last good version and
     records the error in ``load_errors``) and not retried until the file
     changes again.
@@ -37,7 +38,7 @@ class Watcher:
 
     def __init__(
         self,
-        targets: Callable[[], dict[str, str]],
+        targets: Callable[[], dict[str, tuple[str, tuple[int, int] | None]]],
         reload: Callable[[str], object],
         interval: float,
     ) -> None:
@@ -55,9 +56,9 @@ class Watcher:
 
     def check(self) -> None:
         """One polling pass (also callable directly, e.g. from tests)."""
-        for name, path in self._targets().items():
+        for name, (path, loaded_stamp) in self._targets().items():
             stamp = file_stamp(path)
-            known = self._stamps.setdefault(name, stamp)
+            known = self._stamps.setdefault(name, loaded_stamp)
             if stamp == known:
                 continue
             self._stamps[name] = stamp

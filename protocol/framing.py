@@ -70,8 +70,7 @@ class FrameDecoder:
 
     ``feed()`` never blocks and never allocates more than ``max_frame_size``
     for one frame: a header announcing more raises ``FrameTooLarge`` before
-    the body is read. ``pending_frame_size`` tells an I/O layer how big the
-    frame it is waiting for is (useful to read large bodies in one go).
+    the body is read.
     """
 
     def __init__(self, max_frame_size: int) -> None:

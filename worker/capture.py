@@ -23,10 +23,6 @@ class OutputCapture:
         for fd in self._fds.values():
             os.set_inheritable(fd, False)
 
-    @property
-    def fds(self) -> tuple[int, ...]:
-        return tuple(self._fds.values())
-
     def collect(self) -> dict[str, str]:
         """Return ``{"stdout": tail, "stderr": tail}`` and empty both files."""
         for stream in (sys.stdout, sys.stderr):

@@ -11,6 +11,7 @@ arguments are bound.
 
 from __future__ import annotations
 
+import operator
 import re
 from typing import Any
 
@@ -97,18 +98,21 @@ def apply_constraints(spec: TypeSpec, constraints: dict[str, Any], where: str) -
     return TypeSpec(schema, coerce, spec.expected)
 
 
+_COMPARE = {
+    "ge": operator.ge,
+    "le": operator.le,
+    "gt": operator.gt,
+    "lt": operator.lt,
+    "multiple_of": lambda value, bound: value % bound == 0,
+}
+
+
 def _numeric_check(name: str, bound: float):
     text = {"ge": ">=", "le": "<=", "gt": ">", "lt": "<"}.get(name)
+    compare = _COMPARE[name]
 
     def check(raw: Any, value: Any, p: str) -> None:
-        ok = {
-            "ge": lambda: value >= bound,
-            "le": lambda: value <= bound,
-            "gt": lambda: value > bound,
-            "lt": lambda: value < bound,
-            "multiple_of": lambda: value % bound == 0,
-        }[name]()
-        if not ok:
+        if not compare(value, bound):
             fail(p, f"a number {text} {bound}" if text else f"a multiple of {bound}", raw)
 
     return check

@@ -18,10 +18,9 @@ from worker.schema import new_builder
 from worker.typespec import (
     ANY,
     JSON,
-    ArgumentError,
     TypeSpec,
     UnsupportedAnnotation,
-    describe_value,
+    fail,
 )
 
 #: Parameter names reserved for the host (MemGPT passes the agent as
@@ -47,7 +46,6 @@ class ParameterSpec:
 class FunctionSpec:
     name: str
     function: Any
-    is_async: bool
     parameters: list[ParameterSpec]
     schema: JSON
     returns: JSON | None
@@ -142,7 +140,6 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
     return FunctionSpec(
         name=name,
         function=fn,
-        is_async=inspect.iscoroutinefunction(fn),
         parameters=params,
         schema=schema,
         returns=returns,
@@ -153,7 +150,7 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
 def _variadic_list(item: TypeSpec) -> TypeSpec:
     def coerce(v: Any, p: str) -> list:
         if type(v) is not list:
-            raise_expected(p, f"array of {item.expected}", v)
+            fail(p, f"array of {item.expected}", v)
         return [item.coerce(x, f"{p}[{i}]") for i, x in enumerate(v)]
 
     return TypeSpec({"type": "array"}, coerce, f"array of {item.expected}")
@@ -162,11 +159,7 @@ def _variadic_list(item: TypeSpec) -> TypeSpec:
 def _variadic_map(value: TypeSpec) -> TypeSpec:
     def coerce(v: Any, p: str) -> dict:
         if type(v) is not dict or not all(type(k) is str for k in v):
-            raise_expected(p, f"object of {value.expected}", v)
+            fail(p, f"object of {value.expected}", v)
         return {k: value.coerce(x, f"{p}.{k}") for k, x in v.items()}
 
     return TypeSpec({"type": "object"}, coerce, f"object of {value.expected}")
-
-
-def raise_expected(path: str, expected: str, value: Any) -> typing.NoReturn:
-    raise ArgumentError(path, expected, describe_value(value))

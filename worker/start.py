@@ -110,7 +110,6 @@ def run(config: dict) -> NoReturn:
         {
             **spec.schema,
             "returns": spec.returns,
-            "is_async": spec.is_async,
             "warnings": spec.warnings,
         }
         for spec in specs.values()
