@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from host.call_slot import CallSlot
 from host.channel import ArgumentsNotSendable, Channel, Pending, WorkerGone
 from host.errors import (
     CallError,
@@ -96,7 +97,8 @@ class WorkerHandle:
         self._current: _Incarnation | None = None
         self._deaths: collections.deque[float] = collections.deque()
         self._deaths_lock = threading.Lock()
-        self._retiring: set[_Incarnation] = set()  # replaced by a reload, still finishing
+        self._retiring: set[_Incarnation] = set()
+        self._slot = CallSlot()  # one call at a time, FIFO  # replaced by a reload, still finishing
         self._parked_until = 0.0
         self._park_reason = ""
         self._closed = False
@@ -219,12 +221,7 @@ class WorkerHandle:
         if ``deadline`` passes while the worker is still starting.
         """
         inc = self._current
-        if (
-            inc is not None
-            and inc.ready is not None
-            and inc.kill_reason is None
-            and not inc.channel.broken
-        ):
+        if _usable(inc):
             return inc  # fast path, no lock
         with self._lock:
             if self._closed:
@@ -291,11 +288,24 @@ class WorkerHandle:
     def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
         """Run ``function`` in the worker and wait for its result.
 
-        Raises a ``CallError`` subclass on failure. On timeout the worker's
-        process group is killed (other calls in flight on it fail with
-        ``WorkerCrashed``) and ``CallTimeout`` is raised.
+        Calls to one set run one at a time, in arrival order (the worker is
+        sequential; queueing here keeps each failure with the call that
+        caused it). Raises a ``CallError`` subclass on failure. If the
+        deadline passes while the call waits for its turn, ``CallTimeout``
+        is raised and nothing else is disturbed; if it passes while the call
+        runs, the worker's process group is killed (and restarted) first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._slot.acquire(deadline):
+            raise self._queued_timeout(function, timeout)
+        try:
+            return self._call(function, arguments, timeout, deadline)
+        finally:
+            self._slot.release()
+
+    def _call(
+        self, function: str, arguments: Any, timeout: float | None, deadline: float | None
+    ) -> CallResult:
         inc = self._ready_incarnation(function, deadline)
         pending = self._send(inc, function, arguments, deadline, None)
         if not inc.channel.wait(pending, deadline):
@@ -305,13 +315,25 @@ class WorkerHandle:
         return self._outcome(inc, pending)
 
     async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
-        """``call`` for asyncio. Never blocks the loop, except a start or
-        restart of the worker (run in a thread) and the writing of a large
-        argument. Cancelling abandons the call (see ``Channel.wait_async``).
+        """``call`` for asyncio. Never blocks the loop, except the writing of a
+        large argument (a start or restart of the worker runs in a thread).
+        Cancelling while the call waits for its turn leaves the queue;
+        cancelling while it runs abandons it (see ``Channel.wait_async``) and
+        lets the next call go.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not await self._slot.acquire_async(deadline):
+            raise self._queued_timeout(function, timeout)
+        try:
+            return await self._acall(function, arguments, timeout, deadline)
+        finally:
+            self._slot.release()
+
+    async def _acall(
+        self, function: str, arguments: Any, timeout: float | None, deadline: float | None
+    ) -> CallResult:
         inc = self._current
-        if inc is None or inc.ready is None or inc.channel.broken:
+        if not _usable(inc):
             inc = await asyncio.to_thread(self._ready_incarnation, function, deadline)
         loop = asyncio.get_running_loop()
         pending = self._send(inc, function, arguments, deadline, loop)
@@ -355,6 +377,15 @@ class WorkerHandle:
             "timed out before this call finished",
         )
         return True
+
+    def _queued_timeout(self, function: str, timeout: float | None) -> CallTimeout:
+        return CallTimeout(
+            self.name,
+            function,
+            f"did not start within {timeout:g}s: earlier calls to this function set were "
+            "still running (a set runs one call at a time); nothing was interrupted",
+            details={"cause": "queued"},
+        )
 
     def _timeout_error(self, function: str, timeout: float | None) -> CallTimeout:
         return CallTimeout(
@@ -580,6 +611,16 @@ class WorkerHandle:
     def pid(self) -> int | None:
         inc = self._current
         return None if inc is None or inc.channel.broken else inc.proc.pid
+
+
+def _usable(inc: _Incarnation | None) -> bool:
+    """Ready, not being killed, not dead: calls can go to it as it is."""
+    return (
+        inc is not None
+        and inc.ready is not None
+        and inc.kill_reason is None
+        and not inc.channel.broken
+    )
 
 
 def _as_load_error(handle: WorkerHandle, exc: BaseException) -> LoadError:
