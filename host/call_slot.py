@@ -99,9 +99,14 @@ class CallSlot:
                 if waiter.event is not None:
                     waiter.event.set()
                 else:
-                    assert waiter.future is not None
+                    fut = waiter.future
+                    assert fut is not None
+                    loop = fut.get_loop()
                     try:
-                        waiter.future.get_loop().call_soon_threadsafe(_grant, waiter.future)
+                        if asyncio._get_running_loop() is loop:
+                            _grant(fut)  # same thread: no self-pipe wake-up needed
+                        else:
+                            loop.call_soon_threadsafe(_grant, fut)
                     except RuntimeError:  # its loop is closed: nobody will take it
                         waiter.granted = False
                         waiter.gave_up = True

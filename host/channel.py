@@ -69,6 +69,24 @@ def _resolve_future(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
+def wake_future(fut: asyncio.Future) -> None:
+    """Resolve ``fut`` from any thread: directly on its own loop's thread
+    (no self-pipe write), else through ``call_soon_threadsafe``. A closed
+    loop means nobody is waiting."""
+    loop = fut.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        _resolve_future(fut)
+        return
+    try:
+        loop.call_soon_threadsafe(_resolve_future, fut)
+    except RuntimeError:
+        pass
+
+
 class Channel:
     """Requests out, replies in, for one worker process.
 
@@ -313,10 +331,7 @@ class Channel:
             self._cond.notify_all()
         fut = pending.future
         if fut is not None and not pending.abandoned:
-            try:
-                fut.get_loop().call_soon_threadsafe(_resolve_future, fut)
-            except RuntimeError:  # that loop is closed: nobody is waiting
-                pass
+            wake_future(fut)
 
     def _break(self, violation: ProtocolViolation | None) -> None:
         with self._cond:
