@@ -368,8 +368,15 @@ class Launcher:
             if self._closed:
                 return
             self._closed = True
-            self._jobs.put(None)
+        # The zygote first, while the launcher thread lives: its parent-death
+        # signal is tied to that thread, and it must get the chance to kill
+        # the escaped processes it adopted before it goes.
+        zygote = self._zygote
+        if zygote is not None:
+            zygote.close()
+        self._jobs.put(None)
         if not self.on_thread():
             self._thread.join(timeout=5)
-        if self._zygote is not None:
+        if self._zygote is not None and self._zygote is not zygote:
+            # Started by a job still running when we closed the first one.
             self._zygote.close()

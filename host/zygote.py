@@ -121,11 +121,16 @@ class Zygote:
             self._replies[msg["id"]] = msg
         return True
 
-    def close(self) -> None:
+    def close(self, grace: float = 1.0) -> None:
+        """Close the socket: the zygote kills every process it still has (workers
+        and adopted escapees) and exits. Killed if it has not within ``grace``."""
         self._dead = True
         with contextlib.suppress(OSError):
             self._sock.close()
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(5)

@@ -84,3 +84,56 @@ def test_a_dead_zygote_is_replaced(make_host, write_set):
             continue
     assert facts["pid"] != worker
     assert zygote_pids() and zygote not in zygote_pids()
+
+
+DAEMON = '''
+import os
+import time
+
+
+def start_daemon() -> int:
+    """Double-fork a setsid daemon that escapes the worker's process group."""
+    r, w = os.pipe()
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.write(w, str(os.getpid()).encode())
+            time.sleep(60)
+            os._exit(0)
+        os._exit(0)
+    os.close(w)
+    pid = int(os.read(r, 32))
+    os.close(r)
+    return pid
+
+
+def die() -> None:
+    os._exit(3)
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_an_escaped_daemon_dies_when_its_worker_dies(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("daemons", DAEMON))
+    daemon = fh.call("start_daemon")
+    assert _alive(daemon)
+    with pytest.raises(WorkerCrashed):
+        fh.call("die")
+    assert wait_for(lambda: not _alive(daemon), 2.0)
+
+
+def test_an_escaped_daemon_dies_when_the_host_closes(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("daemons", DAEMON))
+    daemon = fh.call("start_daemon")
+    assert _alive(daemon)
+    fh.close()
+    assert wait_for(lambda: not _alive(daemon), 2.0)

@@ -18,6 +18,7 @@ import signal
 from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
 MIB = 1024 * 1024
@@ -50,6 +51,11 @@ def die_with_parent(host_pid: int) -> bool:
     if os.getppid() != host_pid:
         os._exit(70)
     return armed
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants are re-parented to this process, not to init."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def no_new_privileges() -> bool:

@@ -94,6 +94,10 @@ def main() -> None:
     host_pid = config["host_pid"]
     sandbox.detach_stdin()
     sandbox.die_with_parent(host_pid)
+    # Orphans in our subtree (a daemon a worker double-forked out of its
+    # process group) are re-parented to us instead of to init, so we can
+    # kill them: nothing a worker starts outlives it for long.
+    sandbox.become_subreaper()
     _warm_up()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -101,12 +105,13 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     me = os.getpid()
+    workers: set[int] = set()
 
     def send(obj: dict) -> None:
         try:
             sock.send(msgpack.packb(obj))
         except OSError:
-            os._exit(0)  # the host is gone
+            leave()  # the host is gone
 
     def reap() -> None:
         while True:
@@ -116,7 +121,26 @@ def main() -> None:
                 return
             if pid == 0:
                 return
-            send({"exit": pid, "status": os.waitstatus_to_exitcode(status)})
+            if pid in workers:
+                workers.discard(pid)
+                send({"exit": pid, "status": os.waitstatus_to_exitcode(status)})
+                kill_orphans()
+            # else: an adopted orphan that exited; nothing to report
+
+    def kill_orphans(everyone: bool = False) -> None:
+        """SIGKILL our children that are not workers (adopted escapees), with
+        their process groups; with ``everyone``, the workers too."""
+        for pid in _children(me):
+            if everyone or pid not in workers:
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+
+    def leave() -> None:
+        kill_orphans(everyone=True)
+        os._exit(0)
 
     preloaded = False
     while True:
@@ -142,9 +166,9 @@ def main() -> None:
         try:
             data, fds, _, _ = socket.recv_fds(sock, 1 << 20, MAX_FDS)
         except OSError:
-            os._exit(0)
+            leave()
         if not data:
-            os._exit(0)  # EOF: the host closed us
+            leave()  # EOF: the host closed us
         request = msgpack.unpackb(data)
         if len(fds) != MAX_FDS:
             for fd in fds:
@@ -162,7 +186,25 @@ def main() -> None:
             _child(request, fds, sock, (wake_r, wake_w), me)
         for fd in fds:
             os.close(fd)
+        workers.add(pid)
         send({"id": request["id"], "pid": pid})
+
+
+def _children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` (read from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if len(fields) > 1 and int(fields[1]) == parent:
+            found.append(int(entry))
+    return found
 
 
 def _child(
