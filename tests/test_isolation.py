@@ -12,7 +12,7 @@ import pytest
 
 from host import UserFunctionError
 
-from .conftest import wait_for
+from .conftest import process_alive, wait_for
 
 SANDBOXED = """
 import os
@@ -124,21 +124,13 @@ def test_workers_die_with_the_host(write_set, empty_dir, from_thread):
     try:
         worker = int(proc.stdout.readline())
         time.sleep(0.3)
-        assert _alive(worker)  # survived the creating thread's exit
+        assert process_alive(worker)  # survived the creating thread's exit
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
-        assert wait_for(lambda: not _alive(worker), 1.0)
+        assert wait_for(lambda: not process_alive(worker), 1.0)
     finally:
         proc.kill()
         proc.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_crashed_workers_scratch_dir_is_removed(fh, write_set):

@@ -10,7 +10,7 @@ import pytest
 
 from host import WorkerCrashed
 
-from .conftest import wait_for, worker_pids, zygote_pids
+from .conftest import process_alive, wait_for, worker_pids, zygote_pids
 
 PROBE = """
 import ctypes
@@ -112,28 +112,20 @@ def die() -> None:
 '''
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_an_escaped_daemon_dies_when_its_worker_dies(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("daemons", DAEMON))
     daemon = fh.call("start_daemon")
-    assert _alive(daemon)
+    assert process_alive(daemon)
     with pytest.raises(WorkerCrashed):
         fh.call("die")
-    assert wait_for(lambda: not _alive(daemon), 2.0)
+    assert wait_for(lambda: not process_alive(daemon), 2.0)
 
 
 def test_an_escaped_daemon_dies_when_the_host_closes(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("daemons", DAEMON))
     daemon = fh.call("start_daemon")
-    assert _alive(daemon)
+    assert process_alive(daemon)
     fh.close()
-    assert wait_for(lambda: not _alive(daemon), 2.0)
+    assert wait_for(lambda: not process_alive(daemon), 2.0)
