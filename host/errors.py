@@ -189,7 +189,13 @@ class WorkerCrashed(CallError):
 
 
 class CallTimeout(CallError):
-    """The call outlived its deadline; its worker was killed (and restarted)."""
+    """The call outlived its deadline.
+
+    If it was running, its worker was killed (and restarts). If it never
+    started, nothing was interrupted and ``details["cause"]`` says why:
+    ``"queued"`` (earlier calls to the set were still running) or
+    ``"starting"`` (its worker was still starting).
+    """
 
     kind = ErrorKind.TIMEOUT
 

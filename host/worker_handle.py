@@ -246,7 +246,10 @@ class WorkerHandle:
                 self._handshake(inc, deadline)
             except TimeoutError:
                 raise CallTimeout(
-                    self.name, function, "the deadline passed while its worker was still starting"
+                    self.name,
+                    function,
+                    "the deadline passed while its worker was still starting",
+                    details={"cause": "starting"},
                 )
             except LoadError as exc:
                 raise WorkerCrashed(
@@ -290,16 +293,18 @@ class WorkerHandle:
 
         Calls to one set run one at a time, in arrival order (the worker is
         sequential; queueing here keeps each failure with the call that
-        caused it). Raises a ``CallError`` subclass on failure. If the
-        deadline passes while the call waits for its turn, ``CallTimeout``
-        is raised and nothing else is disturbed; if it passes while the call
-        runs, the worker's process group is killed (and restarted) first.
+        caused it). ``timeout`` bounds two things: the wait for the call's
+        turn (past it: ``CallTimeout`` with cause "queued", nothing else is
+        disturbed) and, from when it starts, the function's run (past it: the
+        worker's process group is killed and restarted, then ``CallTimeout``).
+        So a call that started late still gets its whole budget, and the
+        caller waits at most twice ``timeout``. Other failures raise the
+        matching ``CallError`` subclass.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._slot.acquire(deadline):
+        if not self._slot.acquire(_deadline(timeout)):
             raise self._queued_timeout(function, timeout)
         try:
-            return self._call(function, arguments, timeout, deadline)
+            return self._call(function, arguments, timeout, _deadline(timeout))
         finally:
             self._slot.release()
 
@@ -321,11 +326,10 @@ class WorkerHandle:
         cancelling while it runs abandons it (see ``Channel.wait_async``) and
         lets the next call go.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not await self._slot.acquire_async(deadline):
+        if not await self._slot.acquire_async(_deadline(timeout)):
             raise self._queued_timeout(function, timeout)
         try:
-            return await self._acall(function, arguments, timeout, deadline)
+            return await self._acall(function, arguments, timeout, _deadline(timeout))
         finally:
             self._slot.release()
 
@@ -611,6 +615,10 @@ class WorkerHandle:
     def pid(self) -> int | None:
         inc = self._current
         return None if inc is None or inc.channel.broken else inc.proc.pid
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
 
 
 def _usable(inc: _Incarnation | None) -> bool:

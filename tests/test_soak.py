@@ -1,0 +1,146 @@
+"""Soak: many calls from threads and asyncio across several sets, with
+crashes, timeouts, invalid arguments and exceptions injected at random.
+Every call must get exactly its own answer or the error its own input
+deserves; nothing may be lost, mis-routed or left behind.
+
+Short by default; FNHOST_SOAK_CALLS=20000 for a long run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+
+import pytest
+
+from host import CallTimeout, InvalidArguments, Limits, UserFunctionError, WorkerCrashed
+
+from .conftest import worker_pids
+
+CALLS = int(os.environ.get("FNHOST_SOAK_CALLS", "1200"))
+
+SOAK = """
+import ctypes
+import time
+
+
+def echo(token: int) -> int:
+    return token
+
+
+def boom(token: int) -> None:
+    raise ValueError(f"boom {token}")
+
+
+def segfault(token: int) -> None:
+    ctypes.string_at(0)
+
+
+def hang(token: int) -> None:
+    time.sleep(60)
+"""
+
+KINDS = ["echo"] * 14 + ["boom", "invalid", "segfault", "hang"]
+
+
+def expect(kind: str, token: int, outcome: object) -> str | None:
+    """None if ``outcome`` is right for this call, else a description.
+
+    Any call may wait behind a hanging one, or for a restarting worker, past
+    its own deadline: then it never ran, and CallTimeout with cause "queued"
+    or "starting" is its right answer."""
+    if isinstance(outcome, CallTimeout) and outcome.details.get("cause") in (
+        "queued",
+        "starting",
+    ):
+        return None
+    if kind == "echo":
+        ok = outcome == token
+        # A call may be caught by a crash of its own set only if it was running
+        # then; with one call at a time per set that cannot happen to an echo.
+    elif kind == "boom":
+        ok = isinstance(outcome, UserFunctionError) and outcome.message == f"boom {token}"
+    elif kind == "invalid":
+        ok = isinstance(outcome, InvalidArguments) and outcome.path == "token"
+    elif kind == "segfault":
+        ok = isinstance(outcome, WorkerCrashed) and outcome.signal == "SIGSEGV"
+    else:  # hang
+        ok = isinstance(outcome, CallTimeout)
+    return None if ok else f"{kind}({token}) -> {outcome!r}"
+
+
+def plan(seed: int, n: int, sets: list[str]) -> list[tuple[str, str, int]]:
+    rng = random.Random(seed)
+    return [(rng.choice(sets), rng.choice(KINDS), i) for i in range(n)]
+
+
+def arguments(kind: str, token: int) -> dict:
+    return {"token": "not a number"} if kind == "invalid" else {"token": token}
+
+
+def function(kind: str) -> str:
+    return "echo" if kind == "invalid" else kind
+
+
+@pytest.mark.timeout(600)
+def test_soak_threads_and_asyncio(make_host, write_set, tmp_path):
+    sets = []
+    fh = make_host(limits=Limits(timeout=0.5, crash_limit=10_000), on_conflict="prefix")
+    for k in range(3):
+        directory = tmp_path / f"d{k}"
+        directory.mkdir()
+        fh.load_function_set(write_set(f"soak{k}", SOAK, directory=directory))
+        sets.append(f"soak{k}")
+    calls = plan(1234, CALLS, sets)
+    half = len(calls) // 2
+    problems: list[str] = []
+    answered: list[int] = []
+    lock = threading.Lock()
+
+    def run_sync(batch: list[tuple[str, str, int]]) -> None:
+        for set_name, kind, token in batch:
+            try:
+                outcome: object = fh.call(f"{set_name}.{function(kind)}", arguments(kind, token))
+            except Exception as exc:  # noqa: BLE001 - judged below
+                outcome = exc
+            problem = expect(kind, token, outcome)
+            with lock:
+                if problem:
+                    problems.append(problem)
+                elif not isinstance(outcome, CallTimeout):
+                    answered.append(token)
+
+    threads = [threading.Thread(target=run_sync, args=(calls[i:half:4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+
+    async def run_async() -> None:
+        async def one(set_name: str, kind: str, token: int) -> None:
+            try:
+                outcome: object = await fh.acall(
+                    f"{set_name}.{function(kind)}", arguments(kind, token)
+                )
+            except Exception as exc:  # noqa: BLE001
+                outcome = exc
+            problem = expect(kind, token, outcome)
+            if problem:
+                problems.append(problem)
+            elif not isinstance(outcome, CallTimeout):
+                answered.append(token)
+
+        batch = calls[half:]
+        for start in range(0, len(batch), 32):
+            await asyncio.gather(*(one(*c) for c in batch[start : start + 32]))
+
+    asyncio.run(run_async())
+    for t in threads:
+        t.join(600)
+    assert not any(t.is_alive() for t in threads)
+    assert problems == [], problems[:10]
+    assert len(answered) > len(calls) // 2  # most calls really ran
+    # Every set still serves, and only one worker per set is alive.
+    for set_name in sets:
+        assert fh.call(f"{set_name}.echo", {"token": -1}) == -1
+    assert len(worker_pids()) == len(sets)
