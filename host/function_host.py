@@ -337,6 +337,16 @@ class FunctionHost:
         with self._lock:
             return dict(self._load_errors)
 
+    def protections(self, name: str) -> dict[str, bool]:
+        """The isolation layers in force for set ``name``'s current worker, as
+        that worker reported them (each the result of the actual system
+        call, never assumed), plus how it was started. ``KeyError`` for an
+        unknown set; ``{}`` while its worker is down. See also ``fnhost doctor``.
+        """
+        with self._lock:
+            loaded = self._registry.sets[name]
+        return loaded.handle.protections()
+
     @property
     def function_sets(self) -> dict[str, dict[str, Any]]:
         """Per loaded set: source, origin, worker pid, exported and skipped functions,

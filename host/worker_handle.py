@@ -611,6 +611,18 @@ class WorkerHandle:
             if inc is not None:
                 self._stop(inc, deadline)
 
+    def protections(self) -> dict[str, bool]:
+        """What the current worker really has: the layers it applied to itself
+        at start (each the result of its system call), and how it was started.
+        Empty while no worker is running."""
+        inc = self._current
+        if inc is None or inc.ready is None or inc.channel.broken:
+            return {}
+        report = {k: bool(v) for k, v in (inc.ready.get("protections") or {}).items()}
+        report["forked_from_zygote"] = inc.proc.zygote is not None
+        report["death_seen_by_pidfd"] = inc.proc.pidfd is not None
+        return report
+
     @property
     def pid(self) -> int | None:
         inc = self._current

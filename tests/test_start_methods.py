@@ -129,3 +129,16 @@ def test_an_escaped_daemon_dies_when_the_host_closes(make_host, write_set):
     assert process_alive(daemon)
     fh.close()
     assert wait_for(lambda: not process_alive(daemon), 2.0)
+
+
+@pytest.mark.parametrize("method", ["zygote", "spawn"])
+def test_protections_report_what_the_worker_applied(make_host, write_set, method):
+    fh = make_host(start_method=method)
+    fh.load_function_set(write_set("probe", PROBE))
+    report = fh.protections("probe")
+    for layer in ("own_session", "parent_death_signal", "no_new_privileges", "rlimit_memory",
+                  "rlimit_core", "death_seen_by_pidfd"):
+        assert report[layer] is True, layer
+    assert report["forked_from_zygote"] is (method == "zygote")
+    with pytest.raises(KeyError):
+        fh.protections("nope")
