@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -104,13 +105,29 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from host import mcp_server
 
     limits = Limits(timeout=args.timeout)
-    with _host_for(args.paths, limits=limits, builtins=not args.no_builtins) as fh:
+    env = _worker_env(args.env)
+    with _host_for(args.paths, limits=limits, env=env, builtins=not args.no_builtins) as fh:
         _report_load_errors(fh)  # stderr: stdout carries the protocol
         if not fh.function_sets:
             print("fnhost: no function set loaded; nothing to serve", file=sys.stderr)
             return 2
         mcp_server.serve(fh)
     return 0
+
+
+def _worker_env(items: Sequence[str]) -> dict[str, str]:
+    """``NAME=VALUE`` or ``NAME`` (the value from our own environment)."""
+    env: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not name:
+            raise SystemExit(f"fnhost: --env needs NAME or NAME=VALUE, got {item!r}")
+        if not sep:
+            if name not in os.environ:
+                raise SystemExit(f"fnhost: --env {name}: not set in this environment")
+            value = os.environ[name]
+        env[name] = value
+    return env
 
 
 def _step(title: str) -> None:
@@ -278,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a call may run before its worker is killed (default: 30)",
     )
     mcp.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
+    mcp.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="a variable the workers get (repeatable); NAME alone passes the server's own "
+        "value. Nothing else of the server's environment reaches them.",
+    )
     mcp.set_defaults(func=cmd_mcp)
 
     check = sub.add_parser(

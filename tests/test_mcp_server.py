@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -100,6 +100,11 @@ def crash() -> None:
 def whereami() -> dict:
     """The worker's pid and scratch directory."""
     return {"pid": os.getpid(), "cwd": os.getcwd()}
+
+
+def secrets() -> dict:
+    """The variables the worker can see."""
+    return {k: v for k, v in os.environ.items() if k.startswith("FNHOST_TEST_")}
 '''
 
 SLOW = '''
@@ -114,13 +119,17 @@ def hang(seconds: float = 3600) -> None:
 
 @asynccontextmanager
 async def mcp_session(
-    *paths: Path, errlog: IO[str], timeout: float | None = None
+    *paths: Path,
+    errlog: IO[str],
+    timeout: float | None = None,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[ClientSession]:
     """An initialized SDK client session with ``fnhost mcp PATHS --no-builtins``."""
-    args = ["-m", "host", "mcp", *map(str, paths), "--no-builtins"]
+    args = ["-m", "host", "mcp", *map(str, paths), "--no-builtins", *extra]
     if timeout is not None:
         args += ["--timeout", str(timeout)]
-    params = StdioServerParameters(command=sys.executable, args=args, cwd=str(ROOT))
+    params = StdioServerParameters(command=sys.executable, args=args, cwd=str(ROOT), env=env)
     async with stdio_client(params, errlog=errlog) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
@@ -404,3 +413,20 @@ def test_mcp_wraps_result_agrees_with_the_output_schema(returns, wrapped):
     out = mcp_output_schema(json.loads(json.dumps(returns)))
     is_wrapper = out.get("required") == ["result"] and set(out["properties"]) == {"result"}
     assert is_wrapper is wrapped
+
+
+@pytest.mark.timeout(60)
+def test_env_passes_only_the_named_variables(tools_dir, errlog):
+    server_env = {**os.environ, "FNHOST_TEST_TOKEN": "from-server", "FNHOST_TEST_OTHER": "x"}
+
+    async def scenario() -> CallToolResult:
+        extra = ["--env", "FNHOST_TEST_TOKEN", "--env", "FNHOST_TEST_GIVEN=given"]
+        async with mcp_session(tools_dir, errlog=errlog, extra=extra, env=server_env) as session:
+            return await session.call_tool("secrets", {})
+
+    result = asyncio.run(scenario())
+    assert result.is_error is False, text_of(result)
+    assert result.structured_content == {
+        "FNHOST_TEST_TOKEN": "from-server",
+        "FNHOST_TEST_GIVEN": "given",
+    }

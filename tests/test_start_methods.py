@@ -136,8 +136,14 @@ def test_protections_report_what_the_worker_applied(make_host, write_set, method
     fh = make_host(start_method=method)
     fh.load_function_set(write_set("probe", PROBE))
     report = fh.protections("probe")
-    for layer in ("own_session", "parent_death_signal", "no_new_privileges", "rlimit_memory",
-                  "rlimit_core", "death_seen_by_pidfd"):
+    for layer in (
+        "own_session",
+        "parent_death_signal",
+        "no_new_privileges",
+        "rlimit_memory",
+        "rlimit_core",
+        "death_seen_by_pidfd",
+    ):
         assert report[layer] is True, layer
     assert report["forked_from_zygote"] is (method == "zygote")
     with pytest.raises(KeyError):
