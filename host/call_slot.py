@@ -115,5 +115,6 @@ class CallSlot:
             self._busy = False
 
     @property
-    def queued(self) -> int:
-        return len(self._waiters)
+    def load(self) -> int:
+        """Calls running (0 or 1) plus calls waiting."""
+        return int(self._busy) + len(self._waiters)

@@ -24,6 +24,7 @@ from host.proxy import FunctionProxy
 from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
 from host.watcher import Watcher, file_stamp
 from host.worker_handle import CallResult, WorkerHandle
+from host.worker_pool import WorkerPool
 
 BUILTIN_DIR = Path(__file__).with_name("function_sets")
 
@@ -175,7 +176,7 @@ class FunctionHost:
         ``load_errors``, or ``NameConflict``); a refused set's worker is stopped.
         """
         self._check_open()
-        started: list[WorkerHandle | LoadedSet] = []
+        started: list[WorkerHandle | WorkerPool | LoadedSet] = []
         stamps: dict[str, tuple[int, int] | None] = {}
         with self._lock:
             for spec in specs:
@@ -184,7 +185,11 @@ class FunctionHost:
                     started.append(existing)
                     continue
                 stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
-                handle = WorkerHandle(spec, self._launcher)
+                handle: WorkerHandle | WorkerPool = (
+                    WorkerPool(spec, self._launcher)
+                    if spec.limits.workers > 1
+                    else WorkerHandle(spec, self._launcher)
+                )
                 with contextlib.suppress(LoadError):  # wait_loaded() raises it again
                     handle.start()
                 started.append(handle)
@@ -201,7 +206,7 @@ class FunctionHost:
         return loaded, errors
 
     def _register(
-        self, handle: WorkerHandle, origin: str, stamp: tuple[int, int] | None
+        self, handle: WorkerHandle | WorkerPool, origin: str, stamp: tuple[int, int] | None
     ) -> LoadedSet:
         """Wait for ``handle``'s worker and register its set; ``stamp`` is the
         file's stamp taken before the worker read it (for ``watch``)."""
@@ -234,7 +239,7 @@ class FunctionHost:
             raise
         return loaded
 
-    def _close_handles(self, handles: list[WorkerHandle]) -> None:
+    def _close_handles(self, handles: list[WorkerHandle | WorkerPool]) -> None:
         for h in handles:
             h.begin_close()
         deadline = time.monotonic() + self.limits.shutdown_grace
@@ -359,6 +364,7 @@ class FunctionHost:
                     "source": s.source,
                     "origin": s.origin,
                     "pid": s.handle.pid,
+                    "pids": s.handle.pids,
                     "functions": dict(s.exported),
                     "skipped": dict(s.skipped),
                     "protections": dict(s.protections),

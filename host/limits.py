@@ -26,6 +26,8 @@ class Limits:
       ``crash_window`` seconds instead of restarting it in a loop.
     - ``shutdown_grace``: seconds a worker gets to exit on ``close()`` before
       it is killed.
+    - ``workers``: worker processes for the set (for CPU-bound sets); each
+      call goes to the one with the fewest calls running or waiting.
     """
 
     timeout: float | None = 30.0
@@ -39,6 +41,7 @@ class Limits:
     crash_limit: int = 5
     crash_window: float = 10.0
     shutdown_grace: float = 1.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
@@ -49,6 +52,8 @@ class Limits:
             raise ValueError("memory_mb below 64 cannot start a Python worker")
         if self.crash_limit < 1:
             raise ValueError("crash_limit must be at least 1")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
 
     @property
     def max_result_bytes(self) -> int:

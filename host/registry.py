@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from host.errors import NameConflict, UnknownFunction
 from host.worker_handle import WorkerHandle
+from host.worker_pool import WorkerPool
 
 ConflictPolicy = Literal["error", "prefix"]
 
@@ -22,7 +23,7 @@ class LoadedSet:
     name: str
     source: str
     origin: str  # "builtin", "user" or "explicit"
-    handle: WorkerHandle
+    handle: WorkerHandle | WorkerPool
     functions: dict[str, dict[str, Any]]  # bare name -> function info from the worker
     skipped: dict[str, str]  # function name -> reason it is not exported
     protections: dict[str, bool] = field(default_factory=dict)

@@ -611,6 +611,15 @@ class WorkerHandle:
             if inc is not None:
                 self._stop(inc, deadline)
 
+    @property
+    def load(self) -> int:
+        """Calls running or waiting on this worker."""
+        return self._slot.load
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [self.pid]
+
     def protections(self) -> dict[str, bool]:
         """What the current worker really has: the layers it applied to itself
         at start (each the result of its system call), and how it was started.

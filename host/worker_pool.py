@@ -1,0 +1,97 @@
+"""Several workers for one function set (``Limits.workers``), for CPU-bound
+sets: each call goes to the least-loaded worker.
+
+A pool looks like one ``WorkerHandle`` to the rest of the host. Each member
+is a full handle (its own process, restarts, crash-loop accounting and call
+queue); the pool only chooses. With one worker the host uses the handle
+directly.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from host.errors import LoadError
+from host.launcher import Launcher, WorkerSpec
+from host.worker_handle import CallResult, WorkerHandle
+
+
+class WorkerPool:
+    """``Limits.workers`` handles for one set. Thread-safe."""
+
+    def __init__(self, spec: WorkerSpec, launcher: Launcher) -> None:
+        self.spec = spec
+        self.name = spec.set_name
+        self.members = [WorkerHandle(spec, launcher) for _ in range(spec.limits.workers)]
+
+    def _pick(self) -> WorkerHandle:
+        # Fewest calls running or waiting; ties go to the first (warm) member.
+        return min(self.members, key=lambda h: h.load)
+
+    # -- starting ----------------------------------------------------------
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def wait_loaded(self) -> dict[str, Any]:
+        """Every member ready (``LoadError`` from the first that is not)."""
+        readies = [member.wait_loaded() for member in self.members]
+        return readies[0]
+
+    # -- calling -----------------------------------------------------------
+
+    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+        return self._pick().call(function, arguments, timeout)
+
+    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+        return await self._pick().acall(function, arguments, timeout)
+
+    # -- reloading ---------------------------------------------------------
+
+    def start_replacement(self) -> tuple[list[Any], dict[str, Any]]:
+        """A ready replacement for every member, or ``LoadError`` (none kept)."""
+        started: list[tuple[WorkerHandle, Any]] = []
+        try:
+            for member in self.members:
+                inc, ready = member.start_replacement()
+                started.append((member, inc))
+        except LoadError:
+            for member, inc in started:
+                member.discard(inc)
+            raise
+        return started, ready
+
+    def discard(self, started: list[tuple[WorkerHandle, Any]]) -> None:
+        for member, inc in started:
+            member.discard(inc)
+
+    def swap(self, started: list[tuple[WorkerHandle, Any]]) -> None:
+        for member, inc in started:
+            member.swap(inc)
+
+    # -- closing and reporting ---------------------------------------------
+
+    def begin_close(self) -> None:
+        for member in self.members:
+            member.begin_close()
+
+    def finish_close(self, deadline: float) -> None:
+        for member in self.members:
+            member.finish_close(max(deadline, time.monotonic()))
+
+    def protections(self) -> dict[str, bool]:
+        return self.members[0].protections()
+
+    @property
+    def pid(self) -> int | None:
+        return self.members[0].pid
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [member.pid for member in self.members]
+
+    @property
+    def load(self) -> int:
+        return sum(member.load for member in self.members)
