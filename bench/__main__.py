@@ -84,6 +84,10 @@ class Bench:
             limits=Limits(timeout=60, max_result_mb=80, memory_mb=1024),
         )
         fh.load_function_set(SET_PATH, name="bench")
+        pooled = FunctionHost(
+            builtin_dir=EMPTY, user_dirs=[], limits=Limits(timeout=60, workers=os.cpu_count() or 2)
+        )
+        pooled.load_function_set(SET_PATH, name="bench")
         ppe = ProcessPoolExecutor(1)
         pool = multiprocessing.get_context("fork").Pool(1)
         n = self.calls
@@ -105,6 +109,8 @@ class Bench:
             "floor pipelined 64": lambda: self._raw_pipelined(raw, n * 4),
             "fh.call 64 threads": lambda: self._threads(fh, n * 4),
             "fh.acall 64 in flight": lambda: self._asyncio64(fh, n * 4),
+            "fh.call 64 threads, workers=cpus": lambda: self._threads(pooled, n * 4),
+            "fh.acall 64 in flight, workers=cpus": lambda: self._asyncio64(pooled, n * 4),
         }
         for fn in contenders.values():  # warm-up
             fn()
@@ -139,6 +145,7 @@ class Bench:
                     ratio=t_floor / t_host,
                 )
         fh.close()
+        pooled.close()
         raw.close()
         ppe.shutdown()
         pool.terminate()
