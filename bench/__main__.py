@@ -28,7 +28,6 @@ from host import CallError, FunctionHost, Limits
 
 HERE = Path(__file__).resolve().parent
 SET_PATH = str(HERE / "functions.py")
-EMPTY = tempfile.mkdtemp(prefix="fnhost-bench-empty-")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,10 +63,13 @@ def add_args(i: int) -> dict:
 
 
 class Bench:
-    def __init__(self, calls: int, rounds: int) -> None:
+    def __init__(self, calls: int, rounds: int, root: Path) -> None:
         self.calls = calls
         self.rounds = rounds
         self.rows: dict[str, dict] = {}
+        self.root = root  # scratch files of this run, removed at its end
+        self.empty = str(root / "empty")  # a built-in dir with no sets
+        os.mkdir(self.empty)
 
     def record(self, name: str, **values: float) -> None:
         row = self.rows.setdefault(name, {"samples": {}})
@@ -79,13 +81,15 @@ class Bench:
     def run_calls(self) -> None:
         raw = RawEcho()
         fh = FunctionHost(
-            builtin_dir=EMPTY,
+            builtin_dir=self.empty,
             user_dirs=[],
             limits=Limits(timeout=60, max_result_mb=80, memory_mb=1024),
         )
         fh.load_function_set(SET_PATH, name="bench")
         pooled = FunctionHost(
-            builtin_dir=EMPTY, user_dirs=[], limits=Limits(timeout=60, workers=os.cpu_count() or 2)
+            builtin_dir=self.empty,
+            user_dirs=[],
+            limits=Limits(timeout=60, workers=os.cpu_count() or 2),
         )
         pooled.load_function_set(SET_PATH, name="bench")
         ppe = ProcessPoolExecutor(1)
@@ -198,7 +202,8 @@ class Bench:
     # -- start, crash, timeout ---------------------------------------------------------
 
     def run_lifecycle(self) -> None:
-        sets_dir = Path(tempfile.mkdtemp(prefix="fnhost-bench-sets-"))
+        sets_dir = self.root / "sets"
+        sets_dir.mkdir()
         for k in range(10):
             (sets_dir / f"set{k}.py").write_text(f"def f{k}(x: int) -> int:\n    return x\n")
         for _ in range(self.rounds):
@@ -210,7 +215,7 @@ class Bench:
             self.record("start: bare spawn + msgpack to first call", ms=spawn * 1e3)
 
             start = time.perf_counter()
-            fh = FunctionHost(builtin_dir=EMPTY, user_dirs=[])
+            fh = FunctionHost(builtin_dir=self.empty, user_dirs=[])
             fh.load_function_set(SET_PATH, name="bench")
             fh.call("add", add_args(1))
             one = time.perf_counter() - start
@@ -218,7 +223,7 @@ class Bench:
             fh.close()
 
             start = time.perf_counter()
-            fh = FunctionHost(builtin_dir=EMPTY, user_dirs=[sets_dir])
+            fh = FunctionHost(builtin_dir=self.empty, user_dirs=[sets_dir])
             fh.load_all_function_sets()
             for k in range(10):
                 fh.call(f"f{k}", {"x": k})
@@ -226,7 +231,7 @@ class Bench:
             self.record("start: 10 sets to first calls", ms=ten * 1e3, ratio=ten / one)
             fh.close()
 
-            fh = FunctionHost(builtin_dir=EMPTY, user_dirs=[], limits=Limits(crash_limit=1000))
+            fh = FunctionHost(builtin_dir=self.empty, user_dirs=[], limits=Limits(crash_limit=1000))
             fh.load_function_set(SET_PATH, name="bench")
             fh.call("add", add_args(1))
             start = time.perf_counter()
@@ -252,7 +257,7 @@ class Bench:
             fh.close()
 
     def run_schema_and_memory(self) -> None:
-        path = Path(tempfile.mkdtemp(prefix="fnhost-bench-big-")) / "big.py"
+        path = self.root / "big.py"
         path.write_text(
             "\n".join(
                 textwrap.dedent(f'''
@@ -271,13 +276,13 @@ class Bench:
         )
         for _ in range(self.rounds):
             start = time.perf_counter()
-            with FunctionHost(builtin_dir=EMPTY, user_dirs=[]) as fh:
+            with FunctionHost(builtin_dir=self.empty, user_dirs=[]) as fh:
                 fh.load_function_set(path)
                 schemas = fh.schemas()
                 elapsed = time.perf_counter() - start
                 assert len(schemas) == 2000
                 self.record("schema: load 2000 functions", ms=elapsed * 1e3)
-        with FunctionHost(builtin_dir=EMPTY, user_dirs=[]) as fh:
+        with FunctionHost(builtin_dir=self.empty, user_dirs=[]) as fh:
             fh.load_function_set(SET_PATH, name="bench")
             fh.call("add", add_args(1))
             pid = fh.function_sets["bench"]["pid"]
@@ -353,14 +358,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("fnhost").setLevel(logging.ERROR)  # crashes here are on purpose
     rounds = args.rounds or (1 if args.quick else 5)
     calls = args.calls or (200 if args.quick else 3000)
-    bench = Bench(calls, rounds)
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {rounds} rounds x {calls} calls",
         flush=True,
     )
-    bench.run_calls()
-    bench.run_lifecycle()
-    bench.run_schema_and_memory()
+    with tempfile.TemporaryDirectory(prefix="fnhost-bench-") as root:
+        bench = Bench(calls, rounds, Path(root))
+        bench.run_calls()
+        bench.run_lifecycle()
+        bench.run_schema_and_memory()
     summary = bench.summary()
     print_table(summary)
     Path(args.json).write_text(

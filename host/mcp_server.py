@@ -38,7 +38,7 @@ from typing import Any
 
 from host import dispatch
 from host.errors import CallError, HostError, ProtocolError, WorkerCrashed
-from host.formats import mcp_wraps_result
+from host.formats import mcp_wraps_result, tool_definition
 from host.function_host import FunctionHost
 
 INSTALL_HINT = "pip install 'fnhost[mcp]'"
@@ -123,14 +123,14 @@ class FunctionHostMCPServer:
         Raises whatever ``fh.tools`` raises (the SDK turns that into a
         JSON-RPC error for the one request; the server keeps running).
         """
-        returns = {t["name"]: t.get("returns") for t in self.fh.tools(format="raw")}
         catalog: dict[str, _ToolEntry] = {}
-        for definition in self.fh.tools(format="mcp"):
-            name = definition["name"]
+        # One pass over the canonical schemas: the MCP shape is derived from
+        # each, and ``returns`` says whether results are wrapped.
+        for raw in self.fh.tools(format="raw"):
+            name = raw["name"]
+            ret = raw.get("returns")
+            definition = tool_definition(raw, name, "mcp")
             output_schema = definition.get("outputSchema")
-            ret = returns.get(name)
-            if ret is None:  # no return annotation (or a schema change in between)
-                output_schema = None
             fields: dict[str, Any] = {
                 "name": name,
                 "description": definition.get("description"),
