@@ -22,6 +22,7 @@ from host.errors import (
 )
 from host.function_host import FunctionHost
 from host.limits import Limits
+from host.sandbox import Sandbox
 from host.worker_handle import CallResult
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "OutOfMemory",
     "ProtocolError",
     "ResultError",
+    "Sandbox",
     "SchemaFormatError",
     "ToolCall",
     "ToolResult",

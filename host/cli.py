@@ -19,6 +19,7 @@ from host.errors import CallError, HostError
 from host.formats import FORMATS
 from host.function_host import FunctionHost
 from host.limits import Limits
+from host.sandbox import Sandbox
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "function_sets"
 
@@ -72,8 +73,30 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         return 2 if fh.load_errors else 0
 
 
+def _sandbox_limits(args: argparse.Namespace) -> Limits:
+    """``--timeout``, ``--network`` and ``--writable`` as the sets' Limits."""
+    sandbox = Sandbox(network=args.network, writable_paths=tuple(args.writable))
+    return Limits(timeout=args.timeout, sandbox=sandbox)
+
+
+def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--network",
+        action="store_true",
+        help="let the functions use the network (default: every connection fails)",
+    )
+    parser.add_argument(
+        "--writable",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a directory or file the functions may write (repeatable; default: only "
+        "their scratch directory)",
+    )
+
+
 def cmd_call(args: argparse.Namespace) -> int:
-    limits = Limits(timeout=args.timeout)
+    limits = _sandbox_limits(args)
     with _host_for(args.paths, limits=limits, builtins=not args.no_builtins) as fh:
         _report_load_errors(fh)
         try:
@@ -104,7 +127,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     # MCPUnavailable (a HostError: "fnhost: ...", exit 2) saying what to install.
     from host import mcp_server
 
-    limits = Limits(timeout=args.timeout)
+    limits = _sandbox_limits(args)
     env = _worker_env(args.env)
     with _host_for(args.paths, limits=limits, env=env, builtins=not args.no_builtins) as fh:
         _report_load_errors(fh)  # stderr: stdout carries the protocol
@@ -267,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("arguments", help="a JSON object of arguments")
     call.add_argument("--timeout", type=float, default=30.0)
     call.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
+    _add_sandbox_options(call)
     call.set_defaults(func=cmd_call)
 
     mcp = sub.add_parser(
@@ -303,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a variable the workers get (repeatable); NAME alone passes the server's own "
         "value. Nothing else of the server's environment reaches them.",
     )
+    _add_sandbox_options(mcp)
     mcp.set_defaults(func=cmd_mcp)
 
     check = sub.add_parser(

@@ -84,6 +84,15 @@ def diagnose() -> list[Layer]:
         "rlimit_open_files": "open-file limit",
         "rlimit_file_size": "file-size limit",
         "rlimit_cpu": "CPU-time limit",
+        # The stronger layers of the default Sandbox policy: "active" only when
+        # the worker's own attempt at the forbidden thing failed.
+        "user_namespace": "own user namespace: no capabilities over the host",
+        "network_namespace": "own network namespace",
+        "landlock": f"Landlock ruleset applied (kernel ABI {_landlock_abi() or 0})",
+        "network_blocked": "probe: TCP to 127.0.0.1 fails (Sandbox.network=False)",
+        "writes_confined": "probe: creating a file outside the scratch dir fails",
+        "host_signals_blocked": "probe: kill(host, 0) fails (Landlock signal scope)",
+        "host_memory_hidden": "probe: /proc/<host>/environ unreadable, no ptrace",
     }
     for key, text in names.items():
         if key in reported:
@@ -113,14 +122,6 @@ def diagnose() -> list[Layer]:
         )
     )
     # Offered by the system, not used by this version yet.
-    userns = _read("/proc/sys/user/max_user_namespaces")
-    layers.append(
-        Layer(
-            "user_namespaces",
-            "available" if userns not in (None, "0") else "unavailable",
-            f"max_user_namespaces={userns}; not used yet",
-        )
-    )
     bwrap = shutil.which("bwrap")
     layers.append(
         Layer(
@@ -138,14 +139,6 @@ def diagnose() -> list[Layer]:
             "kernel supports seccomp filters; not used yet",
         )
     )
-    abi = _landlock_abi()
-    layers.append(
-        Layer(
-            "landlock",
-            "available" if abi else "unavailable",
-            f"Landlock ABI {abi}; not used yet" if abi else "no Landlock",
-        )
-    )
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
     layers.append(
         Layer(
@@ -161,7 +154,7 @@ def diagnose() -> list[Layer]:
             "active" if yama not in (None, "0") else "unavailable",
             f"ptrace_scope={yama}"
             if yama is not None
-            else "no Yama: a same-uid worker could ptrace the host",
+            else "no Yama: only Landlock (host_memory_hidden) keeps workers from ptrace",
         )
     )
     return layers

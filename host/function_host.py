@@ -347,6 +347,13 @@ class FunctionHost:
         that worker reported them (each the result of the actual system
         call, never assumed), plus how it was started. ``KeyError`` for an
         unknown set; ``{}`` while its worker is down. See also ``fnhost doctor``.
+
+        The claims of the set's ``Sandbox`` policy (``network_blocked``,
+        ``writes_confined``, ``host_signals_blocked``, ``host_memory_hidden``)
+        are True only when the worker tried the forbidden thing at start and
+        the kernel refused it; the mechanisms (``user_namespace``,
+        ``network_namespace``, ``landlock``) are True when their system calls
+        succeeded.
         """
         with self._lock:
             loaded = self._registry.sets[name]

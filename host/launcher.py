@@ -207,6 +207,7 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
             "limits": limits.worker_rlimits(),
             "max_frame_size": limits.max_argument_bytes + 65536,
             "max_result_bytes": limits.max_result_bytes,
+            "sandbox": limits.sandbox.worker_policy(),
         }
         popen = None
         if zygote is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from host.sandbox import Sandbox
+
 MIB = 1024 * 1024
 
 
@@ -28,6 +30,9 @@ class Limits:
       it is killed.
     - ``workers``: worker processes for the set (for CPU-bound sets); each
       call goes to the one with the fewest calls running or waiting.
+    - ``sandbox``: the stronger isolation layers (``Sandbox``): by default no
+      network, writes only in the scratch directory, no access to other
+      processes, own user namespace; each verified where the kernel allows.
     """
 
     timeout: float | None = 30.0
@@ -42,6 +47,7 @@ class Limits:
     crash_window: float = 10.0
     shutdown_grace: float = 1.0
     workers: int = 1
+    sandbox: Sandbox = Sandbox()
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
@@ -54,6 +60,8 @@ class Limits:
             raise ValueError("crash_limit must be at least 1")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if not isinstance(self.sandbox, Sandbox):
+            raise TypeError("sandbox must be a Sandbox")
 
     @property
     def max_result_bytes(self) -> int:

@@ -23,6 +23,7 @@ from host import (
     FunctionHost,
     InvalidArguments,
     Limits,
+    Sandbox,
     WorkerCrashed,
 )
 from protocol import Request
@@ -307,7 +308,7 @@ def test_call_timeout_covers_a_slow_restart(make_host, write_set, tmp_path):
     ``start_timeout`` (under the handle lock), not the call's deadline: a call
     with timeout=0.5 returns after the restart's 3 s import."""
     mark = str(tmp_path / "mark")
-    fh = make_host(limits=Limits(timeout=10))
+    fh = make_host(limits=Limits(timeout=10, sandbox=Sandbox(writable_paths=(tmp_path,))))
     fh.load_function_set(write_set("slow", RESTART.format(mark=mark, on_restart="time.sleep(3)")))
     with pytest.raises(WorkerCrashed):
         fh.call("slow.segfault")
@@ -325,7 +326,9 @@ def test_close_is_not_delayed_by_a_restart_handshake(make_host, write_set, tmp_p
     a restarted worker's handshake (up to start_timeout): close() overshoots
     shutdown_grace by the restart's import time."""
     mark = str(tmp_path / "mark")
-    fh = make_host(limits=Limits(timeout=10, shutdown_grace=0.3))
+    fh = make_host(
+        limits=Limits(timeout=10, shutdown_grace=0.3, sandbox=Sandbox(writable_paths=(tmp_path,)))
+    )
     fh.load_function_set(write_set("slow", RESTART.format(mark=mark, on_restart="time.sleep(4)")))
     with pytest.raises(WorkerCrashed):
         fh.call("slow.segfault")
@@ -354,7 +357,11 @@ def test_failed_restart_counts_as_one_death(make_host, write_set, tmp_path):
     ``_on_broken`` () and again by ``_ready_incarnation``
     (). With crash_limit=3, two deaths already park."""
     mark = str(tmp_path / "mark")
-    fh = make_host(limits=Limits(timeout=10, crash_limit=3, crash_window=30))
+    fh = make_host(
+        limits=Limits(
+            timeout=10, crash_limit=3, crash_window=30, sandbox=Sandbox(writable_paths=(tmp_path,))
+        )
+    )
     fh.load_function_set(
         write_set("dies", RESTART.format(mark=mark, on_restart="ctypes.string_at(0)"))
     )

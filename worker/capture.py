@@ -23,6 +23,10 @@ class OutputCapture:
         for fd in self._fds.values():
             os.set_inheritable(fd, False)
 
+    @property
+    def fds(self) -> list[int]:
+        return list(self._fds.values())
+
     def collect(self) -> dict[str, str]:
         """Return ``{"stdout": tail, "stderr": tail}`` and empty both files."""
         for stream in (sys.stdout, sys.stderr):

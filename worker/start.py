@@ -8,7 +8,8 @@ and a worker forked from the zygote. The order matters; see DESIGN.md.
 3. fd 0 -> /dev/null; fd 1/2 are the host's capture files.
 4. Parent-death signal (then re-check the parent), rlimits, no-new-privs.
    The host (or the zygote) already put us in our own session, in a scratch
-   cwd, with an allow-listed environment.
+   cwd, with an allow-listed environment. Then the stronger layers the
+   set's policy asks for (user/network namespaces, Landlock), each probed.
 5. Import the user module.  6. Discover functions.  7. Build each schema.
 8. Send ``ready`` (or ``load_failed``), then serve.
 
@@ -28,7 +29,7 @@ import msgpack  # noqa: F401 - imported now, before user code can shadow it
 
 from protocol import PROTOCOL_VERSION, ErrorKind, Notification, Verb, encode_message
 from protocol.messages import make_error_map
-from worker import sandbox
+from worker import confinement, sandbox
 from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module
 from worker.serve import Server, describe_exception, write_all
@@ -69,6 +70,21 @@ def run(config: dict) -> NoReturn:
     }
     limits = sandbox.SandboxLimits(**config["limits"])
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
+    # Namespaces, Landlock, then probes of what they claim; see confinement.py.
+    policy = config.get("sandbox") or {}
+    report, unmet = confinement.apply(
+        policy,
+        host_pid=config["host_pid"],
+        parent_pid=config.get("parent_pid", config["host_pid"]),
+        scratch=os.getcwd(),
+        capture_fds=capture.fds,
+    )
+    protections.update(report)
+    if unmet and policy.get("required"):
+        message = "the sandbox policy requires layers not in force here: " + "; ".join(unmet)
+        err = make_error_map(ErrorKind.IMPORT_FAILED, message, "SandboxUnavailable")
+        write_all(out_fd, encode_message(Notification(Verb.LOAD_FAILED, {"error": err})))
+        os._exit(0)
     sys.dont_write_bytecode = True  # never write into the user's directories
     for entry in config.get("extra_sys_path", []):
         if entry not in sys.path:

@@ -1,0 +1,68 @@
+"""The sandbox policy of a function set: which stronger isolation layers its
+workers apply, on top of the always-on ones (own session, parent-death
+signal, rlimits, no-new-privs, clean environment, scratch cwd)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What a set's workers are kept from. The defaults are the strict ones.
+
+    - ``network``: ``False`` (default) puts each worker in its own network
+      namespace and denies TCP with Landlock: every connection, 127.0.0.1
+      included, fails ("network unreachable" or "permission denied").
+      ``True`` leaves the host's network reachable (a tool that calls an API).
+    - ``confine_writes``: files can be created, written, renamed or removed
+      only beneath the worker's scratch directory (its cwd, ``HOME`` and
+      ``TMPDIR``), ``/dev/null``, its own stdout/stderr and ``writable_paths``.
+      Reading is not restricted. ``multiprocessing`` needs ``/dev/shm`` here.
+    - ``isolate_processes``: the worker cannot signal, ptrace, or read the
+      memory or environment (``/proc/<pid>/environ``) of the host, the zygote
+      or other workers.
+    - ``user_namespace``: the worker runs in its own user namespace (same uid,
+      no capabilities over the host: a root host's workers lose root powers).
+    - ``required``: ``False`` (default) degrades cleanly where the kernel lacks
+      a layer (``fh.protections(set)`` shows what holds). ``True`` makes
+      loading the set fail (``LoadError``) unless every layer asked for is
+      verified in force.
+
+    Each layer is verified inside the worker by trying what it forbids; see
+    ``FunctionHost.protections``. Landlock needs Linux 5.13+ (TCP rules 6.7+,
+    signal scoping 6.12+); namespaces need unprivileged user namespaces or
+    root.
+    """
+
+    network: bool = False
+    confine_writes: bool = True
+    writable_paths: tuple[str, ...] = ()
+    isolate_processes: bool = True
+    user_namespace: bool = True
+    required: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.writable_paths, (str, os.PathLike)):
+            raise TypeError("writable_paths must be a sequence of paths, not one path")
+        paths = tuple(os.path.abspath(os.fspath(p)) for p in self.writable_paths)
+        object.__setattr__(self, "writable_paths", paths)
+
+    @classmethod
+    def off(cls) -> Sandbox:
+        """Only the always-on layers: for trusted code that needs the host's
+        network, filesystem and processes."""
+        return cls(
+            network=True, confine_writes=False, isolate_processes=False, user_namespace=False
+        )
+
+    def worker_policy(self) -> dict:
+        return {
+            "network": self.network,
+            "confine_writes": self.confine_writes,
+            "writable_paths": list(self.writable_paths),
+            "isolate_processes": self.isolate_processes,
+            "user_namespace": self.user_namespace,
+            "required": self.required,
+        }

@@ -1,0 +1,440 @@
+"""The stronger isolation layers (host.Sandbox): namespaces and Landlock.
+
+Each test does the forbidden thing for real from inside a worker. What the
+kernel of the machine running the tests offers is found out independently
+(a throwaway child process tries the same system calls), so the tests hold
+on machines with and without each layer: where a layer is available the
+attempt must fail and ``fh.protections`` must say so; where it is not, the
+report must say it is not in force. Nothing is assumed from configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from host import Limits, LoadError, Sandbox
+from worker.landlock import abi_version
+
+from .conftest import process_alive
+
+LANDLOCK_ABI = abi_version()
+
+
+def _namespaces_available() -> dict[str, bool]:
+    code = (
+        "import json; from worker.namespaces import isolate; "
+        "r = isolate(user=True, network=True); "
+        "print(json.dumps({'user': r.user, 'network': r.network}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+NAMESPACES = _namespaces_available()
+NETWORK_BLOCKABLE = NAMESPACES["network"] or LANDLOCK_ABI >= 4
+# What a connection attempt from a default-policy worker must end with: its own
+# network namespace says "unreachable"; Landlock alone says "permission denied".
+OFFLINE = "ENETUNREACH" if NAMESPACES["network"] else "EACCES" if LANDLOCK_ABI >= 4 else "connected"
+SCOPED_SIGNALS = LANDLOCK_ABI >= 6
+
+PROBES = """
+import ctypes
+import errno
+import os
+import socket
+import subprocess
+import sys
+
+
+def connect(port: int) -> str:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "connected"
+
+
+def connect_from_child(port: int) -> str:
+    code = (
+        "import socket, errno\\n"
+        "try:\\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\\n"
+        "    print('connected')\\n"
+        "except OSError as e:\\n"
+        "    print(errno.errorcode.get(e.errno, e.errno))\\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def write(path: str) -> str:
+    try:
+        with open(path, "w") as f:
+            f.write("escaped")
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "written"
+
+
+def write_from_child(path: str) -> int:
+    return subprocess.run(["sh", "-c", f"echo escaped > {path}"], capture_output=True).returncode
+
+
+def scratch_work() -> dict:
+    import tempfile
+    with open("here.txt", "w") as f:
+        f.write("ok")
+    os.rename("here.txt", "there.txt")
+    os.mkdir("sub")
+    with tempfile.NamedTemporaryFile(dir=None) as t:
+        t.write(b"x")
+        tmp = t.name
+    with open("/dev/null", "w") as f:
+        f.write("discarded")
+    with open("/dev/stdout", "w") as f:
+        f.write("through /dev/stdout")
+    os.remove("there.txt")
+    return {"tmp_in_cwd": os.path.dirname(tmp) == os.getcwd(), "files": sorted(os.listdir("."))}
+
+
+def send(pid: int, sig: int) -> str:
+    try:
+        os.kill(pid, sig)
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "sent"
+
+
+def read_environ(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return "read " + str(len(f.read()))
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+
+
+def seize(pid: int) -> str:
+    libc = ctypes.CDLL(None, use_errno=True)
+    PTRACE_SEIZE, PTRACE_DETACH = 0x4206, 17
+    if libc.ptrace(PTRACE_SEIZE, pid, None, None) == 0:
+        libc.ptrace(PTRACE_DETACH, pid, None, None)
+        return "seized"
+    return errno.errorcode.get(ctypes.get_errno(), "?")
+
+
+def my_pid() -> int:
+    return os.getpid()
+
+
+def uid_map() -> str:
+    with open("/proc/self/uid_map") as f:
+        return " ".join(f.read().split())
+"""
+
+METHODS = pytest.mark.parametrize("start_method", ["zygote", "spawn"])
+
+
+@pytest.fixture
+def listener():
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+@pytest.fixture
+def victim():
+    """A process outside every worker, that a worker tries to signal or trace."""
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def _load(make_host, write_set, sandbox: Sandbox | None = None, start_method: str = "zygote"):
+    limits = Limits(timeout=10) if sandbox is None else Limits(timeout=10, sandbox=sandbox)
+    fh = make_host(limits=limits, start_method=start_method)
+    fh.load_function_set(write_set("probes", PROBES))
+    return fh
+
+
+# -- network -----------------------------------------------------------------
+
+
+@METHODS
+def test_default_policy_makes_localhost_unreachable(make_host, write_set, listener, start_method):
+    fh = _load(make_host, write_set, start_method=start_method)
+    outcome = fh.call("connect", {"port": listener})
+    report = fh.protections("probes")
+    assert outcome == OFFLINE
+    assert report["network_blocked"] is NETWORK_BLOCKABLE
+    assert report["network_namespace"] is NAMESPACES["network"]
+
+
+def test_a_subprocess_of_the_worker_is_offline_too(make_host, write_set, listener):
+    fh = _load(make_host, write_set)
+    assert fh.call("connect_from_child", {"port": listener}) == OFFLINE
+
+
+def test_network_true_reaches_the_host_network(make_host, write_set, listener):
+    fh = _load(make_host, write_set, Sandbox(network=True))
+    assert fh.call("connect", {"port": listener}) == "connected"
+    report = fh.protections("probes")
+    assert report["network_blocked"] is False
+    assert report["network_namespace"] is False
+
+
+# -- filesystem --------------------------------------------------------------
+
+
+@METHODS
+def test_writes_outside_the_scratch_dir_are_refused(make_host, write_set, tmp_path, start_method):
+    fh = _load(make_host, write_set, start_method=start_method)
+    target = tmp_path / "escaped.txt"
+    outcome = fh.call("write", {"path": str(target)})
+    report = fh.protections("probes")
+    if LANDLOCK_ABI >= 1:
+        assert outcome == "EACCES"
+        assert not target.exists()
+        assert report["writes_confined"] is True
+        assert report["landlock"] is True
+    else:
+        assert outcome == "written"
+        assert report["writes_confined"] is False
+
+
+def test_a_subprocess_cannot_write_outside_either(make_host, write_set, tmp_path):
+    fh = _load(make_host, write_set)
+    target = tmp_path / "escaped-by-shell.txt"
+    status = fh.call("write_from_child", {"path": str(target)})
+    if LANDLOCK_ABI >= 1:
+        assert status != 0
+        assert not target.exists()
+    else:
+        assert status == 0 and target.exists()
+
+
+def test_the_scratch_dir_tempfiles_devnull_and_stdout_stay_writable(make_host, write_set):
+    fh = _load(make_host, write_set)
+    result = fh.call_detailed("scratch_work")
+    assert result.value == {"tmp_in_cwd": True, "files": ["sub"]}
+    assert result.stdout == "through /dev/stdout"
+
+
+def test_writable_paths_are_opened_to_the_worker(make_host, write_set, tmp_path):
+    allowed = tmp_path / "shared"
+    allowed.mkdir()
+    fh = _load(make_host, write_set, Sandbox(writable_paths=(allowed,)))
+    assert fh.call("write", {"path": str(allowed / "out.txt")}) == "written"
+    assert (allowed / "out.txt").read_text() == "escaped"
+    if LANDLOCK_ABI >= 1:
+        assert fh.call("write", {"path": str(tmp_path / "next-door.txt")}) == "EACCES"
+
+
+def test_confine_writes_false_leaves_the_filesystem_open(make_host, write_set, tmp_path):
+    fh = _load(make_host, write_set, Sandbox(confine_writes=False))
+    assert fh.call("write", {"path": str(tmp_path / "free.txt")}) == "written"
+    assert fh.protections("probes")["writes_confined"] is False
+
+
+# -- other processes ---------------------------------------------------------
+
+
+@METHODS
+def test_the_worker_cannot_signal_the_host_or_other_processes(
+    make_host, write_set, victim, start_method
+):
+    fh = _load(make_host, write_set, start_method=start_method)
+    host_reply = fh.call("send", {"pid": os.getpid(), "sig": 0})
+    victim_reply = fh.call("send", {"pid": victim, "sig": int(signal.SIGKILL)})
+    report = fh.protections("probes")
+    if SCOPED_SIGNALS:
+        assert host_reply == "EPERM"
+        assert victim_reply == "EPERM"
+        assert process_alive(victim)
+        assert report["host_signals_blocked"] is True
+    else:
+        assert host_reply == "sent"
+        assert report["host_signals_blocked"] is False
+
+
+def test_workers_of_different_sets_cannot_signal_each_other(make_host, write_set):
+    fh = make_host()
+    fh.load_function_set(write_set("one", PROBES))
+    fh.load_function_set(
+        write_set("two", "import os\ndef pid_of_two() -> int:\n    return os.getpid()\n")
+    )
+    other = fh.call("pid_of_two")
+    reply = fh.call("send", {"pid": other, "sig": int(signal.SIGKILL)})
+    if SCOPED_SIGNALS:
+        assert reply == "EPERM"
+        assert fh.call("pid_of_two") == other
+    else:
+        assert reply == "sent"
+
+
+def test_host_environment_and_memory_are_out_of_reach(make_host, write_set, monkeypatch, victim):
+    monkeypatch.setenv("FNHOST_TEST_SECRET", "s3cr3t-token")
+    fh = _load(make_host, write_set)
+    reply = fh.call("read_environ", {"pid": os.getpid()})
+    report = fh.protections("probes")
+    if LANDLOCK_ABI >= 1:
+        assert reply == "EACCES"
+        assert fh.call("read_environ", {"pid": victim}) == "EACCES"
+        assert fh.call("seize", {"pid": os.getpid()}) == "EPERM"
+        assert report["host_memory_hidden"] is True
+    else:
+        assert reply.startswith("read ")
+        assert report["host_memory_hidden"] is False
+
+
+def test_a_worker_can_still_manage_its_own_children(make_host, write_set):
+    """Scoping stops signals leaving the worker's domain, not within it."""
+    source = (
+        "import os, signal, subprocess\n"
+        "def kill_child() -> int:\n"
+        "    p = subprocess.Popen(['sleep', '30'])\n"
+        "    os.kill(p.pid, signal.SIGTERM)\n"
+        "    return p.wait()\n"
+    )
+    fh = make_host()
+    fh.load_function_set(write_set("parent", source))
+    assert fh.call("kill_child") == -signal.SIGTERM
+
+
+# -- user namespace ----------------------------------------------------------
+
+
+def test_the_worker_runs_in_its_own_user_namespace(make_host, write_set):
+    fh = _load(make_host, write_set)
+    mapping = fh.call("uid_map")
+    report = fh.protections("probes")
+    uid = os.getuid()
+    if NAMESPACES["user"]:
+        assert mapping == f"{uid} {uid} 1"  # identity mapping of one id, not the host's map
+        assert report["user_namespace"] is True
+        assert fh.call("send", {"pid": fh.call("my_pid"), "sig": 0}) == "sent"
+    else:
+        assert mapping == "0 0 4294967295"
+        assert report["user_namespace"] is False
+
+
+# -- policy ------------------------------------------------------------------
+
+
+def test_sandbox_off_reports_no_stronger_layer(make_host, write_set, listener, tmp_path):
+    fh = _load(make_host, write_set, Sandbox.off())
+    report = fh.protections("probes")
+    for claim in (
+        "network_blocked",
+        "writes_confined",
+        "host_signals_blocked",
+        "host_memory_hidden",
+        "user_namespace",
+        "network_namespace",
+        "landlock",
+    ):
+        assert report[claim] is False, claim
+    assert fh.call("connect", {"port": listener}) == "connected"
+    assert fh.call("write", {"path": str(tmp_path / "open.txt")}) == "written"
+    assert report["no_new_privileges"] is True  # the always-on layers stay
+
+
+def test_required_policy_loads_when_every_layer_holds(make_host, write_set):
+    available = NETWORK_BLOCKABLE and LANDLOCK_ABI >= 6 and NAMESPACES["user"]
+    sandbox = Sandbox(required=True)
+    if available:
+        fh = _load(make_host, write_set, sandbox)
+        report = fh.protections("probes")
+        assert all(
+            report[k]
+            for k in (
+                "network_blocked",
+                "writes_confined",
+                "host_signals_blocked",
+                "host_memory_hidden",
+                "user_namespace",
+            )
+        )
+    else:
+        with pytest.raises(LoadError, match="sandbox policy requires"):
+            _load(make_host, write_set, sandbox)
+
+
+def test_required_policy_refuses_a_claim_that_does_not_hold(make_host, write_set, tmp_path):
+    """A writable path that covers the scratch dir's parent makes 'writes
+    confined to the scratch dir' untrue; the probe sees it and the load fails."""
+    import tempfile
+
+    sandbox = Sandbox(writable_paths=(tempfile.gettempdir(),), required=True)
+    with pytest.raises(LoadError) as info:
+        _load(make_host, write_set, sandbox)
+    assert "writes_confined" in str(info.value)
+    assert info.value.remote_type == "SandboxUnavailable"
+
+
+def test_sandbox_rejects_a_single_string_as_writable_paths():
+    with pytest.raises(TypeError):
+        Sandbox(writable_paths="/tmp")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Limits(sandbox={"network": True})  # type: ignore[arg-type]
+
+
+# -- command line ------------------------------------------------------------
+
+
+def _fnhost_call(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "host", "call", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_network_and_writable_options(write_set, tmp_path, listener):
+    path = str(write_set("probes", PROBES))
+    offline = _fnhost_call(path, "--no-builtins", "connect", json.dumps({"port": listener}))
+    online = _fnhost_call(
+        path, "--no-builtins", "--network", "connect", json.dumps({"port": listener})
+    )
+    assert online.returncode == 0, online.stderr
+    assert json.loads(online.stdout) == "connected"
+    assert json.loads(offline.stdout) == OFFLINE
+
+    target = str(tmp_path / "cli-out.txt")
+    args = json.dumps({"path": target})
+    refused = _fnhost_call(path, "--no-builtins", "write", args)
+    allowed = _fnhost_call(path, "--no-builtins", "--writable", str(tmp_path), "write", args)
+    assert json.loads(refused.stdout) == ("EACCES" if LANDLOCK_ABI >= 1 else "written")
+    assert json.loads(allowed.stdout) == "written"
+
+
+def test_doctor_reports_the_layers_this_kernel_offers():
+    done = subprocess.run(
+        [sys.executable, "-m", "host", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    status = {layer["name"]: layer["status"] for layer in json.loads(done.stdout)}
+    expected = {
+        "landlock": LANDLOCK_ABI >= 1,
+        "writes_confined": LANDLOCK_ABI >= 1,
+        "host_memory_hidden": LANDLOCK_ABI >= 1,
+        "host_signals_blocked": SCOPED_SIGNALS,
+        "network_blocked": NETWORK_BLOCKABLE,
+        "network_namespace": NAMESPACES["network"],
+        "user_namespace": NAMESPACES["user"],
+    }
+    for name, active in expected.items():
+        assert status[name] == ("active" if active else "unavailable"), name

@@ -1,0 +1,142 @@
+"""The stronger isolation layers, in order, and the probes that verify them.
+
+``worker.sandbox`` holds the always-on layers (session, parent-death
+signal, rlimits, no-new-privs). This module adds what the kernel may or
+may not offer, as the set's policy asks (``host.Sandbox``):
+
+1. namespaces (``worker.namespaces``): a user namespace (no capabilities
+   over the host) and, for a set without network access, a network
+   namespace;
+2. Landlock (``worker.landlock``): writes only beneath the scratch
+   directory, no TCP without network access, no signals to or ptrace of
+   processes outside the worker;
+3. probes: each claim is then tried for real, from inside the worker, and
+   only a claim whose attempt failed the right way is reported as in force:
+
+   - ``network_blocked``: a TCP connection to 127.0.0.1 fails with
+     "network unreachable" or "permission denied";
+   - ``writes_confined``: creating a file next to the scratch directory
+     fails with "permission denied";
+   - ``host_signals_blocked``: ``kill(host, 0)`` (and the zygote's pid)
+     fails with "operation not permitted";
+   - ``host_memory_hidden``: reading ``/proc/<host>/environ`` fails with
+     "permission denied".
+
+On failure nothing raises here; ``apply`` returns the report and the names
+of requested claims that do not hold, and the start sequence decides (a
+policy with ``required`` turns them into a load failure).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+from worker import landlock, namespaces
+
+
+def _connect_refused() -> bool:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(("127.0.0.1", 9))
+    except OSError as exc:
+        return exc.errno in (errno.ENETUNREACH, errno.EACCES, errno.EPERM)
+    finally:
+        probe.close()
+    return False
+
+
+def _write_refused(directory: str) -> bool:
+    path = os.path.join(directory, f".fnhost-write-probe-{os.getpid()}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(path)
+    return False
+
+
+def _signal_refused(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True
+    except ProcessLookupError:
+        return True  # not visible from here: cannot be signalled either
+    return False
+
+
+def _environ_hidden(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            f.read(1)
+    except (PermissionError, ProcessLookupError, FileNotFoundError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def probe(host_pid: int, parent_pid: int, scratch: str) -> dict[str, bool]:
+    """Try each thing a confined worker must not be able to do (cheap: a
+    handful of system calls, no waiting)."""
+    outside = os.path.dirname(os.path.abspath(scratch))
+    return {
+        "network_blocked": _connect_refused(),
+        "writes_confined": _write_refused(outside),
+        "host_signals_blocked": all(_signal_refused(p) for p in {host_pid, parent_pid}),
+        "host_memory_hidden": _environ_hidden(host_pid),
+    }
+
+
+def apply(
+    policy: dict, host_pid: int, parent_pid: int, scratch: str, capture_fds: list[int]
+) -> tuple[dict[str, bool], list[str]]:
+    """Apply the policy's layers, probe them; return (report, unmet claims).
+
+    ``policy`` keys (all optional; the defaults are the strict ones):
+    ``network`` (bool, default False), ``confine_writes`` (True),
+    ``writable_paths`` (list), ``isolate_processes`` (True),
+    ``user_namespace`` (True).
+    """
+    network = bool(policy.get("network", False))
+    confine_writes = bool(policy.get("confine_writes", True))
+    isolate = bool(policy.get("isolate_processes", True))
+    user_ns = bool(policy.get("user_namespace", True))
+
+    ns = namespaces.isolate(user=user_ns, network=not network)
+    report = {"user_namespace": ns.user, "network_namespace": ns.network}
+    confined = landlock.Confinement()
+    if confine_writes or isolate or not network:
+        confined = landlock.confine(
+            scratch,
+            writable=list(policy.get("writable_paths") or ()),
+            writable_fds=capture_fds,
+            confine_writes=confine_writes,
+            # A network namespace already answers "network unreachable";
+            # Landlock's TCP rule (which says "permission denied") is the
+            # fallback where namespaces are not available.
+            deny_tcp=not network and not ns.network,
+            scope_processes=isolate,
+        )
+    report["landlock"] = confined.restricted
+    report.update(probe(host_pid, parent_pid, scratch))
+
+    unmet = []
+    if user_ns and not ns.user:
+        unmet.append(f"user_namespace ({ns.error})")
+    wanted = {
+        "network_blocked": not network,
+        "writes_confined": confine_writes,
+        "host_signals_blocked": isolate,
+        "host_memory_hidden": isolate,
+    }
+    for claim, asked in wanted.items():
+        if asked and not report[claim]:
+            unmet.append(claim + (f" ({confined.error})" if confined.error else ""))
+    return report, unmet
