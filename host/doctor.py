@@ -89,6 +89,7 @@ def diagnose() -> list[Layer]:
         "user_namespace": "own user namespace: no capabilities over the host",
         "network_namespace": "own network namespace",
         "landlock": f"Landlock ruleset applied (kernel ABI {_landlock_abi() or 0})",
+        "seccomp": "probe: syscall filter refuses ptrace, namespaces, mounts, bpf...",
         "network_blocked": "probe: TCP to 127.0.0.1 fails (Sandbox.network=False)",
         "writes_confined": "probe: creating a file outside the scratch dir fails",
         "host_signals_blocked": "probe: kill(host, 0) fails (Landlock signal scope)",
@@ -128,15 +129,6 @@ def diagnose() -> list[Layer]:
             "bubblewrap",
             "available" if bwrap else "unavailable",
             f"{bwrap or 'bwrap not installed'}; not used yet",
-        )
-    )
-    status = _read("/proc/self/status") or ""
-    seccomp = "Seccomp:" in status
-    layers.append(
-        Layer(
-            "seccomp",
-            "available" if seccomp else "unavailable",
-            "kernel supports seccomp filters; not used yet",
         )
     )
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")

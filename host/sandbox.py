@@ -25,6 +25,10 @@ class Sandbox:
       or other workers.
     - ``user_namespace``: the worker runs in its own user namespace (same uid,
       no capabilities over the host: a root host's workers lose root powers).
+    - ``restrict_syscalls``: a seccomp filter refuses system calls tools do not
+      need and that reach other processes or widen the kernel's attack
+      surface (ptrace, new namespaces, mounts, bpf, keyrings, modules...), and
+      signals aimed at the host or the zygote.
     - ``required``: ``False`` (default) degrades cleanly where the kernel lacks
       a layer (``fh.protections(set)`` shows what holds). ``True`` makes
       loading the set fail (``LoadError``) unless every layer asked for is
@@ -41,6 +45,7 @@ class Sandbox:
     writable_paths: tuple[str, ...] = ()
     isolate_processes: bool = True
     user_namespace: bool = True
+    restrict_syscalls: bool = True
     required: bool = False
 
     def __post_init__(self) -> None:
@@ -54,7 +59,11 @@ class Sandbox:
         """Only the always-on layers: for trusted code that needs the host's
         network, filesystem and processes."""
         return cls(
-            network=True, confine_writes=False, isolate_processes=False, user_namespace=False
+            network=True,
+            confine_writes=False,
+            isolate_processes=False,
+            user_namespace=False,
+            restrict_syscalls=False,
         )
 
     def worker_policy(self) -> dict:
@@ -64,5 +73,6 @@ class Sandbox:
             "writable_paths": list(self.writable_paths),
             "isolate_processes": self.isolate_processes,
             "user_namespace": self.user_namespace,
+            "restrict_syscalls": self.restrict_syscalls,
             "required": self.required,
         }

@@ -10,8 +10,10 @@ report must say it is not in force. Nothing is assumed from configuration.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -131,6 +133,36 @@ def seize(pid: int) -> str:
 
 def my_pid() -> int:
     return os.getpid()
+
+
+def filtered_calls() -> dict:
+    import threading
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = {}
+    child = subprocess.Popen(["sleep", "30"])  # clone3 -> ENOSYS -> clone: still works
+    PTRACE_SEIZE, PTRACE_DETACH = 0x4206, 17
+    if libc.ptrace(PTRACE_SEIZE, child.pid, None, None) == 0:
+        libc.ptrace(PTRACE_DETACH, child.pid, None, None)
+        out["ptrace_own_child"] = "seized"
+    else:
+        out["ptrace_own_child"] = errno.errorcode[ctypes.get_errno()]
+    child.kill()
+    out["child_status"] = child.wait()
+    CLONE_NEWUSER = 0x10000000
+    if libc.unshare(CLONE_NEWUSER) == 0:
+        out["unshare"] = "unshared"
+    else:
+        out["unshare"] = errno.errorcode[ctypes.get_errno()]
+    box = []
+    t = threading.Thread(target=box.append, args=(1,))
+    t.start()
+    t.join()
+    out["thread"] = box == [1]
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    out["fork_status"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return out
 
 
 def uid_map() -> str:
@@ -334,6 +366,7 @@ def test_sandbox_off_reports_no_stronger_layer(make_host, write_set, listener, t
     fh = _load(make_host, write_set, Sandbox.off())
     report = fh.protections("probes")
     for claim in (
+        "seccomp",
         "network_blocked",
         "writes_confined",
         "host_signals_blocked",
@@ -349,7 +382,7 @@ def test_sandbox_off_reports_no_stronger_layer(make_host, write_set, listener, t
 
 
 def test_required_policy_loads_when_every_layer_holds(make_host, write_set):
-    available = NETWORK_BLOCKABLE and LANDLOCK_ABI >= 6 and NAMESPACES["user"]
+    available = NETWORK_BLOCKABLE and LANDLOCK_ABI >= 6 and NAMESPACES["user"] and SECCOMP_AVAILABLE
     sandbox = Sandbox(required=True)
     if available:
         fh = _load(make_host, write_set, sandbox)
@@ -435,6 +468,95 @@ def test_doctor_reports_the_layers_this_kernel_offers():
         "network_blocked": NETWORK_BLOCKABLE,
         "network_namespace": NAMESPACES["network"],
         "user_namespace": NAMESPACES["user"],
+        "seccomp": SECCOMP_AVAILABLE,
     }
     for name, active in expected.items():
         assert status[name] == ("active" if active else "unavailable"), name
+
+
+# -- seccomp -----------------------------------------------------------------
+
+
+def _seccomp_available() -> bool:
+    with open("/proc/self/status") as f:
+        return "Seccomp:" in f.read() and platform.machine() in ("x86_64", "aarch64")
+
+
+SECCOMP_AVAILABLE = _seccomp_available()
+
+
+def test_seccomp_refuses_ptrace_and_namespaces_but_not_forks_or_threads(make_host, write_set):
+    fh = _load(make_host, write_set)
+    out = fh.call("filtered_calls")
+    assert out["thread"] is True
+    assert out["fork_status"] == 7
+    assert out["child_status"] == -signal.SIGKILL
+    report = fh.protections("probes")
+    if SECCOMP_AVAILABLE:
+        assert report["seccomp"] is True
+        # Landlock alone would allow tracing one's own child: this is the filter.
+        assert out["ptrace_own_child"] == "EPERM"
+        assert out["unshare"] == "EPERM"
+    else:
+        assert report["seccomp"] is False
+
+
+def test_without_the_filter_the_same_calls_go_through(make_host, write_set):
+    fh = _load(make_host, write_set, Sandbox(restrict_syscalls=False))
+    out = fh.call("filtered_calls")
+    assert fh.protections("probes")["seccomp"] is False
+    assert out["ptrace_own_child"] == "seized"
+    if NAMESPACES["user"]:
+        assert out["unshare"] == "unshared"
+
+
+def _run_bpf(program, nr: int, arch: int, arg0: int = 0) -> int:
+    """A classic-BPF interpreter for the few opcodes the filter uses."""
+    data = {0: nr, 4: arch, 16: arg0 & 0xFFFFFFFF}
+    acc, pc = 0, 0
+    while True:
+        code, jt, jf, k = program[pc]
+        pc += 1
+        if code == 0x20:
+            acc = data[k]
+        elif code == 0x06:
+            return k
+        else:
+            taken = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[code]
+            pc += jt if taken else jf
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_the_filter_program_decides_each_case(machine):
+    from worker import seccomp
+
+    host, zygote = 4242, 4343
+    program = seccomp.build(machine, {host, zygote})
+    nrs = seccomp._NUMBERS[machine]
+    arch = seccomp.AUDIT_ARCH[machine]
+    allow = seccomp.RET_ALLOW
+    eperm = seccomp.RET_ERRNO | errno.EPERM
+    enosys = seccomp.RET_ERRNO | errno.ENOSYS
+    cases = [
+        (nrs["ptrace"], 0, eperm),
+        (nrs["unshare"], 0, eperm),
+        (nrs["bpf"], 0, eperm),
+        (nrs["clone3"], 0, enosys),
+        (nrs["clone"], 0x11 | 0x01000000 | 0x00200000, allow),  # fork's flags
+        (nrs["clone"], 0x11 | 0x10000000, eperm),  # CLONE_NEWUSER
+        (nrs["clone"], 0x11 | 0x40000000, eperm),  # CLONE_NEWNET
+        (nrs["kill"], host, eperm),
+        (nrs["kill"], -host, eperm),
+        (nrs["kill"], zygote, eperm),
+        (nrs["kill"], -1, eperm),
+        (nrs["kill"], 999, allow),
+        (nrs["kill"], 0, allow),
+        (nrs["tgkill"], host, eperm),
+        (nrs["tgkill"], 999, allow),
+        (0, 0, allow),  # read / io_setup: everything else passes
+    ]
+    for nr, arg0, expected in cases:
+        assert _run_bpf(program, nr, arch, arg0) == expected, (nr, arg0)
+    assert _run_bpf(program, nrs["kill"], 0x40000003, 999) == eperm  # i386 ABI
+    if machine == "x86_64":
+        assert _run_bpf(program, 0x40000000 | 1, arch) == eperm  # x32 ABI

@@ -10,7 +10,9 @@ may not offer, as the set's policy asks (``host.Sandbox``):
 2. Landlock (``worker.landlock``): writes only beneath the scratch
    directory, no TCP without network access, no signals to or ptrace of
    processes outside the worker;
-3. probes: each claim is then tried for real, from inside the worker, and
+3. a seccomp filter (``worker.seccomp``): no ptrace, namespaces, mounts,
+   bpf, keyrings..., no signals to the host or zygote;
+4. probes: each claim is then tried for real, from inside the worker, and
    only a claim whose attempt failed the right way is reported as in force:
 
    - ``network_blocked``: a TCP connection to 127.0.0.1 fails with
@@ -33,7 +35,21 @@ import errno
 import os
 import socket
 
-from worker import landlock, namespaces
+from worker import landlock, namespaces, seccomp
+
+
+def _protected_pids(host_pid: int, parent_pid: int) -> set[int]:
+    """The host, the zygote and their process groups: what no signal from
+    the worker may reach."""
+    pids = {host_pid, parent_pid}
+    for pid in (host_pid, parent_pid):
+        try:
+            pids.add(os.getpgid(pid))
+        except OSError:
+            pass
+    pids.discard(os.getpgid(0))  # signalling our own group stays possible
+    pids.discard(0)
+    return pids
 
 
 def _connect_refused() -> bool:
@@ -102,7 +118,7 @@ def apply(
     ``policy`` keys (all optional; the defaults are the strict ones):
     ``network`` (bool, default False), ``confine_writes`` (True),
     ``writable_paths`` (list), ``isolate_processes`` (True),
-    ``user_namespace`` (True).
+    ``user_namespace`` (True), ``restrict_syscalls`` (True).
     """
     network = bool(policy.get("network", False))
     confine_writes = bool(policy.get("confine_writes", True))
@@ -125,11 +141,18 @@ def apply(
             scope_processes=isolate,
         )
     report["landlock"] = confined.restricted
+    filtered = bool(policy.get("restrict_syscalls", True))
+    seccomp_error = None
+    if filtered:
+        seccomp_error = seccomp.install(_protected_pids(host_pid, parent_pid))
+    report["seccomp"] = filtered and seccomp.active()
     report.update(probe(host_pid, parent_pid, scratch))
 
     unmet = []
     if user_ns and not ns.user:
         unmet.append(f"user_namespace ({ns.error})")
+    if filtered and not report["seccomp"]:
+        unmet.append(f"seccomp ({seccomp_error or 'the probe was not refused'})")
     wanted = {
         "network_blocked": not network,
         "writes_confined": confine_writes,

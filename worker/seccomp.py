@@ -1,0 +1,184 @@
+"""A seccomp filter the worker installs on itself, last before user code.
+
+Landlock and namespaces (``worker.confinement``) decide what a worker may
+touch; this filter removes system calls a tool has no business making and
+that widen the kernel's attack surface or reach other processes:
+
+- refused outright (``EPERM``): ``ptrace``, ``process_vm_readv/writev``,
+  ``tkill``, ``pidfd_send_signal``; new namespaces and mounts (``unshare``,
+  ``setns``, ``mount`` and the new mount API, ``pivot_root``); ``bpf``,
+  ``perf_event_open``, ``userfaultfd``, keyrings, ``open_by_handle_at``,
+  kernel modules, ``kexec``, ``reboot``, swap, ``acct``, ``iopl``/``ioperm``;
+  any call from another ABI (32-bit or x32 on x86_64);
+- ``clone`` with a namespace flag: ``EPERM``; ``clone3``: ``ENOSYS`` (its
+  flags live in memory a filter cannot read; glibc then falls back to
+  ``clone``, as it does under Docker's default profile);
+- ``kill``/``tgkill`` aimed at the host, the zygote, their process groups
+  or at every process (``-1``): ``EPERM``. Other targets (the worker's own
+  children) are allowed. This is the fallback for kernels whose Landlock
+  cannot scope signals (before 6.12).
+
+The filter is raw classic BPF built here (no libseccomp dependency), for
+x86_64 and aarch64; on other machines ``install`` reports it unavailable.
+It needs ``PR_SET_NO_NEW_PRIVS`` and a single-threaded process, and it is
+inherited by every child and cannot be removed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+X32_SYSCALL_BIT = 0x40000000
+
+# Syscall numbers per architecture (x86_64 table; aarch64 uses the generic one).
+_NUMBERS = {
+    "x86_64": {
+        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "tkill": 200,
+        "pidfd_send_signal": 424, "mount": 165, "umount2": 166, "unshare": 272,
+        "setns": 308, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323,
+        "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
+        "finit_module": 313, "delete_module": 176, "keyctl": 250, "add_key": 248,
+        "request_key": 249, "open_by_handle_at": 304, "pivot_root": 155, "swapon": 167,
+        "swapoff": 168, "reboot": 169, "acct": 163, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "fspick": 433, "move_mount": 429, "open_tree": 428,
+        "mount_setattr": 442, "iopl": 172, "ioperm": 173,
+        "kill": 62, "tgkill": 234, "clone": 56, "clone3": 435,
+    },
+    "aarch64": {
+        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "tkill": 130,
+        "pidfd_send_signal": 424, "mount": 40, "umount2": 39, "unshare": 97,
+        "setns": 268, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282,
+        "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
+        "finit_module": 273, "delete_module": 106, "keyctl": 219, "add_key": 217,
+        "request_key": 218, "open_by_handle_at": 265, "pivot_root": 41, "swapon": 224,
+        "swapoff": 225, "reboot": 142, "acct": 89, "fsopen": 430, "fsconfig": 431,
+        "fsmount": 432, "fspick": 433, "move_mount": 429, "open_tree": 428,
+        "mount_setattr": 442,
+        "kill": 129, "tgkill": 131, "clone": 220, "clone3": 435,
+    },
+}  # fmt: skip
+_SPECIAL = {"kill", "tgkill", "clone", "clone3"}
+# CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+CLONE_NAMESPACE_FLAGS = 0x7E020000
+
+# Classic BPF opcodes.
+_LD_W_ABS = 0x20
+_JEQ = 0x15
+_JGE = 0x35
+_JSET = 0x45
+_RET = 0x06
+RET_ALLOW = 0x7FFF0000
+RET_ERRNO = 0x00050000
+
+_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # struct seccomp_data; arg0's low word
+
+
+class _Filter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_Filter))]
+
+
+def _assemble(code: list[tuple]) -> list[tuple[int, int, int, int]]:
+    """Resolve labels: entries are ``("label", name)`` or
+    ``(op, k, jt_label_or_0, jf_label_or_0)``; jumps go forward only."""
+    positions: dict[str, int] = {}
+    index = 0
+    for entry in code:
+        if entry[0] == "label":
+            positions[entry[1]] = index
+        else:
+            index += 1
+    out: list[tuple[int, int, int, int]] = []
+    for entry in code:
+        if entry[0] == "label":
+            continue
+        op, k, jt, jf = entry
+        here = len(out) + 1  # jumps count from the next instruction
+        jt = jt if isinstance(jt, int) else positions[jt] - here
+        jf = jf if isinstance(jf, int) else positions[jf] - here
+        out.append((op, jt, jf, k & 0xFFFFFFFF))
+    return out
+
+
+def build(machine: str, protected_pids: set[int]) -> list[tuple[int, int, int, int]]:
+    """The filter program as (code, jt, jf, k) tuples, for tests and ``install``."""
+    numbers = _NUMBERS[machine]
+    code: list[tuple] = [
+        (_LD_W_ABS, _OFF_ARCH, 0, 0),
+        (_JEQ, AUDIT_ARCH[machine], 0, "deny"),
+        (_LD_W_ABS, _OFF_NR, 0, 0),
+    ]
+    if machine == "x86_64":
+        code.append((_JGE, X32_SYSCALL_BIT, "deny", 0))
+    for name, nr in numbers.items():
+        if name not in _SPECIAL:
+            code.append((_JEQ, nr, "deny", 0))
+    code += [
+        (_JEQ, numbers["clone3"], "enosys", 0),
+        (_JEQ, numbers["kill"], "signal", 0),
+        (_JEQ, numbers["tgkill"], "signal", 0),
+        (_JEQ, numbers["clone"], "clone", 0),
+        (_RET, RET_ALLOW, 0, 0),
+        ("label", "signal"),
+        (_LD_W_ABS, _OFF_ARG0, 0, 0),
+    ]
+    targets = {-1}
+    for pid in protected_pids:
+        targets |= {pid, -pid}
+    for target in sorted(targets):
+        code.append((_JEQ, target, "deny", 0))
+    code += [
+        (_RET, RET_ALLOW, 0, 0),
+        ("label", "clone"),
+        (_LD_W_ABS, _OFF_ARG0, 0, 0),
+        (_JSET, CLONE_NAMESPACE_FLAGS, "deny", 0),
+        (_RET, RET_ALLOW, 0, 0),
+        ("label", "deny"),
+        (_RET, RET_ERRNO | errno.EPERM, 0, 0),
+        ("label", "enosys"),
+        (_RET, RET_ERRNO | errno.ENOSYS, 0, 0),
+    ]
+    return _assemble(code)
+
+
+def install(protected_pids: set[int]) -> str | None:
+    """Install the filter on this process; ``None`` on success, else why not.
+
+    ``protected_pids``: processes (and, negated, process groups) that
+    ``kill``/``tgkill`` must not reach. Never raises.
+    """
+    machine = platform.machine()
+    if machine not in _NUMBERS:
+        return f"no syscall table for {machine}"
+    program = build(machine, protected_pids)
+    filters = (_Filter * len(program))(*[_Filter(*entry) for entry in program])
+    prog = _Program(len(program), filters)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError as exc:
+        return str(exc)
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        return f"prctl(PR_SET_SECCOMP): {os.strerror(ctypes.get_errno())}"
+    return None
+
+
+def active() -> bool:
+    """Probe: ``unshare(0)`` is a harmless no-op everywhere except under
+    this filter, which refuses it with ``EPERM``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.unshare(ctypes.c_int(0)) != 0 and ctypes.get_errno() == errno.EPERM
