@@ -380,7 +380,47 @@ class WorkerHandle:
             f"was killed because a call to {self.name}.{pending.function} "
             "timed out before this call finished",
         )
+        self._replace_early(inc)
         return True
+
+    def _replace_early(self, old: _Incarnation) -> None:
+        """Start the replacement of a worker being killed on purpose now, in
+        parallel with its death, instead of after it has been reaped (a few
+        milliseconds sooner ready for the next call).
+
+        Runs on the launcher thread and never blocks on the lock: a caller
+        holding it is restarting the worker itself. The old incarnation is
+        then retired: whoever sees its exit fails its calls as usual, and a
+        reaper thread closes its pipes and removes its directory.
+        """
+
+        def job() -> None:
+            if not self._lock.acquire(blocking=False):
+                return
+            try:
+                if self._closed or self._current is not old:
+                    return
+                if time.monotonic() < self._parked_until:
+                    return
+                if old.channel.broken:
+                    self._replace(old)  # already dead: the usual restart
+                    return
+                self._replace(None)  # publishes the new one as current
+                self._retiring.add(old)
+                threading.Thread(
+                    target=self._stop,
+                    args=(old, time.monotonic() + REAP_TIMEOUT),
+                    name=f"fnhost-reap-{self.name}",
+                    daemon=True,
+                ).start()
+            except LoadError as exc:
+                self._log.warning("%s", exc)
+            except HostClosed:
+                pass
+            finally:
+                self._lock.release()
+
+        self._launcher.submit(job)
 
     def _queued_timeout(self, function: str, timeout: float | None) -> CallTimeout:
         return CallTimeout(
@@ -423,6 +463,7 @@ class WorkerHandle:
                 inc.kill(
                     _RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory"
                 )
+                self._replace_early(inc)
             raise error
         return CallResult(
             output["value"],

@@ -29,7 +29,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -162,7 +161,7 @@ def install(protected_pids: set[int]) -> str | None:
     ``protected_pids``: processes (and, negated, process groups) that
     ``kill``/``tgkill`` must not reach. Never raises.
     """
-    machine = platform.machine()
+    machine = os.uname().machine
     if machine not in _NUMBERS:
         return f"no syscall table for {machine}"
     program = build(machine, protected_pids)

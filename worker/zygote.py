@@ -33,8 +33,9 @@ import msgpack
 from worker import sandbox, start
 
 MAX_FDS = 4
-#: Imported once the zygote is idle (after a short wait for a first
-#: request), so that they never delay a worker: later children get them free.
+#: Imported right after the first fork (or after a short idle wait for a
+#: first request), so that they never delay a worker: later children get
+#: them free.
 IDLE_PRELOADS = ("asyncio",)
 IDLE_AFTER = 0.2
 
@@ -188,6 +189,12 @@ def main() -> None:
             os.close(fd)
         workers.add(pid)
         send({"id": request["id"], "pid": pid})
+        if not preloaded:
+            # Now, while the first worker imports its module (in parallel on
+            # another core), rather than at a moment of idleness that may be
+            # the moment a timeout needs a restart.
+            preloaded = True
+            _preload()
 
 
 def _children(parent: int) -> list[int]:
