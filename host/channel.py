@@ -114,7 +114,13 @@ class Channel:
         self._max_request_size = max_request_size
         self._on_broken = on_broken
         self._exited = exited
-        self._cond = threading.Condition(threading.Lock())
+        # One lock for the state; the condition on it only for followers
+        # waiting for the leader. ``with self._lock`` (C) rather than ``with
+        # self._cond`` (Python-level __enter__), and notify only when someone
+        # waits: on the one-caller path this is most of the host's overhead.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._followers = 0
         self._write_lock = threading.Lock()
         self._leader = False
         self._eof = False
@@ -157,7 +163,7 @@ class Channel:
         pending = Pending(None, function)
         if loop is not None:
             pending.future = loop.create_future()
-        with self._cond:
+        with self._lock:
             if self._broken:
                 pending.done = True
                 pending.error = WorkerGone()
@@ -241,16 +247,17 @@ class Channel:
     # -- leading -----------------------------------------------------------
 
     def _try_lead(self) -> bool:
-        with self._cond:
+        with self._lock:
             if self._leader:
                 return False
             self._leader = True
             return True
 
     def _release_lead(self) -> None:
-        with self._cond:
+        with self._lock:
             self._leader = False
-            self._cond.notify_all()
+            if self._followers:
+                self._cond.notify_all()
 
     def _lead_once(self, deadline: float | None) -> None:
         """Poll until something happens or ``deadline``; handle it. Leader only."""
@@ -313,7 +320,7 @@ class Channel:
         assert isinstance(msg, Response)
         if not self.handshake.done:
             raise ProtocolViolation("reply received before the worker reported ready")
-        with self._cond:
+        with self._lock:
             pending = self._inflight.pop(msg.msgid, None)
         if pending is None:
             raise ProtocolViolation(f"reply to unknown request id {msg.msgid}")
@@ -322,19 +329,20 @@ class Channel:
     def _complete(
         self, pending: Pending, result: Any = None, error: BaseException | None = None
     ) -> None:
-        with self._cond:
+        with self._lock:
             if pending.done:
                 return
             pending.result = result
             pending.error = error
             pending.done = True
-            self._cond.notify_all()
+            if self._followers:
+                self._cond.notify_all()
         fut = pending.future
         if fut is not None and not pending.abandoned:
             wake_future(fut)
 
     def _break(self, violation: ProtocolViolation | None) -> None:
-        with self._cond:
+        with self._lock:
             if self._broken:
                 return
             self._broken = True
@@ -348,7 +356,7 @@ class Channel:
 
     def fail_all(self, make_error: Callable[[Pending], BaseException]) -> None:
         """Fail the handshake and every call in flight (used by ``on_broken``)."""
-        with self._cond:
+        with self._lock:
             pendings = list(self._inflight.values())
             self._inflight.clear()
         if not self.handshake.done:
@@ -366,7 +374,7 @@ class Channel:
         """
         cond = self._cond
         while True:
-            with cond:
+            with self._lock:
                 while True:
                     if pending.done:
                         return True
@@ -382,7 +390,11 @@ class Channel:
                         break
                     if expired:
                         return False
-                    cond.wait(None if deadline is None else deadline - time.monotonic())
+                    self._followers += 1
+                    try:
+                        cond.wait(None if deadline is None else deadline - time.monotonic())
+                    finally:
+                        self._followers -= 1
             try:
                 self._lead_once(deadline)
             finally:
@@ -426,7 +438,7 @@ class Channel:
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Watch our fds from ``loop`` (False, and nothing registered, if broken)."""
-        with self._cond:
+        with self._lock:
             if self._broken or self._fds_closed:
                 return False
             count = self._loops.get(loop, 0)
@@ -439,7 +451,7 @@ class Channel:
         return True
 
     def _detach(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._cond:
+        with self._lock:
             count = self._loops.get(loop, 0) - 1
             if count > 0:
                 self._loops[loop] = count
@@ -482,7 +494,7 @@ class Channel:
 
     def abandon(self, pending: Pending) -> bool:
         """Give up on ``pending`` unless it is already done (returns done)."""
-        with self._cond:
+        with self._lock:
             if pending.done:
                 return True
             pending.abandoned = True
@@ -490,7 +502,7 @@ class Channel:
 
     def close(self) -> None:
         """Close the pipes and the pidfd (deferred while an event loop watches them)."""
-        with self._write_lock, self._cond:
+        with self._write_lock, self._lock:
             self._closing = True
             if self._loops or self._fds_closed:
                 return
@@ -504,7 +516,7 @@ class Channel:
 
     def drop(self, pending: Pending) -> None:
         """Forget a call whose request was never fully sent."""
-        with self._cond:
+        with self._lock:
             if pending.msgid is not None:
                 self._inflight.pop(pending.msgid, None)
 
