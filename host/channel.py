@@ -17,6 +17,7 @@ a malformed frame, the leader drains what is left in the pipe, then calls
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -131,7 +132,11 @@ class Channel:
         self._poller.register(read_fd, select.POLLIN)
         if pidfd is not None:
             self._poller.register(pidfd, select.POLLIN)
+        #: Calls awaiting on each loop, and the loops our fds are registered
+        #: with (they stay registered until the loop's next turn, so that one
+        #: task's sequential calls do not add and remove readers every call).
         self._loops: dict[asyncio.AbstractEventLoop, int] = {}
+        self._watched: set[asyncio.AbstractEventLoop] = set()
         self._closing = False
         self._fds_closed = False
         #: Completed by the first message: the ``ready``/``load_failed`` notification.
@@ -441,9 +446,10 @@ class Channel:
         with self._lock:
             if self._broken or self._fds_closed:
                 return False
-            count = self._loops.get(loop, 0)
-            self._loops[loop] = count + 1
-        if count == 0:
+            self._loops[loop] = self._loops.get(loop, 0) + 1
+            register = loop not in self._watched
+            self._watched.add(loop)
+        if register:
             if not self._eof:
                 loop.add_reader(self.read_fd, self._on_loop_data)
             if self.pidfd is not None:
@@ -457,6 +463,16 @@ class Channel:
                 self._loops[loop] = count
                 return
             self._loops.pop(loop, None)
+        # Unregister on the loop's next turn unless a call attached again by
+        # then (the common case: a task awaiting calls one after another).
+        loop.call_soon(self._unwatch, loop)
+
+    def _unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Remove our readers from ``loop`` (its own thread) if no call waits there."""
+        with self._lock:
+            if loop in self._loops or loop not in self._watched:
+                return
+            self._watched.discard(loop)
         loop.remove_reader(self.read_fd)
         if self.pidfd is not None:
             loop.remove_reader(self.pidfd)
@@ -504,7 +520,22 @@ class Channel:
         """Close the pipes and the pidfd (deferred while an event loop watches them)."""
         with self._write_lock, self._lock:
             self._closing = True
-            if self._loops or self._fds_closed:
+            idle = [loop for loop in self._watched if loop not in self._loops]
+        for loop in idle:
+            # A closed loop's selector is gone; the running loop of this thread
+            # can let go now. Another thread's loop lets go on its next turn
+            # (``_unwatch`` then closes us).
+            if loop.is_closed():
+                with self._lock:
+                    self._watched.discard(loop)
+            elif asyncio._get_running_loop() is loop:
+                self._unwatch(loop)
+                return  # _unwatch closed us (or a call still waits)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._unwatch, loop)
+        with self._write_lock, self._lock:
+            if self._loops or self._watched or self._fds_closed:
                 return
             self._fds_closed = True
         for fd in (self.read_fd, self.write_fd, self.pidfd):
