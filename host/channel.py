@@ -34,8 +34,8 @@ from protocol import (
     ProtocolViolation,
     Request,
     Response,
-    Verb,
     decode_message,
+    encode_call,
     encode_message,
 )
 
@@ -181,9 +181,7 @@ class Channel:
             pending.msgid = msgid
             self._inflight[msgid] = pending
         try:
-            frame = encode_message(
-                Request(msgid, Verb.CALL, {"function": function, "arguments": arguments})
-            )
+            frame = encode_call(msgid, function, arguments)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             self.drop(pending)
             raise ArgumentsNotSendable(str(exc)) from None
@@ -327,9 +325,18 @@ class Channel:
             raise ProtocolViolation("reply received before the worker reported ready")
         with self._lock:
             pending = self._inflight.pop(msg.msgid, None)
+            completed = pending is not None and not pending.done
+            if completed:
+                # _complete inlined: this is every reply's path.
+                pending.result = msg
+                pending.done = True
+                if self._followers:
+                    self._cond.notify_all()
         if pending is None:
             raise ProtocolViolation(f"reply to unknown request id {msg.msgid}")
-        self._complete(pending, result=msg)
+        fut = pending.future
+        if completed and fut is not None and not pending.abandoned:
+            wake_future(fut)
 
     def _complete(
         self, pending: Pending, result: Any = None, error: BaseException | None = None
@@ -404,7 +411,7 @@ class Channel:
                 self._lead_once(deadline)
             finally:
                 self._release_lead()
-            if expired:
+            if expired or pending.done:
                 return pending.done
 
     async def wait_async(self, pending: Pending, deadline: float | None) -> bool:

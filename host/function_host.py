@@ -387,7 +387,8 @@ class FunctionHost:
     def _prepare(
         self, name: str, arguments: Any, timeout: float | None
     ) -> tuple[WorkerHandle, str, dict[str, Any], float | None]:
-        self._check_open()
+        if self._closed:
+            raise HostClosed(None, None, "the host is closed")
         loaded, func = self._registry.resolve(name)
         if arguments is None:
             arguments = {}
@@ -426,7 +427,8 @@ class FunctionHost:
         Every failure is a ``CallError`` subclass naming the set, the
         function and the cause; the host stays usable.
         """
-        return self.call_detailed(name, arguments, timeout).value
+        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
+        return handle.call(func, arguments, timeout).value
 
     def call_detailed(
         self, name: str, arguments: Any = None, timeout: float | None = None

@@ -301,17 +301,25 @@ class WorkerHandle:
         caller waits at most twice ``timeout``. Other failures raise the
         matching ``CallError`` subclass.
         """
-        if not self._slot.acquire(_deadline(timeout)):
+        if not self._slot.acquire(None if timeout is None else time.monotonic() + timeout):
             raise self._queued_timeout(function, timeout)
         try:
-            return self._call(function, arguments, timeout, _deadline(timeout))
+            # The run's deadline counts from now, when the call's turn came.
+            return self._call(
+                function,
+                arguments,
+                timeout,
+                None if timeout is None else time.monotonic() + timeout,
+            )
         finally:
             self._slot.release()
 
     def _call(
         self, function: str, arguments: Any, timeout: float | None, deadline: float | None
     ) -> CallResult:
-        inc = self._ready_incarnation(function, deadline)
+        inc = self._current
+        if not _usable(inc):
+            inc = self._ready_incarnation(function, deadline)
         pending = self._send(inc, function, arguments, deadline, None)
         if not inc.channel.wait(pending, deadline):
             if self._kill_for_timeout(inc, pending):
@@ -454,7 +462,8 @@ class WorkerHandle:
         except ProtocolViolation as exc:
             inc.kill(_PROTOCOL, f"sent a malformed reply ({exc})")
             raise ProtocolError(self.name, pending.function, str(exc))
-        self._log_output(output)
+        if output.get("stderr"):
+            self._log_output(output)
         if msg.error is not None:
             error = error_from_map(self.name, pending.function, msg.error, output)
             if error.details.get("recycle"):

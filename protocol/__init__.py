@@ -14,6 +14,7 @@ from protocol.messages import (
     Response,
     Verb,
     decode_message,
+    encode_call,
     encode_message,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "Response",
     "Verb",
     "decode_message",
+    "encode_call",
     "encode_frame",
     "encode_message",
 ]

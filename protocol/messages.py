@@ -80,6 +80,17 @@ def encode_message(msg: Message, default: Any = None, strict: bool = False) -> b
     return encode_frame(pack(obj, default=default, strict=strict))
 
 
+def encode_call(msgid: int, function: str, arguments: Any) -> bytes:
+    """``encode_message(Request(msgid, "call", {...}))`` without building the
+    Request: every call's path."""
+    return encode_frame(
+        pack([REQUEST, msgid, _CALL, {"function": function, "arguments": arguments}])
+    )
+
+
+_CALL = Verb.CALL.value
+
+
 def decode_message(payload: bytes | memoryview) -> Message:
     """Unpack and shape-check one frame body."""
     obj = unpack(payload)
@@ -151,8 +162,10 @@ def validate_call_result(result: Any) -> dict[str, Any]:
     """Check the result slot of a ``call`` response: ``{"value"?, "stdout", "stderr"}``."""
     if not isinstance(result, dict):
         raise ProtocolViolation(f"call result must be a map, got {_describe(result)}")
-    for key in ("stdout", "stderr"):
-        _check_text(result, key, MAX_OUTPUT_TAIL)
+    # Usually both empty strings: check those without a call each.
+    if result.get("stdout") != "" or result.get("stderr") != "":
+        for key in ("stdout", "stderr"):
+            _check_text(result, key, MAX_OUTPUT_TAIL)
     return result
 
 

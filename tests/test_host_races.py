@@ -26,7 +26,6 @@ from host import (
     Sandbox,
     WorkerCrashed,
 )
-from protocol import Request
 
 from .conftest import wait_for, worker_pids
 
@@ -106,14 +105,14 @@ def test_call_sent_while_the_worker_dies_fails_fast(make_host, write_set, monkey
     fh = make_host(limits=Limits(timeout=10))
     fh.load_function_set(write_set("crashy", CRASHY))
     crashed = threading.Event()
-    real_encode = channel_mod.encode_message
+    real_encode = channel_mod.encode_call
 
-    def slow_encode(msg, *args, **kwargs):
-        if isinstance(msg, Request) and msg.params.get("function") == "echo":
+    def slow_encode(msgid, function, arguments):
+        if function == "echo":
             crashed.wait(5)  # the worker dies while this request is being encoded
-        return real_encode(msg, *args, **kwargs)
+        return real_encode(msgid, function, arguments)
 
-    monkeypatch.setattr(channel_mod, "encode_message", slow_encode)
+    monkeypatch.setattr(channel_mod, "encode_call", slow_encode)
     outcome: list[object] = []
 
     def racer() -> None:
