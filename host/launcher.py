@@ -126,7 +126,16 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 return None
         elif self.zygote is not None:
-            self.returncode = self.zygote.wait_status(self.pid, 5.0 if timeout is None else timeout)
+            status = self.zygote.wait_status(self.pid, 0.0)
+            if status is None:
+                # Dead but not yet reaped: the zygote may be busy (importing
+                # its preloads, forking); the kernel shows the status anyway.
+                status = zombie_status(self.pid)
+                if status is not None:
+                    self.zygote.forget(self.pid)
+            if status is None:
+                status = self.zygote.wait_status(self.pid, 5.0 if timeout is None else timeout)
+            self.returncode = status
         return self.returncode
 
     def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
@@ -159,6 +168,22 @@ def describe_exit(returncode: int | None) -> tuple[int | None, str | None, str]:
             name = f"signal {-returncode}"
         return None, name, f"was killed by {name}"
     return returncode, None, f"exited with status {returncode}"
+
+
+def zombie_status(pid: int) -> int | None:
+    """The exit status (as ``Popen.returncode``) of ``pid`` if it is a zombie
+    whose status we may read, else ``None``. While unreaped its pid cannot be
+    reused, so the status is this process's. A status of 0 is not trusted:
+    the kernel shows 0 to readers it does not let see the real one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if len(fields) < 50 or fields[0] != b"Z":
+        return None
+    status = int(fields[49])  # field 52, exit_code: the raw wait status
+    return os.waitstatus_to_exitcode(status) if status else None
 
 
 def worker_env(spec: WorkerSpec, scratch: str) -> dict[str, str]:

@@ -56,6 +56,8 @@ class Zygote:
         self._ids = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._statuses: dict[int, int] = {}
+        #: Workers whose status the host learned elsewhere: drop their report.
+        self._forgotten: set[int] = set()
         self._dead = False
 
     @property
@@ -96,13 +98,18 @@ class Zygote:
                     return None
             return self._statuses.pop(pid)
 
+    def forget(self, pid: int) -> None:
+        """The host knows ``pid``'s exit status already (``zombie_status``):
+        its report, when the zygote gets to it, is dropped, not kept."""
+        with self._lock:
+            if self._statuses.pop(pid, None) is None:
+                self._forgotten.add(pid)
+
     def _receive(self, deadline: float) -> bool:
         """Read one message into the tables (lock held); False on timeout or EOF."""
         if self._dead:
             return False
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
+        remaining = max(0.0, deadline - time.monotonic())  # 0: only what is there
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
         if not poller.poll(min(int(remaining * 1000) + 1, 2**31 - 1)):
@@ -116,7 +123,10 @@ class Zygote:
             return False
         msg = msgpack.unpackb(data)
         if "exit" in msg:
-            self._statuses[msg["exit"]] = msg["status"]
+            if msg["exit"] in self._forgotten:
+                self._forgotten.discard(msg["exit"])
+            else:
+                self._statuses[msg["exit"]] = msg["status"]
         else:
             self._replies[msg["id"]] = msg
         return True

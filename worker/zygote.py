@@ -33,11 +33,14 @@ import msgpack
 from worker import sandbox, start
 
 MAX_FDS = 4
-#: Imported right after the first fork (or after a short idle wait for a
-#: first request), so that they never delay a worker: later children get
-#: them free.
+#: Imported once the zygote has been idle for a while, so that they never
+#: delay a worker: later children get them free (a worker forked before that
+#: imports asyncio itself on its first async call). The import takes ~20 ms,
+#: during which a restart waits: after a second of idleness that is unlikely
+#: to be the moment a crash or timeout needs one (an agent is usually waiting
+#: for its model then).
 IDLE_PRELOADS = ("asyncio",)
-IDLE_AFTER = 0.2
+IDLE_AFTER = 1.0
 
 
 def _warm_up() -> None:
@@ -189,12 +192,6 @@ def main() -> None:
             os.close(fd)
         workers.add(pid)
         send({"id": request["id"], "pid": pid})
-        if not preloaded:
-            # Now, while the first worker imports its module (in parallel on
-            # another core), rather than at a moment of idleness that may be
-            # the moment a timeout needs a restart.
-            preloaded = True
-            _preload()
 
 
 def _children(parent: int) -> list[int]:
