@@ -17,7 +17,6 @@ a malformed frame, the leader drains what is left in the pipe, then calls
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
@@ -539,8 +538,11 @@ class Channel:
                 self._unwatch(loop)
                 return  # _unwatch closed us (or a call still waits)
             else:
-                with contextlib.suppress(RuntimeError):
+                try:
                     loop.call_soon_threadsafe(self._unwatch, loop)
+                except RuntimeError:  # closed since: its selector is gone
+                    with self._lock:
+                        self._watched.discard(loop)
         with self._write_lock, self._lock:
             if self._loops or self._watched or self._fds_closed:
                 return

@@ -126,14 +126,13 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 return None
         elif self.zygote is not None:
-            status = self.zygote.wait_status(self.pid, 0.0)
-            if status is None:
-                # Dead but not yet reaped: the zygote may be busy (importing
-                # its preloads, forking); the kernel shows the status anyway.
-                status = zombie_status(self.pid)
-                if status is not None:
-                    self.zygote.forget(self.pid)
-            if status is None:
+            # Dead but not yet reaped: the zygote may be busy (importing its
+            # preloads, forking for a restart, which holds its lock); the
+            # kernel shows the status anyway.
+            status = zombie_status(self.pid)
+            if status is not None:
+                self.zygote.forget(self.pid)
+            else:
                 status = self.zygote.wait_status(self.pid, 5.0 if timeout is None else timeout)
             self.returncode = status
         return self.returncode

@@ -13,18 +13,22 @@ class Sandbox:
     """What a set's workers are kept from. The defaults are the strict ones.
 
     - ``network``: ``False`` (default) puts each worker in its own network
-      namespace and denies TCP with Landlock: every connection, 127.0.0.1
-      included, fails ("network unreachable" or "permission denied").
-      ``True`` leaves the host's network reachable (a tool that calls an API).
+      namespace (where namespaces are missing, the syscall filter refuses IP
+      sockets): every IP connection, 127.0.0.1 included, fails. Unix sockets
+      reachable by a path are not covered. ``True`` leaves the host's network
+      reachable (a tool that calls an API).
     - ``confine_writes``: files can be created, written, renamed or removed
       only beneath the worker's scratch directory (its cwd, ``HOME`` and
       ``TMPDIR``), ``/dev/null``, its own stdout/stderr and ``writable_paths``.
-      Reading is not restricted. ``multiprocessing`` needs ``/dev/shm`` here.
+      Reading and metadata changes (chmod, utime) are not restricted.
+      ``multiprocessing`` needs ``/dev/shm`` here.
     - ``isolate_processes``: the worker cannot signal, ptrace, or read the
       memory or environment (``/proc/<pid>/environ``) of the host, the zygote
-      or other workers.
-    - ``user_namespace``: the worker runs in its own user namespace (same uid,
-      no capabilities over the host: a root host's workers lose root powers).
+      or other workers (signals: Linux 6.12+).
+    - ``user_namespace``: the worker runs in its own user namespace with no
+      id mapped: no capability in the host's namespaces and none over any
+      file. Its real uid still owns its files (a root host's workers can read
+      root-owned files by their owner bits).
     - ``restrict_syscalls``: a seccomp filter refuses system calls tools do not
       need and that reach other processes or widen the kernel's attack
       surface (ptrace, new namespaces, mounts, bpf, keyrings, modules...), and

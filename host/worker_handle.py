@@ -413,7 +413,8 @@ class WorkerHandle:
                 if old.channel.broken:
                     self._replace(old)  # already dead: the usual restart
                     return
-                self._replace(None)  # publishes the new one as current
+                # Retired first: whatever happens to the spawn (a close, a
+                # failure), a reaper releases the old one's pipes and files.
                 self._retiring.add(old)
                 threading.Thread(
                     target=self._stop,
@@ -421,6 +422,7 @@ class WorkerHandle:
                     name=f"fnhost-reap-{self.name}",
                     daemon=True,
                 ).start()
+                self._replace(None)  # publishes the new one as current
             except LoadError as exc:
                 self._log.warning("%s", exc)
             except HostClosed:

@@ -101,9 +101,11 @@ class Zygote:
     def forget(self, pid: int) -> None:
         """The host knows ``pid``'s exit status already (``zombie_status``):
         its report, when the zygote gets to it, is dropped, not kept."""
-        with self._lock:
-            if self._statuses.pop(pid, None) is None:
-                self._forgotten.add(pid)
+        # Without the lock (a spawn may hold it for its round trip); each step
+        # is atomic, and _receive checks the set after storing a status.
+        self._forgotten.add(pid)
+        if self._statuses.pop(pid, None) is not None:
+            self._forgotten.discard(pid)
 
     def _receive(self, deadline: float) -> bool:
         """Read one message into the tables (lock held); False on timeout or EOF."""
@@ -123,10 +125,11 @@ class Zygote:
             return False
         msg = msgpack.unpackb(data)
         if "exit" in msg:
-            if msg["exit"] in self._forgotten:
-                self._forgotten.discard(msg["exit"])
-            else:
-                self._statuses[msg["exit"]] = msg["status"]
+            pid = msg["exit"]
+            self._statuses[pid] = msg["status"]
+            if pid in self._forgotten:
+                self._forgotten.discard(pid)
+                self._statuses.pop(pid, None)
         else:
             self._replies[msg["id"]] = msg
         return True

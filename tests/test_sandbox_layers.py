@@ -40,10 +40,30 @@ def _namespaces_available() -> dict[str, bool]:
 
 
 NAMESPACES = _namespaces_available()
-NETWORK_BLOCKABLE = NAMESPACES["network"] or LANDLOCK_ABI >= 4
+
+
+def _seccomp_available() -> bool:
+    with open("/proc/self/status") as f:
+        return "Seccomp:" in f.read() and platform.machine() in ("x86_64", "aarch64")
+
+
+SECCOMP_AVAILABLE = _seccomp_available()
+# Claimed only with a layer that covers every IP path: an own network
+# namespace, or (without one) seccomp refusing IP sockets.
+NETWORK_BLOCKABLE = NAMESPACES["network"] or SECCOMP_AVAILABLE
 # What a connection attempt from a default-policy worker must end with: its own
 # network namespace says "unreachable"; Landlock alone says "permission denied".
-OFFLINE = "ENETUNREACH" if NAMESPACES["network"] else "EACCES" if LANDLOCK_ABI >= 4 else "connected"
+OFFLINE = (
+    "ENETUNREACH"
+    if NAMESPACES["network"]
+    else "EPERM"  # the socket itself is refused
+    if SECCOMP_AVAILABLE
+    else "EACCES"  # Landlock's TCP rule, not claimed as blocking the network
+    if LANDLOCK_ABI >= 4
+    else "connected"
+)
+# Landlock handles truncate(2) from ABI 3: only then are writes claimed confined.
+WRITES_CONFINED = LANDLOCK_ABI >= 3
 SCOPED_SIGNALS = LANDLOCK_ABI >= 6
 
 PROBES = """
@@ -165,6 +185,10 @@ def filtered_calls() -> dict:
     return out
 
 
+def my_uid() -> int:
+    return os.getuid()
+
+
 def uid_map() -> str:
     with open("/proc/self/uid_map") as f:
         return " ".join(f.read().split())
@@ -236,7 +260,7 @@ def test_writes_outside_the_scratch_dir_are_refused(make_host, write_set, tmp_pa
     if LANDLOCK_ABI >= 1:
         assert outcome == "EACCES"
         assert not target.exists()
-        assert report["writes_confined"] is True
+        assert report["writes_confined"] is WRITES_CONFINED
         assert report["landlock"] is True
     else:
         assert outcome == "written"
@@ -294,7 +318,9 @@ def test_the_worker_cannot_signal_the_host_or_other_processes(
         assert process_alive(victim)
         assert report["host_signals_blocked"] is True
     else:
-        assert host_reply == "sent"
+        # seccomp refuses kill() aimed at the host's pid, but a host thread's
+        # id would get through: not claimed without Landlock's scoping.
+        assert host_reply == ("EPERM" if SECCOMP_AVAILABLE else "sent")
         assert report["host_signals_blocked"] is False
 
 
@@ -349,9 +375,9 @@ def test_the_worker_runs_in_its_own_user_namespace(make_host, write_set):
     fh = _load(make_host, write_set)
     mapping = fh.call("uid_map")
     report = fh.protections("probes")
-    uid = os.getuid()
     if NAMESPACES["user"]:
-        assert mapping == f"{uid} {uid} 1"  # identity mapping of one id, not the host's map
+        assert mapping == ""  # nothing mapped: no capability applies to any file
+        assert fh.call("my_uid") == 65534  # the overflow id
         assert report["user_namespace"] is True
         assert fh.call("send", {"pid": fh.call("my_pid"), "sig": 0}) == "sent"
     else:
@@ -462,7 +488,7 @@ def test_doctor_reports_the_layers_this_kernel_offers():
     status = {layer["name"]: layer["status"] for layer in json.loads(done.stdout)}
     expected = {
         "landlock": LANDLOCK_ABI >= 1,
-        "writes_confined": LANDLOCK_ABI >= 1,
+        "writes_confined": WRITES_CONFINED,
         "host_memory_hidden": LANDLOCK_ABI >= 1,
         "host_signals_blocked": SCOPED_SIGNALS,
         "network_blocked": NETWORK_BLOCKABLE,
@@ -475,14 +501,6 @@ def test_doctor_reports_the_layers_this_kernel_offers():
 
 
 # -- seccomp -----------------------------------------------------------------
-
-
-def _seccomp_available() -> bool:
-    with open("/proc/self/status") as f:
-        return "Seccomp:" in f.read() and platform.machine() in ("x86_64", "aarch64")
-
-
-SECCOMP_AVAILABLE = _seccomp_available()
 
 
 def test_seccomp_refuses_ptrace_and_namespaces_but_not_forks_or_threads(make_host, write_set):
@@ -507,12 +525,16 @@ def test_without_the_filter_the_same_calls_go_through(make_host, write_set):
     assert fh.protections("probes")["seccomp"] is False
     assert out["ptrace_own_child"] == "seized"
     if NAMESPACES["user"]:
-        assert out["unshare"] == "unshared"
+        # Even without the filter: nothing is mapped in the worker's user
+        # namespace, and the kernel refuses a nested one to an unmapped uid.
+        assert out["unshare"] == "EPERM"
 
 
-def _run_bpf(program, nr: int, arch: int, arg0: int = 0) -> int:
+def _run_bpf(program, nr: int, arch: int, *args: int) -> int:
     """A classic-BPF interpreter for the few opcodes the filter uses."""
-    data = {0: nr, 4: arch, 16: arg0 & 0xFFFFFFFF}
+    data = {0: nr, 4: arch}
+    for i, arg in enumerate((*args, 0, 0, 0)[:3]):
+        data[16 + 8 * i] = arg & 0xFFFFFFFF
     acc, pc = 0, 0
     while True:
         code, jt, jf, k = program[pc]
@@ -555,8 +577,30 @@ def test_the_filter_program_decides_each_case(machine):
         (nrs["tgkill"], 999, allow),
         (0, 0, allow),  # read / io_setup: everything else passes
     ]
+    cases += [
+        (nrs["rt_sigqueueinfo"], host, eperm),
+        (nrs["rt_tgsigqueueinfo"], zygote, eperm),
+        (nrs["rt_sigqueueinfo"], 999, allow),
+        (nrs["io_uring_setup"], 8, eperm),
+    ]
     for nr, arg0, expected in cases:
         assert _run_bpf(program, nr, arch, arg0) == expected, (nr, arg0)
+    F_SETFL, F_SETOWN, F_SETOWN_EX = 4, 8, 15
+    for cmd, expected in ((F_SETOWN, eperm), (F_SETOWN_EX, eperm), (F_SETFL, allow)):
+        assert _run_bpf(program, nrs["fcntl"], arch, 3, cmd) == expected, cmd
+    AF_INET, AF_INET6, AF_UNIX, AF_NETLINK = 2, 10, 1, 16
+    NETLINK_ROUTE, NETLINK_NETFILTER = 0, 12
+    offline = seccomp.build(machine, {host}, deny_inet=True)
+    for family, proto, default, denied_inet in (
+        (AF_INET, 0, allow, eperm),
+        (AF_INET6, 0, allow, eperm),
+        (AF_UNIX, 0, allow, allow),  # asyncio and multiprocessing need socketpairs
+        (AF_NETLINK, NETLINK_ROUTE, allow, allow),  # getaddrinfo(AI_ADDRCONFIG)
+        (AF_NETLINK, NETLINK_NETFILTER, eperm, eperm),
+    ):
+        args = (family, 1, proto)
+        assert _run_bpf(program, nrs["socket"], arch, *args) == default, args
+        assert _run_bpf(offline, nrs["socket"], arch, *args) == denied_inet, args
     assert _run_bpf(program, nrs["kill"], 0x40000003, 999) == eperm  # i386 ABI
     if machine == "x86_64":
         assert _run_bpf(program, 0x40000000 | 1, arch) == eperm  # x32 ABI

@@ -166,13 +166,18 @@ def test_host_memory_fds_and_threads_stay_flat(make_host, write_set, caplog):
     # pytest keeps every log record (and its arguments) for its report; the
     # host's warning per crash would look like a leak.
     caplog.set_level(logging.ERROR, logger="fnhost")
-    kinds = ["echo"] * 14 + ["boom", "invalid", "segfault"]
+    # A hang every 20 calls: timeouts, early replacement and its reaper too.
+    kinds = ["echo"] * 16 + ["boom", "invalid", "segfault", "hang"]
 
     def one_round(calls: int) -> None:
         for i in range(calls):
             kind = kinds[i % len(kinds)]
             try:
-                outcome: object = fh.call(f"flat.{function(kind)}", arguments(kind, i))
+                outcome: object = fh.call(
+                    f"flat.{function(kind)}",
+                    arguments(kind, i),
+                    timeout=0.1 if kind == "hang" else None,
+                )
             except Exception as exc:  # noqa: BLE001 - judged below
                 outcome = exc
             assert expect(kind, i, outcome) is None, expect(kind, i, outcome)
@@ -201,7 +206,7 @@ def test_host_memory_fds_and_threads_stay_flat(make_host, write_set, caplog):
     try:
         one_round(340)
         before = retained()  # the current worker's state: about 13 KB
-        one_round(680)  # 40 more crashes and restarts
+        one_round(680)  # 34 more crashes and 34 timeouts, each a restart
         grown = retained() - before
     finally:
         tracemalloc.stop()

@@ -13,7 +13,9 @@ may not offer, as the set's policy asks (``host.Sandbox``):
 3. a seccomp filter (``worker.seccomp``): no ptrace, namespaces, mounts,
    bpf, keyrings..., no signals to the host or zygote;
 4. probes: each claim is then tried for real, from inside the worker, and
-   only a claim whose attempt failed the right way is reported as in force:
+   reported as in force only when the attempt failed the right way AND the
+   layer that covers every other path to the same thing is in place (a
+   probe tries one path):
 
    - ``network_blocked``: a TCP connection to 127.0.0.1 fails with
      "network unreachable" or "permission denied";
@@ -53,7 +55,10 @@ def _protected_pids(host_pid: int, parent_pid: int) -> set[int]:
 
 
 def _connect_refused() -> bool:
-    probe = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        probe = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    except OSError as exc:  # seccomp refuses IP sockets without a namespace
+        return exc.errno in (errno.EACCES, errno.EPERM)
     try:
         probe.settimeout(0.5)
         probe.connect(("127.0.0.1", 9))
@@ -135,8 +140,8 @@ def apply(
             writable_fds=capture_fds,
             confine_writes=confine_writes,
             # A network namespace already answers "network unreachable";
-            # Landlock's TCP rule (which says "permission denied") is the
-            # fallback where namespaces are not available.
+            # without one, seccomp refuses IP sockets and Landlock's TCP rule
+            # stays as a second line.
             deny_tcp=not network and not ns.network,
             scope_processes=isolate,
         )
@@ -144,9 +149,23 @@ def apply(
     filtered = bool(policy.get("restrict_syscalls", True))
     seccomp_error = None
     if filtered:
-        seccomp_error = seccomp.install(_protected_pids(host_pid, parent_pid))
-    report["seccomp"] = filtered and seccomp.active()
-    report.update(probe(host_pid, parent_pid, scratch))
+        seccomp_error = seccomp.install(
+            _protected_pids(host_pid, parent_pid), deny_inet=not network and not ns.network
+        )
+    report["seccomp"] = filtered and seccomp_error is None and seccomp.active()
+    probes = probe(host_pid, parent_pid, scratch)
+    # A claim needs its probe to have been refused AND the layer that makes
+    # it hold for every path, not only the one the probe tried.
+    report["network_blocked"] = probes["network_blocked"] and (
+        ns.network or (not network and report["seccomp"])  # no IP sockets at all
+    )
+    # truncate(2) is a write too: Landlock handles it from ABI 3.
+    report["writes_confined"] = (
+        probes["writes_confined"] and confined.filesystem and confined.abi >= 3
+    )
+    # seccomp alone cannot refuse a host *thread*'s id; Landlock's scope can.
+    report["host_signals_blocked"] = probes["host_signals_blocked"] and confined.signals
+    report["host_memory_hidden"] = probes["host_memory_hidden"] and confined.restricted
 
     unmet = []
     if user_ns and not ns.user:

@@ -8,10 +8,13 @@ cannot be lifted.
 
 What the worker asks for, each as far as the kernel's Landlock ABI allows:
 
-- filesystem (ABI 1+): creating, writing, truncating, renaming into and
-  deleting files only beneath the scratch directory (plus ``/dev/null``,
-  the worker's own capture files, and the paths a policy adds). Reading is
-  left alone: user code needs the standard library and its own files.
+- filesystem (ABI 1+): creating, writing, renaming into and deleting files
+  (truncating too from ABI 3) only beneath the scratch directory (plus
+  ``/dev/null``, the worker's own capture files, and the paths a policy
+  adds). Reading is left alone: user code needs the standard library and its
+  own files. Landlock does not cover metadata: ``chmod``, ``chown`` (which
+  also needs ownership), ``utime`` and extended attributes of the user's
+  own files outside the scratch directory still work.
 - network (ABI 4+): no TCP ``connect``/``bind`` at all, when the set has no
   network access (its own network namespace is the first line; this holds
   where namespaces are missing).
@@ -173,7 +176,7 @@ def confine(
         # The capture files (fd 1/2 and their duplicates): `open("/dev/stdout", "w")`
         # resolves to them, and writing there is the user's own output.
         for fd in writable_fds if confine_writes else ():
-            rules.append((os.dup(fd), FS_WRITE_FILE | FS_TRUNCATE, f"fd {fd}"))
+            rules.append((os.dup(fd), (FS_WRITE_FILE | FS_TRUNCATE) & write_rights, f"fd {fd}"))
         try:
             for fd, rights, path in rules:
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):

@@ -1,9 +1,14 @@
 """Linux namespaces the worker moves itself into before user code runs.
 
-- user namespace: the worker keeps its uid (an identity mapping is written,
-  so ``os.getuid()`` and file owners look as before) but loses every
-  capability in the host's namespace. A worker of a host running as root can
-  no longer override file permissions, load modules, or change the system.
+- user namespace: the worker keeps its real uid (the kernel still checks
+  files against it) but holds no capability in the host's namespaces: it
+  cannot mount, load modules, change network or system settings, or use a
+  capability on the host's objects. No id is mapped into the namespace (it
+  sees itself as the overflow uid 65534): a mapped id would let the
+  namespace's own capabilities override permissions on files that id owns.
+  For a host running as root, the owner permission bits of root-owned files
+  still apply to its workers (writes are confined by Landlock; reads are
+  not).
 - network namespace: a fresh one has only a loopback device, down, so every
   connection (127.0.0.1 included) fails with ``ENETUNREACH``, and abstract
   Unix sockets of the host are out of reach. Created only when the set has
@@ -14,7 +19,7 @@ freshly spawned worker are. It fails where unprivileged user namespaces are
 disabled (``max_user_namespaces`` 0, AppArmor's restriction on Ubuntu
 24.04+, some containers); a process with ``CAP_SYS_ADMIN`` (root here)
 can then still take a network namespace alone. Nothing raises: the result
-says what happened, and ``worker.probes`` checks the effect.
+says what happened, and ``worker.confinement`` probes the effect.
 """
 
 from __future__ import annotations
@@ -44,22 +49,10 @@ def _unshare(flags: int) -> str | None:
     return os.strerror(ctypes.get_errno())
 
 
-def _map_identity(uid: int, gid: int) -> None:
-    # Order matters: setgroups must be denied before an unprivileged gid_map.
-    for name, line in (
-        ("setgroups", "deny"),
-        ("uid_map", f"{uid} {uid} 1"),
-        ("gid_map", f"{gid} {gid} 1"),
-    ):
-        with open(f"/proc/self/{name}", "w") as f:
-            f.write(line)
-
-
 def isolate(user: bool, network: bool) -> Namespaces:
     """Enter a new user namespace (if ``user``) and network namespace (if
     ``network``), together where possible, then each alone as a fallback."""
     result = Namespaces()
-    uid, gid = os.getuid(), os.getgid()
     wanted = (CLONE_NEWUSER if user else 0) | (CLONE_NEWNET if network else 0)
     if not wanted:
         return result
@@ -71,10 +64,4 @@ def isolate(user: bool, network: bool) -> Namespaces:
         # Without user namespaces, CAP_SYS_ADMIN still allows a network one.
         if network and user and _unshare(CLONE_NEWNET) is None:
             result.network = True
-    if result.user:
-        try:
-            _map_identity(uid, gid)
-        except OSError as exc:
-            # Still isolated; ids just show as the overflow id (65534).
-            result.error = f"identity mapping: {exc}"
     return result

@@ -13,10 +13,15 @@ that widen the kernel's attack surface or reach other processes:
 - ``clone`` with a namespace flag: ``EPERM``; ``clone3``: ``ENOSYS`` (its
   flags live in memory a filter cannot read; glibc then falls back to
   ``clone``, as it does under Docker's default profile);
-- ``kill``/``tgkill`` aimed at the host, the zygote, their process groups
-  or at every process (``-1``): ``EPERM``. Other targets (the worker's own
-  children) are allowed. This is the fallback for kernels whose Landlock
-  cannot scope signals (before 6.12).
+- ``kill``/``tgkill``/``rt_(tg)sigqueueinfo`` aimed at the host, the zygote,
+  their process groups or at every process (``-1``), and ``fcntl(F_SETOWN)``
+  (SIGIO to anyone): ``EPERM``. Other targets (the worker's own children)
+  are allowed. This narrows signals on kernels whose Landlock cannot scope
+  them (before 6.12) but does not close them: a host *thread*'s id is a
+  valid ``kill`` target too, so ``host_signals_blocked`` is only claimed
+  with Landlock's scoping;
+- netlink sockets other than routing, ``io_uring``: ``EPERM``; with
+  ``deny_inet``, IPv4/IPv6 sockets too.
 
 The filter is raw classic BPF built here (no libseccomp dependency), for
 x86_64 and aarch64; on other machines ``install`` reports it unavailable.
@@ -47,8 +52,10 @@ _NUMBERS = {
         "request_key": 249, "open_by_handle_at": 304, "pivot_root": 155, "swapon": 167,
         "swapoff": 168, "reboot": 169, "acct": 163, "fsopen": 430, "fsconfig": 431,
         "fsmount": 432, "fspick": 433, "move_mount": 429, "open_tree": 428,
-        "mount_setattr": 442, "iopl": 172, "ioperm": 173,
-        "kill": 62, "tgkill": 234, "clone": 56, "clone3": 435,
+        "mount_setattr": 442, "iopl": 172, "ioperm": 173, "io_uring_setup": 425,
+        "io_uring_enter": 426, "io_uring_register": 427,
+        "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+        "fcntl": 72, "socket": 41, "clone": 56, "clone3": 435,
     },
     "aarch64": {
         "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "tkill": 130,
@@ -59,11 +66,17 @@ _NUMBERS = {
         "request_key": 218, "open_by_handle_at": 265, "pivot_root": 41, "swapon": 224,
         "swapoff": 225, "reboot": 142, "acct": 89, "fsopen": 430, "fsconfig": 431,
         "fsmount": 432, "fspick": 433, "move_mount": 429, "open_tree": 428,
-        "mount_setattr": 442,
-        "kill": 129, "tgkill": 131, "clone": 220, "clone3": 435,
+        "mount_setattr": 442, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427,
+        "kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
+        "fcntl": 25, "socket": 198, "clone": 220, "clone3": 435,
     },
 }  # fmt: skip
-_SPECIAL = {"kill", "tgkill", "clone", "clone3"}
+_SIGNALS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+_SPECIAL = {*_SIGNALS, "fcntl", "socket", "clone", "clone3"}
+F_SETOWN, F_SETOWN_EX = 8, 15
+AF_INET, AF_INET6, AF_NETLINK = 2, 10, 16
+NETLINK_ROUTE = 0
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 CLONE_NAMESPACE_FLAGS = 0x7E020000
 
@@ -76,7 +89,8 @@ _RET = 0x06
 RET_ALLOW = 0x7FFF0000
 RET_ERRNO = 0x00050000
 
-_OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16  # struct seccomp_data; arg0's low word
+# struct seccomp_data: nr, arch, then args[6] as u64 (low words, little-endian).
+_OFF_NR, _OFF_ARCH, _OFF_ARG0, _OFF_ARG1, _OFF_ARG2 = 0, 4, 16, 24, 32
 
 
 class _Filter(ctypes.Structure):
@@ -114,8 +128,15 @@ def _assemble(code: list[tuple]) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def build(machine: str, protected_pids: set[int]) -> list[tuple[int, int, int, int]]:
-    """The filter program as (code, jt, jf, k) tuples, for tests and ``install``."""
+def build(
+    machine: str, protected_pids: set[int], deny_inet: bool = False
+) -> list[tuple[int, int, int, int]]:
+    """The filter program as (code, jt, jf, k) tuples, for tests and ``install``.
+
+    ``deny_inet``: refuse IPv4/IPv6 sockets altogether (the network claim of
+    a worker that could not get its own network namespace: Landlock's TCP
+    rules leave UDP, MPTCP and TCP fast open through).
+    """
     numbers = _NUMBERS[machine]
     code: list[tuple] = [
         (_LD_W_ABS, _OFF_ARCH, 0, 0),
@@ -127,12 +148,34 @@ def build(machine: str, protected_pids: set[int]) -> list[tuple[int, int, int, i
     for name, nr in numbers.items():
         if name not in _SPECIAL:
             code.append((_JEQ, nr, "deny", 0))
+    code.append((_JEQ, numbers["clone3"], "enosys", 0))
+    code += [(_JEQ, numbers[name], "signal", 0) for name in _SIGNALS]
     code += [
-        (_JEQ, numbers["clone3"], "enosys", 0),
-        (_JEQ, numbers["kill"], "signal", 0),
-        (_JEQ, numbers["tgkill"], "signal", 0),
+        (_JEQ, numbers["fcntl"], "fcntl", 0),
+        (_JEQ, numbers["socket"], "socket", 0),
         (_JEQ, numbers["clone"], "clone", 0),
         (_RET, RET_ALLOW, 0, 0),
+        # F_SETOWN would let SIGIO/SIGURG reach any process (the host).
+        ("label", "fcntl"),
+        (_LD_W_ABS, _OFF_ARG1, 0, 0),
+        (_JEQ, F_SETOWN, "deny", 0),
+        (_JEQ, F_SETOWN_EX, "deny", 0),
+        (_RET, RET_ALLOW, 0, 0),
+        # Netlink beyond routing (nf_tables, xfrm...) is kernel attack surface
+        # that a user namespace opens; routing is what getaddrinfo() uses.
+        ("label", "socket"),
+        (_LD_W_ABS, _OFF_ARG0, 0, 0),
+        (_JEQ, AF_NETLINK, 0, "inet"),
+        (_LD_W_ABS, _OFF_ARG2, 0, 0),
+        (_JEQ, NETLINK_ROUTE, "allow", "deny"),
+        ("label", "inet"),
+    ]
+    if deny_inet:
+        code += [(_JEQ, AF_INET, "deny", 0), (_JEQ, AF_INET6, "deny", 0)]
+    code += [
+        ("label", "allow"),
+        (_RET, RET_ALLOW, 0, 0),
+        # kill/tgkill/rt_(tg)sigqueueinfo: the target (thread group) is arg0.
         ("label", "signal"),
         (_LD_W_ABS, _OFF_ARG0, 0, 0),
     ]
@@ -155,7 +198,7 @@ def build(machine: str, protected_pids: set[int]) -> list[tuple[int, int, int, i
     return _assemble(code)
 
 
-def install(protected_pids: set[int]) -> str | None:
+def install(protected_pids: set[int], deny_inet: bool = False) -> str | None:
     """Install the filter on this process; ``None`` on success, else why not.
 
     ``protected_pids``: processes (and, negated, process groups) that
@@ -164,7 +207,7 @@ def install(protected_pids: set[int]) -> str | None:
     machine = os.uname().machine
     if machine not in _NUMBERS:
         return f"no syscall table for {machine}"
-    program = build(machine, protected_pids)
+    program = build(machine, protected_pids, deny_inet)
     filters = (_Filter * len(program))(*[_Filter(*entry) for entry in program])
     prog = _Program(len(program), filters)
     try:
