@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -153,6 +154,32 @@ def seize(pid: int) -> str:
 
 def my_pid() -> int:
     return os.getpid()
+
+
+def other_routes(host_pid: int, host_tid: int, udp_port: int) -> dict:
+    # Ways to reach the host that kill(host, 0) does not try.
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def outcome(ret: int) -> str:
+        return "allowed" if ret == 0 else errno.errorcode[ctypes.get_errno()]
+
+    out = {"kill_thread": outcome(libc.kill(host_tid, 0))}
+    info = (ctypes.c_int * 32)()
+    info[0], info[2] = 0, -1  # si_signo 0, si_code SI_QUEUE
+    SYS_rt_sigqueueinfo = 129 if os.uname().machine == "x86_64" else 138
+    out["sigqueue"] = outcome(libc.syscall(SYS_rt_sigqueueinfo, host_pid, 0, info))
+    r, w = os.pipe()
+    F_SETOWN = 8
+    out["setown"] = outcome(libc.fcntl(r, F_SETOWN, host_pid))
+    os.close(r)
+    os.close(w)
+    try:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.sendto(b"x", ("127.0.0.1", udp_port))
+        out["udp"] = "sent"
+    except OSError as exc:
+        out["udp"] = errno.errorcode.get(exc.errno, str(exc.errno))
+    return out
 
 
 def filtered_calls() -> dict:
@@ -604,3 +631,41 @@ def test_the_filter_program_decides_each_case(machine):
     assert _run_bpf(program, nrs["kill"], 0x40000003, 999) == eperm  # i386 ABI
     if machine == "x86_64":
         assert _run_bpf(program, 0x40000000 | 1, arch) == eperm  # x32 ABI
+
+
+def test_other_routes_to_the_host_are_closed_where_claimed(make_host, write_set):
+    """kill() of a host *thread*, rt_sigqueueinfo, F_SETOWN (SIGIO) and UDP:
+    the paths a probe does not try, closed wherever the claim is made."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="host-thread")
+    thread.start()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.3)
+    try:
+        fh = _load(make_host, write_set)
+        port = udp.getsockname()[1]
+        args = {"host_pid": os.getpid(), "host_tid": thread.native_id, "udp_port": port}
+        out = fh.call("other_routes", args)
+        report = fh.protections("probes")
+        try:
+            udp.recvfrom(16)
+            received = True
+        except TimeoutError:
+            received = False
+    finally:
+        stop.set()
+        thread.join()
+        udp.close()
+    if report["host_signals_blocked"]:
+        assert out["kill_thread"] == "EPERM"
+        assert out["sigqueue"] == "EPERM"
+    if SECCOMP_AVAILABLE:
+        assert out["setown"] == "EPERM"
+    if report["network_blocked"]:
+        assert out["udp"] in ("ENETUNREACH", "EPERM") and not received
+    else:
+        assert out["udp"] == "sent" and received
+    # On this machine kind every layer is there; make the test say so when not.
+    assert report["host_signals_blocked"] is SCOPED_SIGNALS
+    assert report["network_blocked"] is NETWORK_BLOCKABLE
