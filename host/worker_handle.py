@@ -264,7 +264,16 @@ class WorkerHandle:
                 ) from exc
             return inc
 
-    def _restart_in_background(self) -> None:
+    def _restart_in_background(self, dying: _Incarnation | None = None) -> None:
+        """Start a replacement for the current worker if it is dead.
+
+        With ``dying`` (a worker being killed on purpose: a timeout, a
+        recycle), the replacement is forked at once, in parallel with its
+        death, instead of after it has been reaped; ``dying`` is retired: its
+        calls fail as usual when its exit is seen, and a reaper thread
+        releases its pipes and files.
+        """
+
         def job() -> None:
             # Runs on the launcher thread. A caller holding the lock may be
             # waiting for this very thread to spawn, so never block on it:
@@ -277,6 +286,17 @@ class WorkerHandle:
                     return
                 if inc is None or inc.channel.broken:
                     self._replace(inc)
+                elif inc is dying:
+                    # Retired first: whatever happens to the spawn (a close,
+                    # a failure), the reaper releases the old one.
+                    self._retiring.add(inc)
+                    threading.Thread(
+                        target=self._stop,
+                        args=(inc, time.monotonic() + REAP_TIMEOUT),
+                        name=f"fnhost-reap-{self.name}",
+                        daemon=True,
+                    ).start()
+                    self._replace(None)  # publishes the new one as current
             except LoadError as exc:
                 self._log.warning("%s", exc)
             except HostClosed:
@@ -388,49 +408,8 @@ class WorkerHandle:
             f"was killed because a call to {self.name}.{pending.function} "
             "timed out before this call finished",
         )
-        self._replace_early(inc)
+        self._restart_in_background(dying=inc)
         return True
-
-    def _replace_early(self, old: _Incarnation) -> None:
-        """Start the replacement of a worker being killed on purpose now, in
-        parallel with its death, instead of after it has been reaped (a few
-        milliseconds sooner ready for the next call).
-
-        Runs on the launcher thread and never blocks on the lock: a caller
-        holding it is restarting the worker itself. The old incarnation is
-        then retired: whoever sees its exit fails its calls as usual, and a
-        reaper thread closes its pipes and removes its directory.
-        """
-
-        def job() -> None:
-            if not self._lock.acquire(blocking=False):
-                return
-            try:
-                if self._closed or self._current is not old:
-                    return
-                if time.monotonic() < self._parked_until:
-                    return
-                if old.channel.broken:
-                    self._replace(old)  # already dead: the usual restart
-                    return
-                # Retired first: whatever happens to the spawn (a close, a
-                # failure), a reaper releases the old one's pipes and files.
-                self._retiring.add(old)
-                threading.Thread(
-                    target=self._stop,
-                    args=(old, time.monotonic() + REAP_TIMEOUT),
-                    name=f"fnhost-reap-{self.name}",
-                    daemon=True,
-                ).start()
-                self._replace(None)  # publishes the new one as current
-            except LoadError as exc:
-                self._log.warning("%s", exc)
-            except HostClosed:
-                pass
-            finally:
-                self._lock.release()
-
-        self._launcher.submit(job)
 
     def _queued_timeout(self, function: str, timeout: float | None) -> CallTimeout:
         return CallTimeout(
@@ -474,7 +453,7 @@ class WorkerHandle:
                 inc.kill(
                     _RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory"
                 )
-                self._replace_early(inc)
+                self._restart_in_background(dying=inc)
             raise error
         return CallResult(
             output["value"],

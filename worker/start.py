@@ -9,7 +9,8 @@ and a worker forked from the zygote. The order matters; see DESIGN.md.
 4. Parent-death signal (then re-check the parent), rlimits, no-new-privs.
    The host (or the zygote) already put us in our own session, in a scratch
    cwd, with an allow-listed environment. Then the stronger layers the
-   set's policy asks for (user/network namespaces, Landlock), each probed.
+   set's policy asks for (user/network namespaces, Landlock, a seccomp
+   filter), each probed; see worker/confinement.py.
 5. Import the user module.  6. Discover functions.  7. Build each schema.
 8. Send ``ready`` (or ``load_failed``), then serve.
 
