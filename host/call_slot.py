@@ -52,6 +52,15 @@ class CallSlot:
         waiter.event.wait(timeout)
         return self._settle(waiter)
 
+    def try_acquire(self) -> bool:
+        """Take the slot if it is free, without waiting (and without the
+        cost of a coroutine, for the asyncio path)."""
+        with self._lock:
+            if self._busy:
+                return False
+            self._busy = True
+            return True
+
     async def acquire_async(self, deadline: float | None) -> bool:
         """``acquire`` for asyncio; cancellation leaves the queue cleanly."""
         loop = asyncio.get_running_loop()

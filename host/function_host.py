@@ -442,7 +442,8 @@ class FunctionHost:
         ``CancelledError`` propagates at once, and the worker finishes (or
         times out on) the call in the background, its reply discarded.
         """
-        return (await self.acall_detailed(name, arguments, timeout)).value
+        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
+        return (await handle.acall(func, arguments, timeout)).value
 
     async def acall_detailed(
         self, name: str, arguments: Any = None, timeout: float | None = None

@@ -354,30 +354,26 @@ class WorkerHandle:
         cancelling while it runs abandons it (see ``Channel.wait_async``) and
         lets the next call go.
         """
-        if not await self._slot.acquire_async(_deadline(timeout)):
+        slot = self._slot
+        if not slot.try_acquire() and not await slot.acquire_async(_deadline(timeout)):
             raise self._queued_timeout(function, timeout)
         try:
-            return await self._acall(function, arguments, timeout, _deadline(timeout))
+            deadline = _deadline(timeout)  # the run's, from when the turn came
+            inc = self._current
+            if not _usable(inc):
+                inc = await asyncio.to_thread(self._ready_incarnation, function, deadline)
+            pending = self._send(inc, function, arguments, deadline, asyncio.get_running_loop())
+            if not await inc.channel.wait_async(pending, deadline):
+                if self._kill_for_timeout(inc, pending):
+                    exit_pending = inc.channel.exit
+                    if not exit_pending.done:
+                        await asyncio.to_thread(
+                            inc.channel.wait, exit_pending, time.monotonic() + REAP_TIMEOUT
+                        )
+                    raise self._timeout_error(function, timeout)
+            return self._outcome(inc, pending)
         finally:
-            self._slot.release()
-
-    async def _acall(
-        self, function: str, arguments: Any, timeout: float | None, deadline: float | None
-    ) -> CallResult:
-        inc = self._current
-        if not _usable(inc):
-            inc = await asyncio.to_thread(self._ready_incarnation, function, deadline)
-        loop = asyncio.get_running_loop()
-        pending = self._send(inc, function, arguments, deadline, loop)
-        if not await inc.channel.wait_async(pending, deadline):
-            if self._kill_for_timeout(inc, pending):
-                exit_pending = inc.channel.exit
-                if not exit_pending.done:
-                    await asyncio.to_thread(
-                        inc.channel.wait, exit_pending, time.monotonic() + REAP_TIMEOUT
-                    )
-                raise self._timeout_error(function, timeout)
-        return self._outcome(inc, pending)
+            slot.release()
 
     def _send(
         self,
