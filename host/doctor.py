@@ -86,7 +86,7 @@ def diagnose() -> list[Layer]:
         "rlimit_cpu": "CPU-time limit",
         # The stronger layers of the default Sandbox policy: "active" only when
         # the worker's own attempt at the forbidden thing failed.
-        "user_namespace": "own user namespace: no capabilities over the host",
+        "user_namespace": "own user namespace, nothing mapped: no capability on host or files",
         "network_namespace": "own network namespace",
         "landlock": f"Landlock ruleset applied (kernel ABI {_landlock_abi() or 0})",
         "seccomp": "probe: syscall filter refuses ptrace, namespaces, mounts, bpf...",
@@ -128,7 +128,7 @@ def diagnose() -> list[Layer]:
         Layer(
             "bubblewrap",
             "available" if bwrap else "unavailable",
-            f"{bwrap or 'bwrap not installed'}; not used yet",
+            f"{bwrap or 'bwrap not installed'}; not needed: the layers above are applied directly",
         )
     )
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
