@@ -346,6 +346,14 @@ def print_table(summary: dict) -> None:
             f"{'fh.call vs ProcessPoolExecutor':<40} {slow / fast:.1f}x faster"
             f"{'':<26} >= 10x: {'met' if slow / fast >= 10 else 'NOT met'}"
         )
+    host_p99 = summary.get("fh.call", {}).get("p99_us")
+    floor_p99 = summary.get("floor sync", {}).get("p99_us")
+    if host_p99 and floor_p99:
+        ratio = host_p99 / floor_p99
+        print(
+            f"{'fh.call p99 vs sync floor p99':<40} {ratio:.2f}x"
+            f"{'':<33} <= 3x: {'met' if ratio <= 3 else 'NOT met'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
