@@ -9,11 +9,8 @@ the set's limit is ``result_too_large``. The worker survives both.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import decimal
 import enum
-import pathlib
-import uuid
+import sys
 from typing import Any
 
 from protocol import ErrorKind, Response, encode_message
@@ -44,10 +41,15 @@ def to_wire(obj: Any) -> Any:
         return obj.model_dump(mode="json")
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
-    if isinstance(obj, datetime.datetime | datetime.date | datetime.time):
+    # A value can only be an instance of a class whose module is loaded:
+    # look these up instead of importing them into every worker.
+    dt = sys.modules.get("datetime")
+    if dt is not None and isinstance(obj, dt.datetime | dt.date | dt.time):
         return obj.isoformat()
-    if isinstance(obj, uuid.UUID | decimal.Decimal | pathlib.PurePath):
-        return str(obj)
+    for module, name in (("uuid", "UUID"), ("decimal", "Decimal"), ("pathlib", "PurePath")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(obj, getattr(loaded, name)):
+            return str(obj)
     if isinstance(obj, bytearray | memoryview):
         return bytes(obj)
     raise TypeError(f"a value of type {type(obj).__qualname__} cannot be sent as JSON")

@@ -15,15 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import collections.abc
-import datetime
-import decimal
 import inspect
 import json
 import math
-import pathlib
 import types
 import typing
-import uuid
 from typing import Any
 
 from worker import named_types
@@ -123,14 +119,16 @@ def _parsed(parse: Any, expected: str) -> Any:
         if type(v) is str:
             try:
                 return parse(v)
-            except (ValueError, TypeError, decimal.InvalidOperation):
+            except (ValueError, TypeError, ArithmeticError):  # decimal.InvalidOperation
                 pass
         fail(p, expected, v)
 
     return coerce
 
 
-def _decimal(v: Any, p: str) -> decimal.Decimal:
+def _decimal(v: Any, p: str) -> Any:
+    import decimal
+
     if type(v) in (int, float) and not (type(v) is float and not math.isfinite(v)):
         return decimal.Decimal(str(v))
     return _parsed(decimal.Decimal, "a decimal number as a string")(v, p)
@@ -142,41 +140,61 @@ _SCALARS: dict[Any, TypeSpec] = {
     float: TypeSpec({"type": "number"}, _float, "number"),
     str: TypeSpec({"type": "string"}, _str, "string"),
     bytes: TypeSpec({"type": "string", "contentEncoding": "base64"}, _bytes, "base64 string"),
-    datetime.datetime: TypeSpec(
-        {"type": "string", "format": "date-time"},
-        _parsed(datetime.datetime.fromisoformat, "an ISO 8601 date-time"),
-        "date-time string",
-    ),
-    datetime.date: TypeSpec(
-        {"type": "string", "format": "date"},
-        _parsed(datetime.date.fromisoformat, "an ISO 8601 date (YYYY-MM-DD)"),
-        "date string",
-    ),
-    datetime.time: TypeSpec(
-        {"type": "string", "format": "time"},
-        _parsed(datetime.time.fromisoformat, "an ISO 8601 time"),
-        "time string",
-    ),
-    uuid.UUID: TypeSpec(
-        {"type": "string", "format": "uuid"}, _parsed(uuid.UUID, "a UUID"), "UUID string"
-    ),
-    pathlib.Path: TypeSpec(
-        {"type": "string", "format": "path"}, _parsed(pathlib.Path, "a path"), "path string"
-    ),
-    pathlib.PurePath: TypeSpec(
-        {"type": "string", "format": "path"}, _parsed(pathlib.PurePath, "a path"), "path string"
-    ),
-    decimal.Decimal: TypeSpec(
-        {"type": "string", "format": "decimal"}, _decimal, "decimal number as a string"
-    ),
 }
+
+
+#: Modules of the standard-library types with a string form. Imported only
+#: when an annotation names one of them (so the user module has imported it
+#: already): uuid alone pulls in platform, 2 ms of every worker's start.
+_STDLIB_MODULES = frozenset({"datetime", "uuid", "pathlib", "decimal"})
+
+
+def _stdlib_scalars() -> dict[Any, TypeSpec]:
+    import datetime
+    import decimal
+    import pathlib
+    import uuid
+
+    return {
+        datetime.datetime: TypeSpec(
+            {"type": "string", "format": "date-time"},
+            _parsed(datetime.datetime.fromisoformat, "an ISO 8601 date-time"),
+            "date-time string",
+        ),
+        datetime.date: TypeSpec(
+            {"type": "string", "format": "date"},
+            _parsed(datetime.date.fromisoformat, "an ISO 8601 date (YYYY-MM-DD)"),
+            "date string",
+        ),
+        datetime.time: TypeSpec(
+            {"type": "string", "format": "time"},
+            _parsed(datetime.time.fromisoformat, "an ISO 8601 time"),
+            "time string",
+        ),
+        uuid.UUID: TypeSpec(
+            {"type": "string", "format": "uuid"}, _parsed(uuid.UUID, "a UUID"), "UUID string"
+        ),
+        pathlib.Path: TypeSpec(
+            {"type": "string", "format": "path"}, _parsed(pathlib.Path, "a path"), "path string"
+        ),
+        pathlib.PurePath: TypeSpec(
+            {"type": "string", "format": "path"}, _parsed(pathlib.PurePath, "a path"), "path string"
+        ),
+        decimal.Decimal: TypeSpec(
+            {"type": "string", "format": "decimal"}, _decimal, "decimal number as a string"
+        ),
+    }
 
 
 def _scalar(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | None:
     try:
-        return _SCALARS.get(annotation)
+        spec = _SCALARS.get(annotation)
     except TypeError:  # unhashable annotation object
         return None
+    if spec is None and getattr(annotation, "__module__", None) in _STDLIB_MODULES:
+        _SCALARS.update(_stdlib_scalars())
+        spec = _SCALARS.get(annotation)
+    return spec
 
 
 _SEQUENCES = (list, tuple, set, frozenset)
