@@ -321,16 +321,11 @@ class WorkerHandle:
         caller waits at most twice ``timeout``. Other failures raise the
         matching ``CallError`` subclass.
         """
-        if not self._slot.acquire(None if timeout is None else time.monotonic() + timeout):
+        if not self._slot.acquire(_deadline(timeout)):
             raise self._queued_timeout(function, timeout)
         try:
             # The run's deadline counts from now, when the call's turn came.
-            return self._call(
-                function,
-                arguments,
-                timeout,
-                None if timeout is None else time.monotonic() + timeout,
-            )
+            return self._call(function, arguments, timeout, _deadline(timeout))
         finally:
             self._slot.release()
 
