@@ -271,7 +271,9 @@ class Channel:
             timeout = max(0.0, deadline - time.monotonic())
             if self.pidfd is None:
                 timeout = min(timeout, EXIT_POLL_INTERVAL)
-        self._handle_events(self._poller.poll(-1 if timeout == -1 else _ms(timeout)))
+        # _ms inlined: poll() takes whole milliseconds, rounded up.
+        ms = -1 if timeout == -1 else min(math.ceil(timeout * 1000), 2**31 - 1)
+        self._handle_events(self._poller.poll(ms))
         if self.pidfd is None and not self._broken and self._exited():
             self._break(None)
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import msgpack
+
 from protocol.errors import WORKER_ERROR_KINDS, ErrorKind, ProtocolViolation
 from protocol.framing import encode_frame, pack, unpack
 
@@ -83,9 +85,12 @@ def encode_message(msg: Message, default: Any = None, strict: bool = False) -> b
 def encode_call(msgid: int, function: str, arguments: Any) -> bytes:
     """``encode_message(Request(msgid, "call", {...}))`` without building the
     Request: every call's path."""
-    return encode_frame(
-        pack([REQUEST, msgid, _CALL, {"function": function, "arguments": arguments}])
+    payload = msgpack.packb(  # framing.pack's options, without its frame
+        [REQUEST, msgid, _CALL, {"function": function, "arguments": arguments}],
+        use_bin_type=True,
+        datetime=False,
     )
+    return encode_frame(payload)
 
 
 _CALL = Verb.CALL.value
@@ -108,7 +113,8 @@ def decode_message(payload: bytes | memoryview) -> Message:
         if len(obj) != 4:
             raise ProtocolViolation(f"response must have 4 elements, got {len(obj)}")
         _, msgid, error, result = obj
-        _check_msgid(msgid)
+        if type(msgid) is not int or not 0 <= msgid < 2**32:  # _check_msgid, inlined
+            _check_msgid(msgid)
         if error is not None:
             error = validate_error_map(error, allowed=WORKER_ERROR_KINDS)
         return Response(msgid, error, result)
