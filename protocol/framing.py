@@ -90,6 +90,13 @@ class FrameDecoder:
         decoder is then unusable (the stream has lost its framing).
         """
         buf = self._buf
+        if not buf and len(data) >= HEADER_SIZE:
+            # The usual case, one whole frame in one read: no buffering.
+            (size,) = HEADER.unpack_from(data)
+            if size > self.max_frame_size:
+                raise FrameTooLarge(size, self.max_frame_size)
+            if len(data) == HEADER_SIZE + size:
+                return [bytes(data[HEADER_SIZE:])]
         buf += data
         frames = []
         offset = 0
