@@ -74,8 +74,13 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def _sandbox_limits(args: argparse.Namespace) -> Limits:
-    """``--timeout``, ``--network`` and ``--writable`` as the sets' Limits."""
-    sandbox = Sandbox(network=args.network, writable_paths=tuple(args.writable))
+    """``--timeout`` and the sandbox options as the sets' Limits."""
+    sandbox = Sandbox(
+        network=args.network,
+        writable_paths=tuple(args.writable),
+        confine_reads=args.confine_reads or bool(args.readable),
+        readable_paths=tuple(args.readable),
+    )
     return Limits(timeout=args.timeout, sandbox=sandbox)
 
 
@@ -92,6 +97,19 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a directory or file the functions may write (repeatable; default: only "
         "their scratch directory)",
+    )
+    parser.add_argument(
+        "--confine-reads",
+        action="store_true",
+        help="let the functions read only their own directory, the interpreter's files, "
+        "system libraries and binaries, and --readable paths",
+    )
+    parser.add_argument(
+        "--readable",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a directory or file the functions may read (repeatable; implies --confine-reads)",
     )
 
 

@@ -28,11 +28,18 @@ class Sandbox:
     - ``user_namespace``: the worker runs in its own user namespace with no
       id mapped: no capability in the host's namespaces and none over any
       file. Its real uid still owns its files (a root host's workers can read
-      root-owned files by their owner bits).
+      root-owned files by their owner bits unless ``confine_reads``).
     - ``restrict_syscalls``: a seccomp filter refuses system calls tools do not
       need and that reach other processes or widen the kernel's attack
       surface (ptrace, new namespaces, mounts, bpf, keyrings, modules...), and
       signals aimed at the host or the zygote.
+    - ``confine_reads`` (off by default: user code may read anything its
+      user can): reading, listing and executing only the interpreter's import
+      path and prefix, the set's directory, the scratch directory, system
+      binaries and libraries, /dev, /proc, the parts of /etc that name
+      resolution, TLS and time zones need, and ``readable_paths``. Keeps
+      home directories, credentials and the host's project files out of
+      reach (Landlock).
     - ``required``: ``False`` (default) degrades cleanly where the kernel lacks
       a layer (``fh.protections(set)`` shows what holds). ``True`` makes
       loading the set fail (``LoadError``) unless every layer asked for is
@@ -50,13 +57,17 @@ class Sandbox:
     isolate_processes: bool = True
     user_namespace: bool = True
     restrict_syscalls: bool = True
+    confine_reads: bool = False
+    readable_paths: tuple[str, ...] = ()
     required: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.writable_paths, (str, os.PathLike)):
-            raise TypeError("writable_paths must be a sequence of paths, not one path")
-        paths = tuple(os.path.abspath(os.fspath(p)) for p in self.writable_paths)
-        object.__setattr__(self, "writable_paths", paths)
+        for name in ("writable_paths", "readable_paths"):
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a sequence of paths, not one path")
+            paths = tuple(os.path.abspath(os.fspath(p)) for p in value)
+            object.__setattr__(self, name, paths)
 
     @classmethod
     def off(cls) -> Sandbox:
@@ -78,5 +89,7 @@ class Sandbox:
             "isolate_processes": self.isolate_processes,
             "user_namespace": self.user_namespace,
             "restrict_syscalls": self.restrict_syscalls,
+            "confine_reads": self.confine_reads,
+            "readable_paths": list(self.readable_paths),
             "required": self.required,
         }

@@ -471,6 +471,8 @@ def test_sandbox_rejects_a_single_string_as_writable_paths():
     with pytest.raises(TypeError):
         Sandbox(writable_paths="/tmp")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
+        Sandbox(readable_paths="/tmp")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
         Limits(sandbox={"network": True})  # type: ignore[arg-type]
 
 
@@ -669,3 +671,83 @@ def test_other_routes_to_the_host_are_closed_where_claimed(make_host, write_set)
     # On this machine kind every layer is there; make the test say so when not.
     assert report["host_signals_blocked"] is SCOPED_SIGNALS
     assert report["network_blocked"] is NETWORK_BLOCKABLE
+
+
+# -- reads (opt-in) ------------------------------------------------------------
+
+READER = """
+import errno
+import json
+import os
+import sqlite3
+import ssl
+import subprocess
+
+
+def read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return "read " + str(len(f.read(64)))
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+
+
+def listing(path: str) -> str:
+    try:
+        return "listed " + str(len(os.listdir(path)))
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+
+
+def run_true() -> int:
+    return subprocess.run(["true"]).returncode
+"""
+
+
+def test_reads_are_not_confined_by_default(make_host, write_set, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cr3t")
+    fh = make_host()
+    fh.load_function_set(write_set("reader", READER))
+    assert fh.call("read", {"path": str(secret)}) == "read 6"
+    assert fh.protections("reader")["reads_confined"] is False
+
+
+@METHODS
+def test_confine_reads_keeps_other_files_out_of_reach(make_host, write_set, tmp_path, start_method):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cr3t")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "data.txt").write_text("data")
+    sandbox = Sandbox(confine_reads=True, readable_paths=(shared,))
+    fh = make_host(limits=Limits(timeout=10, sandbox=sandbox), start_method=start_method)
+    path = write_set("reader", READER)  # imports json, sqlite3, ssl after confinement
+    fh.load_function_set(path)
+    report = fh.protections("reader")
+    if LANDLOCK_ABI >= 1:
+        assert fh.call("read", {"path": str(secret)}) == "EACCES"
+        assert fh.call("listing", {"path": str(tmp_path)}) == "EACCES"
+        assert report["reads_confined"] is True
+    else:
+        assert fh.call("read", {"path": str(secret)}) == "read 6"
+        assert report["reads_confined"] is False
+    # What a tool needs stays readable: its own directory, readable_paths,
+    # system files for name resolution, binaries for subprocesses.
+    assert fh.call("read", {"path": str(path)}).startswith("read ")
+    assert fh.call("read", {"path": str(shared / "data.txt")}) == "read 4"
+    assert fh.call("read", {"path": "/etc/hosts"}).startswith("read ")
+    assert fh.call("run_true") == 0
+
+
+def test_cli_confine_reads_and_readable(write_set, tmp_path):
+    path = str(write_set("reader", READER))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cr3t")
+    args = json.dumps({"path": str(secret)})
+    open_ = _fnhost_call(path, "--no-builtins", "read", args)
+    confined = _fnhost_call(path, "--no-builtins", "--confine-reads", "read", args)
+    allowed = _fnhost_call(path, "--no-builtins", "--readable", str(secret), "read", args)
+    assert json.loads(open_.stdout) == "read 6"
+    assert json.loads(confined.stdout) == ("EACCES" if LANDLOCK_ABI >= 1 else "read 6")
+    assert json.loads(allowed.stdout) == "read 6"

@@ -107,8 +107,9 @@ class Confinement:
     network: bool = False
     signals: bool = False
     abstract_sockets: bool = False
+    reads: bool = False
     error: str | None = None
-    unwritable: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 def abi_version() -> int:
@@ -128,11 +129,14 @@ def confine(
     confine_writes: bool = True,
     deny_tcp: bool = True,
     scope_processes: bool = True,
+    readable: list[str] | None = None,
 ) -> Confinement:
     """Restrict this process (and its future children) with one Landlock ruleset.
 
-    ``writable`` paths that do not exist are skipped (listed in
-    ``unwritable``). Must run after ``PR_SET_NO_NEW_PRIVS`` and while the
+    ``readable``: when given, reading files, listing directories and
+    executing are restricted too, to these paths plus the scratch directory
+    and ``writable``. Paths that do not exist are skipped (listed in
+    ``skipped``). Must run after ``PR_SET_NO_NEW_PRIVS`` and while the
     process is single-threaded (Landlock restricts only the calling thread
     otherwise). Never raises: a failed step leaves the process as it was and
     is named in ``error``.
@@ -147,7 +151,9 @@ def confine(
         write_rights |= FS_REFER
     if result.abi >= 3:
         write_rights |= FS_TRUNCATE
-    attr = _RulesetAttr(handled_access_fs=write_rights if confine_writes else 0)
+    read_rights = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE if readable is not None else 0
+    own_rights = (write_rights if confine_writes else 0) | read_rights
+    attr = _RulesetAttr(handled_access_fs=own_rights)
     size = 8  # ABI 1-3 know only the filesystem field
     if deny_tcp and result.abi >= 4:
         attr.handled_access_net = NET_BIND_TCP | NET_CONNECT_TCP
@@ -166,13 +172,15 @@ def confine(
         return result
     try:
         rules: list[tuple[int, int, str]] = []
-        for path in [scratch, "/dev/null", *writable] if confine_writes else []:
+        wanted = [(path, own_rights) for path in (scratch, "/dev/null", *writable)]
+        wanted += [(path, read_rights) for path in readable or ()]
+        for path, rights in wanted if own_rights else ():
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:
-                result.unwritable.append(path)
+                result.skipped.append(path)
                 continue
-            rules.append((fd, write_rights, path))
+            rules.append((fd, rights, path))
         # The capture files (fd 1/2 and their duplicates): `open("/dev/stdout", "w")`
         # resolves to them, and writing there is the user's own output.
         for fd in writable_fds if confine_writes else ():
@@ -194,7 +202,7 @@ def confine(
                         result.error = f"landlock_add_rule({path}): {os.strerror(code)}"
                         return result
                     if code != errno.EBADFD:  # pipes and sockets cannot carry rules
-                        result.unwritable.append(path)
+                        result.skipped.append(path)
         finally:
             for fd, _, _ in rules:
                 os.close(fd)
@@ -204,7 +212,8 @@ def confine(
     finally:
         os.close(ruleset)
     result.restricted = True
-    result.filesystem = bool(attr.handled_access_fs)
+    result.filesystem = bool(attr.handled_access_fs & write_rights)
+    result.reads = bool(read_rights)
     result.network = bool(attr.handled_access_net)
     result.signals = result.abstract_sockets = bool(attr.scoped)
     return result

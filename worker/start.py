@@ -79,6 +79,10 @@ def run(config: dict) -> NoReturn:
         parent_pid=config.get("parent_pid", config["host_pid"]),
         scratch=os.getcwd(),
         capture_fds=capture.fds,
+        set_paths=[
+            *([os.path.dirname(config["path"])] if config.get("path") else []),
+            *config.get("extra_sys_path", []),
+        ],
     )
     protections.update(report)
     if unmet and policy.get("required"):
