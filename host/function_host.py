@@ -349,11 +349,12 @@ class FunctionHost:
         unknown set; ``{}`` while its worker is down. See also ``fnhost doctor``.
 
         The claims of the set's ``Sandbox`` policy (``network_blocked``,
-        ``writes_confined``, ``host_signals_blocked``, ``host_memory_hidden``)
-        are True only when the worker tried the forbidden thing at start and
-        the kernel refused it; the mechanisms (``user_namespace``,
-        ``network_namespace``, ``landlock``) are True when their system calls
-        succeeded.
+        ``writes_confined``, ``reads_confined``, ``host_signals_blocked``,
+        ``host_memory_hidden``) are True only when the worker tried the
+        forbidden thing at start, the kernel refused it, and the layer that
+        covers the other ways to it is in place; the mechanisms
+        (``user_namespace``, ``network_namespace``, ``landlock``, ``seccomp``)
+        are True when their system calls succeeded (``seccomp`` also probed).
         """
         with self._lock:
             loaded = self._registry.sets[name]
@@ -387,8 +388,7 @@ class FunctionHost:
     def _prepare(
         self, name: str, arguments: Any, timeout: float | None
     ) -> tuple[WorkerHandle, str, dict[str, Any], float | None]:
-        if self._closed:
-            raise HostClosed(None, None, "the host is closed")
+        self._check_open()
         loaded, func = self._registry.resolve(name)
         if arguments is None:
             arguments = {}

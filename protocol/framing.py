@@ -19,12 +19,13 @@ HEADER_SIZE = HEADER.size
 #: Hard ceiling of the format itself (the length field is 32 bits).
 MAX_FRAME_LIMIT = 2**32 - 1
 
-_packer_options = {"use_bin_type": True, "datetime": False}
+#: How every frame body is packed (also by ``messages.encode_call``).
+PACK_OPTIONS = {"use_bin_type": True, "datetime": False}
 
 
 def pack(obj: Any, default: Any = None, strict: bool = False) -> bytes:
     """msgpack-encode one object (``TypeError``/``ValueError`` if it cannot be)."""
-    return msgpack.packb(obj, default=default, strict_types=strict, **_packer_options)
+    return msgpack.packb(obj, default=default, strict_types=strict, **PACK_OPTIONS)
 
 
 def encode_frame(payload: bytes) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 import msgpack
 
 from protocol.errors import WORKER_ERROR_KINDS, ErrorKind, ProtocolViolation
-from protocol.framing import encode_frame, pack, unpack
+from protocol.framing import PACK_OPTIONS, encode_frame, pack, unpack
 
 PROTOCOL_VERSION = 1
 
@@ -85,10 +85,8 @@ def encode_message(msg: Message, default: Any = None, strict: bool = False) -> b
 def encode_call(msgid: int, function: str, arguments: Any) -> bytes:
     """``encode_message(Request(msgid, "call", {...}))`` without building the
     Request: every call's path."""
-    payload = msgpack.packb(  # framing.pack's options, without its frame
-        [REQUEST, msgid, _CALL, {"function": function, "arguments": arguments}],
-        use_bin_type=True,
-        datetime=False,
+    payload = msgpack.packb(
+        [REQUEST, msgid, _CALL, {"function": function, "arguments": arguments}], **PACK_OPTIONS
     )
     return encode_frame(payload)
 

@@ -32,10 +32,9 @@ probes in ``worker.probes`` then show which claims really hold.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # System call numbers: the same on x86_64 and aarch64 (new calls share the
 # generic table).
@@ -104,12 +103,9 @@ class Confinement:
     abi: int = 0
     restricted: bool = False
     filesystem: bool = False
-    network: bool = False
     signals: bool = False
-    abstract_sockets: bool = False
     reads: bool = False
     error: str | None = None
-    skipped: list[str] = field(default_factory=list)
 
 
 def abi_version() -> int:
@@ -135,11 +131,10 @@ def confine(
 
     ``readable``: when given, reading files, listing directories and
     executing are restricted too, to these paths plus the scratch directory
-    and ``writable``. Paths that do not exist are skipped (listed in
-    ``skipped``). Must run after ``PR_SET_NO_NEW_PRIVS`` and while the
-    process is single-threaded (Landlock restricts only the calling thread
-    otherwise). Never raises: a failed step leaves the process as it was and
-    is named in ``error``.
+    and ``writable``. Paths that do not exist are skipped. Must run after
+    ``PR_SET_NO_NEW_PRIVS`` and while the process is single-threaded
+    (Landlock restricts only the calling thread otherwise). Never raises: a
+    failed step leaves the process as it was and is named in ``error``.
     """
     result = Confinement(abi=abi_version())
     if result.abi < 1:
@@ -178,7 +173,6 @@ def confine(
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             except OSError:
-                result.skipped.append(path)
                 continue
             rules.append((fd, rights, path))
         # The capture files (fd 1/2 and their duplicates): `open("/dev/stdout", "w")`
@@ -201,8 +195,8 @@ def confine(
                     if path == scratch:
                         result.error = f"landlock_add_rule({path}): {os.strerror(code)}"
                         return result
-                    if code != errno.EBADFD:  # pipes and sockets cannot carry rules
-                        result.skipped.append(path)
+                    # Any other path that cannot carry a rule (a pipe or socket
+                    # fd gives EBADFD) is left out: nothing is opened up by it.
         finally:
             for fd, _, _ in rules:
                 os.close(fd)
@@ -214,6 +208,5 @@ def confine(
     result.restricted = True
     result.filesystem = bool(attr.handled_access_fs & write_rights)
     result.reads = bool(read_rights)
-    result.network = bool(attr.handled_access_net)
-    result.signals = result.abstract_sockets = bool(attr.scoped)
+    result.signals = bool(attr.scoped)
     return result
