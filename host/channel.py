@@ -4,9 +4,15 @@ table, and who reads.
 No thread is dedicated to reading. A waiting caller becomes the *leader*:
 it polls the response pipe and the worker's pidfd with its own deadline,
 reads what is there and hands each reply to its waiter; other waiters sleep
-on a condition until their reply arrives or the leader role is free (a
-leader/follower scheme). An asyncio caller takes the same role from its
+on their own condition until their reply arrives or they are asked to lead
+(a leader/follower scheme). An asyncio caller takes the same role from its
 event loop's reader callback. This keeps thread hand-offs off the hot path.
+
+Several calls may be in the pipe at once (see ``host.call_gate``). The worker
+answers in the order the calls were sent, so the oldest unanswered call is
+the one running (``started``), a reply to any other is a protocol violation,
+and when the worker dies the calls behind the running one are known never to
+have started.
 
 Process exit is learned from the pidfd, never from pipe EOF (an escaped
 grandchild may hold the pipe open forever). When the worker exits, or sends
@@ -17,7 +23,6 @@ a malformed frame, the leader drains what is left in the pipe, then calls
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import os
@@ -28,13 +33,14 @@ from collections.abc import Callable
 from typing import Any
 
 from protocol import (
+    ErrorKind,
     FrameDecoder,
     Notification,
     ProtocolViolation,
     Request,
     Response,
     decode_message,
-    encode_call,
+    encode_cancel,
     encode_message,
 )
 
@@ -45,16 +51,31 @@ READ_CHUNK = 1 << 18
 EXIT_POLL_INTERVAL = 0.05
 
 
-class ArgumentsNotSendable(Exception):
-    """The arguments cannot be msgpack-encoded (the message names the type)."""
-
-
 class Pending:
-    """One call (or the start handshake, or the exit) waiting for its outcome."""
+    """One call (or the start handshake, or the exit) waiting for its outcome.
 
-    __slots__ = ("msgid", "function", "done", "result", "error", "future", "abandoned")
+    ``started``: the worker is running it (it is the oldest unanswered call);
+    from then on ``run_deadline`` is set if it has a ``timeout``.
+    ``on_exit``: called once when an abandoned call leaves the pipe.
+    """
 
-    def __init__(self, msgid: int | None, function: str) -> None:
+    __slots__ = (
+        "msgid",
+        "function",
+        "done",
+        "result",
+        "error",
+        "future",
+        "abandoned",
+        "timeout",
+        "started",
+        "run_deadline",
+        "cancel_sent",
+        "cond",
+        "on_exit",
+    )
+
+    def __init__(self, msgid: int | None, function: str, timeout: float | None = None) -> None:
         self.msgid = msgid
         self.function = function
         self.done = False
@@ -62,6 +83,12 @@ class Pending:
         self.error: BaseException | None = None
         self.future: asyncio.Future | None = None
         self.abandoned = False
+        self.timeout = timeout
+        self.started = False
+        self.run_deadline: float | None = None
+        self.cancel_sent = False
+        self.cond: threading.Condition | None = None
+        self.on_exit: Callable[[], None] | None = None
 
 
 def _resolve_future(fut: asyncio.Future) -> None:
@@ -114,19 +141,18 @@ class Channel:
         self._max_request_size = max_request_size
         self._on_broken = on_broken
         self._exited = exited
-        # One lock for the state; the condition on it only for followers
-        # waiting for the leader. ``with self._lock`` (C) rather than ``with
-        # self._cond`` (Python-level __enter__), and notify only when someone
-        # waits: on the one-caller path this is most of the host's overhead.
+        # One lock for the state. A follower sleeps on its pending's own
+        # condition (on this lock), so a reply wakes only its caller, and the
+        # leader's exit wakes one follower to take over. ``with self._lock``
+        # (C) rather than a condition's Python-level __enter__: on the
+        # one-caller path this is most of the host's overhead.
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._followers = 0
+        self._followers: list[threading.Condition] = []
         self._write_lock = threading.Lock()
         self._leader = False
         self._eof = False
         self._broken = False
         self._inflight: dict[int, Pending] = {}
-        self._ids = itertools.count(1)
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
         if pidfd is not None:
@@ -149,49 +175,51 @@ class Channel:
     def broken(self) -> bool:
         return self._broken
 
-    def call(
-        self,
-        function: str,
-        arguments: Any,
-        deadline: float | None,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> Pending:
-        """Send a ``call`` request; the returned ``Pending`` completes with the reply.
+    def send(self, pending: Pending, frame: bytes) -> None:
+        """Register ``pending`` and write its request ``frame``.
 
-        Raises ``ArgumentsNotSendable`` before anything is sent if the
-        arguments cannot be encoded. If the worker is already broken, the
-        returned pending is already done, failed with ``WorkerGone``.
-        Returns with ``done`` false and nothing fully sent if the deadline
-        passed mid-write (the caller must treat that as a timeout).
+        If no other call is in the pipe the call starts now: its
+        ``run_deadline`` counts from here. Otherwise it waits in the pipe
+        behind the others, and the write does not block (``host.call_gate``
+        keeps the pipe's contents below its capacity). If the worker is
+        already broken, ``pending`` is failed with ``WorkerGone`` and nothing
+        is sent. If the run deadline passes in the middle of writing a large
+        frame the write stops there: the caller must treat that as its
+        timeout and kill the worker.
         """
-        pending = Pending(None, function)
-        if loop is not None:
-            pending.future = loop.create_future()
+        with self._write_lock:
+            with self._lock:
+                if self._broken:
+                    pending.done = True
+                    pending.error = WorkerGone()
+                    return
+                # Registered in the same critical section as the broken check,
+                # so a worker death from now on fails this call too.
+                if not self._inflight:
+                    pending.started = True
+                    if pending.timeout is not None:
+                        pending.run_deadline = time.monotonic() + pending.timeout
+                self._inflight[pending.msgid] = pending  # type: ignore[index]
+            self._write_locked(frame, pending.run_deadline)
+
+    def cancel(self, pending: Pending) -> bool:
+        """Ask the worker to skip ``pending`` if it has not started (it then
+        answers "cancelled"). True once the request is written; the tiny
+        frame is written whole or not at all, so False leaves the stream
+        intact and the caller may try again."""
         with self._lock:
-            if self._broken:
-                pending.done = True
-                pending.error = WorkerGone()
-                return pending
-            msgid = next(self._ids) & 0xFFFFFFFF
-            while msgid in self._inflight or msgid == 0:
-                msgid = next(self._ids) & 0xFFFFFFFF
-            # Registered in the same critical section as the broken check, so
-            # a worker death from now on fails this call too.
-            pending.msgid = msgid
-            self._inflight[msgid] = pending
-        try:
-            frame = encode_call(msgid, function, arguments)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            self.drop(pending)
-            raise ArgumentsNotSendable(str(exc)) from None
-        if len(frame) > self._max_request_size:
-            self.drop(pending)
-            raise ArgumentsNotSendable(
-                f"they encode to {len(frame)} bytes; the limit is {self._max_request_size} "
-                "bytes (Limits.max_argument_mb)"
-            )
-        self._write(frame, deadline)
-        return pending
+            if pending.done or pending.started or self._broken:
+                return False
+        if not self._write(encode_cancel(pending.msgid), time.monotonic(), lock_timeout=0.05):
+            return False
+        pending.cancel_sent = True
+        return True
+
+    @property
+    def head(self) -> Pending | None:
+        """The call the worker is running (the oldest unanswered), if any."""
+        with self._lock:
+            return next(iter(self._inflight.values()), None)
 
     def notify(self, method: str, params: Any, timeout: float = 0.2) -> bool:
         """Best-effort notification (e.g. ``shutdown``) within ``timeout`` seconds.
@@ -205,26 +233,29 @@ class Channel:
 
     def _write(self, frame: bytes, deadline: float | None, lock_timeout: float = -1) -> bool:
         """Write a whole frame; False if the deadline passed or the worker is gone."""
-        view = memoryview(frame)
         if not self._write_lock.acquire(timeout=lock_timeout):
             return False
         try:
-            while view and not self._broken and not self._fds_closed:
-                try:
-                    view = view[os.write(self.write_fd, view) :]
-                    continue
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    return False  # the worker is gone; its exit fails the pending call
-                # The pipe is full: the worker may itself be blocked writing a
-                # reply, so keep reading while we wait to write.
-                if deadline is not None and time.monotonic() >= deadline:
-                    return False
-                self._wait_writable(deadline)
-            return not view
+            return self._write_locked(frame, deadline)
         finally:
             self._write_lock.release()
+
+    def _write_locked(self, frame: bytes, deadline: float | None) -> bool:
+        view = memoryview(frame)
+        while view and not self._broken and not self._fds_closed:
+            try:
+                view = view[os.write(self.write_fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False  # the worker is gone; its exit fails the pending call
+            # The pipe is full: the worker may itself be blocked writing a
+            # reply, so keep reading while we wait to write.
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self._wait_writable(deadline)
+        return not view
 
     def _wait_writable(self, deadline: float | None) -> None:
         timeout = EXIT_POLL_INTERVAL
@@ -259,7 +290,7 @@ class Channel:
         with self._lock:
             self._leader = False
             if self._followers:
-                self._cond.notify_all()
+                self._followers[0].notify()  # one of them leads next
 
     def _lead_once(self, deadline: float | None) -> None:
         """Poll until something happens or ``deadline``; handle it. Leader only."""
@@ -324,18 +355,38 @@ class Channel:
         assert isinstance(msg, Response)
         if not self.handshake.done:
             raise ProtocolViolation("reply received before the worker reported ready")
+        inflight = self._inflight
         with self._lock:
-            pending = self._inflight.pop(msg.msgid, None)
-            completed = pending is not None and not pending.done
+            # The worker answers in the order it was asked: only the oldest
+            # unanswered call can be answered.
+            pending = next(iter(inflight.values()), None)
+            if pending is None or pending.msgid != msg.msgid:
+                raise ProtocolViolation(
+                    f"reply to request id {msg.msgid}, but the oldest unanswered is "
+                    f"{None if pending is None else pending.msgid}"
+                )
+            if msg.error is not None and not pending.cancel_sent:
+                if msg.error.get("kind") == ErrorKind.CANCELLED:
+                    raise ProtocolViolation(
+                        f"request {msg.msgid} reported cancelled, but no cancel was sent"
+                    )
+            del inflight[msg.msgid]
+            if inflight:
+                # The next call starts as soon as this reply is written.
+                head = next(iter(inflight.values()))
+                head.started = True
+                if head.timeout is not None:
+                    head.run_deadline = time.monotonic() + head.timeout
+            completed = not pending.done
             if completed:
                 # _complete inlined: this is every reply's path.
                 pending.result = msg
                 pending.done = True
-                if self._followers:
-                    self._cond.notify_all()
-        if pending is None:
-            raise ProtocolViolation(f"reply to unknown request id {msg.msgid}")
-        fut = pending.future
+                if pending.cond is not None:
+                    pending.cond.notify_all()
+            fut = pending.future  # read under the lock: wait_async may renew it
+        if pending.on_exit is not None:
+            pending.on_exit()
         if completed and fut is not None and not pending.abandoned:
             wake_future(fut)
 
@@ -348,9 +399,11 @@ class Channel:
             pending.result = result
             pending.error = error
             pending.done = True
-            if self._followers:
-                self._cond.notify_all()
-        fut = pending.future
+            if pending.cond is not None:
+                pending.cond.notify_all()
+            fut = pending.future
+        if pending.on_exit is not None:
+            pending.on_exit()
         if fut is not None and not pending.abandoned:
             wake_future(fut)
 
@@ -385,11 +438,14 @@ class Channel:
         A deadline already in the past still gets one look at the pipe, so a
         reply (or a ``ready``) that is waiting there is never missed.
         """
-        cond = self._cond
         while True:
             with self._lock:
                 while True:
                     if pending.done:
+                        if not self._leader and self._followers:
+                            # We may have been the one asked to lead next:
+                            # pass that on, or nobody reads.
+                            self._followers[0].notify()
                         return True
                     if self._broken and self.exit.done:
                         # Registered after the breakage was handled: nobody
@@ -403,11 +459,14 @@ class Channel:
                         break
                     if expired:
                         return False
-                    self._followers += 1
+                    cond = pending.cond
+                    if cond is None:
+                        cond = pending.cond = threading.Condition(self._lock)
+                    self._followers.append(cond)
                     try:
                         cond.wait(None if deadline is None else deadline - time.monotonic())
                     finally:
-                        self._followers -= 1
+                        self._followers.remove(cond)
             try:
                 self._lead_once(deadline)
             finally:
@@ -419,15 +478,20 @@ class Channel:
         """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
 
         ``pending.future`` must have been created on the running loop. On
-        cancellation the call is abandoned: its reply is discarded when it
-        arrives. The worker is not interrupted: it runs the call to its end,
-        and calls queued behind it wait (and time out) as usual.
+        cancellation nothing changes here: the caller decides whether to
+        ``abandon`` the call.
         """
         loop = asyncio.get_running_loop()
         fut = pending.future
         assert fut is not None and fut.get_loop() is loop
         if pending.done:
             return True
+        if fut.done():
+            # The timer of an earlier wait resolved it: wait on a fresh one.
+            with self._lock:
+                if pending.done:
+                    return True
+                fut = pending.future = loop.create_future()
         if not self._attach(loop):
             # Broken (or closed) already: its breakage handling completes
             # or has completed the call; wait for that off the loop.
@@ -441,9 +505,6 @@ class Channel:
             if not pending.done:
                 await fut
             return pending.done
-        except asyncio.CancelledError:
-            pending.abandoned = True
-            raise
         finally:
             if timer is not None:
                 timer.cancel()
@@ -516,12 +577,17 @@ class Channel:
             if self._broken and self.pidfd is not None:
                 loop.remove_reader(self.pidfd)
 
-    def abandon(self, pending: Pending) -> bool:
-        """Give up on ``pending`` unless it is already done (returns done)."""
+    def abandon(self, pending: Pending, on_exit: Callable[[], None] | None = None) -> bool:
+        """Give up on ``pending`` unless it is already done (returns done).
+
+        ``on_exit`` (only if not done) runs once when the call leaves the
+        pipe: its reply read, or its worker gone.
+        """
         with self._lock:
             if pending.done:
                 return True
             pending.abandoned = True
+            pending.on_exit = on_exit
             return False
 
     def close(self) -> None:
@@ -555,12 +621,6 @@ class Channel:
                     os.close(fd)
                 except OSError:
                     pass
-
-    def drop(self, pending: Pending) -> None:
-        """Forget a call whose request was never fully sent."""
-        with self._lock:
-            if pending.msgid is not None:
-                self._inflight.pop(pending.msgid, None)
 
 
 def _ms(seconds: float) -> int:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from host.call_slot import CallSlot
-from host.channel import ArgumentsNotSendable, Channel, Pending, WorkerGone
+from host.call_gate import CallGate
+from host.channel import Channel, Pending, WorkerGone
 from host.errors import (
     CallError,
     CallTimeout,
@@ -31,13 +32,17 @@ from host.errors import (
     error_from_map,
 )
 from host.launcher import Launcher, WorkerProcess, WorkerSpec, describe_exit
-from protocol import Notification, ProtocolViolation, Response, Verb
+from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
 from protocol.messages import validate_call_result, validate_error_map, validate_ready
 
 logger = logging.getLogger("fnhost")
 
 #: How long to wait for a killed worker to be reaped before giving up on it.
 REAP_TIMEOUT = 5.0
+#: How long past a running call's deadline the calls behind it wait before
+#: killing the worker themselves (its own caller does so at the deadline,
+#: unless it was cancelled and left).
+OVERDUE_GRACE = 0.1
 
 # Why the host ended an incarnation on purpose (not counted as crashes).
 _TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE, _RETIRED = (
@@ -98,7 +103,9 @@ class WorkerHandle:
         self._deaths: collections.deque[float] = collections.deque()
         self._deaths_lock = threading.Lock()
         self._retiring: set[_Incarnation] = set()
-        self._slot = CallSlot()  # one call at a time, FIFO  # replaced by a reload, still finishing
+        self._gate = CallGate()  # FIFO way into the worker's pipe
+        self._max_argument_bytes = spec.limits.max_argument_bytes
+        self._ids = itertools.count()
         self._parked_until = 0.0
         self._park_reason = ""
         self._closed = False
@@ -312,86 +319,199 @@ class WorkerHandle:
         """Run ``function`` in the worker and wait for its result.
 
         Calls to one set run one at a time, in arrival order (the worker is
-        sequential; queueing here keeps each failure with the call that
-        caused it). ``timeout`` bounds two things: the wait for the call's
-        turn (past it: ``CallTimeout`` with cause "queued", nothing else is
-        disturbed) and, from when it starts, the function's run (past it: the
-        worker's process group is killed and restarted, then ``CallTimeout``).
-        So a call that started late still gets its whole budget, and the
-        caller waits at most twice ``timeout``. Other failures raise the
-        matching ``CallError`` subclass.
+        sequential); up to ``call_gate.PIPE_DEPTH`` of them wait in its pipe
+        so that each starts as soon as the previous one ends. ``timeout``
+        bounds two things: the wait for the call's turn (past it: the call is
+        cancelled and ``CallTimeout`` with cause "queued" is raised once the
+        worker confirms it never started, at most one running call later;
+        nothing else is disturbed) and, from when it starts, the function's
+        run (past it: the worker's process group is killed and restarted,
+        then ``CallTimeout``). So a call that started late still gets its
+        whole budget, and the caller waits at most about twice ``timeout``.
+        A worker death fails only the call it was running: the calls behind
+        it never started and go to the restarted worker. Other failures
+        raise the matching ``CallError`` subclass.
         """
-        if not self._slot.acquire(_deadline(timeout)):
+        queue_deadline = _deadline(timeout)
+        msgid, frame = self._encode(function, arguments)
+        weight = len(frame)
+        gate = self._gate
+        if not gate.acquire(queue_deadline, weight, timeout):
             raise self._queued_timeout(function, timeout)
         try:
-            # The run's deadline counts from now, when the call's turn came.
-            return self._call(function, arguments, timeout, _deadline(timeout))
+            while True:
+                inc = self._current
+                if not _usable(inc):
+                    # Waiting for a (re)start counts against the run's budget.
+                    inc = self._ready_incarnation(function, _deadline(timeout))
+                pending = Pending(msgid, function, timeout)
+                channel = inc.channel
+                channel.send(pending, frame)
+                while not channel.wait(
+                    pending,
+                    pending.run_deadline
+                    if pending.started
+                    else self._next_deadline(inc, pending, queue_deadline),
+                ):
+                    if self._overdue(inc, pending, queue_deadline):
+                        channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
+                        raise self._timeout_error(function, timeout)
+                if pending.error is None and not pending.cancel_sent:
+                    return self._outcome(inc, pending)  # the usual case, checked inline
+                if not self._resend(pending, function, timeout):
+                    return self._outcome(inc, pending)
         finally:
-            self._slot.release()
-
-    def _call(
-        self, function: str, arguments: Any, timeout: float | None, deadline: float | None
-    ) -> CallResult:
-        inc = self._current
-        if not _usable(inc):
-            inc = self._ready_incarnation(function, deadline)
-        pending = self._send(inc, function, arguments, deadline, None)
-        if not inc.channel.wait(pending, deadline):
-            if self._kill_for_timeout(inc, pending):
-                inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
-                raise self._timeout_error(function, timeout)
-        return self._outcome(inc, pending)
+            gate.release(weight, timeout)
 
     async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
         """``call`` for asyncio. Never blocks the loop, except the writing of a
         large argument (a start or restart of the worker runs in a thread).
-        Cancelling while the call waits for its turn leaves the queue;
-        cancelling while it runs abandons it (see ``Channel.wait_async``) and
-        lets the next call go.
+        Cancelling while the call waits for its turn leaves the queue; once
+        sent, the worker is asked to skip it if it has not started, and if
+        it has, it runs to its end (under its timeout) and its reply is
+        discarded; either way the calls behind it go on.
         """
-        slot = self._slot
-        if not slot.try_acquire() and not await slot.acquire_async(_deadline(timeout)):
+        queue_deadline = _deadline(timeout)
+        msgid, frame = self._encode(function, arguments)
+        weight = len(frame)
+        gate = self._gate
+        if not gate.try_acquire(weight, timeout) and not await gate.acquire_async(
+            queue_deadline, weight, timeout
+        ):
             raise self._queued_timeout(function, timeout)
+        release = True
         try:
-            deadline = _deadline(timeout)  # the run's, from when the turn came
-            inc = self._current
-            if not _usable(inc):
-                inc = await asyncio.to_thread(self._ready_incarnation, function, deadline)
-            pending = self._send(inc, function, arguments, deadline, asyncio.get_running_loop())
-            if not await inc.channel.wait_async(pending, deadline):
-                if self._kill_for_timeout(inc, pending):
-                    exit_pending = inc.channel.exit
-                    if not exit_pending.done:
-                        await asyncio.to_thread(
-                            inc.channel.wait, exit_pending, time.monotonic() + REAP_TIMEOUT
-                        )
-                    raise self._timeout_error(function, timeout)
-            return self._outcome(inc, pending)
+            loop = asyncio.get_running_loop()
+            while True:
+                inc = self._current
+                if not _usable(inc):
+                    inc = await asyncio.to_thread(
+                        self._ready_incarnation, function, _deadline(timeout)
+                    )
+                pending = Pending(msgid, function, timeout)
+                pending.future = loop.create_future()
+                channel = inc.channel
+                channel.send(pending, frame)
+                try:
+                    while not await channel.wait_async(
+                        pending,
+                        pending.run_deadline
+                        if pending.started
+                        else self._next_deadline(inc, pending, queue_deadline),
+                    ):
+                        if self._overdue(inc, pending, queue_deadline):
+                            if not channel.exit.done:
+                                await asyncio.to_thread(
+                                    channel.wait, channel.exit, time.monotonic() + REAP_TIMEOUT
+                                )
+                            raise self._timeout_error(function, timeout)
+                except asyncio.CancelledError:
+                    # Its place in the pipe is given back when it leaves it.
+                    if not channel.abandon(pending, lambda: gate.release(weight, timeout)):
+                        release = False
+                        channel.cancel(pending)
+                    raise
+                if pending.error is None and not pending.cancel_sent:
+                    return self._outcome(inc, pending)  # the usual case, checked inline
+                if not self._resend(pending, function, timeout):
+                    return self._outcome(inc, pending)
         finally:
-            slot.release()
+            if release:
+                gate.release(weight, timeout)
 
-    def _send(
-        self,
-        inc: _Incarnation,
-        function: str,
-        arguments: Any,
-        deadline: float | None,
-        loop: asyncio.AbstractEventLoop | None,
-    ) -> Pending:
+    def _encode(self, function: str, arguments: Any) -> tuple[int, bytes]:
+        """A request id (unique for this set) and the framed request."""
+        msgid = next(self._ids) % 0xFFFFFFFF + 1
         try:
-            return inc.channel.call(function, arguments, deadline, loop)
-        except ArgumentsNotSendable as exc:
-            raise InvalidArguments(
-                self.name,
+            frame = encode_call(msgid, function, arguments)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise self._not_sendable(function, str(exc)) from None
+        limit = self._max_argument_bytes
+        if len(frame) > limit:
+            raise self._not_sendable(
                 function,
-                f"the arguments cannot be sent: {exc}",
-                details={"path": "$", "expected": "JSON-compatible values", "got": str(exc)},
+                f"they encode to {len(frame)} bytes; the limit is {limit} bytes "
+                "(Limits.max_argument_mb)",
             )
+        return msgid, frame
+
+    def _not_sendable(self, function: str, why: str) -> InvalidArguments:
+        return InvalidArguments(
+            self.name,
+            function,
+            f"the arguments cannot be sent: {why}",
+            details={"path": "$", "expected": "JSON-compatible values", "got": why},
+        )
+
+    def _next_deadline(
+        self, inc: _Incarnation, pending: Pending, queue_deadline: float | None
+    ) -> float | None:
+        """When a waiting caller must next look at its call (``_overdue``)."""
+        if pending.started:
+            return pending.run_deadline
+        # Waiting in the pipe: until its turn's deadline (then it is
+        # cancelled), and no longer than the running call's deadline plus a
+        # grace (in case that call's caller was cancelled and left).
+        deadline = None if pending.cancel_sent else queue_deadline
+        head = inc.channel.head
+        if head is not None and head is not pending and head.run_deadline is not None:
+            overdue = head.run_deadline + OVERDUE_GRACE
+            deadline = overdue if deadline is None else min(deadline, overdue)
+        return deadline
+
+    def _overdue(self, inc: _Incarnation, pending: Pending, queue_deadline: float | None) -> bool:
+        """A wait ended at its deadline. True if ``pending`` ran out of time
+        and its worker was killed; otherwise did what was due (cancel the
+        call that waited too long for its turn, kill a worker whose running
+        call nobody is timing any more) and the caller waits again."""
+        now = time.monotonic()
+        if pending.started:
+            if pending.run_deadline is not None and now >= pending.run_deadline:
+                return self._kill_for_timeout(inc, pending)
+            return False
+        head = inc.channel.head
+        if (
+            head is not None
+            and head is not pending
+            and head.run_deadline is not None
+            and now >= head.run_deadline + OVERDUE_GRACE
+        ):
+            self._kill_overdue(inc, head)
+        if queue_deadline is not None and now >= queue_deadline and not pending.cancel_sent:
+            inc.channel.cancel(pending)
+        return False
+
+    def _resend(self, pending: Pending, function: str, timeout: float | None) -> bool:
+        """After the wait: True if the call never started and must go to the
+        (restarted) worker again; raises its queue timeout if it was
+        cancelled."""
+        error = pending.error
+        if error is None:
+            msg = pending.result
+            if pending.cancel_sent and msg.error is not None:
+                if msg.error.get("kind") == ErrorKind.CANCELLED:
+                    raise self._queued_timeout(function, timeout)
+            return False
+        if not isinstance(error, (_NotStarted, WorkerGone)):
+            return False
+        if pending.cancel_sent:
+            raise self._queued_timeout(function, timeout)
+        return True
 
     def _kill_for_timeout(self, inc: _Incarnation, pending: Pending) -> bool:
         """Kill the worker for ``pending``'s timeout; False if it finished after all."""
         if inc.channel.abandon(pending):
             return False
+        self._kill_timed_out(inc, pending)
+        return True
+
+    def _kill_overdue(self, inc: _Incarnation, head: Pending) -> None:
+        """Kill the worker for the timeout of a running call whose caller
+        did not (it was cancelled and left)."""
+        if not head.done:
+            self._kill_timed_out(inc, head)
+
+    def _kill_timed_out(self, inc: _Incarnation, pending: Pending) -> None:
         if pending.msgid is not None:
             inc.timed_out.add(pending.msgid)
         inc.kill(
@@ -400,7 +520,6 @@ class WorkerHandle:
             "timed out before this call finished",
         )
         self._restart_in_background(dying=inc)
-        return True
 
     def _queued_timeout(self, function: str, timeout: float | None) -> CallTimeout:
         return CallTimeout(
@@ -487,10 +606,12 @@ class WorkerHandle:
                     stderr_tail=tail,
                 )
             fields: dict[str, Any] = dict(exit_code=exit_code, signal=sig, stderr_tail=tail)
-            if p.msgid in inc.timed_out:
-                return CallTimeout(self.name, p.function, "timed out", **fields)
             if reason is not None and reason[0] == _CLOSING:
                 return HostClosed(self.name, p.function, reason[1], **fields)
+            if not p.started:
+                return _NotStarted()  # waited in the pipe: its caller sends it again
+            if p.msgid in inc.timed_out:
+                return CallTimeout(self.name, p.function, "timed out", **fields)
             if reason is not None and reason[0] == _PROTOCOL:
                 return ProtocolError(self.name, p.function, reason[1], **fields)
             if reason is not None:
@@ -636,7 +757,7 @@ class WorkerHandle:
     @property
     def load(self) -> int:
         """Calls running or waiting on this worker."""
-        return self._slot.load
+        return self._gate.load
 
     @property
     def pids(self) -> list[int | None]:
@@ -658,6 +779,10 @@ class WorkerHandle:
     def pid(self) -> int | None:
         inc = self._current
         return None if inc is None or inc.channel.broken else inc.proc.pid
+
+
+class _NotStarted(Exception):
+    """The worker died while this call waited in its pipe behind another."""
 
 
 def _deadline(timeout: float | None) -> float | None:

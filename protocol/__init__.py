@@ -15,6 +15,7 @@ from protocol.messages import (
     Verb,
     decode_message,
     encode_call,
+    encode_cancel,
     encode_message,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "Verb",
     "decode_message",
     "encode_call",
+    "encode_cancel",
     "encode_frame",
     "encode_message",
 ]

@@ -33,6 +33,9 @@ WORKER_ERROR_KINDS = frozenset(
         ErrorKind.OUT_OF_MEMORY,
         ErrorKind.RESULT_NOT_SERIALIZABLE,
         ErrorKind.RESULT_TOO_LARGE,
+        # Only in reply to a call the host sent ``cancel`` for (checked by
+        # the host): the worker confirms that the call never started.
+        ErrorKind.CANCELLED,
     }
 )
 

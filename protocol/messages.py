@@ -23,7 +23,7 @@ import msgpack
 from protocol.errors import WORKER_ERROR_KINDS, ErrorKind, ProtocolViolation
 from protocol.framing import PACK_OPTIONS, encode_frame, pack, unpack
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 
@@ -39,6 +39,9 @@ class Verb(StrEnum):
     # host -> worker
     CALL = "call"  # request: {"function": str, "arguments": {str: any}}
     SHUTDOWN = "shutdown"  # notification: {}
+    # notification: {"msgid": int}. Skip that call if it has not started; its
+    # reply is then a "cancelled" error. Ignored if it started or finished.
+    CANCEL = "cancel"
     # worker -> host
     READY = "ready"  # notification, first message
     LOAD_FAILED = "load_failed"  # notification, first and last message
@@ -92,6 +95,11 @@ def encode_call(msgid: int, function: str, arguments: Any) -> bytes:
 
 
 _CALL = Verb.CALL.value
+
+
+def encode_cancel(msgid: int) -> bytes:
+    """The ``cancel`` notification for request ``msgid``, framed."""
+    return encode_frame(msgpack.packb([NOTIFICATION, Verb.CANCEL.value, {"msgid": msgid}]))
 
 
 def decode_message(payload: bytes | memoryview) -> Message:

@@ -45,6 +45,12 @@ def segfault() -> None:
 def segfault_after(seconds: float) -> None:
     time.sleep(seconds)
     ctypes.string_at(0)
+
+
+def touch(path: str) -> str:
+    with open(path, "w") as f:
+        f.write("ran")
+    return "touched"
 """
 
 
@@ -246,3 +252,111 @@ def test_close_lets_finishing_calls_complete_within_grace(write_set, empty_dir):
     thread.join(5)
     assert outcome == [5]
     assert not worker_pids()
+
+
+# -- pipelining: several calls in one worker's pipe -----------------------------
+
+
+def test_more_threads_than_the_pipe_holds_each_get_their_own_answer(work):
+    """64 threads on one set: 32 calls wait in the pipe, the rest in the host."""
+    handle = work._registry.sets["work"].handle
+
+    def worker(k: int) -> list[object]:
+        return [work.call("work.echo", {"x": k * 1000 + i}, timeout=20) for i in range(15)]
+
+    with ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(worker, range(64)))
+    assert results == [[k * 1000 + i for i in range(15)] for k in range(64)]
+    assert handle.load == 0  # every place in the pipe was given back
+
+
+def test_bursts_of_threads_are_all_answered_without_a_deadline(make_host, write_set):
+    """Bursts of 16 simultaneous calls with no timeout: when the last callers
+    of a burst are all asleep, one of them must be woken to read. A lost
+    wake-up leaves a call asleep forever (the futures' timeout fails the
+    test); one used to hit about one burst in five."""
+    fh = make_host(limits=Limits(timeout=None))
+    fh.load_function_set(write_set("work", WORK))
+    with ThreadPoolExecutor(16) as pool:
+        for burst in range(60):
+            barrier = threading.Barrier(16)
+
+            def one(i: int, barrier: threading.Barrier = barrier) -> object:
+                barrier.wait()
+                return fh.call("echo", {"x": i})
+
+            futures = [pool.submit(one, i) for i in range(16)]
+            assert [f.result(timeout=20) for f in futures] == list(range(16)), burst
+
+
+def test_a_call_cancelled_in_the_pipe_never_runs(work, tmp_path):
+    """A, B and C have the same timeout T, so B and C go into the pipe behind
+    A. A takes 0.4 T, then B 0.8 T: C's turn comes after its own deadline
+    (T), so the host cancels it; the worker skips it (the file is never
+    written) and C fails as "queued", without killing anyone."""
+    marker = tmp_path / "ran"
+    t = 3.0
+    pid = work.function_sets["work"]["pid"]
+
+    def call(name: str, args: dict) -> object:
+        try:
+            return work.call(name, args, timeout=t)
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(3) as pool:
+        a = pool.submit(call, "work.slow_echo", {"x": 1, "seconds": 0.4 * t})
+        time.sleep(0.05)
+        b = pool.submit(call, "work.slow_echo", {"x": 2, "seconds": 0.8 * t})
+        time.sleep(0.05)
+        c = pool.submit(call, "work.touch", {"path": str(marker)})
+        assert a.result(timeout=20) == 1
+        assert b.result(timeout=20) == 2
+        outcome = c.result(timeout=20)
+    assert isinstance(outcome, CallTimeout), outcome
+    assert outcome.details["cause"] == "queued" and "did not start" in str(outcome)
+    assert not marker.exists()
+    assert work.function_sets["work"]["pid"] == pid
+    assert work.call("work.echo", {"x": 5}) == 5
+
+
+def test_a_cancelled_acall_waiting_in_the_pipe_is_skipped(work, tmp_path):
+    marker = tmp_path / "ran"
+
+    async def main() -> object:
+        running = asyncio.create_task(work.acall("work.slow_echo", {"x": 1, "seconds": 0.5}))
+        await asyncio.sleep(0.1)
+        queued = asyncio.create_task(work.acall("work.touch", {"path": str(marker)}))
+        await asyncio.sleep(0.1)  # it is in the pipe, behind the running call
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        assert await running == 1
+        return await work.acall("work.echo", {"x": 9})
+
+    assert asyncio.run(main()) == 9
+    assert not marker.exists()
+    # Its place in the pipe was given back: many calls still fit.
+    assert asyncio.run(_gather_echo(work, 40)) == list(range(40))
+
+
+async def _gather_echo(fh: FunctionHost, n: int) -> list[object]:
+    return await asyncio.gather(*(fh.acall("work.echo", {"x": i}, timeout=10) for i in range(n)))
+
+
+def test_a_longer_timeout_ahead_keeps_a_call_out_of_the_pipe(work, tmp_path):
+    """A call is sent behind another only if that one cannot run longer than
+    its own timeout: this one, shorter, waits in the host and fails at its
+    own deadline, not after the long call, and never runs."""
+    marker = tmp_path / "ran"
+    with ThreadPoolExecutor(1) as pool:
+        long = pool.submit(work.call, "work.slow_echo", {"x": 1, "seconds": 2.0}, 10)
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(CallTimeout) as info:
+            work.call("work.touch", {"path": str(marker)}, timeout=0.3)
+        waited = time.monotonic() - started
+        assert long.result(timeout=10) == 1
+    assert info.value.details["cause"] == "queued"
+    assert waited < 1.5  # failed before the long call ended, i.e. at its own deadline
+    assert not marker.exists()

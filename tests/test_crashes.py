@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -85,6 +86,34 @@ def forge_reply() -> str:
 
 def garbage() -> str:
     os.write(_protocol_fd(), b"\\x00\\x00\\x00\\x05\\xc1\\xc1\\xc1\\xc1\\xc1")
+    time.sleep(5)
+    return "genuine"
+
+
+def claim_cancelled() -> str:
+    # "cancelled" is a worker's word only for a call the host cancelled.
+    import sys
+    frame = sys._getframe()
+    while not hasattr(frame.f_locals.get("msg"), "msgid"):
+        frame = frame.f_back
+    msgid = frame.f_locals["msg"].msgid
+    err = {"kind": "cancelled", "message": "x"}
+    body = msgpack.packb([1, msgid, err, {"stdout": "", "stderr": ""}])
+    os.write(_protocol_fd(), struct.pack(">I", len(body)) + body)
+    time.sleep(5)
+    return "genuine"
+
+
+def answer_ahead(seconds: float) -> str:
+    # Answer the call queued behind this one (the next request id) first.
+    import sys
+    time.sleep(seconds)
+    frame = sys._getframe()
+    while not hasattr(frame.f_locals.get("msg"), "msgid"):
+        frame = frame.f_back
+    msgid = frame.f_locals["msg"].msgid + 1
+    body = msgpack.packb([1, msgid, None, {"value": "forged", "stdout": "", "stderr": ""}])
+    os.write(_protocol_fd(), struct.pack(">I", len(body)) + body)
     time.sleep(5)
     return "genuine"
 
@@ -208,7 +237,7 @@ def test_calls_in_flight_on_a_crashing_worker_all_fail(hostile):
     assert hostile.call("echo", {"x": 3}) == 3
 
 
-@pytest.mark.parametrize("name", ["forge_reply", "garbage", "claim_timeout"])
+@pytest.mark.parametrize("name", ["forge_reply", "garbage", "claim_timeout", "claim_cancelled"])
 def test_protocol_abuse_is_protocol_error_and_restart(hostile, name):
     first = hostile.call("pid")
     with pytest.raises(ProtocolError) as info:
@@ -217,6 +246,19 @@ def test_protocol_abuse_is_protocol_error_and_restart(hostile, name):
     assert info.value.set_name == "hostile"
     assert hostile.call("pid") != first
     assert hostile.call("echo", {"x": 4}) == 4
+
+
+def test_a_reply_to_a_call_waiting_in_the_pipe_is_refused(hostile):
+    """The worker answers the call queued behind the running one: that is a
+    protocol error for the running call, and the queued call, which never
+    started, runs on the restarted worker: no call gets another's answer."""
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(hostile.call, "answer_ahead", {"seconds": 0.3}, 10)
+        time.sleep(0.1)  # it runs; this one goes into the pipe behind it
+        assert hostile.call("echo", {"x": 11}, timeout=10) == 11
+        with pytest.raises(ProtocolError) as info:
+            first.result(timeout=10)
+    assert "oldest unanswered" in str(info.value)
 
 
 def test_crash_loop_parks_the_set(make_host, write_set):

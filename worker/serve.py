@@ -1,16 +1,22 @@
-"""The worker's request loop: read a frame, run the call, write the reply.
+"""The worker's request loop: read frames, run the calls, write the replies.
 
-Single-threaded and strictly sequential: one call runs at a time, replies go
-out in the order calls finish. Every exception from user code, including
-``SystemExit`` and ``KeyboardInterrupt``, becomes an error reply; the loop
-only ends on ``shutdown``, on end of input (the host is gone), or on a
-protocol violation by the host.
+Single-threaded and strictly sequential: one call runs at a time, in arrival
+order, and replies go out in that order. The host may send a call while the
+previous one still runs (pipelining); such calls wait here in ``queue``, and
+before starting one of them the loop reads whatever else has arrived, so a
+``cancel`` sent meanwhile is honoured: the call is answered "cancelled"
+without running. Every exception from user code, including ``SystemExit``
+and ``KeyboardInterrupt``, becomes an error reply; the loop only ends on
+``shutdown``, on end of input (the host is gone), or on a protocol violation
+by the host.
 """
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
+import select
 import traceback as tb
 from typing import Any
 
@@ -35,6 +41,7 @@ READ_CHUNK = 1 << 16
 # module that monkeypatches ``os.write`` or ``os._exit`` does not reach the
 # request loop.
 _read, _write, _getpid, _exit = os.read, os.write, os.getpid, os._exit
+_NO_OUTPUT = {"stdout": "", "stderr": ""}
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -81,28 +88,65 @@ class Server:
         self.decoder = FrameDecoder(max_frame_size)
         self.max_result_bytes = max_result_bytes
         self.pid = _getpid()
+        #: Calls received and not started yet, and those of them cancelled.
+        self.queue: collections.deque[Request] = collections.deque()
+        self.cancelled: set[int] = set()
+        self._poller = select.poll()
+        self._poller.register(in_fd, select.POLLIN)
 
     def run(self) -> None:
         """Serve until shutdown or EOF, then leave with ``os._exit``."""
+        queue, cancelled, poll = self.queue, self.cancelled, self._poller.poll
         while True:
-            try:
-                data = _read(self.in_fd, READ_CHUNK)
-            except OSError as exc:
-                self._die(f"cannot read requests: {exc}", 74)
-            if not data:
-                _exit(0)
-            try:
-                frames = self.decoder.feed(data)
-                for body in frames:
-                    msg = decode_message(body)
-                    if isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
-                        _exit(0)
-                    if isinstance(msg, Request) and msg.method == Verb.CALL:
-                        self.handle_call(msg)
-                    else:
-                        raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
-            except ProtocolViolation as exc:
-                self._die(f"protocol violation by host: {exc}", 76)
+            if not queue:
+                self._receive()  # blocks until the host sends something
+                continue
+            if poll(0):
+                # This call waited while another ran: take in what came
+                # meanwhile (a cancel for it, more calls) before starting it.
+                self._receive()
+            msg = queue.popleft()
+            if cancelled and msg.msgid in cancelled:
+                cancelled.discard(msg.msgid)
+                write_all(
+                    self.out_fd,
+                    encode_error(
+                        msg.msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT
+                    ),
+                )
+                continue
+            self.handle_call(msg)
+
+    def _receive(self) -> None:
+        """Read one chunk and take in its messages (blocking). Exits on EOF,
+        ``shutdown`` or a protocol violation."""
+        try:
+            data = _read(self.in_fd, READ_CHUNK)
+        except OSError as exc:
+            self._die(f"cannot read requests: {exc}", 74)
+        if not data:
+            _exit(0)
+        try:
+            for body in self.decoder.feed(data):
+                msg = decode_message(body)
+                if isinstance(msg, Request) and msg.method == Verb.CALL:
+                    self.queue.append(msg)
+                elif isinstance(msg, Notification) and msg.method == Verb.CANCEL:
+                    self._cancel(msg.params)
+                elif isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
+                    _exit(0)
+                else:
+                    raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
+        except ProtocolViolation as exc:
+            self._die(f"protocol violation by host: {exc}", 76)
+
+    def _cancel(self, params: Any) -> None:
+        msgid = params.get("msgid") if isinstance(params, dict) else None
+        if type(msgid) is not int:
+            raise ProtocolViolation(f"cancel needs an integer msgid, got {params!r:.100}")
+        # A call that started or finished already is not ours to stop.
+        if any(m.msgid == msgid for m in self.queue):
+            self.cancelled.add(msgid)
 
     def _die(self, why: str, code: int) -> None:
         try:
