@@ -33,7 +33,7 @@ import time
 #: Linux's default 64 KiB pipe, leaving room for cancel notifications).
 PIPE_BUDGET = 32768
 #: Calls that may be in one worker's pipe at once.
-PIPE_DEPTH = 32
+PIPE_DEPTH = 64
 
 
 class _Waiter:

@@ -14,7 +14,6 @@ types and raises ``ProtocolViolation`` naming the first thing that is wrong.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -47,24 +46,60 @@ class Verb(StrEnum):
     LOAD_FAILED = "load_failed"  # notification, first and last message
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    msgid: int
-    method: str
-    params: Any
+class _Message:
+    """Plain slotted records (not dataclasses: one is built per message on
+    both sides, and a frozen dataclass's ``__init__`` and its class creation
+    cost more). Treat them as immutable."""
+
+    __slots__ = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # params are usually dicts
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{n}={v!r}" for n, v in zip(self.__slots__, self._values(), strict=True)
+        )
+        return f"{type(self).__name__}({fields})"
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    msgid: int
-    error: dict[str, Any] | None
-    result: Any
+class Request(_Message):
+    """``[0, msgid, method, params]``: the host asks; the worker replies once."""
+
+    __slots__ = ("msgid", "method", "params")
+
+    def __init__(self, msgid: int, method: str, params: Any) -> None:
+        self.msgid = msgid
+        self.method = method
+        self.params = params
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
-    method: str
-    params: Any = field(default_factory=dict)
+class Response(_Message):
+    """``[1, msgid, error, result]``: the reply to request ``msgid``."""
+
+    __slots__ = ("msgid", "error", "result")
+
+    def __init__(self, msgid: int, error: dict[str, Any] | None, result: Any) -> None:
+        self.msgid = msgid
+        self.error = error
+        self.result = result
+
+
+class Notification(_Message):
+    """``[2, method, params]``: one-way, no reply."""
+
+    __slots__ = ("method", "params")
+
+    def __init__(self, method: str, params: Any = None) -> None:
+        self.method = method
+        self.params = {} if params is None else params
 
 
 Message = Request | Response | Notification

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from host import CallTimeout, FunctionHost, HostClosed, Limits, WorkerCrashed
+from host.call_gate import PIPE_DEPTH
 
 from .conftest import wait_for, worker_pids
 
@@ -258,15 +259,16 @@ def test_close_lets_finishing_calls_complete_within_grace(write_set, empty_dir):
 
 
 def test_more_threads_than_the_pipe_holds_each_get_their_own_answer(work):
-    """64 threads on one set: 32 calls wait in the pipe, the rest in the host."""
+    """More threads than calls may wait in the pipe: the rest wait in the host."""
     handle = work._registry.sets["work"].handle
+    threads = PIPE_DEPTH + 16
 
     def worker(k: int) -> list[object]:
-        return [work.call("work.echo", {"x": k * 1000 + i}, timeout=20) for i in range(15)]
+        return [work.call("work.echo", {"x": k * 1000 + i}, timeout=20) for i in range(10)]
 
-    with ThreadPoolExecutor(64) as pool:
-        results = list(pool.map(worker, range(64)))
-    assert results == [[k * 1000 + i for i in range(15)] for k in range(64)]
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(worker, range(threads)))
+    assert results == [[k * 1000 + i for i in range(10)] for k in range(threads)]
     assert handle.load == 0  # every place in the pipe was given back
 
 
