@@ -6,14 +6,16 @@ current one runs saves a round trip per call. What may wait in the pipe is
 bounded so that the host's guarantees still hold:
 
 - bytes: the calls admitted and not yet answered fit in ``budget`` bytes,
-  half a pipe's capacity, so writing an admitted call never blocks (the
+  half the pipe's capacity, so writing an admitted call never blocks (the
   worker reads everything waiting before each call). A larger call goes in
   alone.
-- time: a call is admitted behind others only if none of them has a longer
-  timeout than its own. When its own timeout passes before it starts, the
-  host cancels it (the worker confirms it never ran); the call running then
-  ends within its own, not longer, timeout, so the caller still waits at
-  most twice its timeout.
+- time: calls share the pipe only if they have the same timeout (the usual
+  case: the set's default). When a call's timeout passes before it starts,
+  the host cancels it, and the worker confirms at once, before the next
+  call starts; the call running then ends within that same timeout, so the
+  caller waits at most about twice its timeout. (The calls admitted
+  together may reach the pipe in any order: with equal timeouts that does
+  not matter.)
 - depth: at most ``depth`` calls.
 
 A crash still blames only the running call: the worker answers in order, so
@@ -76,8 +78,13 @@ class CallGate:
         return (
             self._used + weight <= self._budget
             and len(timeouts) < self._depth
-            and max(timeouts) <= timeout
+            and timeouts[0] == timeout  # all holders have the same
         )
+
+    def resize(self, budget: int) -> None:
+        """Set the bytes budget (half of a new worker's pipe capacity)."""
+        with self._lock:
+            self._budget = budget
 
     def _take(self, weight: int, timeout: float) -> None:
         self._used += weight

@@ -10,9 +10,11 @@ event loop's reader callback. This keeps thread hand-offs off the hot path.
 
 Several calls may be in the pipe at once (see ``host.call_gate``). The worker
 answers in the order the calls were sent, so the oldest unanswered call is
-the one running (``started``), a reply to any other is a protocol violation,
-and when the worker dies the calls behind the running one are known never to
-have started.
+the one running (``started``), a reply to any other is a protocol violation
+(except the confirmation of a ``cancel`` the host sent), and when the worker
+dies the calls behind the running one are known never to have started. So
+are the calls behind a reply that asks for the worker to be recycled: the
+worker exits after it.
 
 Process exit is learned from the pidfd, never from pipe EOF (an escaped
 grandchild may hold the pipe open forever). When the worker exits, or sends
@@ -43,6 +45,7 @@ from protocol import (
     encode_cancel,
     encode_message,
 )
+from protocol.messages import validate_call_result
 
 logger = logging.getLogger("fnhost")
 
@@ -133,6 +136,7 @@ class Channel:
         max_request_size: int,
         on_broken: Callable[[ProtocolViolation | None], None],
         exited: Callable[[], bool],
+        on_recycle: Callable[[Pending], None] | None = None,
     ) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
@@ -140,6 +144,7 @@ class Channel:
         self._decoder = FrameDecoder(max_frame_size)
         self._max_request_size = max_request_size
         self._on_broken = on_broken
+        self._on_recycle = on_recycle
         self._exited = exited
         # One lock for the state. A follower sleeps on its pending's own
         # condition (on this lock), so a reply wakes only its caller, and the
@@ -202,18 +207,29 @@ class Channel:
                 self._inflight[pending.msgid] = pending  # type: ignore[index]
             self._write_locked(frame, pending.run_deadline)
 
-    def cancel(self, pending: Pending) -> bool:
+    def cancel(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
         """Ask the worker to skip ``pending`` if it has not started (it then
-        answers "cancelled"). True once the request is written; the tiny
-        frame is written whole or not at all, so False leaves the stream
-        intact and the caller may try again."""
-        with self._lock:
-            if pending.done or pending.started or self._broken:
-                return False
-        if not self._write(encode_cancel(pending.msgid), time.monotonic(), lock_timeout=0.05):
+        answers "cancelled" at once, before starting anything else). True
+        once the request is written; the tiny frame is written whole or not
+        at all, so False leaves the stream intact and the caller may try
+        again (``lock_timeout``: how long to wait for another writer)."""
+        frame = encode_cancel(pending.msgid)  # type: ignore[arg-type]
+        if not self._write_lock.acquire(timeout=lock_timeout):
             return False
-        pending.cancel_sent = True
-        return True
+        try:
+            with self._lock:
+                if pending.done or pending.started or self._broken or pending.cancel_sent:
+                    return False
+                # Before the write: the confirmation may be read before
+                # this thread runs again.
+                pending.cancel_sent = True
+            if self._write_locked(frame, time.monotonic()):
+                return True
+            with self._lock:
+                pending.cancel_sent = False
+            return False
+        finally:
+            self._write_lock.release()
 
     @property
     def head(self) -> Pending | None:
@@ -356,22 +372,35 @@ class Channel:
         if not self.handshake.done:
             raise ProtocolViolation("reply received before the worker reported ready")
         inflight = self._inflight
+        recycle = False
         with self._lock:
             # The worker answers in the order it was asked: only the oldest
-            # unanswered call can be answered.
+            # unanswered call can be answered, or a cancelled one confirmed.
             pending = next(iter(inflight.values()), None)
-            if pending is None or pending.msgid != msg.msgid:
-                raise ProtocolViolation(
-                    f"reply to request id {msg.msgid}, but the oldest unanswered is "
-                    f"{None if pending is None else pending.msgid}"
-                )
-            if msg.error is not None and not pending.cancel_sent:
-                if msg.error.get("kind") == ErrorKind.CANCELLED:
+            error = msg.error
+            cancelled = error is not None and error.get("kind") == ErrorKind.CANCELLED
+            was_head = pending is not None and pending.msgid == msg.msgid
+            if not was_head:
+                pending = inflight.get(msg.msgid)
+                if pending is None or not cancelled:
+                    oldest = next(iter(inflight), None)
                     raise ProtocolViolation(
-                        f"request {msg.msgid} reported cancelled, but no cancel was sent"
+                        f"reply to request id {msg.msgid}, but the oldest unanswered is {oldest}"
                     )
+            if cancelled and not pending.cancel_sent:
+                raise ProtocolViolation(
+                    f"request {msg.msgid} reported cancelled, but no cancel was sent"
+                )
+            # Checked here rather than by the caller: a malformed reply must
+            # break the channel before the next call is taken as started.
+            output = validate_call_result(msg.result)
+            if error is None and "value" not in output:
+                raise ProtocolViolation("successful reply without a value")
             del inflight[msg.msgid]
-            if inflight:
+            if error is not None and not cancelled:
+                details = error.get("details")
+                recycle = isinstance(details, dict) and details.get("recycle") is True
+            if inflight and was_head and not recycle:
                 # The next call starts as soon as this reply is written.
                 head = next(iter(inflight.values()))
                 head.started = True
@@ -385,6 +414,8 @@ class Channel:
                 if pending.cond is not None:
                     pending.cond.notify_all()
             fut = pending.future  # read under the lock: wait_async may renew it
+        if recycle and self._on_recycle is not None:
+            self._on_recycle(pending)
         if pending.on_exit is not None:
             pending.on_exit()
         if completed and fut is not None and not pending.abandoned:
@@ -417,7 +448,7 @@ class Channel:
         except Exception:  # a bug in the owner must not leave calls hanging
             logger.exception("handling the end of a worker failed")
         finally:
-            self.fail_all(lambda p: WorkerGone())
+            self.fail_all(lambda p: WorkerLost())
             self._complete(self.exit)
 
     def fail_all(self, make_error: Callable[[Pending], BaseException]) -> None:
@@ -587,7 +618,8 @@ class Channel:
             if pending.done:
                 return True
             pending.abandoned = True
-            pending.on_exit = on_exit
+            if on_exit is not None:
+                pending.on_exit = on_exit
             return False
 
     def close(self) -> None:
@@ -630,3 +662,7 @@ def _ms(seconds: float) -> int:
 
 class WorkerGone(Exception):
     """The worker was already gone when the call was to be sent."""
+
+
+class WorkerLost(Exception):
+    """The worker is gone and handling its end failed (a bug, logged)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import itertools
 import logging
 import threading
@@ -19,8 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from host.call_gate import CallGate
-from host.channel import Channel, Pending, WorkerGone
+from host.call_gate import PIPE_BUDGET, CallGate
+from host.channel import Channel, Pending, WorkerGone, WorkerLost
 from host.errors import (
     CallError,
     CallTimeout,
@@ -33,7 +34,7 @@ from host.errors import (
 )
 from host.launcher import Launcher, WorkerProcess, WorkerSpec, describe_exit
 from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
-from protocol.messages import validate_call_result, validate_error_map, validate_ready
+from protocol.messages import validate_error_map, validate_ready
 
 logger = logging.getLogger("fnhost")
 
@@ -83,7 +84,15 @@ class _Incarnation:
             max_request_size=handle.spec.limits.max_argument_bytes,
             on_broken=lambda violation: handle._on_broken(self, violation),
             exited=lambda: not proc.alive(),
+            on_recycle=lambda pending: handle._recycle(self, pending),
         )
+        # Calls waiting in the pipe must fit in it: a pipe can be as small as
+        # one page when the user's pipe buffers are over their soft limit.
+        try:
+            capacity = fcntl.fcntl(proc.req_w, fcntl.F_GETPIPE_SZ)
+        except OSError:
+            capacity = 4096
+        handle._gate.resize(min(PIPE_BUDGET, capacity // 2))
 
     def kill(self, reason: str, message: str) -> None:
         if self.kill_reason is None:
@@ -319,12 +328,13 @@ class WorkerHandle:
         """Run ``function`` in the worker and wait for its result.
 
         Calls to one set run one at a time, in arrival order (the worker is
-        sequential); up to ``call_gate.PIPE_DEPTH`` of them wait in its pipe
-        so that each starts as soon as the previous one ends. ``timeout``
+        sequential); up to ``call_gate.PIPE_DEPTH`` of them with the same
+        timeout wait in its pipe so that each starts as soon as the previous
+        one ends. ``timeout``
         bounds two things: the wait for the call's turn (past it: the call is
         cancelled and ``CallTimeout`` with cause "queued" is raised once the
-        worker confirms it never started, at most one running call later;
-        nothing else is disturbed) and, from when it starts, the function's
+        worker confirms it never started, which it does as soon as the call
+        it is running ends; nothing else is disturbed) and, from when it starts, the function's
         run (past it: the worker's process group is killed and restarted,
         then ``CallTimeout``). So a call that started late still gets its
         whole budget, and the caller waits at most about twice ``timeout``.
@@ -406,10 +416,13 @@ class WorkerHandle:
                                 )
                             raise self._timeout_error(function, timeout)
                 except asyncio.CancelledError:
-                    # Its place in the pipe is given back when it leaves it.
+                    # Its place in the pipe is given back when it leaves it;
+                    # meanwhile a watchdog keeps its timeout.
                     if not channel.abandon(pending, lambda: gate.release(weight, timeout)):
                         release = False
-                        channel.cancel(pending)
+                        channel.cancel(pending, lock_timeout=0)  # never block the loop
+                        if timeout is not None:
+                            self._watch(inc, pending)
                     raise
                 if pending.error is None and not pending.cancel_sent:
                     return self._outcome(inc, pending)  # the usual case, checked inline
@@ -508,8 +521,25 @@ class WorkerHandle:
     def _kill_overdue(self, inc: _Incarnation, head: Pending) -> None:
         """Kill the worker for the timeout of a running call whose caller
         did not (it was cancelled and left)."""
-        if not head.done:
+        if inc.channel.head is head and not head.done:
             self._kill_timed_out(inc, head)
+
+    def _watch(self, inc: _Incarnation, pending: Pending) -> None:
+        """Enforce the timeout of an abandoned call (its caller was
+        cancelled) until it leaves the pipe, from a thread of its own."""
+
+        def watch() -> None:
+            channel = inc.channel
+            while not channel.wait(
+                pending,
+                pending.run_deadline
+                if pending.started
+                else self._next_deadline(inc, pending, None),
+            ):
+                if self._overdue(inc, pending, None):
+                    return
+
+        threading.Thread(target=watch, name=f"fnhost-watch-{self.name}", daemon=True).start()
 
     def _kill_timed_out(self, inc: _Incarnation, pending: Pending) -> None:
         if pending.msgid is not None:
@@ -543,28 +573,17 @@ class WorkerHandle:
                 raise WorkerCrashed(
                     self.name, pending.function, "had already exited when the call was sent"
                 )
+            if isinstance(pending.error, WorkerLost):
+                raise WorkerCrashed(self.name, pending.function, "its worker was lost")
             raise pending.error
         msg = pending.result
         assert isinstance(msg, Response)
-        try:
-            output = validate_call_result(msg.result)
-            if msg.error is None and "value" not in output:
-                raise ProtocolViolation("successful reply without a value")
-        except ProtocolViolation as exc:
-            inc.kill(_PROTOCOL, f"sent a malformed reply ({exc})")
-            raise ProtocolError(self.name, pending.function, str(exc))
+        output = msg.result  # checked by the channel (validate_call_result)
         if output.get("stderr"):
             self._log_output(output)
         if msg.error is not None:
-            error = error_from_map(self.name, pending.function, msg.error, output)
-            if error.details.get("recycle"):
-                # The worker may still hold what exhausted it: replace it. The
-                # next call sees the kill reason and waits for the new worker.
-                inc.kill(
-                    _RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory"
-                )
-                self._restart_in_background(dying=inc)
-            raise error
+            # (A "recycle" error has had its worker replaced: _recycle.)
+            raise error_from_map(self.name, pending.function, msg.error, output)
         return CallResult(
             output["value"],
             output.get("stdout") or "",
@@ -572,6 +591,13 @@ class WorkerHandle:
             self.name,
             pending.function,
         )
+
+    def _recycle(self, inc: _Incarnation, pending: Pending) -> None:
+        """The worker asked to be replaced (it ran out of memory and may
+        still hold what exhausted it); it exits by itself, without starting
+        the calls behind, which go to the new worker."""
+        inc.kill(_RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory")
+        self._restart_in_background(dying=inc)
 
     def _log_output(self, output: dict[str, Any]) -> None:
         text = output.get("stderr")
@@ -607,7 +633,8 @@ class WorkerHandle:
                 )
             fields: dict[str, Any] = dict(exit_code=exit_code, signal=sig, stderr_tail=tail)
             if reason is not None and reason[0] == _CLOSING:
-                return HostClosed(self.name, p.function, reason[1], **fields)
+                why = reason[1] if p.started else "the host was closed before the call started"
+                return HostClosed(self.name, p.function, why, **fields)
             if not p.started:
                 return _NotStarted()  # waited in the pipe: its caller sends it again
             if p.msgid in inc.timed_out:

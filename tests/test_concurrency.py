@@ -52,6 +52,10 @@ def touch(path: str) -> str:
     with open(path, "w") as f:
         f.write("ran")
     return "touched"
+
+
+def exhaust() -> None:
+    raise MemoryError("pretend")
 """
 
 
@@ -362,3 +366,101 @@ def test_a_longer_timeout_ahead_keeps_a_call_out_of_the_pipe(work, tmp_path):
     assert info.value.details["cause"] == "queued"
     assert waited < 1.5  # failed before the long call ended, i.e. at its own deadline
     assert not marker.exists()
+
+
+def test_a_cancel_is_confirmed_ahead_of_the_calls_before_it(work, tmp_path):
+    """R runs; X and then C wait in the pipe; C's task is cancelled. The
+    worker confirms C's cancel as soon as R ends, before X starts (a reply
+    out of order, allowed only for a cancel the host sent); X then runs."""
+    marker = tmp_path / "ran"
+    pid = work.function_sets["work"]["pid"]
+
+    async def main() -> list[object]:
+        r = asyncio.create_task(work.acall("work.slow_echo", {"x": 1, "seconds": 0.5}))
+        await asyncio.sleep(0.05)
+        x = asyncio.create_task(work.acall("work.slow_echo", {"x": 2, "seconds": 0.3}))
+        await asyncio.sleep(0.05)
+        c = asyncio.create_task(work.acall("work.touch", {"path": str(marker)}))
+        await asyncio.sleep(0.1)
+        c.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await c
+        return [await r, await x]
+
+    assert asyncio.run(main()) == [1, 2]
+    assert not marker.exists()
+    assert work.function_sets["work"]["pid"] == pid  # no protocol error, nobody killed
+
+
+def test_calls_with_different_timeouts_never_share_the_pipe(work):
+    """W1 (short timeout) and W2 (long, slow) both wait while H runs. When H
+    ends they must not both go into the pipe: had W2 gone in first, W1 would
+    wait out W2's run and fail "queued". W1 goes alone, and runs."""
+
+    async def main() -> tuple[object, object]:
+        loop = asyncio.get_running_loop()
+        h = loop.run_in_executor(
+            None, lambda: work.call("work.slow_echo", {"x": 0, "seconds": 0.3}, timeout=5)
+        )
+        await asyncio.sleep(0.1)
+        w1 = asyncio.create_task(work.acall("work.echo", {"x": 1}, timeout=1))
+        await asyncio.sleep(0.05)
+        w2 = loop.run_in_executor(
+            None, lambda: work.call("work.slow_echo", {"x": 2, "seconds": 3}, timeout=30)
+        )
+        await h
+        return await w1, await w2
+
+    for _ in range(3):
+        assert asyncio.run(main()) == (1, 2)
+
+
+def test_an_abandoned_running_call_still_times_out(work):
+    """The task awaiting a running call is cancelled and nobody waits behind
+    it: a watchdog still kills the worker at the call's deadline, so the set
+    does not stay blocked (calls with another timeout could never enter)."""
+    pid = work.function_sets["work"]["pid"]
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            work.acall("work.slow_echo", {"x": 1, "seconds": 3600}, timeout=1)
+        )
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    # Shorter timeouts wait in the host until the abandoned call is killed
+    # (about 0.8 s from now), then run on the restarted worker.
+    outcomes: list[object] = []
+    for _ in range(8):
+        try:
+            outcomes.append(work.call("work.echo", {"x": 7}, timeout=0.5))
+            break
+        except CallTimeout as exc:
+            outcomes.append(exc.details.get("cause"))
+    assert outcomes[-1] == 7, outcomes
+    assert work.function_sets["work"]["pid"] != pid
+
+
+def test_calls_behind_an_out_of_memory_recycle_run_on_the_new_worker(work):
+    from host import OutOfMemory
+
+    def call(function: str, args: dict) -> object:
+        try:
+            return work.call(function, args, timeout=10)
+        except Exception as exc:
+            return exc
+
+    pid = work.function_sets["work"]["pid"]
+    with ThreadPoolExecutor(3) as pool:
+        slow = pool.submit(call, "work.slow_echo", {"x": 0, "seconds": 0.3})
+        time.sleep(0.05)
+        oom = pool.submit(call, "work.exhaust", {})
+        time.sleep(0.05)
+        behind = pool.submit(call, "work.slow_echo", {"x": 2, "seconds": 0.2})
+        assert slow.result(timeout=20) == 0
+        assert isinstance(oom.result(timeout=20), OutOfMemory)
+        assert behind.result(timeout=20) == 2  # not killed with the recycled worker
+    assert work.function_sets["work"]["pid"] != pid

@@ -4,8 +4,10 @@ Single-threaded and strictly sequential: one call runs at a time, in arrival
 order, and replies go out in that order. The host may send a call while the
 previous one still runs (pipelining); such calls wait here in ``queue``, and
 before starting one of them the loop reads whatever else has arrived, so a
-``cancel`` sent meanwhile is honoured: the call is answered "cancelled"
-without running. Every exception from user code, including ``SystemExit``
+``cancel`` sent meanwhile is honoured at once: the call leaves the queue and
+is answered "cancelled" (ahead of the calls before it) without running. After
+a reply that asks the host to recycle the worker (out of memory), the worker
+exits instead of starting the next call. Every exception from user code, including ``SystemExit``
 and ``KeyboardInterrupt``, becomes an error reply; the loop only ends on
 ``shutdown``, on end of input (the host is gone), or on a protocol violation
 by the host.
@@ -88,15 +90,15 @@ class Server:
         self.decoder = FrameDecoder(max_frame_size)
         self.max_result_bytes = max_result_bytes
         self.pid = _getpid()
-        #: Calls received and not started yet, and those of them cancelled.
+        #: Calls received and not started yet.
         self.queue: collections.deque[Request] = collections.deque()
-        self.cancelled: set[int] = set()
+        self.recycling = False
         self._poller = select.poll()
         self._poller.register(in_fd, select.POLLIN)
 
     def run(self) -> None:
         """Serve until shutdown or EOF, then leave with ``os._exit``."""
-        queue, cancelled, poll = self.queue, self.cancelled, self._poller.poll
+        queue, poll = self.queue, self._poller.poll
         while True:
             if not queue:
                 self._receive()  # blocks until the host sends something
@@ -105,17 +107,8 @@ class Server:
                 # This call waited while another ran: take in what came
                 # meanwhile (a cancel for it, more calls) before starting it.
                 self._receive()
-            msg = queue.popleft()
-            if cancelled and msg.msgid in cancelled:
-                cancelled.discard(msg.msgid)
-                write_all(
-                    self.out_fd,
-                    encode_error(
-                        msg.msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT
-                    ),
-                )
-                continue
-            self.handle_call(msg)
+            if queue:  # (a cancel may have emptied it)
+                self.handle_call(queue.popleft())
 
     def _receive(self) -> None:
         """Read one chunk and take in its messages (blocking). Exits on EOF,
@@ -145,8 +138,14 @@ class Server:
         if type(msgid) is not int:
             raise ProtocolViolation(f"cancel needs an integer msgid, got {params!r:.100}")
         # A call that started or finished already is not ours to stop.
-        if any(m.msgid == msgid for m in self.queue):
-            self.cancelled.add(msgid)
+        for msg in self.queue:
+            if msg.msgid == msgid:
+                self.queue.remove(msg)
+                reply = encode_error(
+                    msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT
+                )
+                write_all(self.out_fd, reply)
+                return
 
     def _die(self, why: str, code: int) -> None:
         try:
@@ -159,6 +158,10 @@ class Server:
         if _getpid() != self.pid:
             _exit(0)  # a process forked by user code never answers
         write_all(self.out_fd, frame)
+        if self.recycling:
+            # The host replaces us: the calls queued here must not start
+            # (they go to the new worker; see the module docstring).
+            _exit(0)
 
     def _run_call(self, msg: Request) -> bytes:
         params = msg.params if isinstance(msg.params, dict) else {}
@@ -196,6 +199,7 @@ class Server:
                 # The function may still hold the memory (a global, a cycle):
                 # ask the host to replace this worker with a fresh one.
                 del exc
+                self.recycling = True
                 return encode_error(
                     msg.msgid,
                     ErrorKind.OUT_OF_MEMORY,
