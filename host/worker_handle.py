@@ -330,13 +330,13 @@ class WorkerHandle:
         Calls to one set run one at a time, in arrival order (the worker is
         sequential); up to ``call_gate.PIPE_DEPTH`` of them with the same
         timeout wait in its pipe so that each starts as soon as the previous
-        one ends. ``timeout``
-        bounds two things: the wait for the call's turn (past it: the call is
-        cancelled and ``CallTimeout`` with cause "queued" is raised once the
-        worker confirms it never started, which it does as soon as the call
-        it is running ends; nothing else is disturbed) and, from when it starts, the function's
-        run (past it: the worker's process group is killed and restarted,
-        then ``CallTimeout``). So a call that started late still gets its
+        one ends. ``timeout`` bounds two things: the wait for the call's turn
+        (past it: the call is cancelled and ``CallTimeout`` with cause
+        "queued" is raised once the worker confirms it never started, which
+        it does as soon as the call it is running ends; nothing else is
+        disturbed) and, from when it starts, the function's run (past it:
+        the worker's process group is killed and restarted, then
+        ``CallTimeout``). So a call that started late still gets its
         whole budget, and the caller waits at most about twice ``timeout``.
         A worker death fails only the call it was running: the calls behind
         it never started and go to the restarted worker. Other failures
@@ -530,12 +530,7 @@ class WorkerHandle:
 
         def watch() -> None:
             channel = inc.channel
-            while not channel.wait(
-                pending,
-                pending.run_deadline
-                if pending.started
-                else self._next_deadline(inc, pending, None),
-            ):
+            while not channel.wait(pending, self._next_deadline(inc, pending, None)):
                 if self._overdue(inc, pending, None):
                     return
 

@@ -102,6 +102,9 @@ class Server:
         while True:
             if not queue:
                 self._receive()  # blocks until the host sends something
+                if queue:
+                    # Just read: nothing can have come for it meanwhile.
+                    self.handle_call(queue.popleft())
                 continue
             if poll(0):
                 # This call waited while another ran: take in what came
