@@ -85,6 +85,7 @@ class CallGate:
         """Set the bytes budget (half of a new worker's pipe capacity)."""
         with self._lock:
             self._budget = budget
+            self._admit()
 
     def _take(self, weight: int, timeout: float) -> None:
         self._used += weight

@@ -41,6 +41,7 @@ from protocol import (
     ProtocolViolation,
     Request,
     Response,
+    Verb,
     decode_message,
     encode_cancel,
     encode_message,
@@ -157,6 +158,8 @@ class Channel:
         self._leader = False
         self._eof = False
         self._broken = False
+        self._dying = False
+        self._shutdown_sent = False
         self._inflight: dict[int, Pending] = {}
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
@@ -180,6 +183,11 @@ class Channel:
     def broken(self) -> bool:
         return self._broken
 
+    @property
+    def dying(self) -> bool:
+        """The worker asked to be recycled: it exits without starting more."""
+        return self._dying
+
     def send(self, pending: Pending, frame: bytes) -> None:
         """Register ``pending`` and write its request ``frame``.
 
@@ -194,7 +202,7 @@ class Channel:
         """
         with self._write_lock:
             with self._lock:
-                if self._broken:
+                if self._broken or self._dying:
                     pending.done = True
                     pending.error = WorkerGone()
                     return
@@ -245,7 +253,17 @@ class Channel:
         should then kill the worker instead.
         """
         frame = encode_message(Notification(method, params))
-        return self._write(frame, time.monotonic() + timeout, lock_timeout=timeout)
+        shutdown = method == Verb.SHUTDOWN
+        if shutdown:
+            # Before the write: the worker answers the calls waiting in its
+            # pipe "cancelled" (never started) and exits, maybe before this
+            # thread runs again.
+            self._shutdown_sent = True
+        if self._write(frame, time.monotonic() + timeout, lock_timeout=timeout):
+            return True
+        if shutdown:
+            self._shutdown_sent = False  # the tiny frame was not written at all
+        return False
 
     def _write(self, frame: bytes, deadline: float | None, lock_timeout: float = -1) -> bool:
         """Write a whole frame; False if the deadline passed or the worker is gone."""
@@ -322,7 +340,8 @@ class Channel:
         ms = -1 if timeout == -1 else min(math.ceil(timeout * 1000), 2**31 - 1)
         self._handle_events(self._poller.poll(ms))
         if self.pidfd is None and not self._broken and self._exited():
-            self._break(None)
+            if self._pump():  # replies written just before the exit still count
+                self._break(None)
 
     def _handle_events(self, events: list[tuple[int, int]]) -> None:
         exited = False
@@ -387,10 +406,12 @@ class Channel:
                     raise ProtocolViolation(
                         f"reply to request id {msg.msgid}, but the oldest unanswered is {oldest}"
                     )
-            if cancelled and not pending.cancel_sent:
+            if cancelled and not pending.cancel_sent and not self._shutdown_sent:
                 raise ProtocolViolation(
                     f"request {msg.msgid} reported cancelled, but no cancel was sent"
                 )
+            if self._dying:
+                raise ProtocolViolation("a reply after the worker asked to be recycled")
             # Checked here rather than by the caller: a malformed reply must
             # break the channel before the next call is taken as started.
             output = validate_call_result(msg.result)
@@ -400,6 +421,9 @@ class Channel:
             if error is not None and not cancelled:
                 details = error.get("details")
                 recycle = isinstance(details, dict) and details.get("recycle") is True
+                # No call goes to this worker any more (``send``), nor is one
+                # taken as started: it exits after this reply.
+                self._dying = recycle
             if inflight and was_head and not recycle:
                 # The next call starts as soon as this reply is written.
                 head = next(iter(inflight.values()))

@@ -243,7 +243,11 @@ class WorkerHandle:
             if self._closed:
                 raise HostClosed(self.name, function, "the host is closed")
             inc = self._current
-            if inc is not None and inc.kill_reason is not None and not inc.channel.broken:
+            if (
+                inc is not None
+                and (inc.kill_reason is not None or inc.channel.dying)
+                and not inc.channel.broken
+            ):
                 # Killed on purpose (recycled, timed out) but not yet reaped:
                 # finish that, so the call goes to its replacement.
                 inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
@@ -352,7 +356,7 @@ class WorkerHandle:
             while True:
                 inc = self._current
                 if not _usable(inc):
-                    # Waiting for a (re)start counts against the run's budget.
+                    # A (re)start gets the call's timeout too.
                     inc = self._ready_incarnation(function, _deadline(timeout))
                 pending = Pending(msgid, function, timeout)
                 channel = inc.channel
@@ -366,7 +370,7 @@ class WorkerHandle:
                     if self._overdue(inc, pending, queue_deadline):
                         channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
                         raise self._timeout_error(function, timeout)
-                if pending.error is None and not pending.cancel_sent:
+                if pending.error is None and pending.result.error is None:
                     return self._outcome(inc, pending)  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
                     return self._outcome(inc, pending)
@@ -409,7 +413,9 @@ class WorkerHandle:
                         if pending.started
                         else self._next_deadline(inc, pending, queue_deadline),
                     ):
-                        if self._overdue(inc, pending, queue_deadline):
+                        # (lock_timeout=0: a cancel must not block the loop;
+                        # it is tried again on the next turn.)
+                        if self._overdue(inc, pending, queue_deadline, lock_timeout=0):
                             if not channel.exit.done:
                                 await asyncio.to_thread(
                                     channel.wait, channel.exit, time.monotonic() + REAP_TIMEOUT
@@ -420,11 +426,11 @@ class WorkerHandle:
                     # meanwhile a watchdog keeps its timeout.
                     if not channel.abandon(pending, lambda: gate.release(weight, timeout)):
                         release = False
-                        channel.cancel(pending, lock_timeout=0)  # never block the loop
-                        if timeout is not None:
-                            self._watch(inc, pending)
+                        cancelled = channel.cancel(pending, lock_timeout=0)  # never block the loop
+                        if not cancelled or timeout is not None:
+                            self._watch(inc, pending, cancel=not cancelled)
                     raise
-                if pending.error is None and not pending.cancel_sent:
+                if pending.error is None and pending.result.error is None:
                     return self._outcome(inc, pending)  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
                     return self._outcome(inc, pending)
@@ -472,7 +478,13 @@ class WorkerHandle:
             deadline = overdue if deadline is None else min(deadline, overdue)
         return deadline
 
-    def _overdue(self, inc: _Incarnation, pending: Pending, queue_deadline: float | None) -> bool:
+    def _overdue(
+        self,
+        inc: _Incarnation,
+        pending: Pending,
+        queue_deadline: float | None,
+        lock_timeout: float = 0.05,
+    ) -> bool:
         """A wait ended at its deadline. True if ``pending`` ran out of time
         and its worker was killed; otherwise did what was due (cancel the
         call that waited too long for its turn, kill a worker whose running
@@ -491,7 +503,7 @@ class WorkerHandle:
         ):
             self._kill_overdue(inc, head)
         if queue_deadline is not None and now >= queue_deadline and not pending.cancel_sent:
-            inc.channel.cancel(pending)
+            inc.channel.cancel(pending, lock_timeout)
         return False
 
     def _resend(self, pending: Pending, function: str, timeout: float | None) -> bool:
@@ -501,10 +513,11 @@ class WorkerHandle:
         error = pending.error
         if error is None:
             msg = pending.result
-            if pending.cancel_sent and msg.error is not None:
-                if msg.error.get("kind") == ErrorKind.CANCELLED:
-                    raise self._queued_timeout(function, timeout)
-            return False
+            if msg.error is None or msg.error.get("kind") != ErrorKind.CANCELLED:
+                return False
+            if pending.cancel_sent:
+                raise self._queued_timeout(function, timeout)
+            return True  # its worker was told to shut down (a reload, a close) first
         if not isinstance(error, (_NotStarted, WorkerGone)):
             return False
         if pending.cancel_sent:
@@ -524,12 +537,20 @@ class WorkerHandle:
         if inc.channel.head is head and not head.done:
             self._kill_timed_out(inc, head)
 
-    def _watch(self, inc: _Incarnation, pending: Pending) -> None:
-        """Enforce the timeout of an abandoned call (its caller was
-        cancelled) until it leaves the pipe, from a thread of its own."""
+    def _watch(self, inc: _Incarnation, pending: Pending, cancel: bool) -> None:
+        """For an abandoned call (its caller was cancelled), from a thread of
+        its own: send the cancel that could not be sent from the event loop
+        (``cancel``), and enforce its timeout until it leaves the pipe."""
 
         def watch() -> None:
             channel = inc.channel
+            while cancel and not (pending.started or pending.done or pending.cancel_sent):
+                if channel.broken:
+                    return
+                if not channel.cancel(pending, lock_timeout=0.5):
+                    time.sleep(0.01)  # another writer, or a full pipe: again
+            if pending.timeout is None:
+                return
             while not channel.wait(pending, self._next_deadline(inc, pending, None)):
                 if self._overdue(inc, pending, None):
                     return
@@ -818,6 +839,7 @@ def _usable(inc: _Incarnation | None) -> bool:
         and inc.ready is not None
         and inc.kill_reason is None
         and not inc.channel.broken
+        and not inc.channel.dying
     )
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from host import CallTimeout, FunctionHost, HostClosed, Limits, WorkerCrashed
+from host import CallTimeout, FunctionHost, HostClosed, Limits, Sandbox, WorkerCrashed
 from host.call_gate import PIPE_DEPTH
 
 from .conftest import wait_for, worker_pids
@@ -61,7 +61,9 @@ def exhaust() -> None:
 
 @pytest.fixture
 def work(make_host, write_set, tmp_path):
-    fh = make_host(on_conflict="prefix")
+    # ``touch`` writes its marker in tmp_path: "never ran" tests rely on it.
+    sandbox = Sandbox(writable_paths=(str(tmp_path),))
+    fh = make_host(on_conflict="prefix", limits=Limits(timeout=10.0, sandbox=sandbox))
     fh.load_function_set(write_set("work", WORK))
     other = tmp_path / "other"
     other.mkdir()
@@ -464,3 +466,47 @@ def test_calls_behind_an_out_of_memory_recycle_run_on_the_new_worker(work):
         assert isinstance(oom.result(timeout=20), OutOfMemory)
         assert behind.result(timeout=20) == 2  # not killed with the recycled worker
     assert work.function_sets["work"]["pid"] != pid
+
+
+def test_touch_writes_its_marker(work, tmp_path):
+    """The control for the "never ran" tests: when touch runs, the file is there."""
+    assert work.call("work.touch", {"path": str(tmp_path / "control")}) == "touched"
+    assert (tmp_path / "control").read_text() == "ran"
+
+
+@pytest.mark.parametrize("how", ["reload", "close"])
+def test_calls_waiting_in_the_pipe_at_a_reload_or_close_never_run_there(work, tmp_path, how):
+    """R runs; X and Y wait in the pipe when the worker is told to shut down.
+    It answers them "not started" before exiting: on a reload they run on
+    the new worker, on a close they fail with HostClosed, and never run."""
+    out: dict[str, object] = {}
+
+    def call(key: str, function: str, args: dict) -> None:
+        try:
+            out[key] = work.call(function, args)
+        except Exception as exc:
+            out[key] = exc
+
+    threads = [
+        threading.Thread(target=call, args=("R", "work.slow_echo", {"x": 0, "seconds": 0.5}))
+    ]
+    threads += [
+        threading.Thread(target=call, args=(k, "work.touch", {"path": str(tmp_path / k)}))
+        for k in "XY"
+    ]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    if how == "reload":
+        work.reload("work")
+    else:
+        work.close()
+    for thread in threads:
+        thread.join(20)
+    assert out["R"] == 0
+    if how == "reload":
+        assert out["X"] == out["Y"] == "touched", out
+        assert (tmp_path / "X").exists() and (tmp_path / "Y").exists()
+    else:
+        assert isinstance(out["X"], HostClosed) and isinstance(out["Y"], HostClosed), out
+        assert not (tmp_path / "X").exists() and not (tmp_path / "Y").exists()

@@ -5,12 +5,13 @@ order, and replies go out in that order. The host may send a call while the
 previous one still runs (pipelining); such calls wait here in ``queue``, and
 before starting one of them the loop reads whatever else has arrived, so a
 ``cancel`` sent meanwhile is honoured at once: the call leaves the queue and
-is answered "cancelled" (ahead of the calls before it) without running. After
+is answered "cancelled" (ahead of the calls before it) without running; on
+``shutdown`` every queued call is answered so before the worker exits. After
 a reply that asks the host to recycle the worker (out of memory), the worker
-exits instead of starting the next call. Every exception from user code, including ``SystemExit``
-and ``KeyboardInterrupt``, becomes an error reply; the loop only ends on
-``shutdown``, on end of input (the host is gone), or on a protocol violation
-by the host.
+exits instead of starting the next call. Every exception from user code,
+including ``SystemExit`` and ``KeyboardInterrupt``, becomes an error reply;
+the loop only ends on ``shutdown``, on end of input (the host is gone), or
+on a protocol violation by the host.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class Server:
             self._die(f"cannot read requests: {exc}", 74)
         if not data:
             _exit(0)
+        shutdown = False
         try:
             for body in self.decoder.feed(data):
                 msg = decode_message(body)
@@ -130,11 +132,17 @@ class Server:
                 elif isinstance(msg, Notification) and msg.method == Verb.CANCEL:
                     self._cancel(msg.params)
                 elif isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
-                    _exit(0)
+                    shutdown = True
                 else:
                     raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
         except ProtocolViolation as exc:
             self._die(f"protocol violation by host: {exc}", 76)
+        if shutdown:
+            # The calls waiting here never started: say so (the host sends
+            # them to the next worker, or fails them if it is closing).
+            while self.queue:
+                self._confirm_cancel(self.queue.popleft().msgid)
+            _exit(0)
 
     def _cancel(self, params: Any) -> None:
         msgid = params.get("msgid") if isinstance(params, dict) else None
@@ -144,11 +152,12 @@ class Server:
         for msg in self.queue:
             if msg.msgid == msgid:
                 self.queue.remove(msg)
-                reply = encode_error(
-                    msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT
-                )
-                write_all(self.out_fd, reply)
+                self._confirm_cancel(msgid)
                 return
+
+    def _confirm_cancel(self, msgid: int) -> None:
+        reply = encode_error(msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT)
+        write_all(self.out_fd, reply)
 
     def _die(self, why: str, code: int) -> None:
         try:
