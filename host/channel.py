@@ -202,7 +202,9 @@ class Channel:
         """
         with self._write_lock:
             with self._lock:
-                if self._broken or self._dying:
+                # Dying (recycled) or told to shut down (a reload, a close):
+                # it will not start this call; the caller sends it elsewhere.
+                if self._broken or self._dying or self._shutdown_sent:
                     pending.done = True
                     pending.error = WorkerGone()
                     return
@@ -253,7 +255,7 @@ class Channel:
         should then kill the worker instead.
         """
         frame = encode_message(Notification(method, params))
-        shutdown = method == Verb.SHUTDOWN
+        shutdown = method == Verb.SHUTDOWN and not self._shutdown_sent
         if shutdown:
             # Before the write: the worker answers the calls waiting in its
             # pipe "cancelled" (never started) and exits, maybe before this
@@ -262,7 +264,7 @@ class Channel:
         if self._write(frame, time.monotonic() + timeout, lock_timeout=timeout):
             return True
         if shutdown:
-            self._shutdown_sent = False  # the tiny frame was not written at all
+            self._shutdown_sent = False  # this one was the first, and not written at all
         return False
 
     def _write(self, frame: bytes, deadline: float | None, lock_timeout: float = -1) -> bool:

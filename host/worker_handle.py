@@ -548,7 +548,9 @@ class WorkerHandle:
                 if channel.broken:
                     return
                 if not channel.cancel(pending, lock_timeout=0.5):
-                    time.sleep(0.01)  # another writer, or a full pipe: again
+                    # Another writer, or a full pipe: read meanwhile (and
+                    # notice an exit), then again.
+                    channel.wait(pending, time.monotonic() + 0.01)
             if pending.timeout is None:
                 return
             while not channel.wait(pending, self._next_deadline(inc, pending, None)):
