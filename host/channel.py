@@ -134,7 +134,6 @@ class Channel:
         write_fd: int,
         pidfd: int | None,
         max_frame_size: int,
-        max_request_size: int,
         on_broken: Callable[[ProtocolViolation | None], None],
         exited: Callable[[], bool],
         on_recycle: Callable[[Pending], None] | None = None,
@@ -143,7 +142,6 @@ class Channel:
         self.write_fd = write_fd
         self.pidfd = pidfd
         self._decoder = FrameDecoder(max_frame_size)
-        self._max_request_size = max_request_size
         self._on_broken = on_broken
         self._on_recycle = on_recycle
         self._exited = exited
