@@ -572,6 +572,10 @@ class Channel:
                 return False
             self._loops[loop] = self._loops.get(loop, 0) + 1
             register = loop not in self._watched
+            if register:
+                # A loop closed while watching (asyncio.run ended) is gone:
+                # forget it rather than keep it alive.
+                self._watched = {w for w in self._watched if not w.is_closed()}
             self._watched.add(loop)
         if register:
             if not self._eof:
@@ -587,9 +591,12 @@ class Channel:
                 self._loops[loop] = count
                 return
             self._loops.pop(loop, None)
-        # Unregister on the loop's next turn unless a call attached again by
-        # then (the common case: a task awaiting calls one after another).
-        loop.call_soon(self._unwatch, loop)
+            closing = self._closing
+        # The readers stay registered for the task's next call (no add and
+        # remove per call, no extra loop turn); they go at the first event
+        # that finds no call waiting on this loop, or now if we are closing.
+        if closing:
+            self._unwatch(loop)
 
     def _unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Remove our readers from ``loop`` (its own thread) if no call waits there."""
@@ -605,6 +612,8 @@ class Channel:
 
     def _on_loop_data(self) -> None:
         """The reply pipe is readable: read and deliver (no extra poll)."""
+        if self._idle_here():
+            return
         if not self._try_lead():
             return  # a thread is leading and will deliver our reply
         try:
@@ -616,7 +625,7 @@ class Channel:
 
     def _on_loop_exit(self) -> None:
         """The pidfd is readable: the worker exited."""
-        if not self._try_lead():
+        if self._idle_here() or not self._try_lead():
             return
         try:
             if not self._broken:
@@ -624,6 +633,18 @@ class Channel:
         finally:
             self._release_lead()
         self._after_loop_event()
+
+    def _idle_here(self) -> bool:
+        """No call waits on the running loop: stop watching from it (True).
+
+        Otherwise a thread reading the pipe would keep the loop's
+        level-triggered readers firing; the next caller reads what is there.
+        """
+        loop = asyncio.get_running_loop()
+        if loop in self._loops:
+            return False
+        self._unwatch(loop)
+        return True
 
     def _after_loop_event(self) -> None:
         if self._eof or self._broken:

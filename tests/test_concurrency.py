@@ -547,3 +547,39 @@ def test_calls_racing_many_reloads_all_run_once(work, tmp_path):
             thread.join(30)
     assert failures == []
     assert done and all(Path(m).exists() for m in done)
+
+
+def test_an_idle_event_loop_stops_watching_when_threads_call(work):
+    """After an acall, the loop keeps the worker's readers for its next call;
+    once replies arrive with no call waiting on that loop, it lets go, so
+    sync callers are not raced (or made to spin) by an idle loop."""
+    channel = work._registry.sets["work"].handle._current.channel
+    events: list[int] = []
+    real = channel._on_loop_data
+
+    def counting() -> None:
+        events.append(1)
+        real()
+
+    channel._on_loop_data = counting  # what _attach registers with the loop
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        future = asyncio.run_coroutine_threadsafe(work.acall("work.echo", {"x": 1}), loop)
+        assert future.result(10) == 1
+        before = len(events)
+        assert [work.call("work.echo", {"x": i}) for i in range(200)] == list(range(200))
+        assert len(events) - before <= 2
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_finished_event_loops_are_not_kept(work):
+    channel = work._registry.sets["work"].handle._current.channel
+    for i in range(5):
+        assert asyncio.run(work.acall("work.echo", {"x": i})) == i
+        assert work.call("work.echo", {"x": i}) == i
+    assert len(channel._watched) <= 1  # at most the last one, already closed
