@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from host.deadline_timer import DeadlineTimer
 from protocol import (
     ErrorKind,
     FrameDecoder,
@@ -168,6 +169,7 @@ class Channel:
         #: task's sequential calls do not add and remove readers every call).
         self._loops: dict[asyncio.AbstractEventLoop, int] = {}
         self._watched: set[asyncio.AbstractEventLoop] = set()
+        self._timers: dict[asyncio.AbstractEventLoop, DeadlineTimer] = {}
         self._closing = False
         self._fds_closed = False
         #: Completed by the first message: the ``ready``/``load_failed`` notification.
@@ -554,15 +556,18 @@ class Channel:
         timer = None
         try:
             if deadline is not None:
-                # A plain timer resolving the same future: cheaper than wait_for.
-                delay = max(0.0, deadline - time.monotonic())
-                timer = loop.call_later(delay, _resolve_future, fut)
+                # The loop's shared timer resolves the same future: cheaper
+                # than wait_for, or a timer per call.
+                timer = self._timers.get(loop)
+                if timer is None:
+                    timer = self._timers[loop] = DeadlineTimer(loop)
+                timer.add(fut, deadline)
             if not pending.done:
                 await fut
             return pending.done
         finally:
             if timer is not None:
-                timer.cancel()
+                timer.remove(fut)
             self._detach(loop)
 
     def _attach(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -576,6 +581,7 @@ class Channel:
                 # A loop closed while watching (asyncio.run ended) is gone:
                 # forget it rather than keep it alive.
                 self._watched = {w for w in self._watched if not w.is_closed()}
+                self._timers = {w: t for w, t in self._timers.items() if not w.is_closed()}
             self._watched.add(loop)
         if register:
             if not self._eof:

@@ -583,3 +583,52 @@ def test_finished_event_loops_are_not_kept(work):
         assert asyncio.run(work.acall("work.echo", {"x": i})) == i
         assert work.call("work.echo", {"x": i}) == i
     assert len(channel._watched) <= 1  # at most the last one, already closed
+
+
+def test_each_async_call_times_out_at_its_own_deadline(work):
+    """Deadlines go through the channels' shared loop timers (see the next
+    test for the timer itself): each call is killed at its own run deadline,
+    the later-started, shorter one first."""
+
+    async def main() -> list[tuple[str, object]]:
+        order: list[tuple[str, object]] = []
+
+        async def one(name: str, set_name: str, timeout: float) -> None:
+            try:
+                await work.acall(f"{set_name}.slow_echo", {"x": 1, "seconds": 30}, timeout=timeout)
+            except CallTimeout as exc:
+                order.append((name, exc.details.get("cause")))
+
+        long = asyncio.create_task(one("long", "work", 1.5))
+        await asyncio.sleep(0.05)
+        short = asyncio.create_task(one("short", "work2", 0.3))
+        await asyncio.gather(long, short)
+        return order
+
+    # Both ran and were killed at their run deadline ("queued" would mean
+    # they never started), the short one first.
+    assert asyncio.run(main()) == [("short", None), ("long", None)]
+
+
+def test_deadline_timer_resolves_each_future_at_its_deadline():
+    from host.deadline_timer import DeadlineTimer
+
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        timer = DeadlineTimer(loop)
+        now = time.monotonic()
+        futures = {name: loop.create_future() for name in ("late", "early", "removed", "mid")}
+        order: list[str] = []
+        for name, fut in futures.items():
+            fut.add_done_callback(lambda f, name=name: order.append(name))
+        timer.add(futures["late"], now + 0.3)
+        timer.add(futures["early"], now + 0.05)  # earlier than the armed time
+        timer.add(futures["removed"], now + 0.1)
+        timer.add(futures["mid"], now + 0.15)
+        timer.remove(futures["removed"])
+        await asyncio.wait_for(futures["late"], 5)
+        assert time.monotonic() >= now + 0.3
+        assert not futures["removed"].done()
+        return order
+
+    assert asyncio.run(main()) == ["early", "mid", "late"]
