@@ -1,6 +1,7 @@
 """``python -m bench [--quick] [--rounds N] [--calls N] [--json PATH]``
 
-Measures in one run, interleaving the contenders in rounds; reports medians
+Measures in one run, interleaving the contenders in rounds (and, within a
+round, in short slices that take turns); reports medians
 and p99 of per-call times, and ratios computed within each round (then the
 median ratio over rounds), so a noisy neighbour shifts both sides alike.
 """
@@ -28,6 +29,10 @@ from host import CallError, FunctionHost, Limits
 
 HERE = Path(__file__).resolve().parent
 SET_PATH = str(HERE / "functions.py")
+
+
+#: Turns each contender takes per round (see ``run_calls``).
+SLICES = 20
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -95,18 +100,24 @@ class Bench:
         ppe = ProcessPoolExecutor(1)
         pool = multiprocessing.get_context("fork").Pool(1)
         n = self.calls
+        # Each round runs the contenders in short slices, taking turns, so
+        # that a neighbour's burst on this shared machine lands on all of
+        # them alike (blocks of a few thousand calls each gave ratios that
+        # moved by +-20% from run to run).
+        k = max(10, n // SLICES)
+        slow = max(5, n // 4 // SLICES)
         contenders: dict[str, Callable[[], list[float]]] = {
             "floor sync": lambda: per_call(
-                lambda i: raw.call({"function": "add", "arguments": add_args(i)}), n
+                lambda i: raw.call({"function": "add", "arguments": add_args(i)}), k
             ),
-            "floor asyncio": lambda: self._raw_async(raw, n),
-            "fh.call": lambda: per_call(lambda i: fh.call("add", add_args(i)), n),
-            "fh.acall": lambda: per_call_async(lambda i: fh.acall("add", add_args(i)), n),
+            "floor asyncio": lambda: self._raw_async(raw, k),
+            "fh.call": lambda: per_call(lambda i: fh.call("add", add_args(i)), k),
+            "fh.acall": lambda: per_call_async(lambda i: fh.acall("add", add_args(i)), k),
             "ProcessPoolExecutor(1)": lambda: per_call(
-                lambda i: ppe.submit(functions.add, i, 1).result(), max(50, n // 4)
+                lambda i: ppe.submit(functions.add, i, 1).result(), slow
             ),
             "multiprocessing.Pool(1)": lambda: per_call(
-                lambda i: pool.apply(functions.add, (i, 1)), max(50, n // 4)
+                lambda i: pool.apply(functions.add, (i, 1)), slow
             ),
         }
         throughput: dict[str, Callable[[], float]] = {
@@ -116,14 +127,18 @@ class Bench:
             "fh.call 64 threads, workers=cpus": lambda: self._threads(pooled, n * 4),
             "fh.acall 64 in flight, workers=cpus": lambda: self._asyncio64(pooled, n * 4),
         }
-        for fn in contenders.values():  # warm-up
-            fn()
+        for _ in range(3):  # warm-up
+            for fn in contenders.values():
+                fn()
         for r in range(self.rounds):
-            order = list(contenders.items())
-            order = order[r % len(order) :] + order[: r % len(order)]
+            samples: dict[str, list[float]] = {name: [] for name in contenders}
+            for s in range(SLICES):
+                order = list(contenders.items())
+                turn = (r + s) % len(order)
+                for name, fn in order[turn:] + order[:turn]:
+                    samples[name] += fn()
             medians = {}
-            for name, fn in order:
-                times = fn()
+            for name, times in samples.items():
                 medians[name] = statistics.median(times)
                 self.record(
                     name, median_us=medians[name] * 1e6, p99_us=percentile(times, 0.99) * 1e6
