@@ -377,18 +377,25 @@ def test_a_cancel_is_confirmed_ahead_of_the_calls_before_it(work, tmp_path):
     out of order, allowed only for a cancel the host sent); X then runs."""
     marker = tmp_path / "ran"
     pid = work.function_sets["work"]["pid"]
+    handle = work._registry.sets["work"].handle
 
     async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
         r = asyncio.create_task(work.acall("work.slow_echo", {"x": 1, "seconds": 0.5}))
         await asyncio.sleep(0.05)
-        x = asyncio.create_task(work.acall("work.slow_echo", {"x": 2, "seconds": 0.3}))
+        x = asyncio.create_task(work.acall("work.slow_echo", {"x": 2, "seconds": 1.5}))
         await asyncio.sleep(0.05)
         c = asyncio.create_task(work.acall("work.touch", {"path": str(marker)}))
         await asyncio.sleep(0.1)
         c.cancel()
         with pytest.raises(asyncio.CancelledError):
             await c
-        return [await r, await x]
+        first = await r
+        # C keeps its place in the pipe until its confirmation is read: that
+        # happens while X runs, not after it (as an in-order reply would).
+        assert await loop.run_in_executor(None, wait_for, lambda: handle.load == 1, 1.0)
+        assert not x.done()
+        return [first, await x]
 
     assert asyncio.run(main()) == [1, 2]
     assert not marker.exists()
