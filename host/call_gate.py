@@ -60,7 +60,7 @@ class CallGate:
 
     Each holder is one call, from admission until its reply is read or its
     worker is gone; it passes its ``weight`` (frame bytes) and ``timeout``
-    (``None``: no limit) to ``acquire`` and the same to ``release``.
+    (``None``: no limit) to ``acquire``, and the same weight to ``release``.
     """
 
     def __init__(self, budget: int = PIPE_BUDGET, depth: int = PIPE_DEPTH) -> None:
@@ -68,17 +68,17 @@ class CallGate:
         self._budget = budget
         self._depth = depth
         self._used = 0
-        self._timeouts: list[float] = []  # one per holder
+        self._holders = 0
+        self._timeout = math.inf  # the holders' (one and the same) timeout
         self._waiters: collections.deque[_Waiter] = collections.deque()
 
     def _fits(self, weight: int, timeout: float) -> bool:
-        timeouts = self._timeouts
-        if not timeouts:
+        if not self._holders:
             return True
         return (
             self._used + weight <= self._budget
-            and len(timeouts) < self._depth
-            and timeouts[0] == timeout  # all holders have the same
+            and self._holders < self._depth
+            and self._timeout == timeout
         )
 
     def resize(self, budget: int) -> None:
@@ -89,26 +89,25 @@ class CallGate:
 
     def _take(self, weight: int, timeout: float) -> None:
         self._used += weight
-        self._timeouts.append(timeout)
+        self._holders += 1
+        self._timeout = timeout
 
     def try_acquire(self, weight: int, timeout: float | None) -> bool:
         """Take a place if one is free and nobody waits, without waiting
         (and without the cost of a coroutine, for the asyncio path)."""
         limit = math.inf if timeout is None else timeout
         with self._lock:
-            if self._timeouts and (self._waiters or not self._fits(weight, limit)):
+            if self._holders and (self._waiters or not self._fits(weight, limit)):
                 return False
-            self._used += weight  # _take, inlined: every call's path
-            self._timeouts.append(limit)
+            self._take(weight, limit)
             return True
 
     def acquire(self, deadline: float | None, weight: int, timeout: float | None) -> bool:
         """Wait for a place until ``deadline``; False if it passed first."""
         limit = math.inf if timeout is None else timeout
         with self._lock:
-            if not self._timeouts or (not self._waiters and self._fits(weight, limit)):
-                self._used += weight  # _take, inlined: every call's path
-                self._timeouts.append(limit)
+            if not self._holders or (not self._waiters and self._fits(weight, limit)):
+                self._take(weight, limit)
                 return True
             waiter = _Waiter(None, weight, limit)
             self._waiters.append(waiter)
@@ -136,7 +135,7 @@ class CallGate:
             await waiter.future
         except asyncio.CancelledError:
             if self._settle(waiter):
-                self.release(weight, timeout)  # granted as we were cancelled: pass it on
+                self.release(weight)  # granted as we were cancelled: pass it on
             raise
         finally:
             if timer is not None:
@@ -158,11 +157,11 @@ class CallGate:
             self._admit()
             return False
 
-    def release(self, weight: int, timeout: float | None) -> None:
+    def release(self, weight: int) -> None:
         """Give a place back and admit the waiters that now fit, in order."""
         with self._lock:
             self._used -= weight
-            self._timeouts.remove(math.inf if timeout is None else timeout)
+            self._holders -= 1
             if self._waiters:
                 self._admit()
 
@@ -199,4 +198,4 @@ class CallGate:
     @property
     def load(self) -> int:
         """Calls admitted (running or waiting in the pipe) plus calls queued here."""
-        return len(self._timeouts) + len(self._waiters)
+        return self._holders + len(self._waiters)

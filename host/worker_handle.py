@@ -374,7 +374,7 @@ class WorkerHandle:
                 if not self._resend(pending, function, timeout):
                     return self._outcome(inc, pending)
         finally:
-            gate.release(weight, timeout)
+            gate.release(weight)
 
     async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
         """``call`` for asyncio. Never blocks the loop, except the writing of a
@@ -423,7 +423,7 @@ class WorkerHandle:
                 except asyncio.CancelledError:
                     # Its place in the pipe is given back when it leaves it;
                     # meanwhile a watchdog keeps its timeout.
-                    if not channel.abandon(pending, lambda: gate.release(weight, timeout)):
+                    if not channel.abandon(pending, lambda: gate.release(weight)):
                         release = False
                         cancelled = channel.cancel(pending, lock_timeout=0)  # never block the loop
                         if not cancelled or timeout is not None:
@@ -435,7 +435,7 @@ class WorkerHandle:
                     return self._outcome(inc, pending)
         finally:
             if release:
-                gate.release(weight, timeout)
+                gate.release(weight)
 
     def _encode(self, function: str, arguments: Any) -> tuple[int, bytes]:
         """A request id (unique for this set) and the framed request."""
