@@ -677,9 +677,6 @@ class WorkerHandle:
             )
 
         inc.channel.fail_all(make_error)
-        proc.remove_workdir()
-        if reason is None or reason[0] == _PROTOCOL:
-            self._log.warning("worker (pid %d) %s", proc.pid, how)
         if reason is None or reason[0] in (_PROTOCOL, _LOAD_FAILED, _START):
             self._record_death()
         if (
@@ -689,6 +686,11 @@ class WorkerHandle:
             and (reason is None or reason[0] in (_TIMEOUT, _PROTOCOL, _RECYCLE))
         ):
             self._restart_in_background()
+        # After the restart is under way: the next call waits for it, not
+        # for this cleanup (removing the directory takes ~0.3 ms).
+        proc.remove_workdir()
+        if reason is None or reason[0] == _PROTOCOL:
+            self._log.warning("worker (pid %d) %s", proc.pid, how)
 
     def _record_death(self) -> None:
         now = time.monotonic()
