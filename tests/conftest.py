@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from host import FunctionHost, Limits
+from worker.zygote import SPARE_NAME
 
 
-def _fnhost_processes() -> list[tuple[int, int, list[bytes]]]:
-    """(pid, ppid, argv) of live fnhost workers and zygotes of this test process."""
+def _fnhost_processes() -> list[tuple[int, int, list[bytes], str]]:
+    """(pid, ppid, argv, name) of live fnhost workers, zygotes and the
+    zygotes' spares of this test process."""
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
@@ -35,9 +37,10 @@ def _fnhost_processes() -> list[tuple[int, int, list[bytes]]]:
         fields = stat.rsplit(")", 1)[1].split()
         if fields[0] == "Z":
             continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
         mine = f'"host_pid": {me}'.encode() in b"".join(argv)
         if b"-m" in argv and mine and (b"worker" in argv or b"worker.zygote" in argv):
-            found.append((int(entry), int(fields[1]), argv))
+            found.append((int(entry), int(fields[1]), argv, name))
     return found
 
 
@@ -45,16 +48,23 @@ def zygote_pids() -> set[int]:
     """The zygote template processes of this test process."""
     return {
         pid
-        for pid, ppid, argv in _fnhost_processes()
+        for pid, ppid, argv, _ in _fnhost_processes()
         if ppid == os.getpid() and b"worker.zygote" in argv
     }
+
+
+def spare_pids() -> set[int]:
+    """The children a zygote forked ahead of its next spawn request."""
+    return {pid for pid, _, _, name in _fnhost_processes() if name == SPARE_NAME}
 
 
 def worker_pids() -> set[int]:
     """Pids of live fnhost workers of this test process, spawned or forked
     from a zygote (a zygote's children share its command line)."""
     zygotes = zygote_pids()
-    return {pid for pid, ppid, argv in _fnhost_processes() if pid not in zygotes}
+    return {
+        pid for pid, _, _, name in _fnhost_processes() if pid not in zygotes and name != SPARE_NAME
+    }
 
 
 def process_alive(pid: int) -> bool:
@@ -116,6 +126,7 @@ def make_host(empty_dir: Path) -> Iterator[Callable[..., FunctionHost]]:
         fh.close()
     assert wait_for(lambda: not worker_pids(), 3.0), f"workers left behind: {worker_pids()}"
     assert wait_for(lambda: not zygote_pids(), 3.0), f"zygotes left behind: {zygote_pids()}"
+    assert wait_for(lambda: not spare_pids(), 3.0), f"spares left behind: {spare_pids()}"
 
 
 @pytest.fixture

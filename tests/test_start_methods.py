@@ -9,8 +9,9 @@ import signal
 import pytest
 
 from host import WorkerCrashed
+from worker.zygote import SPARE_NAME
 
-from .conftest import process_alive, wait_for, worker_pids, zygote_pids
+from .conftest import process_alive, spare_pids, wait_for, worker_pids, zygote_pids
 
 PROBE = """
 import ctypes
@@ -30,6 +31,7 @@ def facts() -> dict:
         "stdin": os.readlink("/proc/self/fd/0"),
         "as_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
         "imported_by": IMPORTED_BY,
+        "name": open("/proc/self/comm").read().strip(),
     }
 
 
@@ -50,6 +52,7 @@ def test_isolation_is_the_same_for_both_methods(make_host, write_set, method, mo
     assert facts["env"]["GIVEN"] == "1" and "FNHOST_TEST_SECRET" not in facts["env"]
     assert facts["as_limit"] == 512 * 1024 * 1024
     assert facts["imported_by"] == facts["pid"]
+    assert facts["name"] != SPARE_NAME  # a spare takes back its name as it becomes a worker
     if method == "zygote":
         assert facts["ppid"] in zygote_pids()
     else:
@@ -65,6 +68,39 @@ def test_crash_reports_the_signal_and_restarts(make_host, write_set, method):
         fh.call("segfault")
     assert info.value.signal == "SIGSEGV"  # the zygote forwards the exit status
     assert fh.call("facts")["pid"] != first
+
+
+def test_the_next_worker_is_the_spare_forked_ahead(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("probe", PROBE))
+    first = fh.call("facts")["pid"]
+    # The zygote keeps one child forked ahead of the next request ...
+    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    (spare,) = spare_pids()
+    assert spare != first
+    with pytest.raises(WorkerCrashed):
+        fh.call("segfault")
+    # ... and hands it the restart: that child survived the reaping of the
+    # crashed worker (which kills the zygote's other children) and became
+    # the new worker, and another spare replaced it.
+    facts = fh.call("facts")
+    assert facts["pid"] == spare and facts["name"] != SPARE_NAME
+    assert wait_for(lambda: len(spare_pids()) == 1 and spare not in spare_pids(), 2.0)
+
+
+def test_a_killed_spare_is_replaced_by_a_fresh_fork(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("probe", PROBE))
+    first = fh.call("facts")["pid"]
+    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    (spare,) = spare_pids()
+    os.kill(spare, signal.SIGKILL)
+    assert wait_for(lambda: not process_alive(spare), 2.0)
+    with pytest.raises(WorkerCrashed):
+        fh.call("segfault")
+    facts = fh.call("facts")
+    assert facts["pid"] not in (first, spare)
+    assert facts["ppid"] in zygote_pids() and facts["sid"] == facts["pid"]
 
 
 def test_a_dead_zygote_is_replaced(make_host, write_set):

@@ -43,18 +43,23 @@ import sys
 from worker import landlock, namespaces, seccomp
 
 
-def _protected_pids(host_pid: int, parent_pid: int) -> set[int]:
+def protected_pids(host_pid: int, parent_pid: int) -> set[int]:
     """The host, the zygote and their process groups: what no signal from
-    the worker may reach."""
+    the worker may reach (a worker then removes its own group)."""
     pids = {host_pid, parent_pid}
     for pid in (host_pid, parent_pid):
         try:
             pids.add(os.getpgid(pid))
         except OSError:
             pass
-    pids.discard(os.getpgid(0))  # signalling our own group stays possible
     pids.discard(0)
     return pids
+
+
+def prepare(host_pid: int, parent_pid: int) -> None:
+    """Build ahead what ``apply`` would build for a worker of these parents
+    (the zygote calls it once, so its forked workers skip that work)."""
+    seccomp.prepare_ahead(protected_pids(host_pid, parent_pid))
 
 
 #: What a worker confined for reads may still read, besides its import path
@@ -215,9 +220,9 @@ def apply(
     filtered = bool(policy.get("restrict_syscalls", True))
     seccomp_error = None
     if filtered:
-        seccomp_error = seccomp.install(
-            _protected_pids(host_pid, parent_pid), deny_inet=not network and not ns.network
-        )
+        # Signalling our own group stays possible.
+        pids = protected_pids(host_pid, parent_pid) - {os.getpgid(0)}
+        seccomp_error = seccomp.install(pids, deny_inet=not network and not ns.network)
     report["seccomp"] = filtered and seccomp_error is None and seccomp.active()
     probes = probe(host_pid, parent_pid, scratch)
     # A claim needs its probe to have been refused AND the layer that makes

@@ -198,6 +198,44 @@ def build(
     return _assemble(code)
 
 
+#: Programs built ahead (by the zygote, so that its forked workers only make
+#: the system call): (protected pids, deny_inet) -> (program, its filters).
+_prepared: dict[tuple[frozenset[int], bool], tuple[_Program, ctypes.Array]] = {}
+_libc: list[ctypes.CDLL] = []
+
+
+def _c_library() -> ctypes.CDLL:
+    """libc, opened once (raises ``OSError`` if it cannot be)."""
+    if not _libc:
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    return _libc[0]
+
+
+def prepare(protected_pids: set[int], deny_inet: bool = False) -> _Program:
+    """The filter program for ``install``, built once per argument pair and
+    kept (about a millisecond of Python per build)."""
+    key = (frozenset(protected_pids), deny_inet)
+    ready = _prepared.get(key)
+    if ready is None:
+        program = build(os.uname().machine, protected_pids, deny_inet)
+        filters = (_Filter * len(program))(*[_Filter(*entry) for entry in program])
+        ready = _prepared[key] = (_Program(len(program), filters), filters)
+    return ready[0]
+
+
+def prepare_ahead(protected_pids: set[int]) -> None:
+    """Build both programs for ``protected_pids`` and open libc now, so that
+    a process forked later only makes the system call. Never raises."""
+    if os.uname().machine not in _NUMBERS:
+        return
+    for deny_inet in (False, True):
+        prepare(protected_pids, deny_inet)
+    try:
+        _c_library()
+    except OSError:
+        pass
+
+
 def install(protected_pids: set[int], deny_inet: bool = False) -> str | None:
     """Install the filter on this process; ``None`` on success, else why not.
 
@@ -207,11 +245,9 @@ def install(protected_pids: set[int], deny_inet: bool = False) -> str | None:
     machine = os.uname().machine
     if machine not in _NUMBERS:
         return f"no syscall table for {machine}"
-    program = build(machine, protected_pids, deny_inet)
-    filters = (_Filter * len(program))(*[_Filter(*entry) for entry in program])
-    prog = _Program(len(program), filters)
+    prog = prepare(protected_pids, deny_inet)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _c_library()
     except OSError as exc:
         return str(exc)
     if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
@@ -222,5 +258,5 @@ def install(protected_pids: set[int], deny_inet: bool = False) -> str | None:
 def active() -> bool:
     """Probe: ``unshare(0)`` is a harmless no-op everywhere except under
     this filter, which refuses it with ``EPERM``."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _c_library()
     return libc.unshare(ctypes.c_int(0)) != 0 and ctypes.get_errno() == errno.EPERM

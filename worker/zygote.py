@@ -9,6 +9,14 @@ and exactly the environment in the request, and then runs the normal start
 sequence (``worker.start.run``): rlimits, parent-death signal, and only then
 the user module. A fork costs a few milliseconds; a fresh interpreter tens.
 
+To keep the fork off a restart's path, the zygote forks one child ahead of
+the next request (a *spare*, named ``fnhost-spare`` while it waits): the
+request and its fds are passed on to it over a private socket, and a new
+spare is forked after the reply. A spare that is gone (killed, or the
+hand-over fails) is replaced by a fresh fork for that request. Before
+forking, ``gc.freeze()`` moves everything loaded so far out of the
+collector's sight, so a worker's collections do not copy those pages.
+
 Messages (msgpack maps, one per datagram):
 - host -> zygote: ``{"id", "config", "env", "cwd"}`` + fds
 - zygote -> host: ``{"id", "pid"}`` (or ``{"id", "error"}``) and, for each
@@ -22,6 +30,7 @@ its socket; its children die with it.
 from __future__ import annotations
 
 import _socket  # not socket: its enums cost ~3 ms of every host's first start
+import gc
 import json
 import os
 import select
@@ -30,7 +39,7 @@ import sys
 
 import msgpack
 
-from worker import sandbox, start
+from worker import confinement, sandbox, start
 
 MAX_FDS = 4
 
@@ -57,6 +66,9 @@ def _recv_fds(sock: _socket.socket) -> tuple[bytes, list[int]]:
 #: for its model then).
 IDLE_PRELOADS = ("asyncio",)
 IDLE_AFTER = 1.0
+
+#: What ``ps`` calls a spare while it waits (a worker takes back the name).
+SPARE_NAME = "fnhost-spare"
 
 
 def _warm_up() -> None:
@@ -119,6 +131,7 @@ def main() -> None:
     # kill them: nothing a worker starts outlives it for long.
     sandbox.become_subreaper()
     _warm_up()
+    confinement.prepare(host_pid, os.getpid())
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
@@ -126,6 +139,39 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     me = os.getpid()
     workers: set[int] = set()
+    #: (pid, socket) of the child forked ahead of the next request, if any.
+    spare: list[tuple[int, _socket.socket]] = []
+
+    def fork_spare() -> None:
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            _wait_as_spare(theirs, sock, (wake_r, wake_w), me)
+        theirs.close()
+        spare.append((pid, ours))
+
+    def drop_spare() -> None:
+        while spare:
+            spare.pop()[1].close()  # EOF: it exits
+
+    def hand_to_spare(data: bytes, fds: list[int]) -> int | None:
+        """Give the request to the spare; its pid, or None if it is gone."""
+        if not spare:
+            return None
+        pid, conn = spare.pop()
+        try:
+            conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
+        except OSError:
+            return None
+        finally:
+            conn.close()
+        return pid
 
     def send(obj: dict) -> None:
         try:
@@ -150,8 +196,11 @@ def main() -> None:
     def kill_orphans(everyone: bool = False) -> None:
         """SIGKILL our children that are not workers (adopted escapees), with
         their process groups; with ``everyone``, the workers too."""
+        keep = workers if not everyone else set()
+        if not everyone:
+            keep = keep | {pid for pid, _ in spare}
         for pid in _children(me):
-            if everyone or pid not in workers:
+            if pid not in keep:
                 for kill in (os.killpg, os.kill):
                     try:
                         kill(pid, signal.SIGKILL)
@@ -162,6 +211,10 @@ def main() -> None:
         kill_orphans(everyone=True)
         os._exit(0)
 
+    # What every worker inherits stays out of its collector's way: a
+    # collection would otherwise touch (and so copy) every inherited page.
+    gc.freeze()
+    fork_spare()
     preloaded = False
     while True:
         try:
@@ -173,6 +226,9 @@ def main() -> None:
         if not readable and not preloaded:
             preloaded = True
             _preload()
+            gc.freeze()
+            drop_spare()  # forked before the preload
+            fork_spare()
             continue
         if wake_r in readable:
             try:
@@ -195,19 +251,23 @@ def main() -> None:
                 os.close(fd)
             send({"id": request.get("id"), "error": f"expected {MAX_FDS} fds, got {len(fds)}"})
             continue
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            for fd in fds:
-                os.close(fd)
-            send({"id": request["id"], "error": f"fork failed: {exc}"})
-            continue
-        if pid == 0:
-            _child(request, fds, sock, (wake_r, wake_w), me)
+        pid = hand_to_spare(data, fds)
+        if pid is None:
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                for fd in fds:
+                    os.close(fd)
+                send({"id": request["id"], "error": f"fork failed: {exc}"})
+                continue
+            if pid == 0:
+                _detach(sock, (wake_r, wake_w))
+                _child(request, fds, me)
         for fd in fds:
             os.close(fd)
         workers.add(pid)
         send({"id": request["id"], "pid": pid})
+        fork_spare()  # after the reply: the next request finds it waiting
 
 
 def _children(parent: int) -> list[int]:
@@ -237,16 +297,55 @@ def _children(parent: int) -> list[int]:
     return found
 
 
-def _child(
-    request: dict, fds: list[int], sock: _socket.socket, wake: tuple[int, int], zygote_pid: int
+def _pack_fds(fds: list[int]) -> bytes:
+    return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+
+
+def _detach(sock: _socket.socket, wake: tuple[int, int]) -> None:
+    """In a fresh child: drop the zygote's signal handling and its fds."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    sock.close()
+    for fd in wake:
+        os.close(fd)
+
+
+def _wait_as_spare(
+    conn: _socket.socket, sock: _socket.socket, wake: tuple[int, int], zygote_pid: int
 ) -> None:
+    """A spare: wait for one spawn request from the zygote, then become that
+    worker; exit on EOF (the zygote dropped it, or died). Never returns."""
+    try:
+        _detach(sock, wake)
+        comm = _rename(SPARE_NAME)
+        data, fds = _recv_fds(conn)
+        conn.close()
+        if not data or len(fds) != MAX_FDS:
+            os._exit(0)
+        request = msgpack.unpackb(data)
+        if comm:
+            _rename(comm)
+    except BaseException:  # noqa: BLE001 - a spare that fails only exits
+        os._exit(0)
+    _child(request, fds, zygote_pid)
+
+
+def _rename(name: str) -> str | None:
+    """Set this process's name (``ps``, ``/proc/<pid>/comm``); the old one,
+    or None if it could not be read and changed."""
+    try:
+        with open("/proc/self/comm", "r+") as f:
+            old = f.read().strip()
+            f.seek(0)
+            f.write(name)
+        return old
+    except OSError:
+        return None
+
+
+def _child(request: dict, fds: list[int], zygote_pid: int) -> None:
     """Become a worker. Never returns."""
     try:
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        sock.close()
-        for fd in wake:
-            os.close(fd)
         os.setsid()
         req_r, resp_w, out, err = fds
         os.dup2(out, 1)
