@@ -303,6 +303,15 @@ class Bench:
             pid = fh.function_sets["bench"]["pid"]
             rss, pss = _memory(pid)
             self.record("idle worker memory", rss_mb=rss, pss_mb=pss)
+            # What a host adds besides its workers: the zygote and its spare
+            # (the child forked ahead of the next spawn, "fnhost-spare").
+            zygote = _parent(pid)
+            spares = [c for c in _children(zygote) if _name(c) == "fnhost-spare"]
+            figures = {"zygote_pss_mb": _memory(zygote)[1]}
+            if spares:
+                figures["spare_pss_mb"] = _memory(spares[0])[1]
+                figures["spare_private_mb"] = _private(spares[0])
+            self.record("zygote and spare memory", **figures)
 
     # -- report ------------------------------------------------------------------------
 
@@ -322,6 +331,26 @@ def _memory(pid: int) -> tuple[float, float]:
             elif line.startswith("Pss:"):
                 pss = int(line.split()[1]) / 1024
     return rss, pss
+
+
+def _private(pid: int) -> float:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return sum(int(line.split()[1]) / 1024 for line in f if line.startswith("Private_"))
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _name(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as f:
+        return f.read().strip()
 
 
 TARGETS = {
