@@ -3,13 +3,15 @@ same isolation and the same behaviour."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
 
 import pytest
 
 from host import WorkerCrashed
-from worker.zygote import SPARE_NAME
+from worker.zygote import IDLE_AFTER, SPARE_NAME
 
 from .conftest import process_alive, spare_pids, wait_for, worker_pids, zygote_pids
 
@@ -70,12 +72,20 @@ def test_crash_reports_the_signal_and_restarts(make_host, write_set, method):
     assert fh.call("facts")["pid"] != first
 
 
+def _settled_spare() -> int:
+    """The zygote's spare, once the idle preload has replaced the first one."""
+    time.sleep(IDLE_AFTER + 0.3)
+    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    (spare,) = spare_pids()
+    return spare
+
+
 def test_the_next_worker_is_the_spare_forked_ahead(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("probe", PROBE))
     first = fh.call("facts")["pid"]
     # The zygote keeps one child forked ahead of the next request ...
-    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    _settled_spare()
     (spare,) = spare_pids()
     assert spare != first
     with pytest.raises(WorkerCrashed):
@@ -92,8 +102,7 @@ def test_a_killed_spare_is_replaced_by_a_fresh_fork(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("probe", PROBE))
     first = fh.call("facts")["pid"]
-    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
-    (spare,) = spare_pids()
+    spare = _settled_spare()
     os.kill(spare, signal.SIGKILL)
     assert wait_for(lambda: not process_alive(spare), 2.0)
     with pytest.raises(WorkerCrashed):
@@ -101,6 +110,92 @@ def test_a_killed_spare_is_replaced_by_a_fresh_fork(make_host, write_set):
     facts = fh.call("facts")
     assert facts["pid"] not in (first, spare)
     assert facts["ppid"] in zygote_pids() and facts["sid"] == facts["pid"]
+
+
+def test_a_stopped_spare_is_replaced_by_a_fresh_fork(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("probe", PROBE))
+    first = fh.call("facts")["pid"]
+    spare = _settled_spare()
+    os.kill(spare, signal.SIGSTOP)  # as a worker allowed to signal others could
+    try:
+        with pytest.raises(WorkerCrashed):
+            fh.call("segfault")
+        facts = fh.call("facts", timeout=5)
+        assert facts["pid"] not in (first, spare)
+        assert wait_for(lambda: not process_alive(spare), 2.0)  # killed, not left stopped
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(spare, signal.SIGCONT)
+
+
+def test_the_idle_preload_replaces_the_spare_and_reaps_the_old_one(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("probe", PROBE))
+    fh.call("facts")
+    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    (old,) = spare_pids()
+    new = _settled_spare()
+    assert new != old
+    (zygote,) = zygote_pids()
+    with open(f"/proc/{zygote}/task/{zygote}/children") as f:
+        assert str(old) not in f.read().split()  # exited and reaped: no zombie
+
+
+PEEK = """
+import os
+import sys
+
+
+def fds() -> dict:
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own fd, closed by now
+            pass
+    return found
+
+
+def held_requests() -> list:
+    # What the frames below this call hold: the zygote's loop, for a worker
+    # that was a spare.
+    found = []
+    frame = sys._getframe()
+    while frame is not None:
+        for name in ("request", "data"):
+            value = frame.f_locals.get(name)
+            if value is not None:
+                found.append(repr(value)[:300])
+        frame = frame.f_back
+    return found
+"""
+
+
+def test_a_worker_holds_no_other_sets_spawn_request(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("alpha", PEEK.replace("def ", "def a_")))
+    fh.load_function_set(write_set("beta", PEEK.replace("def ", "def b_")))
+    # beta's worker was the spare forked just after alpha's request was served
+    held = fh.call("b_held_requests")
+    assert not any("alpha" in h for h in held), held
+
+
+def test_workers_and_spares_hold_no_zygote_fds(make_host, write_set):
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("peek", PEEK))
+    fds = fh.call("fds")
+    # stdin, the capture files as stdout/stderr, the two protocol pipes:
+    # no socket (the zygote's control socket carries
+    # other workers' requests) and no other pipe (the zygote's wake pipe).
+    assert not [t for t in fds.values() if t.startswith("socket:")], fds
+    assert len([t for t in fds.values() if t.startswith("pipe:")]) == 2, fds
+    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    (spare,) = spare_pids()
+    held = {fd: os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")}
+    # stdin/stdout/stderr (/dev/null) and its own socket to the zygote
+    assert sorted(t for t in held.values() if not t.startswith("socket:")) == ["/dev/null"] * 3
+    assert len(held) == 4, held
 
 
 def test_a_dead_zygote_is_replaced(make_host, write_set):

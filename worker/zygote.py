@@ -12,8 +12,11 @@ the user module. A fork costs a few milliseconds; a fresh interpreter tens.
 To keep the fork off a restart's path, the zygote forks one child ahead of
 the next request (a *spare*, named ``fnhost-spare`` while it waits): the
 request and its fds are passed on to it over a private socket, and a new
-spare is forked after the reply. A spare that is gone (killed, or the
-hand-over fails) is replaced by a fresh fork for that request. Before
+spare is forked after the reply (from a frame that no longer holds the
+served request, which belongs to another set). The spare confirms the
+hand-over with one byte; a spare that is gone, or silent for
+``SPARE_ACK_TIMEOUT`` (stopped by a worker allowed to signal others), is
+killed and a fresh fork takes the request. Before
 forking, ``gc.freeze()`` moves everything loaded so far out of the
 collector's sight, so a worker's collections do not copy those pages.
 
@@ -69,6 +72,8 @@ IDLE_AFTER = 1.0
 
 #: What ``ps`` calls a spare while it waits (a worker takes back the name).
 SPARE_NAME = "fnhost-spare"
+#: How long a spare has to confirm a request before a fresh fork takes it.
+SPARE_ACK_TIMEOUT = 0.1
 
 
 def _warm_up() -> None:
@@ -161,17 +166,26 @@ def main() -> None:
             spare.pop()[1].close()  # EOF: it exits
 
     def hand_to_spare(data: bytes, fds: list[int]) -> int | None:
-        """Give the request to the spare; its pid, or None if it is gone."""
+        """Give the request to the spare; its pid, or None if it is gone or
+        does not confirm within ``SPARE_ACK_TIMEOUT`` (stopped, say: a
+        worker allowed to signal others could do that), then killed."""
         if not spare:
             return None
         pid, conn = spare.pop()
         try:
             conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
+            ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
+            if ready and conn.recv(1) == b"k":
+                return pid
         except OSError:
-            return None
+            pass
         finally:
             conn.close()
-        return pid
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        return None
 
     def send(obj: dict) -> None:
         try:
@@ -228,6 +242,7 @@ def main() -> None:
             _preload()
             gc.freeze()
             drop_spare()  # forked before the preload
+            request = data = fds = None  # type: ignore[assignment]
             fork_spare()
             continue
         if wake_r in readable:
@@ -267,6 +282,9 @@ def main() -> None:
             os.close(fd)
         workers.add(pid)
         send({"id": request["id"], "pid": pid})
+        # The next spare must not inherit this request (another set's
+        # config and environment) on its stack.
+        request = data = fds = None  # type: ignore[assignment]
         fork_spare()  # after the reply: the next request finds it waiting
 
 
@@ -319,9 +337,10 @@ def _wait_as_spare(
         _detach(sock, wake)
         comm = _rename(SPARE_NAME)
         data, fds = _recv_fds(conn)
-        conn.close()
         if not data or len(fds) != MAX_FDS:
             os._exit(0)
+        conn.send(b"k")  # alive: the zygote reports our pid
+        conn.close()
         request = msgpack.unpackb(data)
         if comm:
             _rename(comm)
