@@ -210,9 +210,7 @@ def main() -> None:
     def kill_orphans(everyone: bool = False) -> None:
         """SIGKILL our children that are not workers (adopted escapees), with
         their process groups; with ``everyone``, the workers too."""
-        keep = workers if not everyone else set()
-        if not everyone:
-            keep = keep | {pid for pid, _ in spare}
+        keep = set() if everyone else workers | {pid for pid, _ in spare}
         for pid in _children(me):
             if pid not in keep:
                 for kill in (os.killpg, os.kill):
