@@ -174,6 +174,8 @@ class Channel:
         self._fds_closed = False
         #: Completed by the first message: the ``ready``/``load_failed`` notification.
         self.handshake = Pending(None, "<start>")
+        #: The worker's sandbox report (``probed``), sent before user code ran.
+        self.probed: Notification | None = None
         #: Completed once the worker's exit (or breakage) has been handled.
         self.exit = Pending(None, "<exit>")
 
@@ -385,6 +387,12 @@ class Channel:
         if isinstance(msg, Notification):
             if self.handshake.done:
                 raise ProtocolViolation(f"unexpected notification {msg.method!r} after start")
+            if self.probed is None:
+                # The report comes first, before user code could write frames.
+                if msg.method != Verb.PROBED:
+                    raise ProtocolViolation(f"first message is {msg.method!r}, not probed")
+                self.probed = msg
+                return
             self._complete(self.handshake, result=msg)
             return
         if isinstance(msg, Request):

@@ -224,6 +224,7 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
             "in_fd": req_r,
             "out_fd": resp_w,
             "host_pid": host_pid,
+            "host_uid": os.getuid(),
             "set_name": spec.set_name,
             "path": spec.path,
             "module": spec.module,

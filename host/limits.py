@@ -22,6 +22,12 @@ class Limits:
       ready; past it the load fails (``LoadError``).
     - ``open_files``, ``file_size_mb``, ``cpu_seconds``: ``RLIMIT_NOFILE``,
       ``RLIMIT_FSIZE``, ``RLIMIT_CPU`` (``None``: unlimited).
+    - ``disk_mb``: size of the private tmpfs that holds the worker's scratch
+      directory and its ``/dev/shm`` together (memory, not disk: it counts
+      apart from ``memory_mb``; the worker gets ``ENOSPC`` past it). Only
+      where the worker has its own mount namespace (``fh.protections(set)
+      ["scratch_tmpfs"]``); elsewhere scratch is a directory on the host's
+      temp filesystem and only ``file_size_mb`` bounds each file.
     - ``max_result_mb`` / ``max_argument_mb``: the largest encoded reply /
       request frame; a larger result is ``result_too_large``.
     - ``crash_limit`` deaths within ``crash_window`` seconds park the set for
@@ -41,6 +47,7 @@ class Limits:
     open_files: int | None = 256
     file_size_mb: int | None = 64
     cpu_seconds: int | None = None
+    disk_mb: int | None = 256
     max_result_mb: int = 64
     max_argument_mb: int = 256
     crash_limit: int = 5
@@ -56,6 +63,8 @@ class Limits:
             raise ValueError("start_timeout must be positive")
         if self.memory_mb is not None and self.memory_mb < 64:
             raise ValueError("memory_mb below 64 cannot start a Python worker")
+        if self.disk_mb is not None and self.disk_mb < 1:
+            raise ValueError("disk_mb must be at least 1 or None")
         if self.crash_limit < 1:
             raise ValueError("crash_limit must be at least 1")
         if self.workers < 1:
@@ -77,4 +86,5 @@ class Limits:
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
             "cpu_seconds": self.cpu_seconds,
+            "disk_mb": self.disk_mb,
         }

@@ -40,6 +40,20 @@ class Sandbox:
       resolution, TLS and time zones need, and ``readable_paths``. Keeps
       home directories, credentials and the host's project files out of
       reach (Landlock).
+    - ``own_uid``: when the host runs as root, each worker runs as a uid and
+      gid of its own, ``uid_base + pid`` (no supplementary groups): the
+      kernel refuses it ``prlimit``, ``setpriority``, CPU affinity and
+      scheduling, signals and ptrace against the host and other workers, and
+      every file it creates is its own. A host that is not root cannot give
+      away its uid: the report says ``own_uid: False``.
+    - ``uid_base``: the first uid of the range (default ``0x70000000``;
+      ``uid_base`` .. ``uid_base + 4,194,303`` must be unused on the machine).
+    - ``private_namespaces``: when the host runs as root, each worker gets
+      its own mount, IPC and PID namespaces: scratch and ``/dev/shm`` are
+      one private tmpfs capped at ``Limits.disk_mb``, ``/dev/pts`` is a new
+      instance (the host's terminals are absent), ``/proc`` shows only the
+      worker's own processes, SysV shared memory is private and capped at
+      ``memory_mb``, and every process the worker starts dies with it.
     - ``required``: ``False`` (default) degrades cleanly where the kernel lacks
       a layer (``fh.protections(set)`` shows what holds). ``True`` makes
       loading the set fail (``LoadError``) unless every layer asked for is
@@ -59,6 +73,9 @@ class Sandbox:
     restrict_syscalls: bool = True
     confine_reads: bool = False
     readable_paths: tuple[str, ...] = ()
+    own_uid: bool = False
+    uid_base: int = 0x70000000
+    private_namespaces: bool = True
     required: bool = False
 
     def __post_init__(self) -> None:
@@ -68,6 +85,8 @@ class Sandbox:
                 raise TypeError(f"{name} must be a sequence of paths, not one path")
             paths = tuple(os.path.abspath(os.fspath(p)) for p in value)
             object.__setattr__(self, name, paths)
+        if not 1 <= self.uid_base <= 2**32 - 2 - 4_194_304:
+            raise ValueError("uid_base must leave room for 4,194,304 uids below 2**32 - 1")
 
     @classmethod
     def off(cls) -> Sandbox:
@@ -79,6 +98,8 @@ class Sandbox:
             isolate_processes=False,
             user_namespace=False,
             restrict_syscalls=False,
+            own_uid=False,
+            private_namespaces=False,
         )
 
     def worker_policy(self) -> dict:
@@ -91,5 +112,8 @@ class Sandbox:
             "restrict_syscalls": self.restrict_syscalls,
             "confine_reads": self.confine_reads,
             "readable_paths": list(self.readable_paths),
+            "own_uid": self.own_uid,
+            "uid_base": self.uid_base,
+            "private_namespaces": self.private_namespaces,
             "required": self.required,
         }

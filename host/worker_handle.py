@@ -34,7 +34,7 @@ from host.errors import (
 )
 from host.launcher import Launcher, WorkerProcess, WorkerSpec, describe_exit
 from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
-from protocol.messages import validate_error_map, validate_ready
+from protocol.messages import validate_error_map, validate_probed, validate_ready
 
 logger = logging.getLogger("fnhost")
 
@@ -214,8 +214,12 @@ class WorkerHandle:
                     inc.proc.kill_group()
                 raise inc.load_error
             if msg.method != Verb.READY:
-                raise ProtocolViolation(f"first message is {msg.method!r}, not ready")
+                raise ProtocolViolation(f"expected ready, got {msg.method!r}")
             ready = validate_ready(msg.params)
+            assert ch.probed is not None  # the channel completes no handshake before it
+            # The sandbox report is the one sent before user code ran; a
+            # report inside ready (which user code could have shaped) is ignored.
+            ready["protections"] = validate_probed(ch.probed.params)
         except ProtocolViolation as exc:
             inc.kill(_PROTOCOL, str(exc))
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)

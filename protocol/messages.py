@@ -42,8 +42,11 @@ class Verb(StrEnum):
     # reply is then a "cancelled" error. Ignored if it started or finished.
     CANCEL = "cancel"
     # worker -> host
-    READY = "ready"  # notification, first message
-    LOAD_FAILED = "load_failed"  # notification, first and last message
+    # notification, first message: {"protections": {str: bool}}, the
+    # sandbox report, sent before any user code runs.
+    PROBED = "probed"
+    READY = "ready"  # notification, after probed
+    LOAD_FAILED = "load_failed"  # notification, after probed, last message
 
 
 class _Message:
@@ -214,6 +217,18 @@ def validate_call_result(result: Any) -> dict[str, Any]:
         for key in ("stdout", "stderr"):
             _check_text(result, key, MAX_OUTPUT_TAIL)
     return result
+
+
+def validate_probed(params: Any) -> dict[str, bool]:
+    """Check the ``probed`` notification's params; return the report."""
+    if not isinstance(params, dict):
+        raise ProtocolViolation("probed params must be a map")
+    report = params.get("protections")
+    if not isinstance(report, dict) or not all(
+        isinstance(k, str) and type(v) is bool for k, v in report.items()
+    ):
+        raise ProtocolViolation("probed.protections must map layer names to booleans")
+    return report
 
 
 def validate_ready(params: Any) -> dict[str, Any]:

@@ -60,11 +60,36 @@ def spare_pids() -> set[int]:
 
 def worker_pids() -> set[int]:
     """Pids of live fnhost workers of this test process, spawned or forked
-    from a zygote (a zygote's children share its command line)."""
+    from a zygote (a zygote's children share its command line). A worker in
+    its own PID namespace is three processes (warden, init, worker; see
+    worker/enclosure.py): counted once, by the warden, the pid the host knows."""
+    found = _fnhost_processes()
+    zygotes = zygote_pids()
+    every = {pid for pid, _, _, _ in found}
+    return {
+        pid
+        for pid, ppid, _, name in found
+        if pid not in zygotes and name != SPARE_NAME and (ppid not in every or ppid in zygotes)
+    }
+
+
+def worker_processes() -> set[int]:
+    """Every live process of this test process's workers (wardens, inits,
+    workers and what they forked that kept the command line)."""
     zygotes = zygote_pids()
     return {
         pid for pid, _, _, name in _fnhost_processes() if pid not in zygotes and name != SPARE_NAME
     }
+
+
+def host_view(pid: int) -> tuple[int, int]:
+    """(parent pid, session id) of ``pid`` as the host sees them. A worker in
+    its own PID namespace sees its parent as 1 and its session as 0 (both
+    are outside); ``os.getpid()`` there is its warden's pid, whose parent and
+    session are these."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[3])
 
 
 def process_alive(pid: int) -> bool:
@@ -124,7 +149,7 @@ def make_host(empty_dir: Path) -> Iterator[Callable[..., FunctionHost]]:
     yield make
     for fh in hosts:
         fh.close()
-    assert wait_for(lambda: not worker_pids(), 3.0), f"workers left behind: {worker_pids()}"
+    assert wait_for(lambda: not worker_processes(), 3.0), f"left behind: {worker_processes()}"
     assert wait_for(lambda: not zygote_pids(), 3.0), f"zygotes left behind: {zygote_pids()}"
     assert wait_for(lambda: not spare_pids(), 3.0), f"spares left behind: {spare_pids()}"
 

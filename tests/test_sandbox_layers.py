@@ -27,6 +27,14 @@ from worker.landlock import abi_version
 
 from .conftest import process_alive
 
+# A root host's workers have their own PID namespace and a read-only view
+# (worker/enclosure.py): the host's pids name nothing there (ESRCH), its
+# /proc/<pid> is absent (ENOENT), and writes outside scratch meet a
+# read-only mount (EROFS) before Landlock (EACCES).
+WRITE_REFUSED = {"EACCES", "EROFS"}
+SIGNAL_REFUSED = {"EPERM", "ESRCH"}
+HIDDEN = {"EACCES", "ENOENT"}
+
 LANDLOCK_ABI = abi_version()
 
 
@@ -285,7 +293,7 @@ def test_writes_outside_the_scratch_dir_are_refused(make_host, write_set, tmp_pa
     outcome = fh.call("write", {"path": str(target)})
     report = fh.protections("probes")
     if LANDLOCK_ABI >= 1:
-        assert outcome == "EACCES"
+        assert outcome in WRITE_REFUSED
         assert not target.exists()
         assert report["writes_confined"] is WRITES_CONFINED
         assert report["landlock"] is True
@@ -319,7 +327,7 @@ def test_writable_paths_are_opened_to_the_worker(make_host, write_set, tmp_path)
     assert fh.call("write", {"path": str(allowed / "out.txt")}) == "written"
     assert (allowed / "out.txt").read_text() == "escaped"
     if LANDLOCK_ABI >= 1:
-        assert fh.call("write", {"path": str(tmp_path / "next-door.txt")}) == "EACCES"
+        assert fh.call("write", {"path": str(tmp_path / "next-door.txt")}) in WRITE_REFUSED
 
 
 def test_confine_writes_false_leaves_the_filesystem_open(make_host, write_set, tmp_path):
@@ -340,14 +348,14 @@ def test_the_worker_cannot_signal_the_host_or_other_processes(
     victim_reply = fh.call("send", {"pid": victim, "sig": int(signal.SIGKILL)})
     report = fh.protections("probes")
     if SCOPED_SIGNALS:
-        assert host_reply == "EPERM"
-        assert victim_reply == "EPERM"
+        assert host_reply in SIGNAL_REFUSED
+        assert victim_reply in SIGNAL_REFUSED
         assert process_alive(victim)
         assert report["host_signals_blocked"] is True
     else:
         # seccomp refuses kill() aimed at the host's pid, but a host thread's
         # id would get through: not claimed without Landlock's scoping.
-        assert host_reply == ("EPERM" if SECCOMP_AVAILABLE else "sent")
+        assert host_reply in (SIGNAL_REFUSED if SECCOMP_AVAILABLE else {"sent"})
         assert report["host_signals_blocked"] is False
 
 
@@ -360,7 +368,7 @@ def test_workers_of_different_sets_cannot_signal_each_other(make_host, write_set
     other = fh.call("pid_of_two")
     reply = fh.call("send", {"pid": other, "sig": int(signal.SIGKILL)})
     if SCOPED_SIGNALS:
-        assert reply == "EPERM"
+        assert reply in SIGNAL_REFUSED
         assert fh.call("pid_of_two") == other
     else:
         assert reply == "sent"
@@ -372,9 +380,9 @@ def test_host_environment_and_memory_are_out_of_reach(make_host, write_set, monk
     reply = fh.call("read_environ", {"pid": os.getpid()})
     report = fh.protections("probes")
     if LANDLOCK_ABI >= 1:
-        assert reply == "EACCES"
-        assert fh.call("read_environ", {"pid": victim}) == "EACCES"
-        assert fh.call("seize", {"pid": os.getpid()}) == "EPERM"
+        assert reply in HIDDEN
+        assert fh.call("read_environ", {"pid": victim}) in HIDDEN
+        assert fh.call("seize", {"pid": os.getpid()}) in SIGNAL_REFUSED
         assert report["host_memory_hidden"] is True
     else:
         assert reply.startswith("read ")
@@ -502,7 +510,7 @@ def test_cli_network_and_writable_options(write_set, tmp_path, listener):
     args = json.dumps({"path": target})
     refused = _fnhost_call(path, "--no-builtins", "write", args)
     allowed = _fnhost_call(path, "--no-builtins", "--writable", str(tmp_path), "write", args)
-    assert json.loads(refused.stdout) == ("EACCES" if LANDLOCK_ABI >= 1 else "written")
+    assert json.loads(refused.stdout) in (WRITE_REFUSED if LANDLOCK_ABI >= 1 else {"written"})
     assert json.loads(allowed.stdout) == "written"
 
 
@@ -660,8 +668,8 @@ def test_other_routes_to_the_host_are_closed_where_claimed(make_host, write_set)
         thread.join()
         udp.close()
     if report["host_signals_blocked"]:
-        assert out["kill_thread"] == "EPERM"
-        assert out["sigqueue"] == "EPERM"
+        assert out["kill_thread"] in SIGNAL_REFUSED
+        assert out["sigqueue"] in SIGNAL_REFUSED
     if SECCOMP_AVAILABLE:
         assert out["setown"] == "EPERM"
     if report["network_blocked"]:

@@ -38,9 +38,11 @@ from __future__ import annotations
 import _socket  # not socket: 3 ms less for a spawned worker
 import errno
 import os
+import resource
 import sys
 
 from worker import landlock, namespaces, seccomp
+from worker.enclosure import Enclosure
 
 
 def protected_pids(host_pid: int, parent_pid: int) -> set[int]:
@@ -60,6 +62,7 @@ def prepare(host_pid: int, parent_pid: int) -> None:
     """Build ahead what ``apply`` would build for a worker of these parents
     (the zygote calls it once, so its forked workers skip that work)."""
     seccomp.prepare_ahead(protected_pids(host_pid, parent_pid))
+    seccomp.prepare_ahead(set())  # a worker in its own PID namespace
 
 
 #: What a worker confined for reads may still read, besides its import path
@@ -162,16 +165,65 @@ def _environ_hidden(pid: int) -> bool:
     return False
 
 
+def _limits_refused(pid: int) -> bool:
+    """``prlimit`` on ``pid`` (read only: a refused read means a refused
+    write; the kernel checks the same ids for both)."""
+    try:
+        resource.prlimit(pid, resource.RLIMIT_CORE)
+    except (PermissionError, ProcessLookupError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _host_hidden(pid: int) -> bool:
+    """The host's pid names no process here (another PID namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _uid_fixed(host_uid: int) -> bool:
+    """Our uid is not the host's and cannot become it again."""
+    if os.getuid() == host_uid or os.geteuid() == host_uid:
+        return False
+    try:
+        os.setresuid(host_uid, host_uid, host_uid)
+    except OSError:  # EPERM; EINVAL in a user namespace that does not map it
+        return True
+    return False
+
+
+def _memfd_refused() -> bool:
+    try:
+        fd = os.memfd_create("fnhost-probe")
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    os.close(fd)
+    return False
+
+
 def probe(host_pid: int, parent_pid: int, scratch: str) -> dict[str, bool]:
     """Try each thing a confined worker must not be able to do (cheap: a
     handful of system calls, no waiting)."""
     outside = os.path.dirname(os.path.abspath(scratch))
+    pids = {host_pid, parent_pid}
     return {
         "network_blocked": _connect_refused(),
         "writes_confined": _write_refused(outside),
         "reads_confined": _read_refused(outside),
-        "host_signals_blocked": all(_signal_refused(p) for p in {host_pid, parent_pid}),
+        "host_signals_blocked": all(_signal_refused(p) for p in pids),
         "host_memory_hidden": _environ_hidden(host_pid),
+        "host_limits_protected": all(_limits_refused(p) for p in pids),
+        "host_invisible": all(_host_hidden(p) for p in pids),
+        "memfd_refused": _memfd_refused(),
     }
 
 
@@ -182,6 +234,8 @@ def apply(
     scratch: str,
     capture_fds: list[int],
     set_paths: list[str] | tuple[str, ...] = (),
+    enclosed: Enclosure | None = None,
+    host_uid: int = 0,
 ) -> tuple[dict[str, bool], list[str]]:
     """Apply the policy's layers, probe them; return (report, unmet claims).
 
@@ -191,20 +245,29 @@ def apply(
     ``user_namespace`` (True), ``restrict_syscalls`` (True),
     ``confine_reads`` (False), ``readable_paths`` (list). ``set_paths``: the
     set's directory and import paths, readable when reads are confined.
+    ``enclosed``: what ``worker.enclosure`` set up before (own uid, mount,
+    IPC, PID and network namespaces); ``host_uid``: the host's uid.
     """
+    enclosed = enclosed or Enclosure()
     network = bool(policy.get("network", False))
     confine_writes = bool(policy.get("confine_writes", True))
     isolate = bool(policy.get("isolate_processes", True))
     user_ns = bool(policy.get("user_namespace", True))
     confine_reads = bool(policy.get("confine_reads", False))
 
-    ns = namespaces.isolate(user=user_ns, network=not network)
-    report = {"user_namespace": ns.user, "network_namespace": ns.network}
+    ns = namespaces.isolate(user=user_ns, network=not network and not enclosed.network)
+    ns.network = ns.network or enclosed.network
+    report = {"user_namespace": ns.user, "network_namespace": ns.network, **enclosed.report()}
+    writable = list(policy.get("writable_paths") or ())
+    if enclosed.tmpfs:
+        writable.append("/dev/shm")  # private, and inside the disk_mb budget
+    if enclosed.devpts:
+        writable += ["/dev/ptmx", "/dev/pts"]  # a private instance: ptys work
     confined = landlock.Confinement()
     if confine_writes or confine_reads or isolate or not network:
         confined = landlock.confine(
             scratch,
-            writable=list(policy.get("writable_paths") or ()),
+            writable=writable,
             writable_fds=capture_fds,
             confine_writes=confine_writes,
             # A network namespace already answers "network unreachable";
@@ -222,6 +285,8 @@ def apply(
     if filtered:
         # Signalling our own group stays possible.
         pids = protected_pids(host_pid, parent_pid) - {os.getpgid(0)}
+        if enclosed.namespaces:
+            pids = set()  # the host's pids name other processes (or none) in here
         seccomp_error = seccomp.install(pids, deny_inet=not network and not ns.network)
     report["seccomp"] = filtered and seccomp_error is None and seccomp.active()
     probes = probe(host_pid, parent_pid, scratch)
@@ -237,7 +302,16 @@ def apply(
     report["reads_confined"] = probes["reads_confined"] and confined.reads
     # seccomp alone cannot refuse a host *thread*'s id; Landlock's scope can.
     report["host_signals_blocked"] = probes["host_signals_blocked"] and confined.signals
-    report["host_memory_hidden"] = probes["host_memory_hidden"] and confined.restricted
+    report["host_memory_hidden"] = probes["host_memory_hidden"] and (
+        confined.restricted or (enclosed.own_uid and enclosed.proc)
+    )
+    report["own_uid"] = enclosed.own_uid and _uid_fixed(host_uid)
+    report["host_limits_protected"] = probes["host_limits_protected"] and (
+        report["own_uid"] or enclosed.namespaces
+    )
+    # A PID namespace: the host, the zygote and other workers have no pid here.
+    report["pid_namespace"] = enclosed.namespaces and probes["host_invisible"]
+    report["memfd_refused"] = probes["memfd_refused"] and report["seccomp"]
 
     unmet = []
     if user_ns and not ns.user:
@@ -250,6 +324,8 @@ def apply(
         "reads_confined": confine_reads,
         "host_signals_blocked": isolate,
         "host_memory_hidden": isolate,
+        "own_uid": bool(policy.get("own_uid", False)) and host_uid == 0,
+        "pid_namespace": bool(policy.get("private_namespaces", True)) and host_uid == 0,
     }
     for claim, asked in wanted.items():
         if asked and not report[claim]:

@@ -30,6 +30,7 @@ class SandboxLimits:
     open_files: int | None
     file_size_mb: int | None
     cpu_seconds: int | None
+    disk_mb: int | None = None  # the private tmpfs (worker.enclosure), not an rlimit
 
 
 def _prctl(option: int, arg: int) -> bool:
@@ -51,6 +52,12 @@ def die_with_parent(host_pid: int) -> bool:
     if os.getppid() != host_pid:
         os._exit(70)
     return armed
+
+
+def arm_parent_death() -> bool:
+    """SIGKILL us when our parent dies (the caller checks for a parent that
+    is already gone, which this cannot see)."""
+    return _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def become_subreaper() -> bool:

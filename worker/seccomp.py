@@ -8,6 +8,7 @@ that widen the kernel's attack surface or reach other processes:
   ``tkill``, ``pidfd_send_signal``; new namespaces and mounts (``unshare``,
   ``setns``, ``mount`` and the new mount API, ``pivot_root``); ``bpf``,
   ``perf_event_open``, ``userfaultfd``, keyrings, ``open_by_handle_at``,
+  ``memfd_create`` (its pages are memory no rlimit counts),
   kernel modules, ``kexec``, ``reboot``, swap, ``acct``, ``iopl``/``ioperm``;
   any call from another ABI (32-bit or x32 on x86_64);
 - ``clone`` with a namespace flag: ``EPERM``; ``clone3``: ``ENOSYS`` (its
@@ -55,7 +56,7 @@ _NUMBERS = {
         "mount_setattr": 442, "iopl": 172, "ioperm": 173, "io_uring_setup": 425,
         "io_uring_enter": 426, "io_uring_register": 427,
         "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-        "fcntl": 72, "socket": 41, "clone": 56, "clone3": 435,
+        "fcntl": 72, "socket": 41, "clone": 56, "clone3": 435, "memfd_create": 319,
     },
     "aarch64": {
         "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "tkill": 130,
@@ -69,7 +70,7 @@ _NUMBERS = {
         "mount_setattr": 442, "io_uring_setup": 425, "io_uring_enter": 426,
         "io_uring_register": 427,
         "kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
-        "fcntl": 25, "socket": 198, "clone": 220, "clone3": 435,
+        "fcntl": 25, "socket": 198, "clone": 220, "clone3": 435, "memfd_create": 279,
     },
 }  # fmt: skip
 _SIGNALS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")

@@ -8,11 +8,15 @@ and a worker forked from the zygote. The order matters; see DESIGN.md.
 3. fd 0 -> /dev/null; fd 1/2 are the host's capture files.
 4. Parent-death signal (then re-check the parent), rlimits, no-new-privs.
    The host (or the zygote) already put us in our own session, in a scratch
-   cwd, with an allow-listed environment. Then the stronger layers the
-   set's policy asks for (user/network namespaces, Landlock, a seccomp
-   filter), each probed; see worker/confinement.py.
-5. Import the user module.  6. Discover functions.  7. Build each schema.
-8. Send ``ready`` (or ``load_failed``), then serve.
+   cwd, with an allow-listed environment. Then, where the host is root, an
+   own uid and mount/IPC/PID namespaces (worker/enclosure.py: this process
+   becomes a warden, and the worker continues as pid 2 of its namespace).
+   Then the stronger layers the set's policy asks for (user/network
+   namespaces, Landlock, a seccomp filter), each probed; see
+   worker/confinement.py.
+5. Send the probed report (``probed``): before any user code.
+6. Import the user module.  7. Discover functions.  8. Build each schema.
+9. Send ``ready`` (or ``load_failed``), then serve.
 
 Exit codes: 0 shutdown/EOF, 70 parent already gone, 74/76 I/O or protocol
 failure (reason on stderr). A load failure is reported as ``load_failed``
@@ -30,7 +34,7 @@ import msgpack  # noqa: F401 - imported now, before user code can shadow it
 
 from protocol import PROTOCOL_VERSION, ErrorKind, Notification, Verb, encode_message
 from protocol.messages import make_error_map
-from worker import confinement, sandbox
+from worker import confinement, enclosure, sandbox
 from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module
 from worker.serve import Server, describe_exception, write_all
@@ -48,16 +52,6 @@ def run(config: dict) -> NoReturn:
         os.set_inheritable(fd, False)  # a subprocess of user code does not get them
     capture = OutputCapture()
 
-    def _close_protocol_in_child() -> None:
-        # A process forked by user code never talks to the host.
-        for fd in (in_fd, out_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-    os.register_at_fork(after_in_child=_close_protocol_in_child)
-
     # A segfault in user code prints the Python traceback to fd 2, which the
     # host reads back as the crash's stderr tail.
     faulthandler.enable(file=sys.__stderr__, all_threads=True)
@@ -71,8 +65,22 @@ def run(config: dict) -> NoReturn:
     }
     limits = sandbox.SandboxLimits(**config["limits"])
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
-    # Namespaces, Landlock, then probes of what they claim; see confinement.py.
     policy = config.get("sandbox") or {}
+    # Own uid and namespaces first: from here on this process may be pid 2
+    # of its own PID namespace, below a warden and an init (enclosure.py).
+    enclosed = enclosure.enclose(policy, config["limits"], os.getcwd(), [in_fd, out_fd])
+
+    def _close_protocol_in_child() -> None:
+        # A process forked by user code never talks to the host.
+        for fd in (in_fd, out_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    os.register_at_fork(after_in_child=_close_protocol_in_child)
+
+    # Namespaces, Landlock, then probes of what they claim; see confinement.py.
     report, unmet = confinement.apply(
         policy,
         host_pid=config["host_pid"],
@@ -83,8 +91,14 @@ def run(config: dict) -> NoReturn:
             *([os.path.dirname(config["path"])] if config.get("path") else []),
             *config.get("extra_sys_path", []),
         ],
+        enclosed=enclosed,
+        host_uid=config.get("host_uid", 0),
     )
     protections.update(report)
+    # The report leaves before any user code runs: nothing the module does
+    # at import can change what the host believes (the host takes the
+    # report from this message only).
+    write_all(out_fd, encode_message(Notification(Verb.PROBED, {"protections": protections})))
     if unmet and policy.get("required"):
         message = "the sandbox policy requires layers not in force here: " + "; ".join(unmet)
         err = make_error_map(ErrorKind.IMPORT_FAILED, message, "SandboxUnavailable")
@@ -140,7 +154,6 @@ def run(config: dict) -> NoReturn:
         "pid": my_pid,
         "functions": functions,
         "skipped": skipped,
-        "protections": protections,
         **capture.collect(),
     }
     try:

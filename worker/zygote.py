@@ -42,7 +42,7 @@ import sys
 
 import msgpack
 
-from worker import confinement, sandbox, start
+from worker import confinement, enclosure, sandbox, start
 
 MAX_FDS = 4
 
@@ -137,6 +137,7 @@ def main() -> None:
     sandbox.become_subreaper()
     _warm_up()
     confinement.prepare(host_pid, os.getpid())
+    enclosure.prepare()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)

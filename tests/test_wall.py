@@ -1,0 +1,335 @@
+"""Attacks on the wall between a worker and its host, each written against
+a sentence of the README's sandbox section, with the default policy and a
+real worker. Where a layer needs root (a private mount, IPC and PID
+namespace), the test checks what the report says instead of the attack.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import stat
+import tempfile
+import time
+
+import pytest
+
+from host import Limits, Sandbox
+from tests.conftest import wait_for
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="private namespaces need a root host")
+
+ATTACKS = r'''
+import ctypes, errno, os, resource, signal
+
+
+def _outcome(fn, *args):
+    try:
+        fn(*args)
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "ok"
+
+
+def meddle(pids: list[int]) -> dict:
+    """Try to change each process's limits, priority and CPU placement,
+    each time to the value it already has (harmless if it goes through)."""
+    out = {}
+    for pid in pids:
+        out[str(pid)] = [
+            _outcome(resource.prlimit, pid, resource.RLIMIT_CORE),
+            _outcome(os.setpriority, os.PRIO_PROCESS, pid, 0),
+            _outcome(os.sched_getaffinity, pid),
+            _outcome(os.kill, pid, 0),
+        ]
+    return out
+
+
+def open_path(path: str) -> str:
+    return _outcome(lambda: os.close(os.open(path, os.O_RDONLY | os.O_NOCTTY)))
+
+
+def chmod(path: str, mode: int) -> str:
+    return _outcome(os.chmod, path, mode)
+
+
+def listing(path: str) -> list[str]:
+    return sorted(os.listdir(path))
+
+
+def open_pty() -> bool:
+    a, b = os.openpty()
+    os.close(a)
+    os.close(b)
+    return True
+
+
+def memfd() -> str:
+    return _outcome(os.memfd_create, "x")
+
+
+def fill(path: str, mib: int) -> list:
+    """Write ``mib`` MiB into ``path`` in 1 MiB files; (written, error)."""
+    os.makedirs(path, exist_ok=True)
+    block = b"x" * (1 << 20)
+    for i in range(mib):
+        try:
+            with open(os.path.join(path, f"f{i}"), "wb") as f:
+                f.write(block)
+        except OSError as exc:
+            return [i, errno.errorcode.get(exc.errno)]
+    return [mib, "ok"]
+
+
+def home_flags() -> list[bool]:
+    flags = os.statvfs(os.environ["HOME"]).f_flag
+    return [bool(flags & os.ST_NOSUID), bool(flags & os.ST_NODEV)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def shm_get(key: int, size: int, create: bool) -> str:
+    flags = (0o1000 | 0o600) if create else 0  # IPC_CREAT
+    if _libc.shmget(ctypes.c_int(key), ctypes.c_size_t(size), ctypes.c_int(flags)) < 0:
+        return errno.errorcode.get(ctypes.get_errno())
+    return "ok"
+
+
+def pids_here() -> list[int]:
+    return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+
+
+def daemon_chain(marker: str) -> int:
+    """A chain of daemons, each in a new session, each forking the next and
+    exiting, forever: no process keeps one pid for long."""
+    if os.fork() == 0:
+        while True:
+            os.setsid()
+            _libc.prctl(15, marker.encode(), 0, 0, 0)  # PR_SET_NAME
+            if os.fork():
+                os._exit(0)
+            import time
+            time.sleep(0.01)
+    return os.getpid()
+'''
+
+
+def _load(make_host, write_set, sandbox: Sandbox | None = None, **limits):
+    fh = make_host(limits=Limits(timeout=10.0, sandbox=sandbox or Sandbox(), **limits))
+    fh.load_function_set(write_set("attacks", ATTACKS))
+    return fh
+
+
+def _subtree(pid: int) -> list[int]:
+    """``pid`` and its descendants, as the host sees them."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+@needs_root
+def test_the_host_and_other_workers_cannot_be_reached_by_pid(make_host, write_set):
+    fh = _load(make_host, write_set)
+    fh.load_function_set(write_set("sibling", "def hello() -> str:\n    return 'hi'\n"))
+    sibling = _subtree(fh.function_sets["sibling"]["pid"])
+    assert len(sibling) == 3  # warden, init, worker
+    targets = [os.getpid(), *sibling]
+    outcomes = fh.call("meddle", {"pids": targets})
+    for pid in targets:
+        assert outcomes[str(pid)] == ["ESRCH"] * 4, (pid, outcomes[str(pid)])
+    assert fh.call("hello") == "hi"
+    report = fh.protections("attacks")
+    assert report["pid_namespace"] is True
+    assert report["host_limits_protected"] is True
+
+
+@needs_root
+def test_the_worker_sees_only_its_own_processes(make_host, write_set):
+    fh = _load(make_host, write_set)
+    # init, and the worker under the pid number the host knows it by.
+    assert fh.call("pids_here") == [1, fh.function_sets["attacks"]["pid"]]
+    assert fh.protections("attacks")["private_proc"] is True
+
+
+@needs_root
+def test_the_hosts_terminals_are_absent_and_ptys_still_work(make_host, write_set):
+    fh = _load(make_host, write_set)
+    leader, follower = os.openpty()
+    try:
+        name = os.ttyname(follower)
+        assert fh.call("open_path", {"path": name}) == "ENOENT"
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert fh.call("listing", {"path": "/dev/pts"}) == ["ptmx"]
+    assert fh.call("open_pty") is True
+    assert fh.protections("attacks")["private_devpts"] is True
+
+
+@needs_root
+def test_files_outside_scratch_cannot_be_chmod_ed(make_host, write_set, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("root's")
+    os.chmod(victim, 0o644)
+    fh = _load(make_host, write_set)
+    assert fh.call("chmod", {"path": str(victim), "mode": 0o4777}) == "EROFS"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    assert fh.protections("attacks")["read_only_view"] is True
+
+
+@needs_root
+def test_writable_paths_stay_writable_in_the_read_only_view(make_host, write_set, tmp_path):
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    fh = _load(make_host, write_set, Sandbox(writable_paths=(str(open_dir),)))
+    assert fh.call("fill", {"path": str(open_dir / "d"), "mib": 1}) == [1, "ok"]
+    assert (open_dir / "d" / "f0").stat().st_size == 1 << 20
+
+
+@needs_root
+def test_scratch_is_a_private_nosuid_tmpfs_capped_by_disk_mb(make_host, write_set):
+    fh = _load(make_host, write_set, disk_mb=8)
+    written, error = fh.call("fill", {"path": "big", "mib": 32})
+    assert error == "ENOSPC" and written <= 8
+    # /dev/shm shares the same budget: it is full too.
+    assert fh.call("fill", {"path": "/dev/shm/more", "mib": 2})[1] == "ENOSPC"
+    assert fh.call("home_flags") == [True, True]
+    # The host's own scratch directory never sees the files.
+    scratch = os.readlink(f"/proc/{fh.function_sets['attacks']['pid']}/cwd")
+    assert scratch.endswith("/scratch") and os.listdir(scratch) == []
+    assert fh.protections("attacks")["scratch_tmpfs"] is True
+
+
+def test_memfd_is_refused(make_host, write_set):
+    fh = _load(make_host, write_set)
+    assert fh.call("memfd") == "EPERM"
+    assert fh.protections("attacks")["memfd_refused"] is True
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@needs_root
+def test_sysv_shared_memory_is_private_capped_and_dies_with_the_worker(make_host, write_set):
+    key = 0x0F4E0000 + os.getpid() % 0xFFFF
+    host_segment = _libc.shmget(ctypes.c_int(key), ctypes.c_size_t(4096), ctypes.c_int(0o1600))
+    assert host_segment >= 0
+    try:
+        fh = _load(make_host, write_set, memory_mb=128)
+        assert fh.call("shm_get", {"key": key, "size": 0, "create": False}) == "ENOENT"
+        # Within the cap, then past it (128 MiB in all).
+        assert fh.call("shm_get", {"key": 1, "size": 64 << 20, "create": True}) == "ok"
+        assert fh.call("shm_get", {"key": 2, "size": 96 << 20, "create": True}) == "ENOSPC"
+        fh.close()
+        with open("/proc/sysvipc/shm") as f:
+            sizes = [line.split()[3] for line in f.read().splitlines()[1:]]
+        assert str(64 << 20) not in sizes
+    finally:
+        _libc.shmctl(ctypes.c_int(host_segment), ctypes.c_int(0), None)  # IPC_RMID
+
+
+def _processes_named(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == marker:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@needs_root
+def test_a_chain_of_daemons_dies_with_its_worker(make_host, write_set):
+    marker = f"fnhd{os.getpid() % 100000}"
+    fh = _load(make_host, write_set)
+    fh.call("daemon_chain", {"marker": marker})
+    assert wait_for(lambda: bool(_processes_named(marker)), 5.0)
+    fh.close()
+    assert wait_for(lambda: not _processes_named(marker), 5.0)
+    time.sleep(0.3)  # a chain that survived would have forked again by now
+    assert _processes_named(marker) == []
+
+
+TAMPER = r"""
+import sys
+
+# At import time: find the start sequence's report on the stack and claim
+# every layer (dicts of plain values are not tracked by gc; frames are).
+frame = sys._getframe()
+while frame is not None:
+    report = frame.f_locals.get("protections")
+    if isinstance(report, dict):
+        for key in list(report):
+            report[key] = True
+        report["forged_layer"] = True
+    frame = frame.f_back
+
+
+def hello() -> str:
+    return "hi"
+"""
+
+
+def test_user_code_cannot_edit_the_protections_report(make_host, write_set):
+    fh = make_host(limits=Limits(timeout=10.0, sandbox=Sandbox(network=True)))
+    fh.load_function_set(write_set("tamper", TAMPER))
+    report = fh.protections("tamper")
+    assert "forged_layer" not in report
+    assert report["network_blocked"] is False  # network=True: not blocked
+
+
+@needs_root
+def test_own_uid_runs_the_worker_as_a_uid_of_its_own(make_host, write_set):
+    # A set the worker's uid can reach (its uid reads only what others may).
+    shared = tempfile.mkdtemp(prefix="fnhost-test-shared-", dir="/tmp")
+    try:
+        os.chmod(shared, 0o755)
+        path = os.path.join(shared, "mine.py")
+        with open(path, "w") as f:
+            f.write("import os\ndef pid() -> int:\n    return os.getpid()\n")
+        os.chmod(path, 0o644)
+        fh = make_host(limits=Limits(timeout=10.0, sandbox=Sandbox(own_uid=True)))
+        fh.load_function_set(path)
+        warden = fh.function_sets["mine"]["pid"]
+        uids = set()
+        for pid in _subtree(warden):
+            with open(f"/proc/{pid}/status") as f:
+                line = next(x for x in f if x.startswith("Uid:"))
+            uids.add(tuple(int(v) for v in line.split()[1:]))
+        assert uids == {(0x70000000 + warden,) * 4}
+        assert fh.protections("mine")["own_uid"] is True
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_the_report_says_own_uid_is_off_by_default(make_host, write_set):
+    fh = _load(make_host, write_set)
+    assert fh.protections("attacks")["own_uid"] is False
+
+
+@needs_root
+def test_a_timeout_kills_the_whole_namespace_and_the_set_recovers(make_host, write_set):
+    marker = f"fnht{os.getpid() % 100000}"
+    source = ATTACKS + "\n\ndef hang() -> None:\n    import time\n    time.sleep(60)\n"
+    fh = make_host(limits=Limits(timeout=1.0))
+    fh.load_function_set(write_set("attacks", source))
+    fh.call("daemon_chain", {"marker": marker})
+    assert wait_for(lambda: bool(_processes_named(marker)), 5.0)
+    with pytest.raises(Exception) as info:
+        fh.call("hang")
+    assert type(info.value).__name__ == "CallTimeout"
+    assert wait_for(lambda: not _processes_named(marker), 5.0)
+    assert fh.call("pids_here") == [1, fh.function_sets["attacks"]["pid"]]

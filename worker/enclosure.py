@@ -1,0 +1,416 @@
+"""A worker's own identity and view of the system, set up while it may still.
+
+Runs first in the start sequence (``worker.start``), before anything else
+forks or registers fork hooks, and before any user code. Where the process
+holds ``CAP_SYS_ADMIN`` (a host running as root: the zygote and its children
+are root too), it:
+
+1. enters new mount, IPC, PID and (for a set without network access)
+   network namespaces (``unshare``);
+2. splits in three (a PID namespace takes effect for children only):
+
+   - the *warden*, this process: stays outside the PID namespace, is the
+     pid the host and the zygote know, waits for ``init`` and ends the way
+     the worker ended (the same exit code, or killed by the same signal);
+   - *init*, pid 1 of the new namespace: mounts the private view (below),
+     forks the worker, reaps every orphan, and when the worker is gone
+     exits, which makes the kernel kill every process left in the
+     namespace: nothing a worker starts (daemons in new sessions included)
+     outlives it;
+   - the *worker*, which returns from ``enclose`` and runs the rest of the
+     start sequence. Inside its namespace it has the warden's pid number
+     (``kernel.ns_last_pid``), so ``os.getpid()`` matches the pid the host
+     reports for the set. It is not pid 1, so signals it sends itself and
+     ``os.abort`` behave as anywhere else;
+
+3. mounts, in the private mount namespace: one size-capped tmpfs
+   (``disk_mb``, ``nosuid``, ``nodev``) over the worker's directory, holding
+   the new scratch directory and the worker's ``/dev/shm`` (so scratch and
+   shared memory share one budget and vanish with the worker); a new
+   ``devpts`` instance on ``/dev/pts`` (the host's terminals are absent,
+   ptys still work); a ``/proc`` of the new PID namespace (the host and
+   other workers are not in it); and SysV shared memory capped at the
+   memory limit (the namespace's ``kernel.shmall``);
+4. drops all three processes to their own uid and gid, ``uid_base + pid``
+   (the warden's pid, unique on the machine while it lives): not the host's,
+   not another worker's. The kernel then refuses ``prlimit``,
+   ``setpriority``, ``sched_setaffinity``, ``ioprio_set``, signals and
+   ``ptrace`` against the host and other workers, and every file the worker
+   creates is its own.
+
+Without ``CAP_SYS_ADMIN`` (a host that is not root) nothing here applies,
+the report says so (``own_uid`` and the namespace claims stay false), and
+the worker keeps the layers of ``worker.confinement``.
+
+``enclose`` never raises for a layer the kernel refuses: it reports what
+holds. It exits the process (warden and init never return) and raises
+only if it cannot fork at all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import signal
+import struct
+
+from worker import sandbox
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
+
+#: The first uid (and gid) of the range workers run as when the host is root:
+#: a worker gets ``uid_base + pid`` (pids stay below ``kernel.pid_max``,
+#: 4,194,304 at most). Above the ranges ``/etc/subuid`` and container
+#: runtimes hand out by default, below systemd's reserved ones.
+DEFAULT_UID_BASE = 0x70000000
+PID_MAX_LIMIT = 4_194_304
+
+#: Exit code of the warden when init vanished without a status (should not
+#: happen: init is killed only together with the warden).
+EXIT_LOST = 75
+
+
+class Enclosure:
+    """What ``enclose`` achieved (each True only if the kernel agreed)."""
+
+    __slots__ = (
+        "uid", "own_uid", "namespaces", "network", "tmpfs", "devpts", "proc", "sysv", "read_only"
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.uid: int | None = None
+        self.own_uid = self.namespaces = self.network = False
+        self.tmpfs = self.devpts = self.proc = self.sysv = self.read_only = False
+
+    def report(self) -> dict[str, bool]:
+        """The layers as entered (``worker.confinement`` adds the probes)."""
+        return {
+            "mount_namespace": self.namespaces,
+            "ipc_namespace": self.namespaces,
+            "pid_namespace": self.namespaces,
+            "scratch_tmpfs": self.tmpfs,
+            "private_devpts": self.devpts,
+            "private_proc": self.proc,
+            "sysv_memory_capped": self.sysv,
+            "read_only_view": self.read_only,
+        }
+
+
+_libc: list[ctypes.CDLL] = []
+
+
+def _c() -> ctypes.CDLL:
+    if not _libc:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
+        libc.mount.argtypes += [ctypes.c_ulong, ctypes.c_char_p]
+        _libc.append(libc)
+    return _libc[0]
+
+
+def prepare() -> None:
+    """Open libc now (the zygote calls it, so its children skip the work)."""
+    try:
+        _c()
+    except OSError:
+        pass
+
+
+def enclose(policy: dict, limits: dict, scratch: str, keep_fds: list[int]) -> Enclosure:
+    """Enter the namespaces and identity the policy asks for (see the module).
+
+    ``policy``: the sandbox policy (``own_uid``, ``private_namespaces``,
+    ``network``, ``uid_base``). ``limits``: the worker's limits map
+    (``memory_mb``, ``disk_mb``). ``scratch``: the scratch directory (the
+    cwd; its parent is the worker's directory). ``keep_fds``: fds only the
+    worker may hold (the protocol pipes); the warden and init close them.
+
+    Returns in the worker only, whose cwd is then its scratch directory
+    (the private one when ``scratch_tmpfs`` holds). Raises ``OSError`` only
+    if a fork fails after the namespaces were entered: the worker cannot
+    start then.
+    """
+    result = Enclosure()
+    if os.geteuid() != 0:
+        return result  # needs CAP_SYS_ADMIN in our user namespace: see module doc
+    warden_pid = os.getpid()
+    uid = None
+    if policy.get("own_uid", False):
+        uid = int(policy.get("uid_base", DEFAULT_UID_BASE)) + os.getpid()
+    if policy.get("private_namespaces", True):
+        no_net = not policy.get("network", False)
+        flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (CLONE_NEWNET if no_net else 0)
+        before = _namespace_ids()
+        if _c().unshare(ctypes.c_int(flags)) == 0:
+            # Counted only if the kernel shows new ones (pid: for children).
+            after = _namespace_ids()
+            result.namespaces = all(
+                after[kind] != before[kind] for kind in ("mnt", "ipc", "pid_for_children")
+            )
+            result.network = no_net and after["net"] != before["net"]
+    if result.namespaces:
+        _split(keep_fds, uid)  # returns in init, pid 1 of the new namespace
+        _private_view(result, policy, limits, scratch, uid)
+    else:
+        _share_scratch(scratch, uid)
+    if uid is not None:
+        result.own_uid = _become(uid)
+        result.uid = uid if result.own_uid else None
+    if result.namespaces:
+        _fork_worker(keep_fds, warden_pid)  # returns in the worker
+    return result
+
+
+def _namespace_ids() -> dict[str, int | None]:
+    ids: dict[str, int | None] = {}
+    for kind in ("mnt", "ipc", "pid_for_children", "net"):
+        try:
+            ids[kind] = os.stat(f"/proc/self/ns/{kind}").st_ino
+        except OSError:
+            ids[kind] = None
+    return ids
+
+
+def _share_scratch(scratch: str, uid: int | None) -> None:
+    """No private view: the host-made scratch directory becomes the
+    worker's, and its directory passable (not readable) by it."""
+    if uid is None:
+        return
+    try:
+        os.chown(scratch, uid, uid)
+        os.chmod(os.path.dirname(scratch), 0o711)
+    except OSError:
+        pass
+
+
+def _become(uid: int) -> bool:
+    """Drop to uid and gid ``uid`` with no supplementary groups, for good
+    (the saved ids change too, capabilities are gone). True if it holds:
+    switching back to root is refused."""
+    try:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    except OSError:
+        return False
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return True
+    return False
+
+
+#: init's ends of its two pipes to the warden (set by ``_split``).
+_status_w: list[int] = []
+
+
+def _split(keep_fds: list[int], uid: int | None) -> None:
+    """Fork init; this process becomes the warden. Returns in init."""
+    status_r, status_w = os.pipe()
+    life_r, life_w = os.pipe()
+    init_pid = os.fork()
+    if init_pid:
+        os.close(status_w)
+        os.close(life_r)
+        _warden(init_pid, status_r, keep_fds, uid)
+    os.close(status_r)
+    os.close(life_w)
+    # Dies with the warden. If the warden died before this was armed, its
+    # end of the life pipe is closed already: exit now.
+    sandbox.arm_parent_death()
+    if select.select([life_r], [], [], 0)[0]:
+        os._exit(EXIT_LOST)
+    os.close(life_r)
+    _status_w.append(status_w)
+
+
+def _fork_worker(keep_fds: list[int], warden_pid: int) -> None:
+    """In init: fork the worker, which returns; init never returns.
+
+    The worker gets the warden's pid number inside its namespace, so that
+    ``os.getpid()`` in user code is the pid the host shows for the set (and
+    differs between incarnations), not 2 in every worker.
+    """
+    status_w = _status_w.pop()
+    _write_sysctl("kernel/ns_last_pid", str(warden_pid - 1))
+    worker_pid = os.fork()
+    if worker_pid == 0:
+        os.close(status_w)
+        sandbox.arm_parent_death()
+        if os.getppid() != 1:
+            os._exit(EXIT_LOST)
+        return
+    _init(worker_pid, status_w, keep_fds)
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _init(worker_pid: int, status_w: int, keep_fds: list[int]) -> None:
+    """pid 1: reap everything; hand the worker's wait status to the warden,
+    then exit (the kernel kills what is left in the namespace)."""
+    _close_fds(keep_fds)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(EXIT_LOST)
+        if pid == worker_pid:
+            try:
+                os.write(status_w, struct.pack("=i", status))
+            finally:
+                os._exit(0)
+
+
+def _warden(init_pid: int, status_r: int, keep_fds: list[int], uid: int | None) -> None:
+    """Outside the namespace: wait for init, then end as the worker ended
+    (its exit code, or killed by its signal). Never returns."""
+    _close_fds(keep_fds)
+    if uid is not None:
+        _become(uid)
+    data = b""
+    while len(data) < 4:
+        try:
+            chunk = os.read(status_r, 4 - len(data))
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    init_status = 0
+    while True:
+        try:
+            init_status = os.waitpid(init_pid, 0)[1]
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+    # No status: init itself was killed (the host's SIGKILL); end the same way.
+    status = struct.unpack("=i", data)[0] if len(data) == 4 else init_status
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            signal.signal(sig, signal.SIG_DFL)  # refused for SIGKILL/SIGSTOP: fine
+        except (OSError, ValueError):
+            pass
+        os.kill(os.getpid(), sig)
+        os._exit(128 + sig)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_LOST)
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> bool:
+    encoded = data.encode() if data else None
+    kind = fstype.encode() if fstype else None
+    return _c().mount(source.encode(), target.encode(), kind, flags, encoded) == 0
+
+
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MS_REMOUNT = 0x20
+#: mount_setattr(2), the same number on x86_64 and aarch64.
+SYS_MOUNT_SETATTR = 442
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _read_only_everywhere() -> bool:
+    """Every mount of this namespace read-only, in one call (Linux 5.12+)."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    flags = ctypes.c_uint(AT_RECURSIVE)
+    call = _c().syscall
+    return call(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", flags, ctypes.byref(attr), 32) == 0
+
+
+def _writable_again(path: str) -> bool:
+    """Make ``path`` (a directory or file the policy lets the worker write)
+    a read-write mount of its own inside the read-only view."""
+    return _mount(path, path, None, MS_BIND | MS_REC) and _mount(
+        path, path, None, MS_BIND | MS_REMOUNT
+    )
+
+
+def _private_view(
+    result: Enclosure, policy: dict, limits: dict, scratch: str, uid: int | None
+) -> None:
+    """In init (root, in the new mount namespace): the mounts of the module doc."""
+    if not _mount("none", "/", None, MS_REC | MS_PRIVATE):
+        _share_scratch(scratch, uid)
+        return
+    if policy.get("confine_writes", True):
+        # Outside scratch, /dev/shm and the paths the policy opens, nothing
+        # can be created, written, chmod-ed, chown-ed or renamed (EROFS).
+        result.read_only = _read_only_everywhere() and all(
+            _writable_again(path)
+            for path in policy.get("writable_paths") or ()
+            if os.path.exists(path)
+        )
+    owner = 0 if uid is None else uid
+    workdir = os.path.dirname(scratch)
+    disk_mb = int(limits.get("disk_mb") or 0)
+    size = f"size={disk_mb}m," if disk_mb else ""
+    if _mount("fnhost", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"{size}mode=0755"):
+        try:
+            shm = os.path.join(workdir, "shm")
+            for path in (scratch, shm):
+                os.mkdir(path, 0o700)
+                os.chown(path, owner, owner)
+            result.tmpfs = _mount(shm, "/dev/shm", None, MS_BIND)
+            os.chdir(scratch)  # the old cwd is the host's directory beneath
+            # The host's directory is covered: its capture files are not here.
+            result.tmpfs = result.tmpfs and _listing(workdir) == ["scratch", "shm"]
+        except OSError:
+            result.tmpfs = False
+    if not result.tmpfs:
+        _share_scratch(scratch, uid)
+    result.proc = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666"):
+        # A fresh instance holds no terminal but its multiplexer.
+        result.devpts = _mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND) and (
+            _listing("/dev/pts") == ["ptmx"]
+        )
+    if result.proc:
+        # SysV shared memory of this namespace, in pages: no more than the
+        # memory limit (segments are not counted by RLIMIT_AS unless attached).
+        pages = (int(limits.get("memory_mb") or 512) * 1024 * 1024) // os.sysconf("SC_PAGE_SIZE")
+        result.sysv = _write_sysctl("kernel/shmall", str(pages)) and _write_sysctl(
+            "fs/mqueue/queues_max", "16"
+        )
+
+
+def _listing(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _write_sysctl(name: str, value: str) -> bool:
+    try:
+        with open(f"/proc/sys/{name}", "w") as f:
+            f.write(value)
+        return True
+    except OSError:
+        return False
