@@ -60,6 +60,38 @@ def _pidfd_works() -> bool:
     return True
 
 
+def _outside_view(pid: int) -> dict:
+    """What the kernel shows the host of a worker's process tree (its
+    warden ``pid`` and descendants): parent, uids, namespaces."""
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        children = _read(f"/proc/{p}/task/{p}/children") or ""
+        todo += [int(c) for c in children.split()]
+    uids = set()
+    for p in tree:
+        status = _read(f"/proc/{p}/status") or ""
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                uids |= {int(v) for v in line.split()[1:]}
+    stat = (_read(f"/proc/{pid}/stat") or ") 0 0").rsplit(")", 1)[1].split()
+
+    def ns(p: int, kind: str) -> str | None:
+        try:
+            return os.readlink(f"/proc/{p}/ns/{kind}")
+        except OSError:
+            return None
+
+    inner = tree[-1]
+    return {
+        "ppid": int(stat[1]),
+        "own_uid": bool(uids) and os.getuid() not in uids,
+        "pid_namespace": ns(inner, "pid") not in (None, ns(os.getpid(), "pid")),
+        "mount_namespace": ns(inner, "mnt") not in (None, ns(os.getpid(), "mnt")),
+    }
+
+
 def diagnose() -> list[Layer]:
     """Start a worker, read what it applied, and probe the rest of the system."""
     layers: list[Layer] = []
@@ -72,8 +104,14 @@ def diagnose() -> list[Layer]:
     with FunctionHost(builtin_dir=empty, user_dirs=[]) as fh:
         fh.load_function_set(probe)
         facts = fh.call("probe")
-        reported = fh.function_sets["doctor_probe"]["protections"]
-        forked = facts["ppid"] != os.getpid()
+        reported = dict(fh.function_sets["doctor_probe"]["protections"])
+        pid = fh.function_sets["doctor_probe"]["pid"]
+        outside = _outside_view(pid)
+        forked = outside["ppid"] != os.getpid()
+        # Checked from here, against the kernel, not taken from the worker.
+        for key in ("own_uid", "pid_namespace", "mount_namespace"):
+            if key in reported:
+                reported[key] = reported[key] and outside[key]
     shutil.rmtree(workdir, ignore_errors=True)
     names = {
         "own_session": "own session (setsid); timeouts kill the process group",
@@ -94,6 +132,17 @@ def diagnose() -> list[Layer]:
         "writes_confined": "probe: creating a file outside the scratch dir fails",
         "host_signals_blocked": "probe: kill(host, 0) fails (Landlock signal scope)",
         "host_memory_hidden": "probe: /proc/<host>/environ unreadable, no ptrace",
+        "own_uid": "own uid and gid (root host): seen from here on every worker process",
+        "pid_namespace": "own PID namespace: host invisible (seen from here)",
+        "mount_namespace": "own mount namespace (seen from here)",
+        "ipc_namespace": "own IPC namespace: private SysV memory and queues",
+        "read_only_view": "every mount read-only outside scratch and writable_paths",
+        "scratch_tmpfs": "scratch and /dev/shm: one private tmpfs (Limits.disk_mb)",
+        "private_devpts": "own /dev/pts: the host's terminals are absent",
+        "private_proc": "own /proc: only the worker's processes",
+        "sysv_memory_capped": "SysV shared memory capped at memory_mb",
+        "host_limits_protected": "probe: prlimit on the host fails",
+        "memfd_refused": "probe: memfd_create fails (memory no rlimit counts)",
     }
     for key, text in names.items():
         if key in reported:

@@ -73,7 +73,7 @@ class Sandbox:
     restrict_syscalls: bool = True
     confine_reads: bool = False
     readable_paths: tuple[str, ...] = ()
-    own_uid: bool = False
+    own_uid: bool = True
     uid_base: int = 0x70000000
     private_namespaces: bool = True
     required: bool = False

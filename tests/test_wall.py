@@ -176,15 +176,49 @@ def test_the_hosts_terminals_are_absent_and_ptys_still_work(make_host, write_set
     assert fh.protections("attacks")["private_devpts"] is True
 
 
+@pytest.fixture
+def world_readable_dir():
+    """A directory every uid can reach (tmp_path is 0700: hidden from a
+    worker with its own uid)."""
+    path = tempfile.mkdtemp(prefix="fnhost-test-shared-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @needs_root
-def test_files_outside_scratch_cannot_be_chmod_ed(make_host, write_set, tmp_path):
-    victim = tmp_path / "victim"
-    victim.write_text("root's")
+@pytest.mark.parametrize("own_uid", [True, False])
+def test_files_outside_scratch_cannot_be_chmod_ed(
+    make_host, write_set, world_readable_dir, own_uid
+):
+    victim = os.path.join(world_readable_dir, "victim")
+    with open(victim, "w") as f:
+        f.write("root's")
     os.chmod(victim, 0o644)
-    fh = _load(make_host, write_set)
-    assert fh.call("chmod", {"path": str(victim), "mode": 0o4777}) == "EROFS"
-    assert stat.S_IMODE(victim.stat().st_mode) == 0o644
+    fh = _load(make_host, write_set, Sandbox(own_uid=own_uid))
+    assert fh.call("chmod", {"path": victim, "mode": 0o4777}) == "EROFS"
+    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o644
     assert fh.protections("attacks")["read_only_view"] is True
+
+
+@needs_root
+def test_with_its_own_uid_a_worker_reads_only_what_others_may(
+    make_host, write_set, world_readable_dir, tmp_path
+):
+    private = os.path.join(world_readable_dir, "private")
+    public = os.path.join(world_readable_dir, "public")
+    for path, mode in ((private, 0o600), (public, 0o644)):
+        with open(path, "w") as f:
+            f.write("x")
+        os.chmod(path, mode)
+    hidden = tmp_path / "hidden.txt"  # tmp_path is 0700: covered, not there
+    hidden.write_text("x")
+    fh = _load(make_host, write_set)
+    assert fh.call("open_path", {"path": private}) == "EACCES"
+    assert fh.call("open_path", {"path": public}) == "ok"
+    assert fh.call("open_path", {"path": str(hidden)}) == "ENOENT"
+    # The root home (0700) is covered: its files are gone, not just unreadable.
+    assert fh.call("listing", {"path": "/root"}) in ([], [".pyenv"])
 
 
 @needs_root
@@ -315,9 +349,11 @@ def test_own_uid_runs_the_worker_as_a_uid_of_its_own(make_host, write_set):
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def test_the_report_says_own_uid_is_off_by_default(make_host, write_set):
+def test_the_report_says_own_uid_holds_only_for_a_root_host(make_host, write_set):
     fh = _load(make_host, write_set)
-    assert fh.protections("attacks")["own_uid"] is False
+    assert fh.protections("attacks")["own_uid"] is ROOT
+    fh2 = _load(make_host, write_set, Sandbox(own_uid=False))
+    assert fh2.protections("attacks")["own_uid"] is False
 
 
 @needs_root

@@ -259,9 +259,9 @@ def apply(
     ns.network = ns.network or enclosed.network
     report = {"user_namespace": ns.user, "network_namespace": ns.network, **enclosed.report()}
     writable = list(policy.get("writable_paths") or ())
-    if enclosed.tmpfs:
+    if enclosed.view.tmpfs:
         writable.append("/dev/shm")  # private, and inside the disk_mb budget
-    if enclosed.devpts:
+    if enclosed.view.devpts:
         writable += ["/dev/ptmx", "/dev/pts"]  # a private instance: ptys work
     confined = landlock.Confinement()
     if confine_writes or confine_reads or isolate or not network:
@@ -303,7 +303,7 @@ def apply(
     # seccomp alone cannot refuse a host *thread*'s id; Landlock's scope can.
     report["host_signals_blocked"] = probes["host_signals_blocked"] and confined.signals
     report["host_memory_hidden"] = probes["host_memory_hidden"] and (
-        confined.restricted or (enclosed.own_uid and enclosed.proc)
+        confined.restricted or (enclosed.own_uid and enclosed.view.proc)
     )
     report["own_uid"] = enclosed.own_uid and _uid_fixed(host_uid)
     report["host_limits_protected"] = probes["host_limits_protected"] and (
@@ -324,7 +324,7 @@ def apply(
         "reads_confined": confine_reads,
         "host_signals_blocked": isolate,
         "host_memory_hidden": isolate,
-        "own_uid": bool(policy.get("own_uid", False)) and host_uid == 0,
+        "own_uid": bool(policy.get("own_uid", True)) and host_uid == 0,
         "pid_namespace": bool(policy.get("private_namespaces", True)) and host_uid == 0,
     }
     for claim, asked in wanted.items():

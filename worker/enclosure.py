@@ -23,14 +23,10 @@ are root too), it:
      reports for the set. It is not pid 1, so signals it sends itself and
      ``os.abort`` behave as anywhere else;
 
-3. mounts, in the private mount namespace: one size-capped tmpfs
-   (``disk_mb``, ``nosuid``, ``nodev``) over the worker's directory, holding
-   the new scratch directory and the worker's ``/dev/shm`` (so scratch and
-   shared memory share one budget and vanish with the worker); a new
-   ``devpts`` instance on ``/dev/pts`` (the host's terminals are absent,
-   ptys still work); a ``/proc`` of the new PID namespace (the host and
-   other workers are not in it); and SysV shared memory capped at the
-   memory limit (the namespace's ``kernel.shmall``);
+3. has init build the worker's filesystem view (``worker.private_view``):
+   read-only outside its scratch, a capped private tmpfs scratch and
+   ``/dev/shm``, its own ``/proc`` and ``devpts``, and, for a worker with
+   its own uid, the paths it must read made reachable;
 4. drops all three processes to their own uid and gid, ``uid_base + pid``
    (the warden's pid, unique on the machine while it lives): not the host's,
    not another worker's. The kernel then refuses ``prlimit``,
@@ -55,15 +51,13 @@ import select
 import signal
 import struct
 
-from worker import sandbox
+from worker import private_view, sandbox
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 
 #: The first uid (and gid) of the range workers run as when the host is root:
 #: a worker gets ``uid_base + pid`` (pids stay below ``kernel.pid_max``,
@@ -80,26 +74,26 @@ EXIT_LOST = 75
 class Enclosure:
     """What ``enclose`` achieved (each True only if the kernel agreed)."""
 
-    __slots__ = (
-        "uid", "own_uid", "namespaces", "network", "tmpfs", "devpts", "proc", "sysv", "read_only"
-    )  # fmt: skip
+    __slots__ = ("uid", "own_uid", "namespaces", "network", "view")
 
     def __init__(self) -> None:
         self.uid: int | None = None
         self.own_uid = self.namespaces = self.network = False
-        self.tmpfs = self.devpts = self.proc = self.sysv = self.read_only = False
+        self.view = private_view.View()
 
     def report(self) -> dict[str, bool]:
         """The layers as entered (``worker.confinement`` adds the probes)."""
+        view = self.view
         return {
             "mount_namespace": self.namespaces,
             "ipc_namespace": self.namespaces,
-            "pid_namespace": self.namespaces,
-            "scratch_tmpfs": self.tmpfs,
-            "private_devpts": self.devpts,
-            "private_proc": self.proc,
-            "sysv_memory_capped": self.sysv,
-            "read_only_view": self.read_only,
+            "scratch_tmpfs": view.tmpfs,
+            "private_devpts": view.devpts,
+            "private_proc": view.proc,
+            "sysv_memory_capped": view.sysv,
+            "read_only_view": view.read_only,
+            "paths_revealed": view.revealed,
+            "writable_paths_open": view.writable,
         }
 
 
@@ -108,10 +102,7 @@ _libc: list[ctypes.CDLL] = []
 
 def _c() -> ctypes.CDLL:
     if not _libc:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
-        libc.mount.argtypes += [ctypes.c_ulong, ctypes.c_char_p]
-        _libc.append(libc)
+        _libc.append(ctypes.CDLL(None, use_errno=True))
     return _libc[0]
 
 
@@ -121,16 +112,28 @@ def prepare() -> None:
         _c()
     except OSError:
         pass
+    private_view.prepare()
 
 
-def enclose(policy: dict, limits: dict, scratch: str, keep_fds: list[int]) -> Enclosure:
+def enclose(
+    policy: dict,
+    limits: dict,
+    scratch: str,
+    keep_fds: list[int],
+    reach: list[str],
+    granted: list[str],
+) -> Enclosure:
     """Enter the namespaces and identity the policy asks for (see the module).
 
-    ``policy``: the sandbox policy (``own_uid``, ``private_namespaces``,
-    ``network``, ``uid_base``). ``limits``: the worker's limits map
-    (``memory_mb``, ``disk_mb``). ``scratch``: the scratch directory (the
-    cwd; its parent is the worker's directory). ``keep_fds``: fds only the
-    worker may hold (the protocol pipes); the warden and init close them.
+    ``policy``: the sandbox policy (``own_uid``, ``uid_base``,
+    ``private_namespaces``, ``network``, ``confine_writes``,
+    ``writable_paths``). ``limits``: the worker's limits map (``memory_mb``,
+    ``disk_mb``). ``scratch``: the scratch directory (the cwd; its parent is
+    the worker's directory). ``keep_fds``: fds only the worker may hold (the
+    protocol pipes); the warden and init close them. ``reach``: paths a
+    worker with its own uid must be able to reach (interpreter, import
+    path); ``granted``: paths it must read whatever their modes (the set's
+    directory and import paths, ``readable_paths``).
 
     Returns in the worker only, whose cwd is then its scratch directory
     (the private one when ``scratch_tmpfs`` holds). Raises ``OSError`` only
@@ -142,8 +145,8 @@ def enclose(policy: dict, limits: dict, scratch: str, keep_fds: list[int]) -> En
         return result  # needs CAP_SYS_ADMIN in our user namespace: see module doc
     warden_pid = os.getpid()
     uid = None
-    if policy.get("own_uid", False):
-        uid = int(policy.get("uid_base", DEFAULT_UID_BASE)) + os.getpid()
+    if policy.get("own_uid", True):
+        uid = int(policy.get("uid_base", DEFAULT_UID_BASE)) + warden_pid
     if policy.get("private_namespaces", True):
         no_net = not policy.get("network", False)
         flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (CLONE_NEWNET if no_net else 0)
@@ -157,14 +160,30 @@ def enclose(policy: dict, limits: dict, scratch: str, keep_fds: list[int]) -> En
             result.network = no_net and after["net"] != before["net"]
     if result.namespaces:
         _split(keep_fds, uid)  # returns in init, pid 1 of the new namespace
-        _private_view(result, policy, limits, scratch, uid)
+        result.view = private_view.build(policy, limits, scratch, uid, reach, granted)
+        if not result.view.tmpfs:
+            _share_scratch(scratch, uid)
     else:
         _share_scratch(scratch, uid)
+    if result.namespaces:
+        # The worker's pid number inside: the warden's (set while still root).
+        private_view.write_sysctl("kernel/ns_last_pid", str(warden_pid - 1))
+    parent = os.getppid()
     if uid is not None:
+        for fd in (1, 2):  # the capture files: /dev/stdout must open as ours
+            try:
+                os.fchown(fd, uid, uid)
+            except OSError:
+                pass
         result.own_uid = _become(uid)
         result.uid = uid if result.own_uid else None
+        # A change of uid disarms the parent-death signal: arm it again.
+        if result.namespaces:
+            _stay_with_warden(_life_r[0])
+        else:
+            sandbox.die_with_parent(parent)
     if result.namespaces:
-        _fork_worker(keep_fds, warden_pid)  # returns in the worker
+        _fork_worker(keep_fds)  # returns in the worker
     return result
 
 
@@ -224,14 +243,24 @@ def _split(keep_fds: list[int], uid: int | None) -> None:
     os.close(life_w)
     # Dies with the warden. If the warden died before this was armed, its
     # end of the life pipe is closed already: exit now.
+    _stay_with_warden(life_r)
+    _status_w.append(status_w)
+    _life_r.append(life_r)
+
+
+def _stay_with_warden(life_r: int) -> None:
+    """In init: die with the warden. If the warden died before the signal
+    was armed, its end of the life pipe is closed already: exit now."""
     sandbox.arm_parent_death()
     if select.select([life_r], [], [], 0)[0]:
         os._exit(EXIT_LOST)
-    os.close(life_r)
-    _status_w.append(status_w)
 
 
-def _fork_worker(keep_fds: list[int], warden_pid: int) -> None:
+#: init's end of the pipe that tells it the warden is alive (``_split``).
+_life_r: list[int] = []
+
+
+def _fork_worker(keep_fds: list[int]) -> None:
     """In init: fork the worker, which returns; init never returns.
 
     The worker gets the warden's pid number inside its namespace, so that
@@ -239,7 +268,7 @@ def _fork_worker(keep_fds: list[int], warden_pid: int) -> None:
     differs between incarnations), not 2 in every worker.
     """
     status_w = _status_w.pop()
-    _write_sysctl("kernel/ns_last_pid", str(warden_pid - 1))
+    os.close(_life_r.pop())
     worker_pid = os.fork()
     if worker_pid == 0:
         os.close(status_w)
@@ -281,7 +310,9 @@ def _warden(init_pid: int, status_r: int, keep_fds: list[int], uid: int | None) 
     (its exit code, or killed by its signal). Never returns."""
     _close_fds(keep_fds)
     if uid is not None:
+        parent = os.getppid()
         _become(uid)
+        sandbox.die_with_parent(parent)  # a change of uid disarmed it
     data = b""
     while len(data) < 4:
         try:
@@ -311,106 +342,3 @@ def _warden(init_pid: int, status_r: int, keep_fds: list[int], uid: int | None) 
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_LOST)
-
-
-def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> bool:
-    encoded = data.encode() if data else None
-    kind = fstype.encode() if fstype else None
-    return _c().mount(source.encode(), target.encode(), kind, flags, encoded) == 0
-
-
-AT_FDCWD = -100
-AT_RECURSIVE = 0x8000
-MOUNT_ATTR_RDONLY = 0x1
-MS_REMOUNT = 0x20
-#: mount_setattr(2), the same number on x86_64 and aarch64.
-SYS_MOUNT_SETATTR = 442
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [
-        ("attr_set", ctypes.c_uint64),
-        ("attr_clr", ctypes.c_uint64),
-        ("propagation", ctypes.c_uint64),
-        ("userns_fd", ctypes.c_uint64),
-    ]
-
-
-def _read_only_everywhere() -> bool:
-    """Every mount of this namespace read-only, in one call (Linux 5.12+)."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
-    flags = ctypes.c_uint(AT_RECURSIVE)
-    call = _c().syscall
-    return call(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", flags, ctypes.byref(attr), 32) == 0
-
-
-def _writable_again(path: str) -> bool:
-    """Make ``path`` (a directory or file the policy lets the worker write)
-    a read-write mount of its own inside the read-only view."""
-    return _mount(path, path, None, MS_BIND | MS_REC) and _mount(
-        path, path, None, MS_BIND | MS_REMOUNT
-    )
-
-
-def _private_view(
-    result: Enclosure, policy: dict, limits: dict, scratch: str, uid: int | None
-) -> None:
-    """In init (root, in the new mount namespace): the mounts of the module doc."""
-    if not _mount("none", "/", None, MS_REC | MS_PRIVATE):
-        _share_scratch(scratch, uid)
-        return
-    if policy.get("confine_writes", True):
-        # Outside scratch, /dev/shm and the paths the policy opens, nothing
-        # can be created, written, chmod-ed, chown-ed or renamed (EROFS).
-        result.read_only = _read_only_everywhere() and all(
-            _writable_again(path)
-            for path in policy.get("writable_paths") or ()
-            if os.path.exists(path)
-        )
-    owner = 0 if uid is None else uid
-    workdir = os.path.dirname(scratch)
-    disk_mb = int(limits.get("disk_mb") or 0)
-    size = f"size={disk_mb}m," if disk_mb else ""
-    if _mount("fnhost", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"{size}mode=0755"):
-        try:
-            shm = os.path.join(workdir, "shm")
-            for path in (scratch, shm):
-                os.mkdir(path, 0o700)
-                os.chown(path, owner, owner)
-            result.tmpfs = _mount(shm, "/dev/shm", None, MS_BIND)
-            os.chdir(scratch)  # the old cwd is the host's directory beneath
-            # The host's directory is covered: its capture files are not here.
-            result.tmpfs = result.tmpfs and _listing(workdir) == ["scratch", "shm"]
-        except OSError:
-            result.tmpfs = False
-    if not result.tmpfs:
-        _share_scratch(scratch, uid)
-    result.proc = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666"):
-        # A fresh instance holds no terminal but its multiplexer.
-        result.devpts = _mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND) and (
-            _listing("/dev/pts") == ["ptmx"]
-        )
-    if result.proc:
-        # SysV shared memory of this namespace, in pages: no more than the
-        # memory limit (segments are not counted by RLIMIT_AS unless attached).
-        pages = (int(limits.get("memory_mb") or 512) * 1024 * 1024) // os.sysconf("SC_PAGE_SIZE")
-        result.sysv = _write_sysctl("kernel/shmall", str(pages)) and _write_sysctl(
-            "fs/mqueue/queues_max", "16"
-        )
-
-
-def _listing(path: str) -> list[str]:
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
-
-
-def _write_sysctl(name: str, value: str) -> bool:
-    try:
-        with open(f"/proc/sys/{name}", "w") as f:
-            f.write(value)
-        return True
-    except OSError:
-        return False

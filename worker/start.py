@@ -68,7 +68,19 @@ def run(config: dict) -> NoReturn:
     policy = config.get("sandbox") or {}
     # Own uid and namespaces first: from here on this process may be pid 2
     # of its own PID namespace, below a warden and an init (enclosure.py).
-    enclosed = enclosure.enclose(policy, config["limits"], os.getcwd(), [in_fd, out_fd])
+    set_paths = [
+        *([os.path.dirname(config["path"])] if config.get("path") else []),
+        *config.get("extra_sys_path", []),
+    ]
+    granted = [*set_paths, *(policy.get("readable_paths") or ())]
+    enclosed = enclosure.enclose(
+        policy,
+        config["limits"],
+        os.getcwd(),
+        [in_fd, out_fd],
+        reach=confinement.readable_paths([]),
+        granted=granted,
+    )
 
     def _close_protocol_in_child() -> None:
         # A process forked by user code never talks to the host.
@@ -87,10 +99,7 @@ def run(config: dict) -> NoReturn:
         parent_pid=config.get("parent_pid", config["host_pid"]),
         scratch=os.getcwd(),
         capture_fds=capture.fds,
-        set_paths=[
-            *([os.path.dirname(config["path"])] if config.get("path") else []),
-            *config.get("extra_sys_path", []),
-        ],
+        set_paths=set_paths,
         enclosed=enclosed,
         host_uid=config.get("host_uid", 0),
     )

@@ -1,0 +1,346 @@
+"""The filesystem a worker sees, built by its init (root, in its own mount
+namespace) before anyone drops privileges; see ``worker.enclosure``.
+
+In order:
+
+1. every mount propagation-private, then (``confine_writes``) every mount
+   read-only, in one ``mount_setattr`` (writes, ``chmod``, ``chown``,
+   renames outside the paths below fail with ``EROFS``);
+2. one tmpfs, ``nosuid``/``nodev``, capped at ``disk_mb``, over the worker's
+   directory: the new ``scratch`` and the worker's ``/dev/shm`` (a bind of
+   ``shm`` beside it), both owned by the worker's uid. The host's directory
+   beneath, with the capture files, is out of sight;
+3. a ``/proc`` of the worker's PID namespace, and a new ``devpts`` instance
+   (no terminal of the host's; ptys still work);
+4. for a worker with its own uid (it reads only what others may):
+   *revealing* — each path the worker must reach (its interpreter, import
+   path, the set's directory, ``readable_paths``, ``writable_paths``, its
+   own directory) whose ancestors others cannot search (``/root`` is 0700)
+   is cloned (``open_tree``), an empty read-only tmpfs is laid over the
+   outermost such ancestor (hiding the rest of it: a root home's files are
+   gone, not just unreadable), and the clone is attached again at the same
+   path. The files keep their own modes: a set file must be readable by
+   others (``o+r``);
+5. ``writable_paths``: each a writable mount of its own; for a worker with
+   its own uid an *idmapped* one (Linux 5.12+, ext4/xfs/btrfs/tmpfs...), in
+   which files of the host's uid appear as the worker's: it can write
+   there, and what it writes belongs to the host's uid on disk;
+6. SysV shared memory of the namespace capped at ``memory_mb``
+   (``kernel.shmall``), POSIX message queues at 16.
+
+Nothing raises: each step's success is a field of ``View``, and a failed
+step leaves the rest (a path that cannot be revealed stays unreachable and
+the worker's import fails with a clear ``PermissionError``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 1 << 18
+MNT_DETACH = 2
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+O_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x00100000
+CLONE_NEWUSER = 0x10000000
+#: The same numbers on x86_64 and aarch64 (the generic table).
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
+
+
+class View:
+    """What ``build`` achieved (each True only if the kernel agreed)."""
+
+    __slots__ = ("read_only", "tmpfs", "proc", "devpts", "revealed", "writable", "sysv")
+
+    def __init__(self) -> None:
+        self.read_only = self.tmpfs = self.proc = self.devpts = False
+        self.revealed = self.writable = self.sysv = False
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+_libc: list[ctypes.CDLL] = []
+
+
+def _c() -> ctypes.CDLL:
+    if not _libc:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p]
+        libc.mount.argtypes += [ctypes.c_ulong, ctypes.c_char_p]
+        _libc.append(libc)
+    return _libc[0]
+
+
+def prepare() -> None:
+    """Open libc now (the zygote calls it, so its children skip the work)."""
+    try:
+        _c()
+    except OSError:
+        pass
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str = "") -> bool:
+    encoded = data.encode() if data else None
+    kind = fstype.encode() if fstype else None
+    return _c().mount(source.encode(), target.encode(), kind, flags, encoded) == 0
+
+
+def _setattr(fd: int, path: str, flags: int, attr: _MountAttr) -> bool:
+    call = _c().syscall
+    return (
+        call(SYS_MOUNT_SETATTR, fd, path.encode(), ctypes.c_uint(flags), ctypes.byref(attr), 32)
+        == 0
+    )
+
+
+def _clone_tree(path: str) -> int:
+    """A detached copy of the mounts at ``path`` (with those beneath), or -1."""
+    flags = ctypes.c_uint(OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC)
+    return _c().syscall(SYS_OPEN_TREE, AT_FDCWD, path.encode(), flags)
+
+
+def _attach(fd: int, path: str) -> bool:
+    call = _c().syscall
+    flags = ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)
+    return call(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, path.encode(), flags) == 0
+
+
+def listing(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def build(
+    policy: dict,
+    limits: dict,
+    scratch: str,
+    uid: int | None,
+    reach: list[str],
+    granted: list[str],
+) -> View:
+    """Build the view (see the module); the cwd is then the new scratch.
+
+    ``uid``: the worker's own uid, or None (it keeps the host's). ``reach``:
+    the paths a worker with its own uid must be able to reach (interpreter,
+    import path); ``granted``: those it must read whatever their modes (the
+    set's directory and import paths, ``readable_paths``).
+    """
+    view = View()
+    if not _mount("none", "/", None, MS_REC | MS_PRIVATE):
+        return view
+    owner = 0 if uid is None else uid
+    writable = [p for p in policy.get("writable_paths") or () if os.path.exists(p)]
+    if policy.get("confine_writes", True):
+        view.read_only = _setattr(AT_FDCWD, "/", AT_RECURSIVE, _MountAttr(MOUNT_ATTR_RDONLY))
+    workdir = os.path.dirname(scratch)
+    disk_mb = int(limits.get("disk_mb") or 0)
+    size = f"size={disk_mb}m," if disk_mb else ""
+    if _mount("fnhost", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"{size}mode=0755"):
+        try:
+            shm = os.path.join(workdir, "shm")
+            for path in (scratch, shm):
+                os.mkdir(path, 0o700)
+                os.chown(path, owner, owner)
+            view.tmpfs = _mount(shm, "/dev/shm", None, MS_BIND)
+            os.chdir(scratch)  # the old cwd is the host's directory beneath
+            # The host's directory is covered: its capture files are not here.
+            view.tmpfs = view.tmpfs and listing(workdir) == ["scratch", "shm"]
+        except OSError:
+            view.tmpfs = False
+    view.proc = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666"):
+        # A fresh instance holds no terminal but its multiplexer.
+        view.devpts = _mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND)
+        view.devpts = view.devpts and listing("/dev/pts") == ["ptmx"]
+    if uid is None:
+        view.revealed = True
+        view.writable = all(_writable_again(path) for path in writable)
+    else:
+        placed = _place(
+            [
+                *[(p, REVEAL) for p in [*reach, workdir]],
+                *[(p, GRANT_READ) for p in granted],
+                *[(p, GRANT_WRITE) for p in writable],
+            ],
+            uid,
+        )
+        view.revealed = view.writable = placed
+    if view.proc:
+        # SysV shared memory of this namespace, in pages: no more than the
+        # memory limit (segments count in RLIMIT_AS only while attached).
+        pages = (int(limits.get("memory_mb") or 512) << 20) // os.sysconf("SC_PAGE_SIZE")
+        view.sysv = write_sysctl("kernel/shmall", str(pages)) and write_sysctl(
+            "fs/mqueue/queues_max", "16"
+        )
+    return view
+
+
+def _open_to_others(path: str, need: int) -> bool:
+    try:
+        return (os.stat(path).st_mode & need) == need
+    except OSError:
+        return True  # nothing there to open up
+
+
+def _blocked_ancestor(path: str) -> str | None:
+    """The outermost directory above ``path`` that others cannot search."""
+    parts = path.split("/")
+    for i in range(2, len(parts)):
+        ancestor = "/".join(parts[:i])
+        if not _open_to_others(ancestor, 0o001):
+            return ancestor
+    return None
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """``paths`` without those beneath another one."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+#: How a path is put into a worker's view (``_place``).
+REVEAL, GRANT_READ, GRANT_WRITE = "reveal", "read", "write"
+
+
+def _place(paths: list[tuple[str, str]], uid: int) -> bool:
+    """Put each path into the view at its own name (module steps 4 and 5).
+
+    ``paths``: (path, how) with ``how`` one of ``REVEAL`` (reachable; its
+    files keep their modes), ``GRANT_READ`` (also readable as if the worker
+    owned it, read-only: the set's own directory, ``readable_paths``) and
+    ``GRANT_WRITE`` (writable as if it owned it). Each is cloned only if it
+    needs to be: a blocked ancestor, or a grant the modes do not give
+    already. True if every path that needed it was placed.
+    """
+    plan: list[tuple[str, str, str | None]] = []  # (path, how, blocked ancestor)
+    reveal_only = _outermost([os.path.realpath(p) for p, how in paths if how == REVEAL])
+    grants = {(os.path.realpath(p), how) for p, how in paths if how != REVEAL}
+    for path, how in [*[(p, REVEAL) for p in reveal_only], *sorted(grants)]:
+        if not path or not os.path.exists(path):
+            continue
+        blocked = _blocked_ancestor(path)
+        opened = how == REVEAL or (
+            how == GRANT_READ and _open_to_others(path, 0o005 if os.path.isdir(path) else 0o004)
+        )
+        if blocked or not opened:
+            plan.append((path, how if not opened else REVEAL, blocked))
+    if not plan:
+        return True
+    userns = -1
+    if any(how != REVEAL for _, how, _ in plan):
+        userns = _userns_mapping_root_to(uid)
+    ok = True
+    clones: list[tuple[str, bool, int]] = []
+    for path, how, _ in plan:
+        fd = _clone_tree(path)
+        if fd >= 0 and how != REVEAL:
+            # Files of the host's uid appear as the worker's; writes land as
+            # the host's uid on disk.
+            attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, max(userns, 0))
+            if how == GRANT_READ:
+                attr.attr_set |= MOUNT_ATTR_RDONLY
+            else:
+                attr.attr_clr = MOUNT_ATTR_RDONLY
+            if userns < 0 or not _setattr(fd, "", AT_EMPTY_PATH, attr):
+                os.close(fd)
+                fd = -1
+        ok = ok and fd >= 0
+        clones.append((path, os.path.isdir(path), fd))
+    if userns >= 0:
+        os.close(userns)
+    covers = _outermost([blocked for _, _, blocked in plan if blocked])
+    for cover in covers:
+        ok = _mount("fnhost", cover, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") and ok
+    old_umask = os.umask(0o022)
+    try:
+        for path, is_dir, fd in sorted(clones, key=lambda c: c[0].count("/")):
+            if fd < 0:
+                continue
+            try:
+                if is_dir:
+                    os.makedirs(path, 0o755, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
+                    if not os.path.exists(path):
+                        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+                ok = _attach(fd, path) and ok
+            except OSError:
+                ok = False
+            finally:
+                os.close(fd)
+    finally:
+        os.umask(old_umask)
+    for cover in covers:  # nothing may be written into the covers
+        _mount("none", cover, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    return ok
+
+
+def _writable_again(path: str) -> bool:
+    """``path`` a writable mount of its own in the read-only view."""
+    return _mount(path, path, None, MS_BIND | MS_REC) and _mount(
+        path, path, None, MS_BIND | MS_REMOUNT
+    )
+
+
+def _userns_mapping_root_to(uid: int) -> int:
+    """An fd of a user namespace in which uid/gid 0 is ``uid`` outside (the
+    idmap of a writable path), or -1. Costs a short-lived child."""
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(hold_w)
+            _c().unshare(ctypes.c_int(CLONE_NEWUSER))
+            os.write(ready_w, b"k")
+            os.read(hold_r, 1)  # until the parent has the namespace's fd
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(hold_r)
+    fd = -1
+    try:
+        if os.read(ready_r, 1) == b"k":
+            with open(f"/proc/{pid}/uid_map", "w") as f:
+                f.write(f"0 {uid} 1\n")
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+            with open(f"/proc/{pid}/gid_map", "w") as f:
+                f.write(f"0 {uid} 1\n")
+            fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)
+        os.waitpid(pid, 0)
+    return fd
+
+
+def write_sysctl(name: str, value: str) -> bool:
+    try:
+        with open(f"/proc/sys/{name}", "w") as f:
+            f.write(value)
+        return True
+    except OSError:
+        return False
