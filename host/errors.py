@@ -50,13 +50,31 @@ class LoadError(HostError):
 
 
 class NameConflict(HostError):
-    """Two function sets export the same name (or share a set name)."""
+    """Two function sets export the same name (or share a set name).
 
-    def __init__(self, name: str, first_set: str, second_set: str, what: str = "function") -> None:
+    ``what="prefix"``: under ``on_conflict="prefix"`` the later set's name
+    for ``name`` would be ``<set>__<name>``, which is not a valid tool name
+    (``reason`` says why); the set must be renamed.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        first_set: str,
+        second_set: str,
+        what: str = "function",
+        reason: str | None = None,
+    ) -> None:
         self.name = name
         self.first_set = first_set
         self.second_set = second_set
-        if what == "set":
+        if what == "prefix":
+            text = (
+                f"function {name!r} is exported by both {first_set!r} and {second_set!r}, "
+                f"and the prefixed name {second_set}__{name!s} cannot be a tool name: {reason}; "
+                f"load {second_set!r} under another set name (name=...)"
+            )
+        elif what == "set":
             text = (
                 f"function set name {name!r} is already taken by {first_set!r}; "
                 f"rename the file of {second_set!r} or pass name=..."

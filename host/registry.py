@@ -4,6 +4,12 @@ Every function is reachable as ``"set.function"``. The merged view maps a
 bare name to one function; when two sets export the same name the policy
 decides: ``"error"`` refuses the later set (``NameConflict``), ``"prefix"``
 exports the later set's colliding names as ``<set>__<function>``.
+
+A name with a dot is only ever resolved as ``set.function``: no merged name
+contains a dot (function names obey ``protocol.names``, checked in the
+worker and again on the host; set names are refused with a dot), and
+``resolve`` never looks a dotted name up in the merged view anyway, so no
+set can answer a call meant for another by its qualified name.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any, Literal
 from host.errors import NameConflict, UnknownFunction
 from host.worker_handle import WorkerHandle
 from host.worker_pool import WorkerPool
+from protocol.names import function_name_problem
 
 ConflictPolicy = Literal["error", "prefix"]
 
@@ -58,7 +65,14 @@ class Registry:
         raise NameConflict(name, f"{existing.name} ({existing.source})", source, what="set")
 
     def plan_exports(self, loaded: LoadedSet) -> dict[str, str]:
-        """Merged names for ``loaded``'s functions under the policy, or ``NameConflict``."""
+        """Merged names for ``loaded``'s functions under the policy, or ``NameConflict``.
+
+        A prefixed name must be a valid tool name too (a set called
+        ``"my tools"`` or a long set name cannot make one): ``NameConflict``
+        with ``what="prefix"`` then. A prefixed name that is taken (another
+        set exports ``<set>__<func>`` itself) is a ``NameConflict``, never a
+        silent takeover.
+        """
         exported: dict[str, str] = {}
         for func in loaded.functions:
             name = func
@@ -66,6 +80,11 @@ class Registry:
                 if self.on_conflict == "error":
                     raise NameConflict(func, self.merged[name][0], loaded.name)
                 name = f"{loaded.name}__{func}"
+                problem = function_name_problem(name)
+                if problem is not None:
+                    raise NameConflict(
+                        func, self.merged[func][0], loaded.name, what="prefix", reason=problem
+                    )
                 if name in self.merged or name in loaded.functions:
                     raise NameConflict(name, self.merged.get(name, (loaded.name,))[0], loaded.name)
             exported[func] = name
@@ -111,33 +130,38 @@ class Registry:
         }
 
     def resolve(self, name: str) -> tuple[LoadedSet, str]:
-        """``"func"`` (merged name) or ``"set.func"`` -> (set, bare function name)."""
-        target = self.merged.get(name)
-        if target is not None:
-            return self.sets[target[0]], target[1]
+        """``"func"`` (merged name) or ``"set.func"`` -> (set, bare function name).
+
+        A name with a dot is looked up only as set + function (split at the
+        last dot), never in the merged view. Raises ``UnknownFunction``
+        naming the set and why (no such set, or the function was skipped or
+        is not exported).
+        """
         set_name, dot, func = name.rpartition(".")
-        if dot:
-            loaded = self.sets.get(set_name)
-            if loaded is None:
-                raise UnknownFunction(
-                    set_name,
-                    func,
-                    f"there is no function set {set_name!r}"
-                    f" (loaded: {', '.join(self.sets) or 'none'})",
-                )
-            if func in loaded.functions:
-                return loaded, func
-            why = loaded.skipped.get(func)
-            text = (
-                f"it was not exported: {why}"
-                if why
-                else f"the set exports {', '.join(loaded.functions) or 'nothing'}"
+        if not dot:
+            target = self.merged.get(name)
+            if target is not None:
+                return self.sets[target[0]], target[1]
+            available = ", ".join(sorted(self.merged)[:50]) or "none"
+            raise UnknownFunction(
+                None, name, f"no loaded function set exports it (available: {available})"
             )
-            raise UnknownFunction(set_name, func, text)
-        available = ", ".join(sorted(self.merged)[:50]) or "none"
-        raise UnknownFunction(
-            None, name, f"no loaded function set exports it (available: {available})"
+        loaded = self.sets.get(set_name)
+        if loaded is None:
+            raise UnknownFunction(
+                set_name,
+                func,
+                f"there is no function set {set_name!r} (loaded: {', '.join(self.sets) or 'none'})",
+            )
+        if func in loaded.functions:
+            return loaded, func
+        why = loaded.skipped.get(func)
+        text = (
+            f"it was not exported: {why}"
+            if why
+            else f"the set exports {', '.join(loaded.functions) or 'nothing'}"
         )
+        raise UnknownFunction(set_name, func, text)
 
     def view(self, merge: bool, make_entry: Any) -> dict[str, Any]:
         """``{name: entry}`` merged, or ``{set: {function: entry}}`` nested."""

@@ -21,6 +21,7 @@ import msgpack
 
 from protocol.errors import WORKER_ERROR_KINDS, ErrorKind, ProtocolViolation
 from protocol.framing import PACK_OPTIONS, encode_frame, pack, unpack
+from protocol.names import function_name_problem
 
 PROTOCOL_VERSION = 2
 
@@ -232,7 +233,11 @@ def validate_probed(params: Any) -> dict[str, bool]:
 
 
 def validate_ready(params: Any) -> dict[str, Any]:
-    """Check the ``ready`` notification's params."""
+    """Check the ``ready`` notification's params (raises ``ProtocolViolation``).
+
+    Every exported function's name must obey ``protocol.names``'s rule: the
+    host then fails the set's load rather than serve a worker that lied.
+    """
     if not isinstance(params, dict):
         raise ProtocolViolation("ready params must be a map")
     version = params.get("protocol")
@@ -249,6 +254,12 @@ def validate_ready(params: Any) -> dict[str, Any]:
     for fn in functions:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise ProtocolViolation("each ready.functions entry must be a map with a name")
+        # A genuine worker skips such a function itself; one reported anyway
+        # was forged by code in the worker, e.g. "other.get_weather" to take
+        # the calls meant for set "other".
+        problem = function_name_problem(fn["name"])
+        if problem is not None:
+            raise ProtocolViolation(f"function {fn['name'][:100]!r} cannot be exported: {problem}")
         if fn["name"] in seen:
             raise ProtocolViolation(f"function {fn['name']!r} reported twice")
         seen.add(fn["name"])

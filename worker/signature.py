@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.names import function_name_problem
 from worker.docstrings import parse_docstring
 from worker.named_types import json_default
 from worker.schema import new_builder
@@ -57,7 +58,15 @@ class FunctionSpec:
 
 
 def describe_function(name: str, fn: Any) -> FunctionSpec:
-    """Build the schema and validators for one function (``FunctionSkipped`` on failure)."""
+    """Build the schema and validators for one function (``FunctionSkipped`` on failure).
+
+    ``name`` is the name the module exports it under (its key in the module's
+    namespace, which ``globals()[...] = fn`` can make anything); a name that
+    breaks ``protocol.names.FUNCTION_NAME_RULE`` is skipped with the reason.
+    """
+    problem = function_name_problem(name)
+    if problem is not None:
+        raise FunctionSkipped(problem)
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
