@@ -806,6 +806,15 @@ class WorkerHandle:
         return self._gate.load
 
     @property
+    def parked(self) -> bool:
+        """True while a call would fail at once because the set is parked
+        after a crash loop (its worker is dead and not being restarted)."""
+        if time.monotonic() >= self._parked_until:
+            return False
+        inc = self._current
+        return inc is None or inc.channel.broken or inc.load_error is not None
+
+    @property
     def pids(self) -> list[int | None]:
         return [self.pid]
 

@@ -74,6 +74,30 @@ def test_a_crash_in_one_worker_leaves_the_other_serving(pool):
     assert pool.call("pid") > 0
 
 
+def test_a_parked_worker_is_passed_over_while_another_serves(make_host, write_set):
+    """After a crash loop parks one member, calls go to the healthy one
+    instead of failing as "parked" (the parked member has no calls, so the
+    least-loaded choice alone would always pick it)."""
+    fh = make_host(limits=Limits(workers=2, timeout=10, crash_limit=1, crash_window=60.0))
+    fh.load_function_set(write_set("cpu", CPU))
+    with pytest.raises(WorkerCrashed):
+        fh.call("segfault")  # the first member dies once: parked for 60 s
+    assert wait_for(lambda: None in fh.function_sets["cpu"]["pids"], 5.0)
+    survivors = {fh.call("pid") for _ in range(5)}
+    assert len(survivors) == 1 and survivors <= set(fh.function_sets["cpu"]["pids"])
+
+
+def test_a_pool_whose_members_are_all_parked_fails_fast(make_host, write_set):
+    fh = make_host(limits=Limits(workers=2, timeout=10, crash_limit=1, crash_window=60.0))
+    fh.load_function_set(write_set("cpu", CPU))
+    for _ in range(2):
+        with pytest.raises(WorkerCrashed):
+            fh.call("segfault")
+    with pytest.raises(WorkerCrashed) as info:
+        fh.call("pid")
+    assert info.value.details["cause"] == "parked"
+
+
 def test_reload_replaces_every_worker(pool, write_set, sets_dir):
     before = set(pool.function_sets["cpu"]["pids"])
     (sets_dir / "cpu.py").write_text(CPU + "\n\ndef extra() -> int:\n    return 7\n")
