@@ -15,6 +15,8 @@ import collections
 import fcntl
 import itertools
 import logging
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -32,9 +34,9 @@ from host.errors import (
     WorkerCrashed,
     error_from_map,
 )
-from host.launcher import Launcher, WorkerProcess, WorkerSpec, describe_exit
+from host.launcher import STDERR_TAIL_BYTES, Launcher, WorkerProcess, WorkerSpec, describe_exit
 from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
-from protocol.messages import validate_error_map, validate_ready
+from protocol.messages import MAX_ERROR_TRACEBACK, validate_error_map, validate_ready
 
 logger = logging.getLogger("fnhost")
 
@@ -628,13 +630,18 @@ class WorkerHandle:
         """The incarnation exited or broke the protocol: reap, fail calls, restart."""
         proc = inc.proc
         if violation is not None and inc.kill_reason is None:
-            inc.kill_reason = (_PROTOCOL, f"broke the protocol ({violation})")
+            inc.kill_reason = (_PROTOCOL, str(violation))
         # Kill the group before reaping: the unreaped leader keeps the group
         # id from being reused, and children it left behind die with it.
         proc.kill_group()
         returncode = proc.reap(REAP_TIMEOUT)
         exit_code, sig, how = describe_exit(returncode)
-        tail = proc.stderr_tail()
+        # faulthandler's dump starts with the user's frames (most recent
+        # first) and can outgrow the short tail: look for it further back.
+        long_tail = proc.stderr_tail(MAX_ERROR_TRACEBACK)
+        tail = long_tail[-STDERR_TAIL_BYTES:]
+        fatal = long_tail.rfind("Fatal Python error")
+        dump = long_tail[fatal:] if fatal >= 0 else None
         reason = inc.kill_reason
 
         def make_error(p: Pending) -> BaseException:
@@ -664,17 +671,16 @@ class WorkerHandle:
                 return WorkerCrashed(
                     self.name, p.function, reason[1], details={"cause": reason[0]}, **fields
                 )
+            # One sentence; the dump and the stderr stay in their attributes.
             text = f"{how} during the call"
-            if tail:
-                text += f"; stderr ends with: {tail[-300:]}"
-            fatal = tail.rfind("Fatal Python error")
-            return WorkerCrashed(
-                self.name,
-                p.function,
-                text,
-                traceback=tail[fatal:] if fatal >= 0 else None,
-                **fields,
-            )
+            site = _crash_site(dump, self.spec.path)
+            if site:
+                text += f", in {site}"
+            if dump:
+                text += "; its Python traceback is in .traceback"
+            elif tail:
+                text += "; what it wrote to stderr is in .stderr_tail"
+            return WorkerCrashed(self.name, p.function, text, traceback=dump, **fields)
 
         inc.channel.fail_all(make_error)
         if reason is None or reason[0] in (_PROTOCOL, _LOAD_FAILED, _START):
@@ -874,6 +880,20 @@ def _load_failure_text(err: dict[str, Any]) -> str:
     if err.get("type") and not err["message"].startswith("the module called"):
         return f"{err['type']}: {err['message']}"
     return err["message"]
+
+
+_DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in (?P<func>\S+)', re.M)
+
+
+def _crash_site(dump: str | None, source: str | None) -> str | None:
+    """The innermost frame of the set's own file in a faulthandler dump, as
+    "func at file.py line N", or ``None`` (no dump, or no frame of that file)."""
+    if not dump or not source:
+        return None
+    for frame in _DUMP_FRAME.finditer(dump):
+        if os.path.abspath(frame["file"]) == os.path.abspath(source):
+            return f"{frame['func']} at {os.path.basename(source)} line {frame['line']}"
+    return None
 
 
 def _text(value: Any) -> str | None:
