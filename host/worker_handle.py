@@ -193,8 +193,7 @@ class WorkerHandle:
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
         hs = ch.handshake
         if hs.error is not None:
-            inc.load_error = _as_load_error(self, hs.error)
-            raise inc.load_error
+            raise self._load_failed(inc, _as_load_error(self, hs.error))
         msg = hs.result
         try:
             if not isinstance(msg, Notification):
@@ -203,7 +202,7 @@ class WorkerHandle:
                 params = msg.params if isinstance(msg.params, dict) else {}
                 err = validate_error_map(params.get("error"))
                 inc.kill_reason = (_LOAD_FAILED, "the module failed to import")
-                inc.load_error = LoadError(
+                load_error = LoadError(
                     self.name,
                     _load_failure_text(err),
                     source=self.spec.source,
@@ -214,21 +213,30 @@ class WorkerHandle:
                 ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)  # it exits by itself
                 if not ch.exit.done:
                     inc.proc.kill_group()
-                raise inc.load_error
+                raise self._load_failed(inc, load_error)
             if msg.method != Verb.READY:
                 raise ProtocolViolation(f"first message is {msg.method!r}, not ready")
             ready = validate_ready(msg.params)
         except ProtocolViolation as exc:
             inc.kill(_PROTOCOL, str(exc))
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
-            inc.load_error = LoadError(
-                self.name,
-                f"the worker broke the protocol while starting: {exc}",
-                source=self.spec.source,
+            raise self._load_failed(
+                inc,
+                LoadError(
+                    self.name,
+                    f"the worker broke the protocol while starting: {exc}",
+                    source=self.spec.source,
+                ),
             )
-            raise inc.load_error
         self._log_output(ready)
         inc.ready = ready
+
+    def _load_failed(self, inc: _Incarnation, error: LoadError) -> LoadError:
+        """Record and log why ``inc`` did not load (once: it is raised again
+        from ``inc.load_error`` to later callers); returns it to raise."""
+        inc.load_error = error
+        self._log.warning("%s", error)  # "function set 'x' failed to load: <why>"
+        return error
 
     def _ready_incarnation(self, function: str, deadline: float | None) -> _Incarnation:
         """The current worker, ready to take calls; restarts a dead one.
@@ -695,7 +703,10 @@ class WorkerHandle:
         # After the restart is under way: the next call waits for it, not
         # for this cleanup (removing the directory takes ~0.3 ms).
         proc.remove_workdir()
-        if reason is None or reason[0] == _PROTOCOL:
+        # A worker that died before it was ready is reported as the set's
+        # load failure (_load_failed), with the reason; its exit status
+        # alone ("exited with status 0" after a failed import) says nothing.
+        if inc.ready is not None and (reason is None or reason[0] == _PROTOCOL):
             self._log.warning("worker (pid %d) %s", proc.pid, how)
 
     def _record_death(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -202,6 +203,24 @@ def test_load_all_records_failures_and_loads_the_rest(make_host, write_set, tmp_
     assert elapsed < 5
     # Failed sets leave no process behind.
     assert len(worker_pids()) == 1
+
+
+def test_a_load_failure_is_logged_with_its_reason(make_host, write_set, tmp_path, caplog):
+    """One record per failed set naming it and why, never the bare exit
+    status of its worker ("exited with status 0" after a failed import)."""
+    for kind, (source, _) in BROKEN.items():
+        write_set(f"bad_{kind}", source)
+    fh = make_host(user_dirs=[tmp_path / "sets"])
+    with caplog.at_level(logging.INFO, logger="fnhost"):
+        fh.load_all_function_sets()  # in parallel: workers may exit before being read
+    messages = [r.getMessage() for r in caplog.records]
+    for kind, (_, expected) in BROKEN.items():
+        prefix = f"function set 'bad_{kind}' failed to load: "
+        failed = [m for m in messages if m.startswith(prefix)]
+        assert len(failed) == 1, messages
+        assert failed[0] == str(fh.load_errors[f"bad_{kind}"])
+        assert expected in failed[0] or kind == "segfault"
+    assert not [m for m in messages if m.startswith("worker (pid")], messages
 
 
 def test_load_function_set_after_close_fails(write_set, empty_dir):
