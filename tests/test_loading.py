@@ -132,15 +132,37 @@ def sub(a: int, b: int) -> int:
     assert fh.call("sub", {"a": 5, "b": 2}) == 3
 
 
-def test_user_set_named_like_builtin_is_a_conflict(make_host, write_set, tmp_path):
-    builtin = tmp_path / "builtin"
-    builtin.mkdir()
-    write_set("maths", ADD, directory=builtin)
-    write_set("maths", "def other() -> int:\n    return 1\n")
-    fh = make_host(builtin_dir=builtin, user_dirs=[tmp_path / "sets"], on_conflict="prefix")
-    with pytest.raises(NameConflict) as info:
-        fh.load_all_function_sets()
-    assert "maths" in str(info.value)
+def test_a_user_set_named_like_a_builtin_fails_alone(make_host, write_set, tmp_path):
+    """The bundled built-in set keeps its name; the user file of that name is
+    a load error naming both files; every other set loads."""
+    user_text = write_set("text", "def shout_louder(text: str) -> str:\n    return text\n")
+    write_set("maths", ADD)
+    fh = make_host(builtin_dir=None, user_dirs=[tmp_path / "sets"])
+    fns = fh.load_all_function_sets()
+    assert "add" in fns and "word_count" in fns and "shout_louder" not in fns
+    assert fh.function_sets["text"]["origin"] == "builtin"
+    err = fh.load_errors["text"]
+    assert isinstance(err, LoadError) and err.source == str(user_text)
+    builtin_text = fh.function_sets["text"]["source"]
+    assert builtin_text != str(user_text)
+    assert str(user_text) in str(err) and builtin_text in str(err)
+    assert "built-in" in str(err)
+    assert fh.call("add", {"a": 1, "b": 2}) == 3
+    assert set(fh.load_all_function_sets()) == set(fns)  # again: the same outcome
+    assert fh.load_errors["text"].source == str(user_text)
+
+
+def test_of_two_user_sets_with_one_name_the_first_dir_wins(make_host, write_set, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    write_set("maths", ADD, directory=first)
+    later = write_set("maths", "def sub(a: int, b: int) -> int:\n    return a - b\n", second)
+    write_set("other", "def ping() -> str:\n    return 'pong'\n", second)
+    fh = make_host(user_dirs=[first, second])
+    assert set(fh.load_all_function_sets()) == {"add", "ping"}
+    assert str(later) in str(fh.load_errors["maths"])
+    assert str(first / "maths.py") in str(fh.load_errors["maths"])
 
 
 BROKEN = {
