@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from host.errors import CallError, HostError
+from host.errors import CallError, HostError, WorkerCrashed
 from host.formats import FORMATS
 from host.function_host import FunctionHost
 from host.limits import Limits
@@ -121,6 +121,8 @@ def cmd_call(args: argparse.Namespace) -> int:
             result = fh.call_detailed(args.name, args.arguments)
         except CallError as exc:
             print(f"error ({exc.kind}): {exc}", file=sys.stderr)
+            if isinstance(exc, WorkerCrashed) and (exc.traceback or exc.stderr_tail):
+                print(exc.traceback or exc.stderr_tail, file=sys.stderr)
             return 1
         if result.stdout:
             print(result.stdout, end="", file=sys.stderr)

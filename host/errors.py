@@ -7,9 +7,17 @@ per error kind, each naming the function set, the function and the cause;
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from protocol import ErrorKind
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks (and the blanks around them) made one space."""
+    return _LINE_BREAKS.sub(" ", text).strip()
 
 
 class HostError(Exception):
@@ -46,7 +54,7 @@ class LoadError(HostError):
         self.exit_code = exit_code
         self.signal = signal
         self.stderr_tail = stderr_tail
-        super().__init__(f"function set {set_name!r} failed to load: {message}")
+        super().__init__(one_line(f"function set {set_name!r} failed to load: {message}"))
 
 
 class NameConflict(HostError):
@@ -91,11 +99,14 @@ class NameConflict(HostError):
 class CallError(HostError):
     """A call did not produce a result.
 
+    ``str(err)`` is one line; ``message`` is the cause as it was given.
     Attributes: ``kind`` (an ``ErrorKind`` value), ``set_name``, ``function``,
     ``message``; where they apply ``remote_type`` (the exception's type in the
-    worker), ``traceback``, ``exit_code``, ``signal`` (e.g. ``"SIGSEGV"``),
-    ``stderr_tail``, ``stdout``/``stderr`` (what the call printed) and
-    ``details`` (kind-specific fields, e.g. ``path`` for invalid arguments).
+    worker), ``traceback`` (the user's Python frames: the exception's
+    traceback, or faulthandler's dump for a crash), ``exit_code``,
+    ``signal`` (e.g. ``"SIGSEGV"``), ``stderr_tail``, ``stdout``/``stderr``
+    (what the call printed) and ``details`` (kind-specific fields, e.g.
+    ``path`` for invalid arguments).
     """
 
     kind: str = "call_error"
@@ -129,7 +140,9 @@ class CallError(HostError):
         self.stdout = stdout
         self.stderr = stderr
         self.details = details or {}
-        super().__init__(self._sentence())
+        # One line whatever the message holds (a user's multi-line exception
+        # text): tracebacks and stderr live in their attributes.
+        super().__init__(one_line(self._sentence()))
 
     @property
     def qualified_name(self) -> str:
@@ -137,8 +150,13 @@ class CallError(HostError):
             return f"{self.set_name}.{self.function}"
         return self.function or self.set_name or "?"
 
+    @property
+    def _cause(self) -> str:
+        """``": <message>"``, or nothing for an empty message (``MemoryError()``)."""
+        return f": {self.message}" if self.message.strip() else ""
+
     def _sentence(self) -> str:
-        return f"{self.qualified_name}: {self.message}"
+        return f"{self.qualified_name}{self._cause}"
 
 
 class UnknownFunction(CallError):
@@ -147,7 +165,7 @@ class UnknownFunction(CallError):
     kind = ErrorKind.UNKNOWN_FUNCTION
 
     def _sentence(self) -> str:
-        return f"unknown function {self.qualified_name!r}: {self.message}"
+        return f"unknown function {self.qualified_name!r}{self._cause}"
 
 
 class InvalidArguments(CallError):
@@ -172,7 +190,7 @@ class InvalidArguments(CallError):
         return self.details.get("got")
 
     def _sentence(self) -> str:
-        return f"invalid arguments for {self.qualified_name}: {self.message}"
+        return f"invalid arguments for {self.qualified_name}{self._cause}"
 
 
 class UserFunctionError(CallError):
@@ -185,7 +203,7 @@ class UserFunctionError(CallError):
     kind = ErrorKind.USER_EXCEPTION
 
     def _sentence(self) -> str:
-        return f"{self.qualified_name} raised {self.remote_type}: {self.message}"
+        return f"{self.qualified_name} raised {self.remote_type}{self._cause}"
 
 
 class WorkerCrashed(CallError):
@@ -218,7 +236,7 @@ class CallTimeout(CallError):
     kind = ErrorKind.TIMEOUT
 
     def _sentence(self) -> str:
-        return f"{self.qualified_name} timed out: {self.message}"
+        return f"{self.qualified_name} timed out{self._cause}"
 
 
 class OutOfMemory(CallError):
@@ -227,7 +245,7 @@ class OutOfMemory(CallError):
     kind = ErrorKind.OUT_OF_MEMORY
 
     def _sentence(self) -> str:
-        return f"{self.qualified_name} ran out of memory: {self.message}"
+        return f"{self.qualified_name} ran out of memory{self._cause}"
 
 
 class ResultError(CallError):
@@ -240,7 +258,7 @@ class ResultError(CallError):
     kind = ErrorKind.RESULT_NOT_SERIALIZABLE
 
     def _sentence(self) -> str:
-        return f"the result of {self.qualified_name} cannot be returned: {self.message}"
+        return f"the result of {self.qualified_name} cannot be returned{self._cause}"
 
 
 class ProtocolError(CallError):
@@ -249,7 +267,7 @@ class ProtocolError(CallError):
     kind = ErrorKind.PROTOCOL_ERROR
 
     def _sentence(self) -> str:
-        return f"the worker running {self.qualified_name} broke the protocol: {self.message}"
+        return f"the worker running {self.qualified_name} broke the protocol{self._cause}"
 
 
 class HostClosed(CallError):
@@ -258,7 +276,7 @@ class HostClosed(CallError):
     kind = ErrorKind.HOST_CLOSED
 
     def _sentence(self) -> str:
-        return f"{self.qualified_name} was not completed: {self.message}"
+        return f"{self.qualified_name} was not completed{self._cause}"
 
 
 _BY_KIND: dict[str, type[CallError]] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -25,6 +26,8 @@ from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
 from host.watcher import Watcher, file_stamp
 from host.worker_handle import CallResult, WorkerHandle
 from host.worker_pool import WorkerPool
+
+logger = logging.getLogger("fnhost")
 
 BUILTIN_DIR = Path(__file__).with_name("function_sets")
 
@@ -145,27 +148,64 @@ class FunctionHost:
         """Load the built-in sets, then every ``*.py`` in the user dirs, in parallel.
 
         Files starting with ``_`` are skipped. A set that fails to import is
-        recorded in ``load_errors`` and the rest load. Name conflicts raise
-        ``NameConflict`` after every other set has been registered. Returns
-        ``functions(merge)``.
+        recorded in ``load_errors`` and the rest load. So is a file whose set
+        name (its stem) is taken by a set loaded before it, a built-in one
+        included: the earlier set keeps the name, and the error names both
+        files. Function name conflicts raise ``NameConflict`` after every
+        other set has been registered. Returns ``functions(merge)``.
         """
         specs: list[tuple[WorkerSpec, str]] = []
         for origin, directory in [("builtin", self.builtin_dir)] + [
             ("user", d) for d in self.user_dirs
         ]:
             specs += [(self._spec(p, None, None), origin) for p in _set_files(directory)]
-        seen: dict[str, str] = {}
-        for spec, _ in specs:
-            if spec.set_name in seen:
-                raise NameConflict(spec.set_name, seen[spec.set_name], spec.source, what="set")
-            seen[spec.set_name] = spec.source
+        specs, refused = self._refuse_taken_names(specs)
         errors: list[HostError] = []
         for origin in ("builtin", "user"):
             errors += self._load([s for s, o in specs if o == origin], origin)[1]
+        with self._lock:
+            for name, error in refused.items():
+                # The holder's own load error, if it failed too, comes first.
+                if name not in self._load_errors:
+                    self._load_errors[name] = error
         conflicts = [e for e in errors if isinstance(e, NameConflict)]
         if conflicts:
             raise conflicts[0]
         return self.functions(merge)
+
+    def _refuse_taken_names(
+        self, specs: list[tuple[WorkerSpec, str]]
+    ) -> tuple[list[tuple[WorkerSpec, str]], dict[str, LoadError]]:
+        """``specs`` without those whose set name an earlier spec or a loaded
+        set (from another file) holds, and a ``LoadError`` naming both files
+        for each of those (logged)."""
+        holders: dict[str, tuple[str, str]] = {}
+        with self._lock:
+            for name, existing in self._registry.sets.items():
+                holders[name] = (existing.source, existing.origin)
+        kept: list[tuple[WorkerSpec, str]] = []
+        refused: dict[str, LoadError] = {}
+        batch: set[str] = set()
+        for spec, origin in specs:
+            holder = holders.get(spec.set_name)
+            if spec.set_name in batch and holder is not None and holder[0] == spec.source:
+                continue  # the same file twice (a directory listed twice)
+            if holder is None or holder[0] == spec.source:
+                holders[spec.set_name] = (spec.source, origin)
+                batch.add(spec.set_name)
+                kept.append((spec, origin))
+                continue
+            source, holder_origin = holder
+            which = "the built-in set" if holder_origin == "builtin" else "the set"
+            error = LoadError(
+                spec.set_name,
+                f"its name is taken by {which} loaded from {source}; rename "
+                f"{spec.source} to load it (a set is named after its file)",
+                source=spec.source,
+            )
+            logger.warning("%s", error)
+            refused.setdefault(spec.set_name, error)
+        return kept, refused
 
     def _load(
         self, specs: list[WorkerSpec], origin: str

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from host.limits import Limits
+from host.tree_removal import remove_tree
 from host.zygote import Zygote, ZygoteError
 
 T = TypeVar("T")
@@ -152,8 +153,10 @@ class WorkerProcess:
         """Remove the worker's directory (scratch and capture files), once reaped.
 
         The pipe fds and the pidfd belong to the ``Channel`` built on them.
+        Never raises: whatever the worker made there is removed (see
+        ``tree_removal``); what cannot be is logged and left.
         """
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        remove_tree(self.workdir)
 
 
 def describe_exit(returncode: int | None) -> tuple[int | None, str | None, str]:
@@ -276,7 +279,10 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
 
 def sweep_stale_workdirs() -> int:
     """Remove worker directories of hosts that died without cleaning up
-    (a SIGKILLed host cannot). Returns how many were removed."""
+    (a SIGKILLed host cannot). Returns how many were removed.
+
+    Never raises: a directory that cannot be removed is logged and left,
+    so it cannot stop a host from starting."""
     removed = 0
     try:
         entries = os.listdir(tempfile.gettempdir())
@@ -291,8 +297,8 @@ def sweep_stale_workdirs() -> int:
         pid = int(parts[1])
         if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
             continue
-        shutil.rmtree(os.path.join(tempfile.gettempdir(), name), ignore_errors=True)
-        removed += 1
+        if remove_tree(os.path.join(tempfile.gettempdir(), name)):
+            removed += 1
     return removed
 
 

@@ -176,7 +176,10 @@ class FunctionHostMCPServer:
             result = await self.fh.acall_detailed(name, dict(arguments or {}))
         except CallError as exc:
             if isinstance(exc, WorkerCrashed | ProtocolError):
-                log.warning("%s", exc)  # the full story, stderr tail included, for the operator
+                # The full story for the operator: the sentence, then the
+                # crash's traceback (or its stderr).
+                detail = exc.traceback or exc.stderr_tail
+                log.warning("%s%s", exc, f"\n{detail}" if detail else "")
             return _error(dispatch.error_text(name, exc, list(self._catalog)))
         except Exception:
             log.exception("internal error while calling %r", name)

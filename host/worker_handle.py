@@ -15,6 +15,8 @@ import collections
 import fcntl
 import itertools
 import logging
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -32,9 +34,14 @@ from host.errors import (
     WorkerCrashed,
     error_from_map,
 )
-from host.launcher import Launcher, WorkerProcess, WorkerSpec, describe_exit
+from host.launcher import STDERR_TAIL_BYTES, Launcher, WorkerProcess, WorkerSpec, describe_exit
 from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
-from protocol.messages import validate_error_map, validate_probed, validate_ready
+from protocol.messages import (
+    MAX_ERROR_TRACEBACK,
+    validate_error_map,
+    validate_probed,
+    validate_ready,
+)
 
 logger = logging.getLogger("fnhost")
 
@@ -191,8 +198,7 @@ class WorkerHandle:
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
         hs = ch.handshake
         if hs.error is not None:
-            inc.load_error = _as_load_error(self, hs.error)
-            raise inc.load_error
+            raise self._load_failed(inc, _as_load_error(self, hs.error))
         msg = hs.result
         try:
             if not isinstance(msg, Notification):
@@ -201,7 +207,7 @@ class WorkerHandle:
                 params = msg.params if isinstance(msg.params, dict) else {}
                 err = validate_error_map(params.get("error"))
                 inc.kill_reason = (_LOAD_FAILED, "the module failed to import")
-                inc.load_error = LoadError(
+                load_error = LoadError(
                     self.name,
                     _load_failure_text(err),
                     source=self.spec.source,
@@ -212,7 +218,7 @@ class WorkerHandle:
                 ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)  # it exits by itself
                 if not ch.exit.done:
                     inc.proc.kill_group()
-                raise inc.load_error
+                raise self._load_failed(inc, load_error)
             if msg.method != Verb.READY:
                 raise ProtocolViolation(f"expected ready, got {msg.method!r}")
             ready = validate_ready(msg.params)
@@ -223,14 +229,23 @@ class WorkerHandle:
         except ProtocolViolation as exc:
             inc.kill(_PROTOCOL, str(exc))
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
-            inc.load_error = LoadError(
-                self.name,
-                f"the worker broke the protocol while starting: {exc}",
-                source=self.spec.source,
+            raise self._load_failed(
+                inc,
+                LoadError(
+                    self.name,
+                    f"the worker broke the protocol while starting: {exc}",
+                    source=self.spec.source,
+                ),
             )
-            raise inc.load_error
         self._log_output(ready)
         inc.ready = ready
+
+    def _load_failed(self, inc: _Incarnation, error: LoadError) -> LoadError:
+        """Record and log why ``inc`` did not load (once: it is raised again
+        from ``inc.load_error`` to later callers); returns it to raise."""
+        inc.load_error = error
+        self._log.warning("%s", error)  # "function set 'x' failed to load: <why>"
+        return error
 
     def _ready_incarnation(self, function: str, deadline: float | None) -> _Incarnation:
         """The current worker, ready to take calls; restarts a dead one.
@@ -632,13 +647,18 @@ class WorkerHandle:
         """The incarnation exited or broke the protocol: reap, fail calls, restart."""
         proc = inc.proc
         if violation is not None and inc.kill_reason is None:
-            inc.kill_reason = (_PROTOCOL, f"broke the protocol ({violation})")
+            inc.kill_reason = (_PROTOCOL, str(violation))
         # Kill the group before reaping: the unreaped leader keeps the group
         # id from being reused, and children it left behind die with it.
         proc.kill_group()
         returncode = proc.reap(REAP_TIMEOUT)
         exit_code, sig, how = describe_exit(returncode)
-        tail = proc.stderr_tail()
+        # faulthandler's dump starts with the user's frames (most recent
+        # first) and can outgrow the short tail: look for it further back.
+        long_tail = proc.stderr_tail(MAX_ERROR_TRACEBACK)
+        tail = long_tail[-STDERR_TAIL_BYTES:]
+        fatal = long_tail.rfind("Fatal Python error")
+        dump = long_tail[fatal:] if fatal >= 0 else None
         reason = inc.kill_reason
 
         def make_error(p: Pending) -> BaseException:
@@ -668,17 +688,16 @@ class WorkerHandle:
                 return WorkerCrashed(
                     self.name, p.function, reason[1], details={"cause": reason[0]}, **fields
                 )
+            # One sentence; the dump and the stderr stay in their attributes.
             text = f"{how} during the call"
-            if tail:
-                text += f"; stderr ends with: {tail[-300:]}"
-            fatal = tail.rfind("Fatal Python error")
-            return WorkerCrashed(
-                self.name,
-                p.function,
-                text,
-                traceback=tail[fatal:] if fatal >= 0 else None,
-                **fields,
-            )
+            site = _crash_site(dump, self.spec.path)
+            if site:
+                text += f", in {site}"
+            if dump:
+                text += "; its Python traceback is in .traceback"
+            elif tail:
+                text += "; what it wrote to stderr is in .stderr_tail"
+            return WorkerCrashed(self.name, p.function, text, traceback=dump, **fields)
 
         inc.channel.fail_all(make_error)
         if reason is None or reason[0] in (_PROTOCOL, _LOAD_FAILED, _START):
@@ -693,7 +712,10 @@ class WorkerHandle:
         # After the restart is under way: the next call waits for it, not
         # for this cleanup (removing the directory takes ~0.3 ms).
         proc.remove_workdir()
-        if reason is None or reason[0] == _PROTOCOL:
+        # A worker that died before it was ready is reported as the set's
+        # load failure (_load_failed), with the reason; its exit status
+        # alone ("exited with status 0" after a failed import) says nothing.
+        if inc.ready is not None and (reason is None or reason[0] == _PROTOCOL):
             self._log.warning("worker (pid %d) %s", proc.pid, how)
 
     def _record_death(self) -> None:
@@ -810,6 +832,15 @@ class WorkerHandle:
         return self._gate.load
 
     @property
+    def parked(self) -> bool:
+        """True while a call would fail at once because the set is parked
+        after a crash loop (its worker is dead and not being restarted)."""
+        if time.monotonic() >= self._parked_until:
+            return False
+        inc = self._current
+        return inc is None or inc.channel.broken or inc.load_error is not None
+
+    @property
     def pids(self) -> list[int | None]:
         return [self.pid]
 
@@ -869,6 +900,20 @@ def _load_failure_text(err: dict[str, Any]) -> str:
     if err.get("type") and not err["message"].startswith("the module called"):
         return f"{err['type']}: {err['message']}"
     return err["message"]
+
+
+_DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in (?P<func>\S+)', re.M)
+
+
+def _crash_site(dump: str | None, source: str | None) -> str | None:
+    """The innermost frame of the set's own file in a faulthandler dump, as
+    "func at file.py line N", or ``None`` (no dump, or no frame of that file)."""
+    if not dump or not source:
+        return None
+    for frame in _DUMP_FRAME.finditer(dump):
+        if os.path.abspath(frame["file"]) == os.path.abspath(source):
+            return f"{frame['func']} at {os.path.basename(source)} line {frame['line']}"
+    return None
 
 
 def _text(value: Any) -> str | None:

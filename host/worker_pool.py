@@ -27,7 +27,10 @@ class WorkerPool:
 
     def _pick(self) -> WorkerHandle:
         # Fewest calls running or waiting; ties go to the first (warm) member.
-        return min(self.members, key=lambda h: h.load)
+        # A parked member has no calls, so it would always win: it is only
+        # picked (and fails fast as parked) when every member is parked.
+        serving = [h for h in self.members if not h.parked] or self.members
+        return min(serving, key=lambda h: h.load)
 
     # -- starting ----------------------------------------------------------
 

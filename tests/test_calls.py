@@ -109,6 +109,22 @@ def converted():
     }
 
 
+def keyed(kind: str):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class Cell:
+        row: int
+
+    return {
+        "int": {1: "one", 2: "two"},
+        "tuple": {(1, 2): "pair"},
+        "nested_frozenset": {"rows": [({frozenset({1}): "set"},)]},
+        "dataclass": {Cell(1): "cell"},
+        "tuple_values": {"pairs": [(1, 2), (3, 4)]},
+    }[kind]
+
+
 def nested_cycle():
     a = []
     a.append(a)
@@ -299,6 +315,29 @@ def test_result_not_serializable_names_type(tools, name):
     assert info.value.kind == "result_not_serializable"
     assert "object" in str(info.value) or "function" in str(info.value)
     assert tools.call("pid") == before
+
+
+def test_int_keys_come_back_as_ints_and_as_text_to_a_model(tools):
+    assert tools.call("keyed", {"kind": "int"}) == {1: "one", 2: "two"}
+    call = {"id": "c1", "type": "function"}
+    call["function"] = {"name": "keyed", "arguments": '{"kind": "int"}'}
+    assert tools.dispatch(call)["content"] == '{"1":"one","2":"two"}'
+
+
+@pytest.mark.parametrize(
+    "kind,key_type",
+    [("tuple", "tuple"), ("nested_frozenset", "frozenset"), ("dataclass", "Cell")],
+)
+def test_a_key_that_cannot_be_sent_is_a_result_error_naming_its_type(tools, kind, key_type):
+    """Not a protocol error: the worker is not killed."""
+    before = tools.call("pid")
+    with pytest.raises(ResultError) as info:
+        tools.call("keyed", {"kind": kind})
+    assert info.value.kind == "result_not_serializable"
+    assert f"dict key of type {key_type}" in str(info.value)
+    assert info.value.remote_type == key_type
+    assert tools.call("pid") == before
+    assert tools.call("keyed", {"kind": "tuple_values"}) == {"pairs": [[1, 2], [3, 4]]}
 
 
 def test_cyclic_result(tools):

@@ -23,6 +23,8 @@ from host import (
     DEFAULT_MAX_RESULT_CHARS,
     CallTimeout,
     InvalidArguments,
+    Limits,
+    Sandbox,
     ToolCall,
     ToolResult,
     UnknownFunction,
@@ -89,12 +91,19 @@ def own_heartbeat(request_heartbeat: bool) -> bool:
 '''
 
 SLEEPY = """
+import os
 import time
 
 
-def nap{i}(seconds: float) -> str:
-    time.sleep(seconds)
-    return "nap{i}"
+def meet{i}(rendezvous: str, parties: int) -> str:
+    \"\"\"Arrive, then wait for every party: "met" only if they all run at once.\"\"\"
+    open(os.path.join(rendezvous, "{i}"), "w").close()
+    deadline = time.monotonic() + 8  # one after another, the first one waits alone
+    while len(os.listdir(rendezvous)) < parties:
+        if time.monotonic() > deadline:
+            return "alone{i}"
+        time.sleep(0.01)
+    return "met{i}"
 """
 
 
@@ -420,34 +429,37 @@ def test_gemini_error_response(fh):
 
 
 @pytest.fixture
-def sleepy(make_host, write_set):
-    host = make_host()
+def rendezvous(tmp_path):
+    """A directory where concurrent calls mark their arrival."""
+    directory = tmp_path / "rendezvous"
+    directory.mkdir()
+    directory.chmod(0o777)
+    return directory
+
+
+@pytest.fixture
+def sleepy(make_host, write_set, rendezvous):
+    host = make_host(limits=Limits(timeout=10, sandbox=Sandbox(writable_paths=(str(rendezvous),))))
     for i in range(4):
         host.load_function_set(write_set(f"sleepy{i}", SLEEPY.format(i=i)))
     return host
 
 
-def test_parallel_calls_run_concurrently(sleepy):
-    batch = [openai_chat(f"nap{i}", '{"seconds": 0.5}', id=f"call_{i}") for i in range(4)]
-    start = time.monotonic()
+def test_parallel_calls_run_concurrently(sleepy, rendezvous):
+    """Each call waits until all four have started: only concurrent calls meet."""
+    arguments = json.dumps({"rendezvous": str(rendezvous), "parties": 4})
+    batch = [openai_chat(f"meet{i}", arguments, id=f"call_{i}") for i in range(4)]
     results = sleepy.dispatch(batch)
-    elapsed = time.monotonic() - start
-    assert [r["content"] for r in results] == ["nap0", "nap1", "nap2", "nap3"]
-    assert 0.5 <= elapsed < 1.6, elapsed  # one after another would take 2 s
+    assert [r["tool_call_id"] for r in results] == ["call_0", "call_1", "call_2", "call_3"]
+    assert [r["content"] for r in results] == ["met0", "met1", "met2", "met3"]
 
 
-def test_parallel_calls_run_concurrently_async(sleepy):
-    batch = [anthropic(f"nap{i}", {"seconds": 0.5}, id=f"toolu_{i}") for i in range(4)]
-
-    async def main() -> tuple[list[ToolResult], float]:
-        start = time.monotonic()
-        results = await sleepy.adispatch(batch)
-        return results, time.monotonic() - start
-
-    results, elapsed = asyncio.run(main())
+def test_parallel_calls_run_concurrently_async(sleepy, rendezvous):
+    arguments = {"rendezvous": str(rendezvous), "parties": 4}
+    batch = [anthropic(f"meet{i}", arguments, id=f"toolu_{i}") for i in range(4)]
+    results = asyncio.run(sleepy.adispatch(batch))
     assert [r["tool_use_id"] for r in results] == ["toolu_0", "toolu_1", "toolu_2", "toolu_3"]
-    assert [r["content"] for r in results] == ["nap0", "nap1", "nap2", "nap3"]
-    assert 0.5 <= elapsed < 1.6, elapsed
+    assert [r["content"] for r in results] == ["met0", "met1", "met2", "met3"]
 
 
 def test_batch_preserves_order_and_never_raises(fh):

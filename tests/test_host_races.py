@@ -101,7 +101,9 @@ def test_call_sent_while_the_worker_dies_fails_fast(make_host, write_set, monkey
     separate critical sections, and such a call hung.)
 
     The encoding is slowed down to hold the window open; a large argument
-    being encoded while the worker is killed from outside hits the same one."""
+    being encoded while the worker is killed from outside hits the same one.
+    The call has no timeout: one that hung would never return, and one that
+    found the death late through a timeout would be a CallTimeout."""
     fh = make_host(limits=Limits(timeout=10))
     fh.load_function_set(write_set("crashy", CRASHY))
     crashed = threading.Event()
@@ -116,12 +118,10 @@ def test_call_sent_while_the_worker_dies_fails_fast(make_host, write_set, monkey
     outcome: list[object] = []
 
     def racer() -> None:
-        cpu0, t0 = time.thread_time(), time.monotonic()
         try:
-            outcome.append(fh.call("crashy.echo", {"x": 1}, timeout=2.0))
+            outcome.append(fh.call("crashy.echo", {"x": 1}, timeout=None))
         except Exception as exc:
             outcome.append(exc)
-        outcome.append((time.monotonic() - t0, time.thread_time() - cpu0))
 
     thread = threading.Thread(target=racer)
     thread.start()
@@ -129,10 +129,11 @@ def test_call_sent_while_the_worker_dies_fails_fast(make_host, write_set, monkey
     os.kill(fh.function_sets["crashy"]["pid"], 9)  # as the OOM killer would
     time.sleep(0.1)
     crashed.set()
-    thread.join(10)
-    result, (elapsed, cpu) = outcome
-    assert isinstance(result, WorkerCrashed), (result, f"after {elapsed:.2f}s, cpu {cpu:.2f}s")
-    assert result.signal == "SIGKILL" and elapsed < 2.0
+    thread.join(30)  # a guard against hanging the suite, not a measure
+    assert not thread.is_alive(), "the call hung after its worker died"
+    (result,) = outcome
+    assert isinstance(result, WorkerCrashed), result
+    assert result.signal == "SIGKILL"
 
 
 # -- 3. close() blocked behind a large queued write ----------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -131,15 +132,37 @@ def sub(a: int, b: int) -> int:
     assert fh.call("sub", {"a": 5, "b": 2}) == 3
 
 
-def test_user_set_named_like_builtin_is_a_conflict(make_host, write_set, tmp_path):
-    builtin = tmp_path / "builtin"
-    builtin.mkdir()
-    write_set("maths", ADD, directory=builtin)
-    write_set("maths", "def other() -> int:\n    return 1\n")
-    fh = make_host(builtin_dir=builtin, user_dirs=[tmp_path / "sets"], on_conflict="prefix")
-    with pytest.raises(NameConflict) as info:
-        fh.load_all_function_sets()
-    assert "maths" in str(info.value)
+def test_a_user_set_named_like_a_builtin_fails_alone(make_host, write_set, tmp_path):
+    """The bundled built-in set keeps its name; the user file of that name is
+    a load error naming both files; every other set loads."""
+    user_text = write_set("text", "def shout_louder(text: str) -> str:\n    return text\n")
+    write_set("maths", ADD)
+    fh = make_host(builtin_dir=None, user_dirs=[tmp_path / "sets"])
+    fns = fh.load_all_function_sets()
+    assert "add" in fns and "word_count" in fns and "shout_louder" not in fns
+    assert fh.function_sets["text"]["origin"] == "builtin"
+    err = fh.load_errors["text"]
+    assert isinstance(err, LoadError) and err.source == str(user_text)
+    builtin_text = fh.function_sets["text"]["source"]
+    assert builtin_text != str(user_text)
+    assert str(user_text) in str(err) and builtin_text in str(err)
+    assert "built-in" in str(err)
+    assert fh.call("add", {"a": 1, "b": 2}) == 3
+    assert set(fh.load_all_function_sets()) == set(fns)  # again: the same outcome
+    assert fh.load_errors["text"].source == str(user_text)
+
+
+def test_of_two_user_sets_with_one_name_the_first_dir_wins(make_host, write_set, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    write_set("maths", ADD, directory=first)
+    later = write_set("maths", "def sub(a: int, b: int) -> int:\n    return a - b\n", second)
+    write_set("other", "def ping() -> str:\n    return 'pong'\n", second)
+    fh = make_host(user_dirs=[first, second])
+    assert set(fh.load_all_function_sets()) == {"add", "ping"}
+    assert str(later) in str(fh.load_errors["maths"])
+    assert str(first / "maths.py") in str(fh.load_errors["maths"])
 
 
 BROKEN = {
@@ -202,6 +225,24 @@ def test_load_all_records_failures_and_loads_the_rest(make_host, write_set, tmp_
     assert elapsed < 5
     # Failed sets leave no process behind.
     assert len(worker_pids()) == 1
+
+
+def test_a_load_failure_is_logged_with_its_reason(make_host, write_set, tmp_path, caplog):
+    """One record per failed set naming it and why, never the bare exit
+    status of its worker ("exited with status 0" after a failed import)."""
+    for kind, (source, _) in BROKEN.items():
+        write_set(f"bad_{kind}", source)
+    fh = make_host(user_dirs=[tmp_path / "sets"])
+    with caplog.at_level(logging.INFO, logger="fnhost"):
+        fh.load_all_function_sets()  # in parallel: workers may exit before being read
+    messages = [r.getMessage() for r in caplog.records]
+    for kind, (_, expected) in BROKEN.items():
+        prefix = f"function set 'bad_{kind}' failed to load: "
+        failed = [m for m in messages if m.startswith(prefix)]
+        assert len(failed) == 1, messages
+        assert failed[0] == str(fh.load_errors[f"bad_{kind}"])
+        assert expected in failed[0] or kind == "segfault"
+    assert not [m for m in messages if m.startswith("worker (pid")], messages
 
 
 def test_load_function_set_after_close_fails(write_set, empty_dir):

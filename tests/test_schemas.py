@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from host import InvalidArguments
+
 # -- one parameter per annotation, table-driven -------------------------------
 
 #: (annotation as written in the module, the exact schema of parameter ``x``)
@@ -57,6 +59,17 @@ TYPE_CASES = [
         "dict[str, list[int]]",
         {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}}},
     ),
+    ("Mapping[str, int]", {"type": "object", "additionalProperties": {"type": "integer"}}),
+    ("MutableMapping[str, str]", {"type": "object", "additionalProperties": {"type": "string"}}),
+    (
+        "collections.abc.Mapping[str, int]",
+        {"type": "object", "additionalProperties": {"type": "integer"}},
+    ),
+    (
+        "collections.abc.MutableMapping[str, list[int]]",
+        {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}}},
+    ),
+    ("Mapping", {"type": "object"}),
     ("Optional[int]", {"anyOf": [{"type": "integer"}, {"type": "null"}]}),
     ("Union[int, str]", {"anyOf": [{"type": "integer"}, {"type": "string"}]}),
     ("str | None", {"anyOf": [{"type": "string"}, {"type": "null"}]}),
@@ -71,6 +84,7 @@ TYPE_CASES = [
     ("Literal[1, 'a']", {"enum": [1, "a"]}),
     ("Color", {"$ref": "#/$defs/Color"}),
     ("Level", {"$ref": "#/$defs/Level"}),
+    ("Shade", {"$ref": "#/$defs/Shade"}),
     ("Annotated[int, 'how many']", {"type": "integer", "description": "how many"}),
     (
         "Annotated[list[str], 'the names']",
@@ -80,9 +94,10 @@ TYPE_CASES = [
 ]
 
 TYPES_SOURCE = '''
+import collections.abc
 import enum
 from typing import (
-    Annotated, Any, Dict, List, Literal, Optional, Set, Tuple, Union,
+    Annotated, Any, Dict, List, Literal, Mapping, MutableMapping, Optional, Set, Tuple, Union,
 )
 
 
@@ -94,6 +109,16 @@ class Color(enum.Enum):
 class Level(enum.IntEnum):
     LOW = 1
     HIGH = 2
+
+
+class Shade(enum.Enum):
+    """How dark a colour is.
+
+    Only the first paragraph becomes the description.
+    """
+
+    LIGHT = "light"
+    DARK = "dark"
 
 
 def no_annotation(x, y: int):
@@ -132,7 +157,39 @@ def test_annotation_schema(fh, types_set, index, annotation, expected):
 TYPE_DEFS = {
     "Color": {"Color": {"type": "string", "enum": ["red", "green"]}},
     "Level": {"Level": {"type": "integer", "enum": [1, 2]}},
+    "Shade": {
+        "Shade": {
+            "description": "How dark a colour is.",
+            "type": "string",
+            "enum": ["light", "dark"],
+        }
+    },
 }
+
+
+MAPPING_SOURCE = """
+import collections.abc
+from typing import Mapping, MutableMapping
+
+
+def total(counts: Mapping[str, int]) -> str:
+    return f"{type(counts).__name__} {sum(counts.values())}"
+
+
+def bump(counts: collections.abc.MutableMapping[str, int], key: str) -> dict[str, int]:
+    counts[key] = counts.get(key, 0) + 1
+    return dict(counts)
+"""
+
+
+def test_a_mapping_parameter_receives_a_dict_and_is_checked(fh, write_set):
+    fns = fh.load_function_set(write_set("mappings", MAPPING_SOURCE))
+    assert fh.function_sets["mappings"]["skipped"] == {}
+    assert fns["total"]["function"](counts={"a": 1, "b": 2}) == "dict 3"
+    assert fh.call("bump", {"counts": {"a": 1}, "key": "a"}) == {"a": 2}
+    with pytest.raises(InvalidArguments) as info:
+        fh.call("total", {"counts": {"a": "one"}})
+    assert info.value.path == "counts.a"
 
 
 def test_every_table_function_is_exported(fh, types_set):

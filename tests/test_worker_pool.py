@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from host import Limits, WorkerCrashed
+from host import Limits, Sandbox, WorkerCrashed
 
 from .conftest import wait_for, worker_pids
 
@@ -28,14 +28,35 @@ def slow_pid(seconds: float) -> int:
     return os.getpid()
 
 
+def meet(rendezvous: str, me: str, parties: int) -> list:
+    # Arrive, then wait for every party: [pid, True] only if they all run at once.
+    open(os.path.join(rendezvous, me), "w").close()
+    deadline = time.monotonic() + 8  # one after another, the first one waits alone
+    while len(os.listdir(rendezvous)) < parties:
+        if time.monotonic() > deadline:
+            return [os.getpid(), False]
+        time.sleep(0.01)
+    return [os.getpid(), True]
+
+
 def segfault() -> None:
     ctypes.string_at(0)
 """
 
 
 @pytest.fixture
-def pool(make_host, write_set):
-    fh = make_host(limits=Limits(workers=2, timeout=10))
+def rendezvous(tmp_path):
+    """A directory where concurrent calls mark their arrival."""
+    directory = tmp_path / "rendezvous"
+    directory.mkdir()
+    directory.chmod(0o777)
+    return directory
+
+
+@pytest.fixture
+def pool(make_host, write_set, rendezvous):
+    sandbox = Sandbox(writable_paths=(str(rendezvous),))
+    fh = make_host(limits=Limits(workers=2, timeout=10, sandbox=sandbox))
     fh.load_function_set(write_set("cpu", CPU))
     return fh
 
@@ -54,12 +75,16 @@ def test_a_busy_worker_is_passed_over(pool):
         assert other != busy.result(timeout=10)
 
 
-def test_calls_run_in_parallel_across_the_pool(pool):
-    start = time.monotonic()
+def test_calls_run_in_parallel_across_the_pool(pool, rendezvous):
+    """Each call waits until both have started: only concurrent calls meet."""
+
+    def meet(me: str) -> list:
+        return pool.call("meet", {"rendezvous": str(rendezvous), "me": me, "parties": 2})
+
     with ThreadPoolExecutor(2) as ex:
-        pids = list(ex.map(lambda _: pool.call("slow_pid", {"seconds": 0.5}), range(2)))
-    assert len(set(pids)) == 2
-    assert time.monotonic() - start < 0.95  # not one after the other (1.0 s)
+        (pid_a, met_a), (pid_b, met_b) = ex.map(meet, ["a", "b"])
+    assert met_a and met_b  # neither waited for the other to finish
+    assert pid_a != pid_b
 
 
 def test_a_crash_in_one_worker_leaves_the_other_serving(pool):
@@ -72,6 +97,30 @@ def test_a_crash_in_one_worker_leaves_the_other_serving(pool):
         results.append(slow.result(timeout=10))  # undisturbed
     assert results[0] in pool.function_sets["cpu"]["pids"]  # that worker was not restarted
     assert pool.call("pid") > 0
+
+
+def test_a_parked_worker_is_passed_over_while_another_serves(make_host, write_set):
+    """After a crash loop parks one member, calls go to the healthy one
+    instead of failing as "parked" (the parked member has no calls, so the
+    least-loaded choice alone would always pick it)."""
+    fh = make_host(limits=Limits(workers=2, timeout=10, crash_limit=1, crash_window=60.0))
+    fh.load_function_set(write_set("cpu", CPU))
+    with pytest.raises(WorkerCrashed):
+        fh.call("segfault")  # the first member dies once: parked for 60 s
+    assert wait_for(lambda: None in fh.function_sets["cpu"]["pids"], 5.0)
+    survivors = {fh.call("pid") for _ in range(5)}
+    assert len(survivors) == 1 and survivors <= set(fh.function_sets["cpu"]["pids"])
+
+
+def test_a_pool_whose_members_are_all_parked_fails_fast(make_host, write_set):
+    fh = make_host(limits=Limits(workers=2, timeout=10, crash_limit=1, crash_window=60.0))
+    fh.load_function_set(write_set("cpu", CPU))
+    for _ in range(2):
+        with pytest.raises(WorkerCrashed):
+            fh.call("segfault")
+    with pytest.raises(WorkerCrashed) as info:
+        fh.call("pid")
+    assert info.value.details["cause"] == "parked"
 
 
 def test_reload_replaces_every_worker(pool, write_set, sets_dir):

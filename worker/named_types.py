@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import inspect
 import json
 import typing
 from collections.abc import Callable
@@ -70,6 +71,10 @@ def _enum(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | Non
         members = list(annotation)
         values = [m.value for m in members]
         schema = enum_values_schema(values, where)
+        # Its own docstring only: not one inherited from a base or a mix-in.
+        doc = inspect.cleandoc(annotation.__dict__.get("__doc__") or "")
+        if doc:
+            schema = {"description": doc.split("\n\n")[0].strip(), **schema}
         expected = "one of " + ", ".join(json.dumps(v) for v in values)
 
         def coerce(v: Any, p: str) -> Any:

@@ -4,6 +4,13 @@ JSON-compatible values (and ``bytes``) pass through; a few common types are
 converted (documented in ``to_wire``). Anything else is
 ``result_not_serializable`` naming the type; an encoded reply larger than
 the set's limit is ``result_too_large``. The worker survives both.
+
+Dict keys travel as they are when msgpack carries them as keys the host can
+rebuild: strings, ints, floats, bools, ``None``, bytes (and what ``to_wire``
+turns into one of those: an Enum's value, a date's ISO text...). A key that
+would arrive as an array or a map (a tuple, a frozenset, a frozen
+dataclass) cannot be a key on the host: ``result_not_serializable`` naming
+the key's type, instead of a frame the host must refuse as malformed.
 """
 
 from __future__ import annotations
@@ -13,8 +20,12 @@ import enum
 import sys
 from typing import Any
 
-from protocol import ErrorKind, Response, encode_message
+from protocol import ErrorKind, ProtocolViolation, Response, encode_message
+from protocol.framing import HEADER_SIZE, unpack
 from protocol.messages import make_error_map
+
+#: What msgpack packs natively (``strict_types``) and the host can use as a key.
+_KEY_TYPES = (str, int, float, bool, type(None), bytes)
 
 
 def to_wire(obj: Any) -> Any:
@@ -57,9 +68,18 @@ def to_wire(obj: Any) -> Any:
 
 def encode_result(msgid: int, value: Any, output: dict[str, str], max_bytes: int) -> bytes:
     """The response frame for a successful call, or an error frame."""
+    made_container = False
+
+    def default(obj: Any) -> Any:
+        nonlocal made_container
+        wire = to_wire(obj)
+        if type(wire) is list or type(wire) is dict:
+            made_container = True
+        return wire
+
     try:
         frame = encode_message(
-            Response(msgid, None, {"value": value, **output}), default=to_wire, strict=True
+            Response(msgid, None, {"value": value, **output}), default=default, strict=True
         )
     except MemoryError:
         return encode_error(
@@ -74,6 +94,27 @@ def encode_result(msgid: int, value: Any, output: dict[str, str], max_bytes: int
         return encode_error(
             msgid, ErrorKind.RESULT_NOT_SERIALIZABLE, text, output, type_name=type(value).__name__
         )
+    if made_container:
+        # Only a conversion can have put an array or a map where a key is
+        # (a hashable key that packs natively is a scalar): decode as the
+        # host will, which only results with tuples, sets, dataclasses... pay.
+        try:
+            unpack(memoryview(frame)[HEADER_SIZE:])
+        except ProtocolViolation as exc:
+            key_type = _unusable_key_type(value)
+            text = (
+                f"a dict key of type {key_type} cannot be sent: keys must be str, int, float, "
+                "bool, None or bytes"
+                if key_type
+                else f"the host cannot decode it ({exc})"
+            )
+            return encode_error(
+                msgid,
+                ErrorKind.RESULT_NOT_SERIALIZABLE,
+                text,
+                output,
+                type_name=key_type or type(value).__name__,
+            )
     if len(frame) > max_bytes:
         size = len(frame)
         del frame
@@ -85,6 +126,46 @@ def encode_result(msgid: int, value: Any, output: dict[str, str], max_bytes: int
             type_name=type(value).__name__,
         )
     return frame
+
+
+def _unusable_key_type(value: Any) -> str | None:
+    """The type name of the first dict key in ``value`` that would be sent
+    as an array or a map (after ``to_wire``), or ``None``. Only run on a
+    result already known to be unsendable, so it may be slow; it is
+    iterative (the value may nest deeply) and visits each container once
+    (it may share them, or hold a cycle)."""
+    stack = [value]
+    seen: set[int] = set()
+    held: list[Any] = []  # keeps converted copies alive, so no id is reused
+    while stack:
+        original = stack.pop()
+        if id(original) in seen:
+            continue
+        item = _wire_form(original)
+        if not isinstance(item, list | dict):
+            continue
+        seen.add(id(original))
+        held += (original, item)
+        if isinstance(item, dict):
+            for key, member in item.items():
+                if isinstance(_wire_form(key), list | dict):
+                    return type(key).__name__
+                stack.append(member)
+        else:
+            stack.extend(item)
+    return None
+
+
+def _wire_form(obj: Any) -> Any:
+    """``obj`` as msgpack will pack it: converted until it is a native type."""
+    for _ in range(8):  # an Enum whose value is a tuple converts twice
+        if type(obj) in (*_KEY_TYPES, list, dict):
+            return obj
+        try:
+            obj = to_wire(obj)
+        except TypeError:
+            return obj
+    return obj
 
 
 def encode_error(

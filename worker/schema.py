@@ -258,12 +258,17 @@ def _fixed_tuple(args: tuple, builder: SchemaBuilder, where: str) -> TypeSpec:
     return TypeSpec(schema, coerce, expected)
 
 
+#: Read-only and mutable mappings are offered as a plain dict: JSON has one
+#: kind of object, and a dict is both.
+_MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
 def _mapping(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec | None:
     origin = typing.get_origin(annotation)
-    if annotation is dict or annotation is typing.Dict:  # noqa: UP006
+    if annotation in _MAPPINGS or annotation is typing.Dict:  # noqa: UP006
         args: tuple = ()
-    elif origin is dict:
-        args = typing.get_args(annotation)
+    elif origin in _MAPPINGS:
+        args = typing.get_args(annotation)  # () for a bare typing.Mapping
     else:
         return None
     if args and args[0] is not str:
