@@ -255,7 +255,11 @@ def apply(
     user_ns = bool(policy.get("user_namespace", True))
     confine_reads = bool(policy.get("confine_reads", False))
 
-    ns = namespaces.isolate(user=user_ns, network=not network and not enclosed.network)
+    # A worker still in the user namespace that maps it to root (a host that
+    # is not root: worker.enclosure) must leave it, whatever the policy says.
+    ns = namespaces.isolate(
+        user=user_ns or enclosed.mapped, network=not network and not enclosed.network
+    )
     ns.network = ns.network or enclosed.network
     report = {"user_namespace": ns.user, "network_namespace": ns.network, **enclosed.report()}
     writable = list(policy.get("writable_paths") or ())

@@ -57,6 +57,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 
 
 #: The first uid (and gid) of the range workers run as when the host is root:
@@ -74,11 +75,14 @@ EXIT_LOST = 75
 class Enclosure:
     """What ``enclose`` achieved (each True only if the kernel agreed)."""
 
-    __slots__ = ("uid", "own_uid", "namespaces", "network", "view")
+    __slots__ = ("uid", "own_uid", "namespaces", "network", "view", "mapped")
 
     def __init__(self) -> None:
         self.uid: int | None = None
         self.own_uid = self.namespaces = self.network = False
+        #: In a user namespace of our own with our uid mapped to root (a
+        #: host that is not root); the worker must leave it (nested, unmapped).
+        self.mapped = False
         self.view = private_view.View()
 
     def report(self) -> dict[str, bool]:
@@ -141,13 +145,19 @@ def enclose(
     start then.
     """
     result = Enclosure()
+    private = policy.get("private_namespaces", True)
     if os.geteuid() != 0:
-        return result  # needs CAP_SYS_ADMIN in our user namespace: see module doc
+        # Not root: no uid to give away, but a user namespace in which we are
+        # root gives the capabilities the rest needs; the worker leaves it
+        # for a nested one with nothing mapped (worker.confinement).
+        if not (private and policy.get("user_namespace", True) and _root_in_own_userns()):
+            return result
+        result.mapped = True
     warden_pid = os.getpid()
     uid = None
-    if policy.get("own_uid", True):
+    if policy.get("own_uid", True) and not result.mapped:
         uid = int(policy.get("uid_base", DEFAULT_UID_BASE)) + warden_pid
-    if policy.get("private_namespaces", True):
+    if private:
         no_net = not policy.get("network", False)
         flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (CLONE_NEWNET if no_net else 0)
         before = _namespace_ids()
@@ -185,6 +195,25 @@ def enclose(
     if result.namespaces:
         _fork_worker(keep_fds)  # returns in the worker
     return result
+
+
+def _root_in_own_userns() -> bool:
+    """Enter a new user namespace with our uid and gid mapped to 0 inside:
+    capabilities over the namespaces created from it, none over the host's."""
+    uid, gid = os.getuid(), os.getgid()
+    if _c().unshare(ctypes.c_int(CLONE_NEWUSER)) != 0:
+        return False
+    try:
+        for name, text in (
+            ("setgroups", "deny"),
+            ("uid_map", f"0 {uid} 1"),
+            ("gid_map", f"0 {gid} 1"),
+        ):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    except OSError:
+        return False  # in a namespace with nothing mapped: as unprivileged as before
+    return os.geteuid() == 0
 
 
 def _namespace_ids() -> dict[str, int | None]:
@@ -238,7 +267,9 @@ def _split(keep_fds: list[int], uid: int | None) -> None:
     if init_pid:
         os.close(status_w)
         os.close(life_r)
+        sandbox.not_dumpable()  # no ptrace or /proc/<pid>/mem by the same uid
         _warden(init_pid, status_r, keep_fds, uid)
+    sandbox.not_dumpable()
     os.close(status_r)
     os.close(life_w)
     # Dies with the warden. If the warden died before this was armed, its
@@ -272,6 +303,7 @@ def _fork_worker(keep_fds: list[int]) -> None:
     worker_pid = os.fork()
     if worker_pid == 0:
         os.close(status_w)
+        sandbox.dumpable()  # as any process: its own children may debug it
         sandbox.arm_parent_death()
         if os.getppid() != 1:
             os._exit(EXIT_LOST)

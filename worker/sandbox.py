@@ -18,6 +18,7 @@ import signal
 from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -58,6 +59,16 @@ def arm_parent_death() -> bool:
     """SIGKILL us when our parent dies (the caller checks for a parent that
     is already gone, which this cannot see)."""
     return _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def not_dumpable() -> bool:
+    """No ptrace, /proc/<pid>/mem or environ by a process of the same uid
+    without CAP_SYS_PTRACE (the warden and init of a worker)."""
+    return _prctl(PR_SET_DUMPABLE, 0)
+
+
+def dumpable() -> bool:
+    return _prctl(PR_SET_DUMPABLE, 1)
 
 
 def become_subreaper() -> bool:
