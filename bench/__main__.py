@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import functions
 from bench.floor import RawEcho
-from host import CallError, FunctionHost, Limits
+from host import CallError, FunctionHost, Limits, Sandbox
 
 HERE = Path(__file__).resolve().parent
 SET_PATH = str(HERE / "functions.py")
@@ -33,6 +33,14 @@ SET_PATH = str(HERE / "functions.py")
 
 #: Turns each contender takes per round (see ``run_calls``).
 SLICES = 20
+
+
+#: The wall taken down one group of layers at a time (``run_lifecycle``).
+LAYER_STEPS = (
+    ("no own uid", Sandbox(own_uid=False)),
+    ("no own uid or namespaces", Sandbox(own_uid=False, private_namespaces=False)),
+    ("Sandbox.off()", Sandbox.off()),
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -245,6 +253,23 @@ class Bench:
             ten = time.perf_counter() - start
             self.record("start: 10 sets to first calls", ms=ten * 1e3, ratio=ten / one)
             fh.close()
+
+            # What each layer of the wall costs a restart: the same crash with
+            # layers taken away one group at a time (the default row has all).
+            for label, sandbox in LAYER_STEPS:
+                limits = Limits(crash_limit=1000, sandbox=sandbox)
+                with FunctionHost(builtin_dir=self.empty, user_dirs=[], limits=limits) as other:
+                    other.load_function_set(SET_PATH, name="bench")
+                    other.call("add", add_args(1))
+                    start = time.perf_counter()
+                    try:
+                        other.call("crash")
+                    except CallError:
+                        pass
+                    other.call("add", add_args(1))
+                    self.record(
+                        f"crash -> next good call ({label})", ms=(time.perf_counter() - start) * 1e3
+                    )
 
             fh = FunctionHost(builtin_dir=self.empty, user_dirs=[], limits=Limits(crash_limit=1000))
             fh.load_function_set(SET_PATH, name="bench")

@@ -82,6 +82,32 @@ def worker_processes() -> set[int]:
     }
 
 
+def outside_pid(set_pid: int, inner: int) -> int:
+    """The host's pid of the process a worker knows as ``inner``. A worker
+    in its own PID namespace (``set_pid``, the pid the host shows for the
+    set, is then its warden) numbers its processes apart; otherwise the
+    numbers are the host's."""
+    try:
+        ns = os.readlink(f"/proc/{set_pid}/ns/pid_for_children")
+    except OSError:
+        return inner
+    if ns == os.readlink("/proc/self/ns/pid"):
+        return inner
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") != ns:
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                line = next(x for x in f if x.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(line.split()[-1]) == inner:
+            return int(entry)
+    raise LookupError(f"no process {inner} in the namespace of {set_pid}")
+
+
 def host_view(pid: int) -> tuple[int, int]:
     """(parent pid, session id) of ``pid`` as the host sees them. A worker in
     its own PID namespace sees its parent as 1 and its session as 0 (both

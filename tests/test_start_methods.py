@@ -13,7 +13,15 @@ import pytest
 from host import WorkerCrashed
 from worker.zygote import IDLE_AFTER, SPARE_NAME
 
-from .conftest import host_view, process_alive, spare_pids, wait_for, worker_pids, zygote_pids
+from .conftest import (
+    host_view,
+    outside_pid,
+    process_alive,
+    spare_pids,
+    wait_for,
+    worker_pids,
+    zygote_pids,
+)
 
 PROBE = """
 import ctypes
@@ -193,10 +201,26 @@ def test_workers_and_spares_hold_no_zygote_fds(make_host, write_set):
     assert len([t for t in fds.values() if t.startswith("pipe:")]) == 2, fds
     assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
     (spare,) = spare_pids()
-    held = {fd: os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")}
-    # stdin/stdout/stderr (/dev/null) and its own socket to the zygote
-    assert sorted(t for t in held.values() if not t.startswith("socket:")) == ["/dev/null"] * 3
-    assert len(held) == 4, held
+    (zygote,) = zygote_pids()
+
+    def held(pid: int) -> list[str]:
+        return [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+
+    # The zygote's own sockets and pipes (control socket, wake pipe), minus
+    # the spare's socket to it, which the spare shares by design.
+    mine = set(held(spare))
+    theirs = {t for t in held(zygote) if t.startswith(("socket:", "pipe:"))}
+    shared = mine & theirs
+    assert len(shared) <= 1 and all(t.startswith("socket:") for t in shared), shared
+    # stdin/stdout/stderr (/dev/null), its socket to the zygote and, entered
+    # ahead (worker/enclosure.py), a socket to its worker-to-be and two pipes
+    # to its init. Its init and worker-to-be hold none of the zygote's.
+    assert sorted(t for t in mine if not t.startswith(("socket:", "pipe:"))) == ["/dev/null"]
+    below = [p for p in _children_of(spare)] + [
+        c for p in _children_of(spare) for c in _children_of(p)
+    ]
+    for pid in below:
+        assert not set(held(pid)) & theirs, (pid, held(pid))
 
 
 def test_a_dead_zygote_is_replaced(make_host, write_set):
@@ -244,10 +268,15 @@ def die() -> None:
 '''
 
 
+def _children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
 def test_an_escaped_daemon_dies_when_its_worker_dies(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("daemons", DAEMON))
-    daemon = fh.call("start_daemon")
+    daemon = outside_pid(fh.function_sets["daemons"]["pid"], fh.call("start_daemon"))
     assert process_alive(daemon)
     with pytest.raises(WorkerCrashed):
         fh.call("die")
@@ -257,7 +286,7 @@ def test_an_escaped_daemon_dies_when_its_worker_dies(make_host, write_set):
 def test_an_escaped_daemon_dies_when_the_host_closes(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("daemons", DAEMON))
-    daemon = fh.call("start_daemon")
+    daemon = outside_pid(fh.function_sets["daemons"]["pid"], fh.call("start_daemon"))
     assert process_alive(daemon)
     fh.close()
     assert wait_for(lambda: not process_alive(daemon), 2.0)

@@ -239,7 +239,8 @@ def test_scratch_is_a_private_nosuid_tmpfs_capped_by_disk_mb(make_host, write_se
     assert fh.call("fill", {"path": "/dev/shm/more", "mib": 2})[1] == "ENOSPC"
     assert fh.call("home_flags") == [True, True]
     # The host's own scratch directory never sees the files.
-    scratch = os.readlink(f"/proc/{fh.function_sets['attacks']['pid']}/cwd")
+    worker = _subtree(fh.function_sets["attacks"]["pid"])[-1]
+    scratch = os.readlink(f"/proc/{worker}/cwd")
     assert scratch.endswith("/scratch") and os.listdir(scratch) == []
     assert fh.protections("attacks")["scratch_tmpfs"] is True
 

@@ -1,55 +1,55 @@
 """A worker's own identity and view of the system, set up while it may still.
 
 Runs first in the start sequence (``worker.start``), before anything else
-forks or registers fork hooks, and before any user code. Where the process
-holds ``CAP_SYS_ADMIN`` (a host running as root: the zygote and its children
-are root too), it:
+forks or registers fork hooks, and before any user code, in two phases.
 
-1. enters new mount, IPC, PID and (for a set without network access)
-   network namespaces (``unshare``);
-2. splits in three (a PID namespace takes effect for children only):
+``enter`` (phase A; needs nothing of the request, so the zygote's spare
+runs it ahead of one, off the restart's path):
+
+1. a host that is not root first enters a user namespace that maps its
+   uid to 0 (capabilities over the namespaces made from it, none over the
+   host's; the worker later leaves it for a nested one with nothing
+   mapped, in ``worker.confinement``);
+2. new mount, IPC and PID namespaces (``unshare``);
+3. a split in three (a PID namespace takes effect for children only):
 
    - the *warden*, this process: stays outside the PID namespace, is the
      pid the host and the zygote know, waits for ``init`` and ends the way
      the worker ended (the same exit code, or killed by the same signal);
-   - *init*, pid 1 of the new namespace: mounts the private view (below),
-     forks the worker, reaps every orphan, and when the worker is gone
-     exits, which makes the kernel kill every process left in the
-     namespace: nothing a worker starts (daemons in new sessions included)
-     outlives it;
-   - the *worker*, which returns from ``enclose`` and runs the rest of the
-     start sequence. Inside its namespace it has the warden's pid number
-     (``kernel.ns_last_pid``), so ``os.getpid()`` matches the pid the host
-     reports for the set. It is not pid 1, so signals it sends itself and
-     ``os.abort`` behave as anywhere else;
+   - *init*, pid 1 of the new namespace: forks the worker, reaps every
+     orphan, and when the worker is gone exits, which makes the kernel
+     kill every process left in the namespace: nothing a worker starts
+     (daemons in new sessions included) outlives it;
+   - the *worker*, which returns. Inside its namespace it has the warden's
+     pid number (``kernel.ns_last_pid``), so ``os.getpid()`` matches the
+     pid the host reports for the set. It is not pid 1, so signals it sends
+     itself and ``os.abort`` behave as anywhere else.
 
-3. has init build the worker's filesystem view (``worker.private_view``):
-   read-only outside its scratch, a capped private tmpfs scratch and
-   ``/dev/shm``, its own ``/proc`` and ``devpts``, and, for a worker with
-   its own uid, the paths it must read made reachable;
-4. drops all three processes to their own uid and gid, ``uid_base + pid``
-   (the warden's pid, unique on the machine while it lives): not the host's,
-   not another worker's. The kernel then refuses ``prlimit``,
-   ``setpriority``, ``sched_setaffinity``, ``ioprio_set``, signals and
-   ``ptrace`` against the host and other workers, and every file the worker
-   creates is its own.
+   Warden and init drop to the worker's uid at once and are not dumpable.
 
-Without ``CAP_SYS_ADMIN`` (a host that is not root) nothing here applies,
-the report says so (``own_uid`` and the namespace claims stay false), and
-the worker keeps the layers of ``worker.confinement``.
+``finish`` (phase B, in the worker, with the request): a network
+namespace for a set without network access, the filesystem view
+(``worker.private_view``), and the drop to its own uid and gid,
+``uid_base + warden pid`` (unique on the machine while the warden lives),
+where the host is root: the kernel then refuses ``prlimit``,
+``setpriority``, ``sched_setaffinity``, ``ioprio_set``, signals and
+``ptrace`` against the host and other workers, and every file the worker
+creates is its own.
 
-``enclose`` never raises for a layer the kernel refuses: it reports what
-holds. It exits the process (warden and init never return) and raises
-only if it cannot fork at all.
+Neither raises for a layer the kernel refuses: the result says what holds
+and ``worker.confinement`` probes it. ``enter`` raises ``OSError`` only if
+a fork fails after the namespaces were entered (the worker cannot start).
 """
 
 from __future__ import annotations
 
+import _socket
 import ctypes
 import os
 import select
 import signal
 import struct
+from typing import NoReturn
 
 from worker import private_view, sandbox
 
@@ -70,20 +70,23 @@ PID_MAX_LIMIT = 4_194_304
 #: Exit code of the warden when init vanished without a status (should not
 #: happen: init is killed only together with the warden).
 EXIT_LOST = 75
+#: What ``ps`` calls a worker's init.
+INIT_NAME = b"fnhost-init"
+PR_SET_NAME = 15
 
 
 class Enclosure:
-    """What ``enclose`` achieved (each True only if the kernel agreed)."""
+    """What ``finish`` achieved (each True only if the kernel agreed)."""
 
     __slots__ = ("uid", "own_uid", "namespaces", "network", "view", "mapped")
 
     def __init__(self) -> None:
         self.uid: int | None = None
         self.own_uid = self.namespaces = self.network = False
+        self.view = private_view.View()
         #: In a user namespace of our own with our uid mapped to root (a
         #: host that is not root); the worker must leave it (nested, unmapped).
         self.mapped = False
-        self.view = private_view.View()
 
     def report(self) -> dict[str, bool]:
         """The layers as entered (``worker.confinement`` adds the probes)."""
@@ -99,6 +102,45 @@ class Enclosure:
             "paths_revealed": view.revealed,
             "writable_paths_open": view.writable,
         }
+
+
+class Entered:
+    """What ``enter`` set up, as the process it returned in sees it.
+
+    ``role``: ``"worker"`` (go on with the start), ``"warden"`` (call
+    ``run_warden``), or ``"alone"`` (no namespaces: this process is the
+    worker, and ``finish`` still drops its uid).
+    """
+
+    __slots__ = (
+        "role", "uid", "mapped", "namespaces", "warden_pid", "init_pid", "status_r",
+        "life_w", "handoff", "parent_death",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.role = "alone"
+        self.uid: int | None = None
+        self.mapped = self.namespaces = self.parent_death = False
+        self.warden_pid = os.getpid()
+        self.init_pid = self.status_r = self.life_w = -1
+        self.handoff: _socket.socket | None = None
+
+
+#: The policy a worker entered ahead (by the zygote's spare) serves: the
+#: defaults. ``fits_ahead`` says whether a request's policy is served by it.
+AHEAD_POLICY: dict = {}
+
+
+def fits_ahead(policy: dict) -> bool:
+    """Whether a worker that ran ``enter(AHEAD_POLICY)`` can serve ``policy``
+    (the rest of the policy is applied by ``finish`` and later steps)."""
+    if not policy.get("private_namespaces", True):
+        return False
+    if os.geteuid() != 0:
+        return bool(policy.get("user_namespace", True))
+    return bool(policy.get("own_uid", True)) and (
+        int(policy.get("uid_base", DEFAULT_UID_BASE)) == DEFAULT_UID_BASE
+    )
 
 
 _libc: list[ctypes.CDLL] = []
@@ -119,6 +161,21 @@ def prepare() -> None:
     private_view.prepare()
 
 
+#: A worker entered ahead, set by the zygote's spare before the start sequence.
+_ahead: list[Entered] = []
+
+
+def use_ahead(entered: Entered) -> None:
+    """In a worker that ``enter`` returned in ahead of its request: the
+    start sequence's ``enclose`` goes straight to ``finish``."""
+    _ahead[:] = [entered]
+
+
+def entered_ahead() -> Entered | None:
+    """The worker entered ahead of its request, if this process is one."""
+    return _ahead[0] if _ahead else None
+
+
 def enclose(
     policy: dict,
     limits: dict,
@@ -127,73 +184,139 @@ def enclose(
     reach: list[str],
     granted: list[str],
 ) -> Enclosure:
-    """Enter the namespaces and identity the policy asks for (see the module).
+    """Both phases (or only ``finish``, for a worker entered ahead).
 
     ``policy``: the sandbox policy (``own_uid``, ``uid_base``,
-    ``private_namespaces``, ``network``, ``confine_writes``,
-    ``writable_paths``). ``limits``: the worker's limits map (``memory_mb``,
-    ``disk_mb``). ``scratch``: the scratch directory (the cwd; its parent is
-    the worker's directory). ``keep_fds``: fds only the worker may hold (the
-    protocol pipes); the warden and init close them. ``reach``: paths a
-    worker with its own uid must be able to reach (interpreter, import
-    path); ``granted``: paths it must read whatever their modes (the set's
-    directory and import paths, ``readable_paths``).
+    ``private_namespaces``, ``user_namespace``, ``network``,
+    ``confine_writes``, ``writable_paths``). ``limits``: the worker's limits
+    map (``memory_mb``, ``disk_mb``). ``scratch``: the scratch directory
+    (the cwd; its parent is the worker's directory). ``keep_fds``: fds only
+    the worker may hold (the protocol pipes); the warden and init close
+    them. ``reach``: paths a worker with its own uid must be able to reach
+    (interpreter, import path); ``granted``: paths it must read whatever
+    their modes (the set's directory and import paths, ``readable_paths``).
 
     Returns in the worker only, whose cwd is then its scratch directory
     (the private one when ``scratch_tmpfs`` holds). Raises ``OSError`` only
-    if a fork fails after the namespaces were entered: the worker cannot
-    start then.
+    if a fork fails: the worker cannot start then.
     """
-    result = Enclosure()
+    entered = _ahead.pop() if _ahead else enter(policy, keep_fds)
+    if entered.role == "warden":
+        run_warden(entered)
+    return finish(entered, policy, limits, scratch, reach, granted)
+
+
+def enter(
+    policy: dict, keep_fds: list[int], handoff: bool = False, warden_fds: tuple[int, ...] = ()
+) -> Entered:
+    """Phase A (see the module). Returns in the warden and in the worker;
+    init never returns. ``keep_fds``: fds only the worker may hold (closed
+    in warden and init); ``warden_fds``: fds only the warden may hold
+    (closed in init and worker). ``handoff``: keep a socket pair between
+    warden and worker (``Entered.handoff`` on both sides) for a request
+    that comes later. Raises ``OSError`` if a fork fails."""
+    entered = Entered()
     private = policy.get("private_namespaces", True)
     if os.geteuid() != 0:
-        # Not root: no uid to give away, but a user namespace in which we are
-        # root gives the capabilities the rest needs; the worker leaves it
-        # for a nested one with nothing mapped (worker.confinement).
         if not (private and policy.get("user_namespace", True) and _root_in_own_userns()):
-            return result
-        result.mapped = True
-    warden_pid = os.getpid()
-    uid = None
-    if policy.get("own_uid", True) and not result.mapped:
-        uid = int(policy.get("uid_base", DEFAULT_UID_BASE)) + warden_pid
-    if private:
-        no_net = not policy.get("network", False)
-        flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (CLONE_NEWNET if no_net else 0)
-        before = _namespace_ids()
-        if _c().unshare(ctypes.c_int(flags)) == 0:
-            # Counted only if the kernel shows new ones (pid: for children).
-            after = _namespace_ids()
-            result.namespaces = all(
-                after[kind] != before[kind] for kind in ("mnt", "ipc", "pid_for_children")
-            )
-            result.network = no_net and after["net"] != before["net"]
-    if result.namespaces:
-        _split(keep_fds, uid)  # returns in init, pid 1 of the new namespace
+            return entered
+        entered.mapped = True
+    if policy.get("own_uid", True) and not entered.mapped:
+        entered.uid = int(policy.get("uid_base", DEFAULT_UID_BASE)) + entered.warden_pid
+    if not private:
+        return entered
+    before = _namespace_ids()
+    if _c().unshare(ctypes.c_int(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID)) != 0:
+        return entered
+    after = _namespace_ids()
+    # Counted only if the kernel shows new ones (pid: for children).
+    if not all(after[kind] != before[kind] for kind in ("mnt", "ipc", "pid_for_children")):
+        return entered
+    entered.namespaces = True
+    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET) if handoff else None
+    status_r, status_w = os.pipe()
+    life_r, life_w = os.pipe()
+    init_pid = os.fork()
+    if init_pid:
+        os.close(status_w)
+        os.close(life_r)
+        _close_fds(keep_fds)
+        sandbox.not_dumpable()  # no ptrace or /proc/<pid>/mem by the same uid
+        if entered.uid is not None:
+            parent = os.getppid()
+            _become(entered.uid)
+            sandbox.die_with_parent(parent)  # a change of uid disarmed it
+        entered.role = "warden"
+        entered.init_pid, entered.status_r, entered.life_w = init_pid, status_r, life_w
+        if pair is not None:
+            pair[1].close()
+            entered.handoff = pair[0]
+        return entered
+    # init, pid 1 of the new namespace: dies with the warden.
+    _close_fds(list(warden_fds))
+    _c().prctl(PR_SET_NAME, INIT_NAME, 0, 0, 0)
+    sandbox.not_dumpable()
+    os.close(status_r)
+    os.close(life_w)
+    if pair is not None:
+        pair[0].close()
+    _stay_with_warden(life_r)
+    # The worker's pid number inside: the warden's (set while still root).
+    private_view.write_sysctl("kernel/ns_last_pid", str(entered.warden_pid - 1))
+    worker_pid = os.fork()
+    if worker_pid == 0:
+        os.close(status_w)
+        os.close(life_r)
+        sandbox.dumpable()  # as any process: its own children may debug it
+        entered.parent_death = sandbox.arm_parent_death()
+        if os.getppid() != 1:
+            os._exit(EXIT_LOST)
+        entered.role = "worker"
+        entered.handoff = pair[1] if pair is not None else None
+        return entered
+    if pair is not None:
+        pair[1].close()
+    _close_fds(keep_fds)
+    if entered.uid is not None:
+        _become(entered.uid)
+        _stay_with_warden(life_r)  # a change of uid disarmed it
+    os.close(life_r)
+    _init(worker_pid, status_w)
+
+
+def finish(
+    entered: Entered,
+    policy: dict,
+    limits: dict,
+    scratch: str,
+    reach: list[str],
+    granted: list[str],
+) -> Enclosure:
+    """Phase B, in the worker (see the module and ``enclose``)."""
+    result = Enclosure()
+    result.mapped, result.namespaces = entered.mapped, entered.namespaces
+    uid = entered.uid
+    if entered.namespaces:
+        if not policy.get("network", False):
+            before = _namespace_ids()["net"]
+            if _c().unshare(ctypes.c_int(CLONE_NEWNET)) == 0:
+                result.network = _namespace_ids()["net"] != before
         result.view = private_view.build(policy, limits, scratch, uid, reach, granted)
         if not result.view.tmpfs:
             _share_scratch(scratch, uid)
     else:
         _share_scratch(scratch, uid)
-    if result.namespaces:
-        # The worker's pid number inside: the warden's (set while still root).
-        private_view.write_sysctl("kernel/ns_last_pid", str(warden_pid - 1))
-    parent = os.getppid()
     if uid is not None:
         for fd in (1, 2):  # the capture files: /dev/stdout must open as ours
             try:
                 os.fchown(fd, uid, uid)
             except OSError:
                 pass
+        parent = os.getppid()
         result.own_uid = _become(uid)
         result.uid = uid if result.own_uid else None
         # A change of uid disarms the parent-death signal: arm it again.
-        if result.namespaces:
-            _stay_with_warden(_life_r[0])
-        else:
-            sandbox.die_with_parent(parent)
-    if result.namespaces:
-        _fork_worker(keep_fds)  # returns in the worker
+        sandbox.die_with_parent(parent)
     return result
 
 
@@ -255,60 +378,12 @@ def _become(uid: int) -> bool:
     return False
 
 
-#: init's ends of its two pipes to the warden (set by ``_split``).
-_status_w: list[int] = []
-
-
-def _split(keep_fds: list[int], uid: int | None) -> None:
-    """Fork init; this process becomes the warden. Returns in init."""
-    status_r, status_w = os.pipe()
-    life_r, life_w = os.pipe()
-    init_pid = os.fork()
-    if init_pid:
-        os.close(status_w)
-        os.close(life_r)
-        sandbox.not_dumpable()  # no ptrace or /proc/<pid>/mem by the same uid
-        _warden(init_pid, status_r, keep_fds, uid)
-    sandbox.not_dumpable()
-    os.close(status_r)
-    os.close(life_w)
-    # Dies with the warden. If the warden died before this was armed, its
-    # end of the life pipe is closed already: exit now.
-    _stay_with_warden(life_r)
-    _status_w.append(status_w)
-    _life_r.append(life_r)
-
-
 def _stay_with_warden(life_r: int) -> None:
     """In init: die with the warden. If the warden died before the signal
     was armed, its end of the life pipe is closed already: exit now."""
     sandbox.arm_parent_death()
     if select.select([life_r], [], [], 0)[0]:
         os._exit(EXIT_LOST)
-
-
-#: init's end of the pipe that tells it the warden is alive (``_split``).
-_life_r: list[int] = []
-
-
-def _fork_worker(keep_fds: list[int]) -> None:
-    """In init: fork the worker, which returns; init never returns.
-
-    The worker gets the warden's pid number inside its namespace, so that
-    ``os.getpid()`` in user code is the pid the host shows for the set (and
-    differs between incarnations), not 2 in every worker.
-    """
-    status_w = _status_w.pop()
-    os.close(_life_r.pop())
-    worker_pid = os.fork()
-    if worker_pid == 0:
-        os.close(status_w)
-        sandbox.dumpable()  # as any process: its own children may debug it
-        sandbox.arm_parent_death()
-        if os.getppid() != 1:
-            os._exit(EXIT_LOST)
-        return
-    _init(worker_pid, status_w, keep_fds)
 
 
 def _close_fds(fds: list[int]) -> None:
@@ -319,10 +394,9 @@ def _close_fds(fds: list[int]) -> None:
             pass
 
 
-def _init(worker_pid: int, status_w: int, keep_fds: list[int]) -> None:
+def _init(worker_pid: int, status_w: int) -> NoReturn:
     """pid 1: reap everything; hand the worker's wait status to the warden,
     then exit (the kernel kills what is left in the namespace)."""
-    _close_fds(keep_fds)
     while True:
         try:
             pid, status = os.waitpid(-1, 0)
@@ -337,14 +411,12 @@ def _init(worker_pid: int, status_w: int, keep_fds: list[int]) -> None:
                 os._exit(0)
 
 
-def _warden(init_pid: int, status_r: int, keep_fds: list[int], uid: int | None) -> None:
+def run_warden(entered: Entered) -> NoReturn:
     """Outside the namespace: wait for init, then end as the worker ended
     (its exit code, or killed by its signal). Never returns."""
-    _close_fds(keep_fds)
-    if uid is not None:
-        parent = os.getppid()
-        _become(uid)
-        sandbox.die_with_parent(parent)  # a change of uid disarmed it
+    status_r, init_pid = entered.status_r, entered.init_pid
+    if entered.handoff is not None:
+        entered.handoff.close()
     data = b""
     while len(data) < 4:
         try:

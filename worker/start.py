@@ -56,13 +56,22 @@ def run(config: dict) -> NoReturn:
     # host reads back as the crash's stderr tail.
     faulthandler.enable(file=sys.__stderr__, all_threads=True)
     sandbox.detach_stdin()
-    protections = {
-        "own_session": sandbox.in_own_session(),
-        "parent_death_signal": sandbox.die_with_parent(
-            config.get("parent_pid", config["host_pid"])
-        ),
-        "no_new_privileges": sandbox.no_new_privileges(),
-    }
+    ahead = enclosure.entered_ahead()
+    if ahead is not None:
+        # Entered ahead by the zygote's spare (enclosure.enter): our parent
+        # is init, armed then; the session's leader is the warden, outside.
+        protections = {
+            "own_session": os.getsid(0) == 0,
+            "parent_death_signal": ahead.parent_death,
+        }
+    else:
+        protections = {
+            "own_session": sandbox.in_own_session(),
+            "parent_death_signal": sandbox.die_with_parent(
+                config.get("parent_pid", config["host_pid"])
+            ),
+        }
+    protections["no_new_privileges"] = sandbox.no_new_privileges()
     limits = sandbox.SandboxLimits(**config["limits"])
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
     policy = config.get("sandbox") or {}

@@ -33,6 +33,7 @@ its socket; its children die with it.
 from __future__ import annotations
 
 import _socket  # not socket: its enums cost ~3 ms of every host's first start
+import ctypes
 import gc
 import json
 import os
@@ -45,6 +46,7 @@ import msgpack
 from worker import confinement, enclosure, sandbox, start
 
 MAX_FDS = 4
+PR_SET_NAME, PR_GET_NAME = 15, 16
 
 
 def _recv_fds(sock: _socket.socket) -> tuple[bytes, list[int]]:
@@ -72,6 +74,9 @@ IDLE_AFTER = 1.0
 
 #: What ``ps`` calls a spare while it waits (a worker takes back the name).
 SPARE_NAME = "fnhost-spare"
+#: ... and the worker a spare has entered its namespaces for (its init keeps
+#: the spare's name until it serves).
+AHEAD_NAME = "fnhost-ahead"
 #: How long a spare has to confirm a request before a fresh fork takes it.
 SPARE_ACK_TIMEOUT = 0.1
 
@@ -265,7 +270,8 @@ def main() -> None:
                 os.close(fd)
             send({"id": request.get("id"), "error": f"expected {MAX_FDS} fds, got {len(fds)}"})
             continue
-        pid = hand_to_spare(data, fds)
+        policy = (request.get("config") or {}).get("sandbox") or {}
+        pid = hand_to_spare(data, fds) if enclosure.fits_ahead(policy) else None
         if pid is None:
             try:
                 pid = os.fork()
@@ -284,7 +290,8 @@ def main() -> None:
         # The next spare must not inherit this request (another set's
         # config and environment) on its stack.
         request = data = fds = None  # type: ignore[assignment]
-        fork_spare()  # after the reply: the next request finds it waiting
+        if not spare:
+            fork_spare()  # after the reply: the next request finds it waiting
 
 
 def _children(parent: int) -> list[int]:
@@ -331,40 +338,80 @@ def _wait_as_spare(
     conn: _socket.socket, sock: _socket.socket, wake: tuple[int, int], zygote_pid: int
 ) -> None:
     """A spare: wait for one spawn request from the zygote, then become that
-    worker; exit on EOF (the zygote dropped it, or died). Never returns."""
+    worker; exit on EOF (the zygote dropped it, or died). Never returns.
+
+    While it waits it has already entered the worker's namespaces and split
+    into warden, init and worker (``enclosure.enter``, with the default
+    policy): the request then only travels on from the warden (this
+    process) to the worker, and the restart skips an ``unshare`` and two
+    forks. The zygote hands a spare only requests it fits
+    (``enclosure.fits_ahead``).
+    """
     try:
         _detach(sock, wake)
         comm = _rename(SPARE_NAME)
-        data, fds = _recv_fds(conn)
-        if not data or len(fds) != MAX_FDS:
-            os._exit(0)
-        conn.send(b"k")  # alive: the zygote reports our pid
-        conn.close()
-        request = msgpack.unpackb(data)
-        if comm:
-            _rename(comm)
+        os.setsid()  # the warden leads the session; init and worker join it
+        entered = enclosure.enter(
+            enclosure.AHEAD_POLICY, [], handoff=True, warden_fds=(conn.fileno(),)
+        )
+        if entered.role == "worker":
+            conn.detach()  # init closed it before forking us
+            _rename(AHEAD_NAME)
+            assert entered.handoff is not None
+            data, fds = _recv_fds(entered.handoff)
+            entered.handoff.close()
+            if not data or len(fds) != MAX_FDS:
+                os._exit(0)
+            if comm:
+                _rename(comm)
+            enclosure.use_ahead(entered)
+            request = msgpack.unpackb(data)
+        else:
+            data, fds = _recv_fds(conn)
+            if not data or len(fds) != MAX_FDS:
+                os._exit(0)
+            if entered.role == "warden":
+                assert entered.handoff is not None
+                entered.handoff.sendmsg(
+                    [data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))]
+                )
+                for fd in fds:
+                    os.close(fd)
+            conn.send(b"k")  # alive: the zygote reports our pid
+            conn.close()
+            if comm:
+                _rename(comm)
+            if entered.role == "warden":
+                enclosure.run_warden(entered)
+            request = msgpack.unpackb(data)
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
-    _child(request, fds, zygote_pid)
+    _child(request, fds, zygote_pid, session=entered.role == "alone")
 
 
 def _rename(name: str) -> str | None:
     """Set this process's name (``ps``, ``/proc/<pid>/comm``); the old one,
-    or None if it could not be read and changed."""
+    or None if it could not be read and changed. ``prctl``, not a write to
+    ``/proc/self/comm``: a warden that dropped its uid and is not dumpable
+    may not open its own ``/proc`` files."""
     try:
-        with open("/proc/self/comm", "r+") as f:
-            old = f.read().strip()
-            f.seek(0)
-            f.write(name)
-        return old
-    except OSError:
+        libc = ctypes.CDLL(None, use_errno=True)
+        old = ctypes.create_string_buffer(16)
+        if libc.prctl(PR_GET_NAME, old, 0, 0, 0) != 0:
+            return None
+        if libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) != 0:
+            return None
+        return old.value.decode(errors="replace")
+    except (OSError, AttributeError):
         return None
 
 
-def _child(request: dict, fds: list[int], zygote_pid: int) -> None:
-    """Become a worker. Never returns."""
+def _child(request: dict, fds: list[int], zygote_pid: int, session: bool = True) -> None:
+    """Become a worker (``session``: in a session of its own; a worker
+    entered ahead is in its warden's already). Never returns."""
     try:
-        os.setsid()
+        if session and os.getsid(0) != os.getpid():
+            os.setsid()
         req_r, resp_w, out, err = fds
         os.dup2(out, 1)
         os.dup2(err, 2)
