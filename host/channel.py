@@ -44,12 +44,12 @@ from protocol import (
     Request,
     Response,
     Verb,
-    decode_message,
     encode_cancel,
     encode_message,
 )
 from protocol.decode_budget import PLAIN_DECODE_MAX, decode_reply
-from protocol.messages import validate_call_result
+from protocol.framing import unpack
+from protocol.messages import message_from, validate_call_result
 
 logger = logging.getLogger("fnhost")
 
@@ -383,7 +383,8 @@ class Channel:
             try:
                 for body in self._decoder.feed(data):
                     if len(body) <= PLAIN_DECODE_MAX:
-                        msg = decode_message(body)
+                        # decode_message, inlined: every reply's path.
+                        msg = message_from(unpack(body))
                     else:
                         # Bounded, and in chunks that let other threads run
                         # (see protocol.decode_budget); a reply over budget
