@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from host.deadline_timer import DeadlineTimer
+from host.gc_pause import gc_paused
 from protocol import (
     ErrorKind,
     FrameDecoder,
@@ -43,11 +44,12 @@ from protocol import (
     Request,
     Response,
     Verb,
-    decode_message,
     encode_cancel,
     encode_message,
 )
-from protocol.messages import validate_call_result
+from protocol.decode_budget import PLAIN_DECODE_MAX, decode_reply
+from protocol.framing import unpack
+from protocol.messages import message_from, validate_call_result
 
 logger = logging.getLogger("fnhost")
 
@@ -122,6 +124,10 @@ def wake_future(fut: asyncio.Future) -> None:
 class Channel:
     """Requests out, replies in, for one worker process.
 
+    A frame's lists and maps may take at most ``decode_budget`` bytes once
+    decoded (``protocol.decode_budget``): a reply over it fails its own call
+    with ``result_too_large``; any other message over it breaks the channel.
+
     ``on_broken(violation)`` is called once, by whichever caller is leading
     when the worker exits (``violation is None``) or breaks the protocol;
     it must fail the remaining calls with ``fail_all`` and may kill the
@@ -135,6 +141,7 @@ class Channel:
         write_fd: int,
         pidfd: int | None,
         max_frame_size: int,
+        decode_budget: int,
         on_broken: Callable[[ProtocolViolation | None], None],
         exited: Callable[[], bool],
         on_recycle: Callable[[Pending], None] | None = None,
@@ -143,6 +150,7 @@ class Channel:
         self.write_fd = write_fd
         self.pidfd = pidfd
         self._decoder = FrameDecoder(max_frame_size)
+        self._decode_budget = decode_budget
         self._on_broken = on_broken
         self._on_recycle = on_recycle
         self._exited = exited
@@ -376,7 +384,16 @@ class Channel:
                 return True
             try:
                 for body in self._decoder.feed(data):
-                    self._deliver(decode_message(body))
+                    if len(body) <= PLAIN_DECODE_MAX:
+                        # decode_message, inlined: every reply's path.
+                        msg = message_from(unpack(body))
+                    else:
+                        # Bounded, and in chunks that let other threads run
+                        # (see protocol.decode_budget); a reply over budget
+                        # becomes a result_too_large error for its call.
+                        with gc_paused():
+                            msg = decode_reply(body, self._decode_budget)
+                    self._deliver(msg)
             except ProtocolViolation as exc:
                 self._break(exc)
                 return False

@@ -252,7 +252,12 @@ class ResultError(CallError):
     """The function returned, but its value cannot be sent back.
 
     ``kind`` is ``result_not_serializable`` (the type is named in
-    ``remote_type``) or ``result_too_large``.
+    ``remote_type``) or ``result_too_large``: the encoded reply exceeds
+    ``Limits.max_result_mb`` (checked by the worker), or its lists and maps
+    would take more than ``Limits.max_decoded_bytes`` of the host's memory
+    once decoded (checked by the host while decoding; ``details`` has
+    ``encoded_bytes`` and ``decode_budget``, and what the call printed is
+    lost). Either way the worker carries on.
     """
 
     kind = ErrorKind.RESULT_NOT_SERIALIZABLE

@@ -10,8 +10,10 @@ reason. Nothing here does I/O.
 - ``openai-responses``: Responses API ``{"type": "function", "name", ...}``.
 - ``anthropic``: ``{name, description, input_schema}``.
 - ``gemini``: a function declaration in the OpenAPI-3.0 subset: ``$defs``
-  inlined (a recursive type is an error), ``nullable`` instead of null
-  unions, no maps, no tuples, string enums only.
+  inlined (a recursive type, or more than ``MAX_INLINED_BYTES`` of inlined
+  definitions, is an error), ``nullable`` instead of null unions, no maps,
+  no tuples, string enums only. (No other format inlines: they keep
+  ``$defs`` and ``$ref`` as they are.)
 - ``mcp``: an MCP ``Tool``: ``{name, description, inputSchema, outputSchema}``
   (a non-object result is wrapped as ``{"result": ...}``).
 
@@ -49,6 +51,10 @@ OPENAI_FORMATS = {
 }
 #: ``format`` values Gemini accepts on strings.
 GEMINI_FORMATS = {"date-time", "enum"}
+#: The most definitions (JSON bytes) one function's Gemini schema may inline.
+#: Real schemas inline to a few KB; a megabyte is about 250,000 tokens, far
+#: beyond what a model is given for all its tools.
+MAX_INLINED_BYTES = 1 << 20
 
 _FORMAT_WORDS = {"path": "a file system path", "decimal": "a decimal number written as a string"}
 
@@ -246,19 +252,41 @@ def _nullable(schema: JSON) -> JSON:
 
 
 def gemini_schema(params: JSON, function: str) -> JSON:
-    """Rewrite a parameters schema into Gemini's OpenAPI-3.0 subset."""
+    """Rewrite a parameters schema into Gemini's OpenAPI-3.0 subset.
+
+    Raises ``SchemaFormatError`` for what Gemini cannot express, and when
+    inlining the ``$defs`` would copy more than ``MAX_INLINED_BYTES`` of
+    definitions (a type used twice by a type used twice ... 20 levels deep
+    is 2**20 copies; the error comes before they are made).
+    """
     defs = params.pop("$defs", {})
+    # What one copy of each definition costs (its nested $refs are charged
+    # when they are inlined in turn).
+    sizes = {name: len(json.dumps(d, default=repr)) for name, d in defs.items()}
+    copies: dict[str, int] = {}
+    inlined = 0
 
     def fail(path: str, reason: str) -> None:
         raise SchemaFormatError("gemini", function, _param_name(path), reason)
 
     def visit(schema: JSON, path: str, seen: tuple[str, ...] = ()) -> JSON:
+        nonlocal inlined
         if "$ref" in schema:
             name = schema["$ref"].rsplit("/", 1)[-1]
             if name in seen:
                 fail(path, f"has the recursive type {name}, which Gemini cannot express")
             if name not in defs:
                 fail(path, f"refers to an unknown definition {name}")
+            inlined += sizes[name]
+            copies[name] = copies.get(name, 0) + 1
+            if inlined > MAX_INLINED_BYTES:
+                most = max(copies, key=copies.__getitem__)
+                fail(
+                    _top_level(path),
+                    f"would need more than {MAX_INLINED_BYTES} bytes of inlined definitions "
+                    f"(Gemini takes no $ref, so each use is a copy: {most} was copied "
+                    f"{copies[most]} times so far); use each type fewer times",
+                )
             inner = visit(copy.deepcopy(defs[name]), path, (*seen, name))
             rest = {k: v for k, v in schema.items() if k != "$ref"}
             return {**inner, **rest}
@@ -304,6 +332,11 @@ def gemini_schema(params: JSON, function: str) -> JSON:
         return _gemini_default(schema)
 
     return visit(params, "")
+
+
+def _top_level(path: str) -> str:
+    """The parameter a subschema path starts at (``a`` of ``a.x[].y``)."""
+    return path.split(".", 1)[0].split("[", 1)[0].split("{", 1)[0]
 
 
 def _gemini_default(schema: JSON) -> JSON:

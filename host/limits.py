@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from host.sandbox import Sandbox
+from protocol.decode_budget import MIN_DECODE_BUDGET
 
 MIB = 1024 * 1024
+#: ``max_decoded_bytes`` per byte of ``max_result_mb``. Records of short
+#: fields take 8-12 bytes of memory per encoded byte (their lists and maps
+#: about 9), pairs of small numbers 27: a reply at the limit may be a third
+#: such records.
+DECODED_PER_RESULT_BYTE = 4
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,9 @@ class Limits:
       ["scratch_tmpfs"]``); elsewhere scratch is a directory on the host's
       temp filesystem and only ``file_size_mb`` bounds each file.
     - ``max_result_mb`` / ``max_argument_mb``: the largest encoded reply /
-      request frame; a larger result is ``result_too_large``.
+      request frame; a larger result is ``result_too_large``. So is a reply
+      whose lists and maps would take more than ``max_decoded_bytes`` (4 ×
+      ``max_result_mb``, at least 32 MiB) of the host's memory once decoded.
     - ``crash_limit`` deaths within ``crash_window`` seconds park the set for
       ``crash_window`` seconds instead of restarting it in a loop.
     - ``shutdown_grace``: seconds a worker gets to exit on ``close()`` before
@@ -75,6 +83,14 @@ class Limits:
     @property
     def max_result_bytes(self) -> int:
         return self.max_result_mb * MIB
+
+    @property
+    def max_decoded_bytes(self) -> int:
+        """The memory one reply's lists and maps may take in the host once
+        decoded (``protocol.decode_budget``): an empty map is one byte on
+        the wire and 64 in memory, so the encoded size alone does not bound
+        it. Strings and numbers take at most about 20 bytes per byte besides."""
+        return max(MIN_DECODE_BUDGET, DECODED_PER_RESULT_BYTE * self.max_result_bytes)
 
     @property
     def max_argument_bytes(self) -> int:

@@ -88,6 +88,7 @@ class _Incarnation:
             write_fd=proc.req_w,
             pidfd=proc.pidfd,
             max_frame_size=handle.spec.limits.max_result_bytes + 2 * 65536 + 4096,
+            decode_budget=handle.spec.limits.max_decoded_bytes,
             on_broken=lambda violation: handle._on_broken(self, violation),
             exited=lambda: not proc.alive(),
             on_recycle=lambda pending: handle._recycle(self, pending),

@@ -142,8 +142,16 @@ def encode_cancel(msgid: int) -> bytes:
 
 
 def decode_message(payload: bytes | memoryview) -> Message:
-    """Unpack and shape-check one frame body."""
-    obj = unpack(payload)
+    """Unpack and shape-check one frame body (``ProtocolViolation`` if malformed).
+
+    Its memory is bounded only by the frame's size: the host decodes what a
+    worker sends with ``decode_budget.decode_reply`` instead.
+    """
+    return message_from(unpack(payload))
+
+
+def message_from(obj: Any) -> Message:
+    """Shape-check one decoded frame body; the message it holds, or ``ProtocolViolation``."""
     if not isinstance(obj, list) or not obj:
         raise ProtocolViolation(f"message must be a non-empty array, got {_describe(obj)}")
     mtype = obj[0]
@@ -353,6 +361,7 @@ __all__ = [
     "decode_message",
     "encode_message",
     "make_error_map",
+    "message_from",
     "truncate",
     "truncate_head",
     "validate_call_result",
