@@ -83,6 +83,17 @@ def fill(path: str, mib: int) -> list:
     return [mib, "ok"]
 
 
+def suid(path: str) -> list:
+    """Try to leave a setuid/setgid file behind; the outcomes."""
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n")
+    return [
+        _outcome(os.chmod, path, 0o4755),
+        _outcome(lambda: os.close(os.open(path + "2", os.O_CREAT | os.O_WRONLY, 0o6755))),
+        _outcome(os.chmod, path, 0o755),
+    ]
+
+
 def home_flags() -> list[bool]:
     flags = os.statvfs(os.environ["HOME"]).f_flag
     return [bool(flags & os.ST_NOSUID), bool(flags & os.ST_NODEV)]
@@ -370,3 +381,15 @@ def test_a_timeout_kills_the_whole_namespace_and_the_set_recovers(make_host, wri
     assert type(info.value).__name__ == "CallTimeout"
     assert wait_for(lambda: not _processes_named(marker), 5.0)
     assert fh.call("pids_here") == [1, fh.function_sets["attacks"]["pid"]]
+
+
+def test_setuid_and_setgid_bits_are_refused_in_writable_paths(make_host, write_set, tmp_path):
+    """A file the worker makes in a writable path can belong to the host's
+    uid on disk (root, for a root host): with a setuid bit it would be a
+    root binary for anyone outside the sandbox."""
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    fh = _load(make_host, write_set, Sandbox(writable_paths=(str(open_dir),)))
+    assert fh.call("suid", {"path": str(open_dir / "tool")}) == ["EPERM", "EPERM", "ok"]
+    made = list(open_dir.iterdir())
+    assert made and not [p for p in made if p.stat().st_mode & 0o6000]

@@ -1,5 +1,5 @@
 """The worker start sequence, shared by a plain spawn (``python -I -m worker``)
-and a worker forked from the zygote. The order matters; see DESIGN.md.
+and a worker forked from the zygote. The order matters; see docs/sandbox.md.
 
 1. (``python -I``) Everything the worker itself needs is imported at the top
    of this module, before any user code can touch ``sys.modules``.
