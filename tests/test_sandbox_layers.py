@@ -569,7 +569,7 @@ def test_without_the_filter_the_same_calls_go_through(make_host, write_set):
 def _run_bpf(program, nr: int, arch: int, *args: int) -> int:
     """A classic-BPF interpreter for the few opcodes the filter uses."""
     data = {0: nr, 4: arch}
-    for i, arg in enumerate((*args, 0, 0, 0)[:3]):
+    for i, arg in enumerate((*args, 0, 0, 0, 0)[:4]):
         data[16 + 8 * i] = arg & 0xFFFFFFFF
     acc, pc = 0, 0
     while True:
@@ -637,6 +637,16 @@ def test_the_filter_program_decides_each_case(machine):
         args = (family, 1, proto)
         assert _run_bpf(program, nrs["socket"], arch, *args) == default, args
         assert _run_bpf(offline, nrs["socket"], arch, *args) == denied_inet, args
+    # File modes with setuid/setgid bits; openat2's mode is out of sight.
+    modes = seccomp._MODE_ARGUMENT[machine]
+    for name in ("fchmod", "fchmodat", "openat", "mknodat"):
+        nr, position = modes[name]
+        for mode, expected in ((0o4755, eperm), (0o2755, eperm), (0o755, allow)):
+            args = [3, 0, 0, 0]
+            args[position] = mode
+            assert _run_bpf(program, nr, arch, *args) == expected, (name, oct(mode))
+    assert _run_bpf(program, nrs["openat2"], arch, 3) == enosys
+    assert _run_bpf(program, nrs["memfd_create"], arch, 0) == eperm
     assert _run_bpf(program, nrs["kill"], 0x40000003, 999) == eperm  # i386 ABI
     if machine == "x86_64":
         assert _run_bpf(program, 0x40000000 | 1, arch) == eperm  # x32 ABI
