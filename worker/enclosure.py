@@ -114,13 +114,17 @@ class Entered:
 
     __slots__ = (
         "role", "uid", "mapped", "namespaces", "warden_pid", "init_pid", "status_r",
-        "life_w", "handoff", "parent_death",
+        "life_w", "handoff", "parent_death", "network", "host_net", "view",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.role = "alone"
         self.uid: int | None = None
-        self.mapped = self.namespaces = self.parent_death = False
+        self.mapped = self.namespaces = self.parent_death = self.network = False
+        #: The network namespace we left (an fd), to go back to for a
+        #: request with network access (entered ahead, root only); or -1.
+        self.host_net = -1
+        self.view = private_view.View()
         self.warden_pid = os.getpid()
         self.init_pid = self.status_r = self.life_w = -1
         self.handoff: _socket.socket | None = None
@@ -133,11 +137,13 @@ AHEAD_POLICY: dict = {}
 
 def fits_ahead(policy: dict) -> bool:
     """Whether a worker that ran ``enter(AHEAD_POLICY)`` can serve ``policy``
-    (the rest of the policy is applied by ``finish`` and later steps)."""
-    if not policy.get("private_namespaces", True):
+    (the rest of the policy is applied by ``finish`` and later steps): the
+    same namespaces, identity and read-only view; network access only where
+    the worker can go back to the host's network namespace (root)."""
+    if not policy.get("private_namespaces", True) or not policy.get("confine_writes", True):
         return False
     if os.geteuid() != 0:
-        return bool(policy.get("user_namespace", True))
+        return bool(policy.get("user_namespace", True)) and not policy.get("network", False)
     return bool(policy.get("own_uid", True)) and (
         int(policy.get("uid_base", DEFAULT_UID_BASE)) == DEFAULT_UID_BASE
     )
@@ -158,7 +164,7 @@ def prepare() -> None:
         _c()
     except OSError:
         pass
-    private_view.prepare()
+    private_view.load()
 
 
 #: A worker entered ahead, set by the zygote's spare before the start sequence.
@@ -225,14 +231,19 @@ def enter(
         entered.uid = int(policy.get("uid_base", DEFAULT_UID_BASE)) + entered.warden_pid
     if not private:
         return entered
+    no_net = not policy.get("network", False)
+    if no_net and handoff and not entered.mapped:
+        entered.host_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     before = _namespace_ids()
-    if _c().unshare(ctypes.c_int(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID)) != 0:
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (CLONE_NEWNET if no_net else 0)
+    if _c().unshare(ctypes.c_int(flags)) != 0:
         return entered
     after = _namespace_ids()
     # Counted only if the kernel shows new ones (pid: for children).
     if not all(after[kind] != before[kind] for kind in ("mnt", "ipc", "pid_for_children")):
         return entered
     entered.namespaces = True
+    entered.network = no_net and after["net"] != before["net"]
     pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET) if handoff else None
     status_r, status_w = os.pipe()
     life_r, life_w = os.pipe()
@@ -240,7 +251,8 @@ def enter(
     if init_pid:
         os.close(status_w)
         os.close(life_r)
-        _close_fds(keep_fds)
+        _close_fds([*keep_fds, entered.host_net])
+        entered.host_net = -1
         sandbox.not_dumpable()  # no ptrace or /proc/<pid>/mem by the same uid
         if entered.uid is not None:
             parent = os.getppid()
@@ -273,10 +285,11 @@ def enter(
             os._exit(EXIT_LOST)
         entered.role = "worker"
         entered.handoff = pair[1] if pair is not None else None
+        entered.view = private_view.prepare(bool(policy.get("confine_writes", True)))
         return entered
     if pair is not None:
         pair[1].close()
-    _close_fds(keep_fds)
+    _close_fds([*keep_fds, entered.host_net])
     if entered.uid is not None:
         _become(entered.uid)
         _stay_with_warden(life_r)  # a change of uid disarmed it
@@ -297,11 +310,19 @@ def finish(
     result.mapped, result.namespaces = entered.mapped, entered.namespaces
     uid = entered.uid
     if entered.namespaces:
-        if not policy.get("network", False):
+        wants_network = bool(policy.get("network", False))
+        if wants_network and entered.network:
+            # Entered ahead without network: back to the host's (root only;
+            # fits_ahead sends other requests elsewhere).
+            if entered.host_net < 0 or _c().setns(entered.host_net, CLONE_NEWNET) != 0:
+                raise OSError("cannot return to the host's network namespace")
+        elif not wants_network and not entered.network:
             before = _namespace_ids()["net"]
             if _c().unshare(ctypes.c_int(CLONE_NEWNET)) == 0:
-                result.network = _namespace_ids()["net"] != before
-        result.view = private_view.build(policy, limits, scratch, uid, reach, granted)
+                entered.network = _namespace_ids()["net"] != before
+        result.network = entered.network and not wants_network
+        _close_fds([entered.host_net])
+        result.view = private_view.build(entered.view, policy, limits, scratch, uid, reach, granted)
         if not result.view.tmpfs:
             _share_scratch(scratch, uid)
     else:
@@ -426,17 +447,23 @@ def run_warden(entered: Entered) -> NoReturn:
         if not chunk:
             break
         data += chunk
-    init_status = 0
-    while True:
-        try:
-            init_status = os.waitpid(init_pid, 0)[1]
-            break
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            break
-    # No status: init itself was killed (the host's SIGKILL); end the same way.
-    status = struct.unpack("=i", data)[0] if len(data) == 4 else init_status
+    if len(data) == 4:
+        # The worker's status, and init is on its way out. Not waiting for
+        # it keeps the namespace's teardown (unmounting, killing what is
+        # left, which init's exit makes the kernel do) off the crash's path;
+        # the zygote, a subreaper, reaps it.
+        status = struct.unpack("=i", data)[0]
+    else:
+        # No status: init itself was killed (the host's SIGKILL); end the same way.
+        status = 0
+        while True:
+            try:
+                status = os.waitpid(init_pid, 0)[1]
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                break
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:

@@ -57,10 +57,10 @@ SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
 class View:
     """What ``build`` achieved (each True only if the kernel agreed)."""
 
-    __slots__ = ("read_only", "tmpfs", "proc", "devpts", "revealed", "writable", "sysv")
+    __slots__ = ("private", "read_only", "tmpfs", "proc", "devpts", "revealed", "writable", "sysv")
 
     def __init__(self) -> None:
-        self.read_only = self.tmpfs = self.proc = self.devpts = False
+        self.private = self.read_only = self.tmpfs = self.proc = self.devpts = False
         self.revealed = self.writable = self.sysv = False
 
 
@@ -85,7 +85,7 @@ def _c() -> ctypes.CDLL:
     return _libc[0]
 
 
-def prepare() -> None:
+def load() -> None:
     """Open libc now (the zygote calls it, so its children skip the work)."""
     try:
         _c()
@@ -126,7 +126,27 @@ def listing(path: str) -> list[str]:
         return []
 
 
+def prepare(confine_writes: bool) -> View:
+    """The part of the view that needs nothing of the request (module steps
+    1 and 3), made by the worker-to-be in its new namespaces: it may run
+    ahead of the request (worker.enclosure). The rest is ``build``'s."""
+    view = View()
+    if not _mount("none", "/", None, MS_REC | MS_PRIVATE):
+        return view
+    view.private = True
+    if confine_writes:
+        view.read_only = _setattr(AT_FDCWD, "/", AT_RECURSIVE, _MountAttr(MOUNT_ATTR_RDONLY))
+    # New mounts, after the read-only step: writable where they need to be.
+    view.proc = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666"):
+        # A fresh instance holds no terminal but its multiplexer.
+        view.devpts = _mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND)
+        view.devpts = view.devpts and listing("/dev/pts") == ["ptmx"]
+    return view
+
+
 def build(
+    view: View,
     policy: dict,
     limits: dict,
     scratch: str,
@@ -134,20 +154,18 @@ def build(
     reach: list[str],
     granted: list[str],
 ) -> View:
-    """Build the view (see the module); the cwd is then the new scratch.
+    """Finish the view ``prepare`` began (see the module); the cwd is then
+    the new scratch. Returns ``view``, completed.
 
     ``uid``: the worker's own uid, or None (it keeps the host's). ``reach``:
     the paths a worker with its own uid must be able to reach (interpreter,
     import path); ``granted``: those it must read whatever their modes (the
     set's directory and import paths, ``readable_paths``).
     """
-    view = View()
-    if not _mount("none", "/", None, MS_REC | MS_PRIVATE):
+    if not view.private:
         return view
     owner = 0 if uid is None else uid
     writable = [p for p in policy.get("writable_paths") or () if os.path.exists(p)]
-    if policy.get("confine_writes", True):
-        view.read_only = _setattr(AT_FDCWD, "/", AT_RECURSIVE, _MountAttr(MOUNT_ATTR_RDONLY))
     workdir = os.path.dirname(scratch)
     disk_mb = int(limits.get("disk_mb") or 0)
     size = f"size={disk_mb}m," if disk_mb else ""
@@ -163,11 +181,6 @@ def build(
             view.tmpfs = view.tmpfs and listing(workdir) == ["scratch", "shm"]
         except OSError:
             view.tmpfs = False
-    view.proc = _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666"):
-        # A fresh instance holds no terminal but its multiplexer.
-        view.devpts = _mount("/dev/pts/ptmx", "/dev/ptmx", None, MS_BIND)
-        view.devpts = view.devpts and listing("/dev/pts") == ["ptmx"]
     if uid is None:
         view.revealed = True
         view.writable = all(_writable_again(path) for path in writable)
