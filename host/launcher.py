@@ -141,7 +141,11 @@ class WorkerProcess:
     def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
         """The last ``limit`` bytes the worker wrote to stderr since the last call."""
         try:
-            with open(os.path.join(self.workdir, "stderr"), "rb") as f:
+            # O_NONBLOCK: a lease the worker holds on the file (refused by its
+            # syscall filter, but not every worker has one) fails the open
+            # at once instead of making it wait lease-break-time.
+            fd = os.open(os.path.join(self.workdir, "stderr"), os.O_RDONLY | os.O_NONBLOCK)
+            with open(fd, "rb") as f:
                 f.seek(0, os.SEEK_END)
                 size = f.tell()
                 f.seek(max(0, size - limit))

@@ -622,7 +622,13 @@ def test_the_filter_program_decides_each_case(machine):
     for nr, arg0, expected in cases:
         assert _run_bpf(program, nr, arch, arg0) == expected, (nr, arg0)
     F_SETFL, F_SETOWN, F_SETOWN_EX = 4, 8, 15
-    for cmd, expected in ((F_SETOWN, eperm), (F_SETOWN_EX, eperm), (F_SETFL, allow)):
+    F_SETLEASE = 1024
+    for cmd, expected in (
+        (F_SETOWN, eperm),
+        (F_SETOWN_EX, eperm),
+        (F_SETLEASE, eperm),
+        (F_SETFL, allow),
+    ):
         assert _run_bpf(program, nrs["fcntl"], arch, 3, cmd) == expected, cmd
     AF_INET, AF_INET6, AF_UNIX, AF_NETLINK = 2, 10, 1, 16
     NETLINK_ROUTE, NETLINK_NETFILTER = 0, 12

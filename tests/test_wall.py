@@ -41,10 +41,23 @@ def meddle(pids: list[int]) -> dict:
         out[str(pid)] = [
             _outcome(resource.prlimit, pid, resource.RLIMIT_CORE),
             _outcome(os.setpriority, os.PRIO_PROCESS, pid, 0),
-            _outcome(os.sched_getaffinity, pid),
+            _outcome(lambda: os.sched_setaffinity(pid, os.sched_getaffinity(pid))),
+            _outcome(
+                lambda: os.sched_setscheduler(
+                    pid, os.sched_getscheduler(pid), os.sched_getparam(pid)
+                )
+            ),
             _outcome(os.kill, pid, 0),
         ]
     return out
+
+
+def lease_on_stderr() -> str:
+    """A write lease on the capture file would make the host's open() of it
+    wait lease-break-time (45 s)."""
+    import fcntl
+
+    return _outcome(fcntl.fcntl, 2, 1024, fcntl.F_WRLCK)  # F_SETLEASE
 
 
 def open_path(path: str) -> str:
@@ -157,7 +170,7 @@ def test_the_host_and_other_workers_cannot_be_reached_by_pid(make_host, write_se
     targets = [os.getpid(), *sibling]
     outcomes = fh.call("meddle", {"pids": targets})
     for pid in targets:
-        assert outcomes[str(pid)] == ["ESRCH"] * 4, (pid, outcomes[str(pid)])
+        assert outcomes[str(pid)] == ["ESRCH"] * 5, (pid, outcomes[str(pid)])
     assert fh.call("hello") == "hi"
     report = fh.protections("attacks")
     assert report["pid_namespace"] is True
@@ -393,3 +406,8 @@ def test_setuid_and_setgid_bits_are_refused_in_writable_paths(make_host, write_s
     assert fh.call("suid", {"path": str(open_dir / "tool")}) == ["EPERM", "EPERM", "ok"]
     made = list(open_dir.iterdir())
     assert made and not [p for p in made if p.stat().st_mode & 0o6000]
+
+
+def test_a_worker_cannot_take_a_lease_the_host_would_wait_on(make_host, write_set):
+    fh = _load(make_host, write_set)
+    assert fh.call("lease_on_stderr") == "EPERM"

@@ -19,7 +19,8 @@ that widen the kernel's attack surface or reach other processes:
   flags live in memory a filter cannot read; glibc then falls back to
   ``clone``, as it does under Docker's default profile);
 - ``kill``/``tgkill``/``rt_(tg)sigqueueinfo`` aimed at the host, the zygote,
-  their process groups or at every process (``-1``), and ``fcntl(F_SETOWN)``
+  their process groups or at every process (``-1``), ``fcntl(F_SETLEASE)``
+  (a lease makes the host's ``open`` of that file wait 45 s), and ``fcntl(F_SETOWN)``
   (SIGIO to anyone): ``EPERM``. Other targets (the worker's own children)
   are allowed. This narrows signals on kernels whose Landlock cannot scope
   them (before 6.12) but does not close them: a host *thread*'s id is a
@@ -98,6 +99,7 @@ _MODE_ARGUMENT = {
 S_ISUID_ISGID = 0o6000
 _SPECIAL = {*_SIGNALS, "fcntl", "socket", "clone", "clone3", "openat2"}
 F_SETOWN, F_SETOWN_EX = 8, 15
+F_SETLEASE = 1024
 AF_INET, AF_INET6, AF_NETLINK = 2, 10, 16
 NETLINK_ROUTE = 0
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
@@ -190,6 +192,9 @@ def build(
         (_LD_W_ABS, _OFF_ARG1, 0, 0),
         (_JEQ, F_SETOWN, "deny", 0),
         (_JEQ, F_SETOWN_EX, "deny", 0),
+        # A lease on a file the host opens later (its capture files, a set's
+        # file) makes the host's open() wait lease-break-time (45 s).
+        (_JEQ, F_SETLEASE, "deny", 0),
         (_RET, RET_ALLOW, 0, 0),
         # Netlink beyond routing (nf_tables, xfrm...) is kernel attack surface
         # that a user namespace opens; routing is what getaddrinfo() uses.
