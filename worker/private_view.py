@@ -1,5 +1,7 @@
-"""The filesystem a worker sees, built by its init (root, in its own mount
-namespace) before anyone drops privileges; see ``worker.enclosure``.
+"""The filesystem a worker sees, built by the worker itself while it is
+still root in its own mount namespace, before it drops privileges; see
+``worker.enclosure``. ``prepare`` does the part that needs no request
+(it may run ahead of one, in the zygote's spare), ``build`` the rest.
 
 In order:
 
