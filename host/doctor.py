@@ -99,6 +99,9 @@ def diagnose() -> list[Layer]:
     probe = os.path.join(workdir, "doctor_probe.py")
     with open(probe, "w") as f:
         f.write(_PROBE)
+    # A worker with a uid of its own reads only what others may.
+    os.chmod(workdir, 0o755)
+    os.chmod(probe, 0o644)
     empty = os.path.join(workdir, "empty")
     os.mkdir(empty)
     with FunctionHost(builtin_dir=empty, user_dirs=[]) as fh:

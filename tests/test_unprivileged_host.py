@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -19,6 +20,7 @@ import textwrap
 
 import pytest
 
+from tests.conftest import process_alive, wait_for
 from tests.test_wall import ATTACKS
 
 NOBODY = 65534
@@ -26,6 +28,19 @@ SYSTEM_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.mino
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists(SYSTEM_PYTHON),
     reason="needs root (to become nobody), setpriv and the system's Python of this version",
+)
+
+WAITING_HOST = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from host import FunctionHost
+
+    set_path, empty = sys.argv[1:3]
+    fh = FunctionHost(builtin_dir=empty, user_dirs=[])
+    fh.load_function_set(set_path)
+    print(json.dumps({"warden": fh.function_sets["attacks"]["pid"]}), flush=True)
+    time.sleep(60)
+    """
 )
 
 HOST_SCRIPT = textwrap.dedent(
@@ -81,6 +96,8 @@ def nobody_home():
         )
     with open(os.path.join(home, "host_script.py"), "w") as f:
         f.write(HOST_SCRIPT)
+    with open(os.path.join(home, "waiting_host.py"), "w") as f:
+        f.write(WAITING_HOST)
     with open(os.path.join(home, "attacks.py"), "w") as f:
         f.write(ATTACKS)
     os.mkdir(os.path.join(home, "empty"))
@@ -128,3 +145,42 @@ def test_a_host_that_is_not_root_gets_a_pid_namespace_but_no_own_uid(nobody_home
     (outcome,) = facts["outcomes"].values()
     assert outcome == ["ESRCH"] * 5
     assert facts["inside_pid"] == [1, facts["handle_pid"]]
+
+
+def _subtree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def test_workers_of_a_host_that_is_not_root_die_with_their_zygote(nobody_home):
+    home = nobody_home
+    host = subprocess.Popen(
+        [
+            "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+            os.path.join(home, "venv", "bin", "python"), os.path.join(home, "waiting_host.py"),
+            os.path.join(home, "attacks.py"), os.path.join(home, "empty"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=home,
+        env={"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": os.path.join(home, "tmp")},
+    )  # fmt: skip
+    try:
+        warden = json.loads(host.stdout.readline())["warden"]
+        processes = _subtree(warden)
+        assert len(processes) == 3  # warden, init, worker
+        with open(f"/proc/{warden}/stat") as f:
+            zygote = int(f.read().rsplit(")", 1)[1].split()[1])
+        os.kill(zygote, signal.SIGKILL)
+        assert wait_for(lambda: not any(process_alive(p) for p in processes), 5.0)
+    finally:
+        host.kill()
+        host.wait()

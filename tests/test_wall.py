@@ -107,6 +107,20 @@ def suid(path: str) -> list:
     ]
 
 
+def try_suid(path: str) -> list:
+    """Create a file, then give it the setuid bit; both outcomes."""
+    created = _outcome(lambda: os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o755)))
+    return [created, _outcome(os.chmod, path, 0o4755)]
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return "read " + f.read()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+
+
 def home_flags() -> list[bool]:
     flags = os.statvfs(os.environ["HOME"]).f_flag
     return [bool(flags & os.ST_NOSUID), bool(flags & os.ST_NODEV)]
@@ -411,3 +425,53 @@ def test_setuid_and_setgid_bits_are_refused_in_writable_paths(make_host, write_s
 def test_a_worker_cannot_take_a_lease_the_host_would_wait_on(make_host, write_set):
     fh = _load(make_host, write_set)
     assert fh.call("lease_on_stderr") == "EPERM"
+
+
+@needs_root
+def test_without_the_filter_a_writable_path_is_not_mapped_to_the_host(
+    make_host, write_set, tmp_path
+):
+    """The setuid refusal lives in the syscall filter: without it, a writable
+    path is not idmapped (the worker writes there only what its own uid
+    may), so no file the worker makes can be the host's root's."""
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    fh = _load(
+        make_host, write_set, Sandbox(writable_paths=(str(open_dir),), restrict_syscalls=False)
+    )
+    created, _ = fh.call("try_suid", {"path": str(open_dir / "sh")})
+    assert created == "EACCES"  # root's 0755 directory, and the worker is not root
+    assert not [p for p in open_dir.iterdir() if p.stat().st_uid == 0]
+
+
+@needs_root
+def test_a_writable_path_that_is_also_a_cover_stays_writable(make_host, world_readable_dir):
+    from pathlib import Path
+
+    # 0700, with the set beneath it: the outermost directory others cannot
+    # search above the set, so it is covered, and it is writable too.
+    project = Path(world_readable_dir) / "project"
+    project.mkdir(mode=0o700)
+    tools = project / "tools"
+    tools.mkdir(mode=0o755)
+    (tools / "tool.py").write_text(ATTACKS)
+    fh = make_host(limits=Limits(timeout=10.0, sandbox=Sandbox(writable_paths=(str(project),))))
+    fh.load_function_set(str(tools / "tool.py"))
+    assert fh.call("fill", {"path": str(project / "out"), "mib": 1}) == [1, "ok"]
+    assert (project / "out" / "f0").stat().st_size == 1 << 20
+    assert fh.protections("tool")["writable_paths_open"] is True
+
+
+@needs_root
+def test_a_set_in_a_private_directory_loads_but_its_neighbours_stay_hidden(make_host, tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "tool.py").write_text(ATTACKS)
+    os.chmod(private / "tool.py", 0o600)
+    secret = private / "key"
+    secret.write_text("s3cr3t")
+    os.chmod(secret, 0o600)
+    fh = make_host()
+    fh.load_function_set(str(private / "tool.py"))  # its own module: readable
+    assert fh.call("read_text", {"path": str(secret)}) == "ENOENT"
+    assert fh.call("listing", {"path": str(private)}) == ["tool.py"]

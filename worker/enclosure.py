@@ -72,7 +72,7 @@ PID_MAX_LIMIT = 4_194_304
 EXIT_LOST = 75
 #: What ``ps`` calls a worker's init.
 INIT_NAME = b"fnhost-init"
-PR_SET_NAME = 15
+PR_SET_NAME, PR_GET_NAME = 15, 16
 
 
 class Enclosure:
@@ -189,6 +189,7 @@ def enclose(
     keep_fds: list[int],
     reach: list[str],
     granted: list[str],
+    parent_reaps_orphans: bool = False,
 ) -> Enclosure:
     """Both phases (or only ``finish``, for a worker entered ahead).
 
@@ -201,6 +202,7 @@ def enclose(
     them. ``reach``: paths a worker with its own uid must be able to reach
     (interpreter, import path); ``granted``: paths it must read whatever
     their modes (the set's directory and import paths, ``readable_paths``).
+    ``parent_reaps_orphans``: see ``run_warden``.
 
     Returns in the worker only, whose cwd is then its scratch directory
     (the private one when ``scratch_tmpfs`` holds). Raises ``OSError`` only
@@ -208,7 +210,7 @@ def enclose(
     """
     entered = _ahead.pop() if _ahead else enter(policy, keep_fds)
     if entered.role == "warden":
-        run_warden(entered)
+        run_warden(entered, parent_reaps_orphans=parent_reaps_orphans)
     return finish(entered, policy, limits, scratch, reach, granted)
 
 
@@ -247,6 +249,8 @@ def enter(
     pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET) if handoff else None
     status_r, status_w = os.pipe()
     life_r, life_w = os.pipe()
+    name = _name()
+    parent = os.getppid()
     init_pid = os.fork()
     if init_pid:
         os.close(status_w)
@@ -255,9 +259,10 @@ def enter(
         entered.host_net = -1
         sandbox.not_dumpable()  # no ptrace or /proc/<pid>/mem by the same uid
         if entered.uid is not None:
-            parent = os.getppid()
             _become(entered.uid)
-            sandbox.die_with_parent(parent)  # a change of uid disarmed it
+        # Armed here whatever happened before: a spare is a fresh fork (the
+        # signal is not inherited) and a change of uid disarms it.
+        entered.parent_death = sandbox.die_with_parent(parent)
         entered.role = "warden"
         entered.init_pid, entered.status_r, entered.life_w = init_pid, status_r, life_w
         if pair is not None:
@@ -280,6 +285,7 @@ def enter(
         os.close(status_w)
         os.close(life_r)
         sandbox.dumpable()  # as any process: its own children may debug it
+        _c().prctl(PR_SET_NAME, name, 0, 0, 0)  # not init's name
         entered.parent_death = sandbox.arm_parent_death()
         if os.getppid() != 1:
             os._exit(EXIT_LOST)
@@ -360,6 +366,13 @@ def _root_in_own_userns() -> bool:
     return os.geteuid() == 0
 
 
+def _name() -> bytes:
+    """This process's name (``/proc/self/comm``)."""
+    buffer = ctypes.create_string_buffer(16)
+    _c().prctl(PR_GET_NAME, buffer, 0, 0, 0)
+    return buffer.value
+
+
 def _namespace_ids() -> dict[str, int | None]:
     ids: dict[str, int | None] = {}
     for kind in ("mnt", "ipc", "pid_for_children", "net"):
@@ -432,9 +445,26 @@ def _init(worker_pid: int, status_w: int) -> NoReturn:
                 os._exit(0)
 
 
-def run_warden(entered: Entered) -> NoReturn:
-    """Outside the namespace: wait for init, then end as the worker ended
-    (its exit code, or killed by its signal). Never returns."""
+def _wait_for(pid: int) -> int:
+    """Reap our child ``pid``; its wait status (0 if it is not ours)."""
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+
+
+def run_warden(entered: Entered, parent_reaps_orphans: bool) -> NoReturn:
+    """Outside the namespace: wait for the worker's status, then end as the
+    worker ended (its exit code, or killed by its signal). Never returns.
+
+    ``parent_reaps_orphans``: our parent is a subreaper (the zygote), which
+    reaps init after us: then we end as soon as init hands us the status,
+    and init's exit (the namespace's teardown) runs beside the restart.
+    Otherwise (a worker spawned by the host) we wait for init first, so
+    that nothing of ours is left to be reaped by someone else."""
     status_r, init_pid = entered.status_r, entered.init_pid
     if entered.handoff is not None:
         entered.handoff.close()
@@ -447,23 +477,17 @@ def run_warden(entered: Entered) -> NoReturn:
         if not chunk:
             break
         data += chunk
-    if len(data) == 4:
+    if len(data) == 4 and parent_reaps_orphans:
         # The worker's status, and init is on its way out. Not waiting for
         # it keeps the namespace's teardown (unmounting, killing what is
-        # left, which init's exit makes the kernel do) off the crash's path;
-        # the zygote, a subreaper, reaps it.
+        # left, which init's exit makes the kernel do) off the crash's path.
         status = struct.unpack("=i", data)[0]
+    elif len(data) == 4:
+        status = struct.unpack("=i", data)[0]
+        _wait_for(init_pid)
     else:
         # No status: init itself was killed (the host's SIGKILL); end the same way.
-        status = 0
-        while True:
-            try:
-                status = os.waitpid(init_pid, 0)[1]
-                break
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                break
+        status = _wait_for(init_pid)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:

@@ -35,6 +35,17 @@ def import_module(path: str | None, module_name: str | None, set_name: str) -> M
         return importlib.import_module(module_name)
     assert path is not None
     path = os.path.abspath(path)
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise ModuleLoadError(
+            f"permission denied: {path}. The worker runs as a uid of its own and reads "
+            "only what others may: make the file readable by others (chmod o+r, and o+x "
+            "on its directory) or use Sandbox(own_uid=False)"
+        )
+    except OSError:
+        raise ModuleLoadError(f"no such file: {path}")
     if not os.path.isfile(path):
         raise ModuleLoadError(f"no such file: {path}")
     directory = os.path.dirname(path)

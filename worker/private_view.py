@@ -16,17 +16,21 @@ In order:
    (no terminal of the host's; ptys still work);
 4. for a worker with its own uid (it reads only what others may):
    *revealing* — each path the worker must reach (its interpreter, import
-   path, the set's directory, ``readable_paths``, ``writable_paths``, its
-   own directory) whose ancestors others cannot search (``/root`` is 0700)
-   is cloned (``open_tree``), an empty read-only tmpfs is laid over the
-   outermost such ancestor (hiding the rest of it: a root home's files are
-   gone, not just unreadable), and the clone is attached again at the same
-   path. The files keep their own modes: a set file must be readable by
-   others (``o+r``);
+   path, the set's directory, ``readable_paths``, its own directory) whose
+   ancestors others cannot search (``/root`` is 0700) is cloned
+   (``open_tree``), an empty read-only tmpfs is laid over the outermost
+   such ancestor (hiding the rest of it: a root home's files are gone, not
+   just unreadable), and the clone is attached again at the same path. The
+   files keep their own modes: a set must be readable by others (``o+r``,
+   and ``o+x`` on its directory);
 5. ``writable_paths``: each a writable mount of its own; for a worker with
-   its own uid an *idmapped* one (Linux 5.12+, ext4/xfs/btrfs/tmpfs...), in
-   which files of the host's uid appear as the worker's: it can write
-   there, and what it writes belongs to the host's uid on disk;
+   its own uid and the syscall filter, an *idmapped* one (Linux 5.12+,
+   ext4/xfs/btrfs/tmpfs...) in which files of the host's uid appear as the
+   worker's: it acts as their owner there (it can write, and connect to
+   the host's sockets in it), and what it writes belongs to the host's uid
+   on disk (the filter refuses setuid and setgid bits). Without the filter
+   the path is only made writable: the worker writes there what its uid
+   may;
 6. SysV shared memory of the namespace capped at ``memory_mb``
    (``kernel.shmall``), POSIX message queues at 16.
 
@@ -161,8 +165,9 @@ def build(
 
     ``uid``: the worker's own uid, or None (it keeps the host's). ``reach``:
     the paths a worker with its own uid must be able to reach (interpreter,
-    import path); ``granted``: those it must read whatever their modes (the
-    set's directory and import paths, ``readable_paths``).
+    import path, the set's directory when others may search it,
+    ``readable_paths``); ``granted``: files it must read whatever their
+    modes (the set's module file).
     """
     if not view.private:
         return view
@@ -190,10 +195,11 @@ def build(
         placed = _place(
             [
                 *[(p, REVEAL) for p in [*reach, workdir]],
-                *[(p, GRANT_READ) for p in granted],
-                *[(p, GRANT_WRITE) for p in writable],
+                *[(p, READ) for p in granted],
+                *[(p, WRITE) for p in writable],
             ],
             uid,
+            idmap_writes=bool(policy.get("restrict_syscalls", True)),
         )
         view.revealed = view.writable = placed
     if view.proc:
@@ -233,53 +239,58 @@ def _outermost(paths: list[str]) -> list[str]:
 
 
 #: How a path is put into a worker's view (``_place``).
-REVEAL, GRANT_READ, GRANT_WRITE = "reveal", "read", "write"
+REVEAL, READ, WRITE = "reveal", "read", "write"
 
 
-def _place(paths: list[tuple[str, str]], uid: int) -> bool:
+def _place(paths: list[tuple[str, str]], uid: int, idmap_writes: bool) -> bool:
     """Put each path into the view at its own name (module steps 4 and 5).
 
-    ``paths``: (path, how) with ``how`` one of ``REVEAL`` (reachable; its
-    files keep their modes), ``GRANT_READ`` (also readable as if the worker
-    owned it, read-only: the set's own directory, ``readable_paths``) and
-    ``GRANT_WRITE`` (writable as if it owned it). Each is cloned only if it
-    needs to be: a blocked ancestor, or a grant the modes do not give
-    already. True if every path that needed it was placed.
+    ``paths``: (path, how) with ``how`` ``REVEAL`` (reachable; its files
+    keep their modes: the worker reads what others may), ``READ`` (one
+    file, the set's module: read-only and idmapped, readable whatever its
+    mode; its directory, if others cannot search it, becomes an empty cover
+    holding only this file) or ``WRITE`` (a
+    writable mount; with ``idmap_writes``, idmapped so that files of the
+    host's uid are the worker's there: it acts as their owner, which the
+    syscall filter must keep from setting setuid bits, so the caller asks
+    for it only when that filter is installed). A path is cloned when it
+    has a blocked ancestor, and always for ``WRITE``. True if every path
+    was placed and every writable one is a writable mount.
     """
     plan: list[tuple[str, str, str | None]] = []  # (path, how, blocked ancestor)
-    reveal_only = _outermost([os.path.realpath(p) for p, how in paths if how == REVEAL])
-    grants = {(os.path.realpath(p), how) for p, how in paths if how != REVEAL}
-    for path, how in [*[(p, REVEAL) for p in reveal_only], *sorted(grants)]:
+    reveal = _outermost([os.path.realpath(p) for p, how in paths if how == REVEAL])
+    others = sorted({(os.path.realpath(p), how) for p, how in paths if how != REVEAL})
+    for path, how in [*[(p, REVEAL) for p in reveal], *others]:
         if not path or not os.path.exists(path):
             continue
         blocked = _blocked_ancestor(path)
-        opened = how == REVEAL or (
-            how == GRANT_READ and _open_to_others(path, 0o005 if os.path.isdir(path) else 0o004)
-        )
-        if blocked or not opened:
-            plan.append((path, how if not opened else REVEAL, blocked))
+        if blocked or how != REVEAL:
+            plan.append((path, how, blocked))
     if not plan:
         return True
     userns = -1
-    if any(how != REVEAL for _, how, _ in plan):
+    if any(how == READ or (how == WRITE and idmap_writes) for _, how, _ in plan):
         userns = _userns_mapping_root_to(uid)
     ok = True
-    clones: list[tuple[str, bool, int]] = []
+    clones: list[tuple[str, str, bool, int]] = []
     for path, how, _ in plan:
         fd = _clone_tree(path)
-        if fd >= 0 and how != REVEAL:
-            # Files of the host's uid appear as the worker's; writes land as
-            # the host's uid on disk.
-            attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, max(userns, 0))
-            if how == GRANT_READ:
-                attr.attr_set |= MOUNT_ATTR_RDONLY
-            else:
-                attr.attr_clr = MOUNT_ATTR_RDONLY
-            if userns < 0 or not _setattr(fd, "", AT_EMPTY_PATH, attr):
+        attr = None
+        if how == READ:
+            attr = _MountAttr(MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, 0, 0, max(userns, 0))
+        elif how == WRITE and idmap_writes:
+            # Files of the host's uid appear as the worker's; what it
+            # writes lands as the host's uid on disk.
+            attr = _MountAttr(MOUNT_ATTR_IDMAP, MOUNT_ATTR_RDONLY, 0, max(userns, 0))
+        elif how == WRITE:
+            attr = _MountAttr(0, MOUNT_ATTR_RDONLY, 0, 0)
+        if fd >= 0 and attr is not None:
+            idmapped = attr.attr_set & MOUNT_ATTR_IDMAP
+            if (idmapped and userns < 0) or not _setattr(fd, "", AT_EMPTY_PATH, attr):
                 os.close(fd)
                 fd = -1
         ok = ok and fd >= 0
-        clones.append((path, os.path.isdir(path), fd))
+        clones.append((path, how, os.path.isdir(path), fd))
     if userns >= 0:
         os.close(userns)
     covers = _outermost([blocked for _, _, blocked in plan if blocked])
@@ -287,7 +298,7 @@ def _place(paths: list[tuple[str, str]], uid: int) -> bool:
         ok = _mount("fnhost", cover, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755") and ok
     old_umask = os.umask(0o022)
     try:
-        for path, is_dir, fd in sorted(clones, key=lambda c: c[0].count("/")):
+        for path, _, is_dir, fd in clones:  # mount points, while the covers are writable
             if fd < 0:
                 continue
             try:
@@ -297,22 +308,31 @@ def _place(paths: list[tuple[str, str]], uid: int) -> bool:
                     os.makedirs(os.path.dirname(path), 0o755, exist_ok=True)
                     if not os.path.exists(path):
                         os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-                ok = _attach(fd, path) and ok
             except OSError:
                 ok = False
-            finally:
-                os.close(fd)
     finally:
         os.umask(old_umask)
-    for cover in covers:  # nothing may be written into the covers
-        _mount("none", cover, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    for cover in covers:  # nothing may be written into the covers themselves
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        ok = _mount("none", cover, None, flags) and ok
+    for path, how, _, fd in sorted(clones, key=lambda c: c[0].count("/")):
+        if fd < 0:
+            continue
+        try:
+            ok = _attach(fd, path) and ok
+        finally:
+            os.close(fd)
+        if how == WRITE:
+            ok = ok and not os.statvfs(path).f_flag & os.ST_RDONLY
     return ok
 
 
 def _writable_again(path: str) -> bool:
     """``path`` a writable mount of its own in the read-only view."""
-    return _mount(path, path, None, MS_BIND | MS_REC) and _mount(
-        path, path, None, MS_BIND | MS_REMOUNT
+    return (
+        _mount(path, path, None, MS_BIND | MS_REC)
+        and _mount(path, path, None, MS_BIND | MS_REMOUNT)
+        and not os.statvfs(path).f_flag & os.ST_RDONLY
     )
 
 

@@ -10,7 +10,8 @@ and a worker forked from the zygote. The order matters; see docs/sandbox.md.
    The host (or the zygote) already put us in our own session, in a scratch
    cwd, with an allow-listed environment. Then, where the host is root, an
    own uid and mount/IPC/PID namespaces (worker/enclosure.py: this process
-   becomes a warden, and the worker continues as pid 2 of its namespace).
+   becomes a warden, and the worker continues in its namespace, under the
+   warden's pid number).
    Then the stronger layers the set's policy asks for (user/network
    namespaces, Landlock, a seccomp filter), each probed; see
    worker/confinement.py.
@@ -39,6 +40,13 @@ from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module
 from worker.serve import Server, describe_exception, write_all
 from worker.signature import FunctionSkipped, FunctionSpec, describe_function
+
+
+def _searchable_by_others(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & 0o001)
+    except OSError:
+        return False
 
 
 def run(config: dict) -> NoReturn:
@@ -81,14 +89,22 @@ def run(config: dict) -> NoReturn:
         *([os.path.dirname(config["path"])] if config.get("path") else []),
         *config.get("extra_sys_path", []),
     ]
-    granted = [*set_paths, *(policy.get("readable_paths") or ())]
+    # A worker with its own uid reads what others may, and its module file:
+    # the set's directory only if others may search it (a 0700 directory
+    # can hold the host's secrets beside the module).
+    reach = [
+        *(p for p in set_paths if _searchable_by_others(p)),
+        *(policy.get("readable_paths") or ()),
+    ]
     enclosed = enclosure.enclose(
         policy,
         config["limits"],
         os.getcwd(),
         [in_fd, out_fd],
-        reach=confinement.readable_paths([]),
-        granted=granted,
+        reach=confinement.readable_paths(reach),
+        granted=[config["path"]] if config.get("path") else [],
+        # Forked by the zygote (a subreaper), not spawned by the host.
+        parent_reaps_orphans=config.get("parent_pid", config["host_pid"]) != config["host_pid"],
     )
 
     def _close_protocol_in_child() -> None:

@@ -182,6 +182,7 @@ def main() -> None:
             conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
             ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
             if ready and conn.recv(1) == b"k":
+                conn.send(b"g")  # taken: a spare entered ahead may go on
                 return pid
         except OSError:
             pass
@@ -370,19 +371,24 @@ def _wait_as_spare(
             data, fds = _recv_fds(conn)
             if not data or len(fds) != MAX_FDS:
                 os._exit(0)
+            conn.send(b"k")  # alive: the zygote reports our pid
             if entered.role == "warden":
+                # Only once the zygote has taken our pid: a spare it gave up
+                # on (and killed) must not have started a worker on the
+                # request's pipes, which a fresh fork now holds.
+                if conn.recv(1) != b"g":
+                    os._exit(0)
                 assert entered.handoff is not None
                 entered.handoff.sendmsg(
                     [data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))]
                 )
                 for fd in fds:
                     os.close(fd)
-            conn.send(b"k")  # alive: the zygote reports our pid
             conn.close()
             if comm:
                 _rename(comm)
             if entered.role == "warden":
-                enclosure.run_warden(entered)
+                enclosure.run_warden(entered, parent_reaps_orphans=True)
             request = msgpack.unpackb(data)
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
