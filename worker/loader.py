@@ -21,8 +21,14 @@ class ModuleLoadError(Exception):
     """The module could not be found or imported (the cause is chained)."""
 
 
-def import_module(path: str | None, module_name: str | None, set_name: str) -> ModuleType:
+def import_module(
+    path: str | None, module_name: str | None, set_name: str, missing: bool = False
+) -> ModuleType:
     """Import by file path or by importable name.
+
+    ``missing``: the start sequence found no file at ``path`` before the
+    worker dropped its uid (after that, a file in a directory others may
+    not search looks the same as no file: ``PermissionError``).
 
     A file's directory goes at the *end* of ``sys.path``: sibling helper
     modules import, but a user file named ``json.py`` or ``msgpack.py`` can
@@ -35,6 +41,8 @@ def import_module(path: str | None, module_name: str | None, set_name: str) -> M
         return importlib.import_module(module_name)
     assert path is not None
     path = os.path.abspath(path)
+    if missing:
+        raise ModuleLoadError(f"no such file: {path}")
     try:
         with open(path, "rb"):
             pass

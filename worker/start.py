@@ -83,7 +83,9 @@ def run(config: dict) -> NoReturn:
     limits = sandbox.SandboxLimits(**config["limits"])
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
     policy = config.get("sandbox") or {}
-    # Own uid and namespaces first: from here on this process may be pid 2
+    # Seen now, with the host's view of the filesystem (see import_module).
+    missing = bool(config.get("path")) and not os.path.isfile(config["path"])
+    # Own uid and namespaces first: from here on this process may be the worker
     # of its own PID namespace, below a warden and an init (enclosure.py).
     set_paths = [
         *([os.path.dirname(config["path"])] if config.get("path") else []),
@@ -146,7 +148,7 @@ def run(config: dict) -> NoReturn:
     my_pid = os.getpid()
     set_name = config["set_name"]
     try:
-        module = import_module(config.get("path"), config.get("module"), set_name)
+        module = import_module(config.get("path"), config.get("module"), set_name, missing)
         exported = discover_functions(module)
     except BaseException as exc:  # SystemExit(0) at import is a failure too
         if os.getpid() != my_pid:
