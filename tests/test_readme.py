@@ -1,0 +1,103 @@
+"""Every Python snippet in the README runs, as a reader would paste it.
+
+The quick start runs as a script from the repository root; the snippets
+that continue a session (provider formats, dispatching) run against a host
+with the example sets loaded and, for dispatching, the scripted fake SDK
+clients of ``examples/`` standing in for OpenAI and Anthropic. A snippet
+this file does not know fails the suite, so a new one cannot go untested.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from host import FunctionHost, ToolResult
+
+ROOT = Path(__file__).resolve().parent.parent
+SNIPPETS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def _snippet(first_line: str) -> str:
+    found = [s for s in SNIPPETS if s.splitlines()[0].strip() == first_line]
+    assert len(found) == 1, f"README snippet starting {first_line!r}: {len(found)} found"
+    return found[0]
+
+
+def _example(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_snippet_is_one_this_file_runs():
+    known = {"import asyncio", 'fh.tools(format="openai")  # Chat Completions tools'}
+    known.add("# OpenAI Chat Completions")
+    assert {s.splitlines()[0].strip() for s in SNIPPETS} == known
+
+
+def test_the_quick_start_runs_as_pasted(tmp_path):
+    script = tmp_path / "quick_start.py"
+    script.write_text(_snippet("import asyncio"))
+    home = tmp_path / "home"  # no ~/.fnhost/functions of the person running the tests
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FNHOST_")}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert "'temperature': 14.0" in out[1]  # get_weather(city="Paris")
+    assert "shouting 2 characters" in result.stdout  # what shout printed
+    assert any("was killed by SIGSEGV" in line for line in out)  # the crash, as one sentence
+    assert out[-1] == "{}"  # no load errors
+
+
+@pytest.fixture
+def fh():
+    with FunctionHost(builtin_dir=ROOT / "examples" / "function_sets", user_dirs=[]) as host:
+        host.load_all_function_sets()
+        yield host
+
+
+def test_the_provider_formats_snippet_runs(fh):
+    namespace = {"fh": fh}
+    exec(_snippet('fh.tools(format="openai")  # Chat Completions tools'), namespace)
+
+
+def test_the_dispatch_snippet_runs_with_each_sdks_shapes(fh):
+    openai_part, anthropic_part = _snippet("# OpenAI Chat Completions").split(
+        "# Anthropic Messages"
+    )
+    question = {"role": "user", "content": "Weather in Paris?"}
+
+    messages: list = [question]
+    client = _example("openai_agent").FakeOpenAI()
+    exec(openai_part, {"fh": fh, "client": client, "model": "m", "messages": messages})
+    results = [m for m in messages if isinstance(m, ToolResult)]
+    assert [r["role"] for r in results] == ["tool", "tool"]
+    assert results[0].value == {"city": "Paris", "temperature": 57.2, "units": "imperial"}
+
+    messages = [question]
+    client = _example("anthropic_agent").FakeAnthropic()
+    exec(
+        textwrap.dedent(anthropic_part),
+        {"fh": fh, "client": client, "model": "m", "messages": messages},
+    )
+    blocks = messages[-1]["content"]
+    assert messages[-1]["role"] == "user" and blocks
+    assert all(b["type"] == "tool_result" for b in blocks)
