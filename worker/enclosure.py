@@ -114,7 +114,7 @@ class Entered:
 
     __slots__ = (
         "role", "uid", "mapped", "namespaces", "warden_pid", "init_pid", "status_r",
-        "life_w", "handoff", "parent_death", "network", "host_net", "view",
+        "life_w", "parent_death", "network", "host_net", "view", "taken",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -125,9 +125,12 @@ class Entered:
         #: request with network access (entered ahead, root only); or -1.
         self.host_net = -1
         self.view = private_view.View()
+        #: Entered ahead: a pipe on which the worker tells the warden that a
+        #: request came (the warden's end in the warden, the other in the
+        #: worker), or -1.
+        self.taken = -1
         self.warden_pid = os.getpid()
         self.init_pid = self.status_r = self.life_w = -1
-        self.handoff: _socket.socket | None = None
 
 
 #: The policy a worker entered ahead (by the zygote's spare) serves: the
@@ -169,12 +172,41 @@ def prepare() -> None:
 
 #: A worker entered ahead, set by the zygote's spare before the start sequence.
 _ahead: list[Entered] = []
+#: ... and the socket on which it waits for the zygote's go (``pass_gate``).
+_gates: list[_socket.socket] = []
 
 
-def use_ahead(entered: Entered) -> None:
+def use_ahead(entered: Entered, gate: _socket.socket | None = None) -> None:
     """In a worker that ``enter`` returned in ahead of its request: the
-    start sequence's ``enclose`` goes straight to ``finish``."""
+    start sequence's ``enclose`` goes straight to ``finish``. ``gate``: a
+    socket on which the zygote says ``g`` once it has taken this worker;
+    ``pass_gate`` waits for it before the worker's first word to the host."""
     _ahead[:] = [entered]
+    _gates[:] = [gate] if gate is not None else []
+    if entered.taken >= 0:
+        try:
+            os.write(entered.taken, b"t")
+        except OSError:
+            pass
+        _close_fds([entered.taken])
+        entered.taken = -1
+
+
+def pass_gate() -> None:
+    """Before a worker entered ahead writes to the host: wait for the
+    zygote's go, then close the socket (user code never sees it). Exits
+    the process if the zygote does not say go (it gave up on this spare and
+    is killing it)."""
+    if not _gates:
+        return
+    gate = _gates.pop()
+    try:
+        go = gate.recv(1)
+    except OSError:
+        go = b""
+    gate.close()
+    if go != b"g":
+        os._exit(0)
 
 
 def entered_ahead() -> Entered | None:
@@ -214,15 +246,13 @@ def enclose(
     return finish(entered, policy, limits, scratch, reach, granted)
 
 
-def enter(
-    policy: dict, keep_fds: list[int], handoff: bool = False, warden_fds: tuple[int, ...] = ()
-) -> Entered:
+def enter(policy: dict, keep_fds: list[int], ahead: bool = False) -> Entered:
     """Phase A (see the module). Returns in the warden and in the worker;
     init never returns. ``keep_fds``: fds only the worker may hold (closed
-    in warden and init); ``warden_fds``: fds only the warden may hold
-    (closed in init and worker). ``handoff``: keep a socket pair between
-    warden and worker (``Entered.handoff`` on both sides) for a request
-    that comes later. Raises ``OSError`` if a fork fails."""
+    in warden and init). ``ahead``: entered before the request is known
+    (the zygote's spare): the worker keeps the host's network namespace at
+    hand (``Entered.host_net``) for a request with network access. Raises
+    ``OSError`` if a fork fails."""
     entered = Entered()
     private = policy.get("private_namespaces", True)
     if os.geteuid() != 0:
@@ -234,7 +264,7 @@ def enter(
     if not private:
         return entered
     no_net = not policy.get("network", False)
-    if no_net and handoff and not entered.mapped:
+    if no_net and ahead and not entered.mapped:
         entered.host_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     before = _namespace_ids()
     flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (CLONE_NEWNET if no_net else 0)
@@ -246,17 +276,17 @@ def enter(
         return entered
     entered.namespaces = True
     entered.network = no_net and after["net"] != before["net"]
-    pair = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET) if handoff else None
     status_r, status_w = os.pipe()
     life_r, life_w = os.pipe()
+    taken_r, taken_w = os.pipe() if ahead else (-1, -1)
     name = _name()
     parent = os.getppid()
     init_pid = os.fork()
     if init_pid:
         os.close(status_w)
         os.close(life_r)
-        _close_fds([*keep_fds, entered.host_net])
-        entered.host_net = -1
+        _close_fds([*keep_fds, entered.host_net, taken_w])
+        entered.host_net, entered.taken = -1, taken_r
         sandbox.not_dumpable()  # no ptrace or /proc/<pid>/mem by the same uid
         if entered.uid is not None:
             _become(entered.uid)
@@ -265,18 +295,13 @@ def enter(
         entered.parent_death = sandbox.die_with_parent(parent)
         entered.role = "warden"
         entered.init_pid, entered.status_r, entered.life_w = init_pid, status_r, life_w
-        if pair is not None:
-            pair[1].close()
-            entered.handoff = pair[0]
         return entered
     # init, pid 1 of the new namespace: dies with the warden.
-    _close_fds(list(warden_fds))
+    _close_fds([taken_r])
     _c().prctl(PR_SET_NAME, INIT_NAME, 0, 0, 0)
     sandbox.not_dumpable()
     os.close(status_r)
     os.close(life_w)
-    if pair is not None:
-        pair[0].close()
     _stay_with_warden(life_r)
     # The worker's pid number inside: the warden's (set while still root).
     private_view.write_sysctl("kernel/ns_last_pid", str(entered.warden_pid - 1))
@@ -290,12 +315,10 @@ def enter(
         if os.getppid() != 1:
             os._exit(EXIT_LOST)
         entered.role = "worker"
-        entered.handoff = pair[1] if pair is not None else None
+        entered.taken = taken_w
         entered.view = private_view.prepare(bool(policy.get("confine_writes", True)))
         return entered
-    if pair is not None:
-        pair[1].close()
-    _close_fds([*keep_fds, entered.host_net])
+    _close_fds([*keep_fds, entered.host_net, taken_w])
     if entered.uid is not None:
         _become(entered.uid)
         _stay_with_warden(life_r)  # a change of uid disarmed it
@@ -456,18 +479,29 @@ def _wait_for(pid: int) -> int:
             return 0
 
 
-def run_warden(entered: Entered, parent_reaps_orphans: bool) -> NoReturn:
+def run_warden(
+    entered: Entered, parent_reaps_orphans: bool, name_when_taken: str | None = None
+) -> NoReturn:
     """Outside the namespace: wait for the worker's status, then end as the
     worker ended (its exit code, or killed by its signal). Never returns.
 
+    ``name_when_taken``: for a warden entered ahead, the name to take back
+    once its worker has a request (``ps`` shows a spare until then).
     ``parent_reaps_orphans``: our parent is a subreaper (the zygote), which
     reaps init after us: then we end as soon as init hands us the status,
     and init's exit (the namespace's teardown) runs beside the restart.
     Otherwise (a worker spawned by the host) we wait for init first, so
     that nothing of ours is left to be reaped by someone else."""
     status_r, init_pid = entered.status_r, entered.init_pid
-    if entered.handoff is not None:
-        entered.handoff.close()
+    if entered.taken >= 0:
+        # Entered ahead: a spare until the worker takes a request; then the
+        # warden of a worker, under the name it had before.
+        try:
+            select.select([status_r, entered.taken], [], [])
+            if os.read(entered.taken, 1) == b"t" and name_when_taken:
+                _c().prctl(PR_SET_NAME, name_when_taken.encode()[:15], 0, 0, 0)
+        except (OSError, InterruptedError):
+            pass
     data = b""
     while len(data) < 4:
         try:

@@ -134,6 +134,7 @@ def run(config: dict) -> NoReturn:
     # The report leaves before any user code runs: nothing the module does
     # at import can change what the host believes (the host takes the
     # report from this message only).
+    enclosure.pass_gate()  # a worker entered ahead: only once the zygote took it
     write_all(out_fd, encode_message(Notification(Verb.PROBED, {"protections": protections})))
     if unmet and policy.get("required"):
         message = "the sandbox policy requires layers not in force here: " + "; ".join(unmet)

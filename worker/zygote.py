@@ -178,6 +178,10 @@ def main() -> None:
         if not spare:
             return None
         pid, conn = spare.pop()
+        if _state(pid) not in ("S", "R", "D"):  # stopped (a SIGSTOP), or gone
+            conn.close()
+            _kill(pid)
+            return None
         try:
             conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
             ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
@@ -295,6 +299,22 @@ def main() -> None:
             fork_spare()  # after the reply: the next request finds it waiting
 
 
+def _state(pid: int) -> str:
+    """A process's state letter (``/proc/<pid>/stat``), or "" if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
 def _children(parent: int) -> list[int]:
     """Pids whose parent is ``parent`` (a single-threaded process).
 
@@ -342,54 +362,38 @@ def _wait_as_spare(
     worker; exit on EOF (the zygote dropped it, or died). Never returns.
 
     While it waits it has already entered the worker's namespaces and split
-    into warden, init and worker (``enclosure.enter``, with the default
-    policy): the request then only travels on from the warden (this
-    process) to the worker, and the restart skips an ``unshare`` and two
-    forks. The zygote hands a spare only requests it fits
-    (``enclosure.fits_ahead``).
+    into warden (this process, which goes straight to waiting for its
+    worker's end), init and the worker-to-be (``enclosure.enter``, with the
+    default policy). The worker-to-be holds the socket to the zygote and
+    takes the request itself, so a restart skips an ``unshare``, two forks
+    and a hop. It confirms with ``k`` and then sets itself up, but writes
+    nothing to the host before the zygote's ``g`` (``enclosure.pass_gate``):
+    a spare the zygote gave up on, and killed, must not speak on the
+    request's pipes, which a fresh fork then holds. The zygote hands a
+    spare only requests it fits (``enclosure.fits_ahead``).
     """
     try:
         _detach(sock, wake)
         comm = _rename(SPARE_NAME)
         os.setsid()  # the warden leads the session; init and worker join it
-        entered = enclosure.enter(
-            enclosure.AHEAD_POLICY, [], handoff=True, warden_fds=(conn.fileno(),)
-        )
+        # The socket to the zygote stays with the worker-to-be alone.
+        entered = enclosure.enter(enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True)
+        if entered.role == "warden":
+            conn.detach()  # closed by enter
+            enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
         if entered.role == "worker":
-            conn.detach()  # init closed it before forking us
             _rename(AHEAD_NAME)
-            assert entered.handoff is not None
-            data, fds = _recv_fds(entered.handoff)
-            entered.handoff.close()
-            if not data or len(fds) != MAX_FDS:
-                os._exit(0)
-            if comm:
-                _rename(comm)
-            enclosure.use_ahead(entered)
-            request = msgpack.unpackb(data)
+        data, fds = _recv_fds(conn)
+        if not data or len(fds) != MAX_FDS:
+            os._exit(0)
+        conn.send(b"k")  # alive: the zygote reports our (warden's) pid
+        if entered.role == "worker":
+            enclosure.use_ahead(entered, gate=conn)
         else:
-            data, fds = _recv_fds(conn)
-            if not data or len(fds) != MAX_FDS:
-                os._exit(0)
-            conn.send(b"k")  # alive: the zygote reports our pid
-            if entered.role == "warden":
-                # Only once the zygote has taken our pid: a spare it gave up
-                # on (and killed) must not have started a worker on the
-                # request's pipes, which a fresh fork now holds.
-                if conn.recv(1) != b"g":
-                    os._exit(0)
-                assert entered.handoff is not None
-                entered.handoff.sendmsg(
-                    [data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))]
-                )
-                for fd in fds:
-                    os.close(fd)
             conn.close()
-            if comm:
-                _rename(comm)
-            if entered.role == "warden":
-                enclosure.run_warden(entered, parent_reaps_orphans=True)
-            request = msgpack.unpackb(data)
+        if comm:
+            _rename(comm)
+        request = msgpack.unpackb(data)
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
     _child(request, fds, zygote_pid, session=entered.role == "alone")
