@@ -10,13 +10,16 @@ sequence (``worker.start.run``): rlimits, parent-death signal, and only then
 the user module. A fork costs a few milliseconds; a fresh interpreter tens.
 
 To keep the fork off a restart's path, the zygote forks one child ahead of
-the next request (a *spare*, named ``fnhost-spare`` while it waits): the
-request and its fds are passed on to it over a private socket, and a new
-spare is forked after the reply (from a frame that no longer holds the
-served request, which belongs to another set). The spare confirms the
-hand-over with one byte; a spare that is gone, or silent for
-``SPARE_ACK_TIMEOUT`` (stopped by a worker allowed to signal others), is
-killed and a fresh fork takes the request. Before
+the next request (a *spare*, named ``fnhost-spare`` while it waits). The
+spare enters the worker's namespaces ahead too and splits into warden,
+init and worker-to-be (``worker.enclosure``; see ``_wait_as_spare``): the
+request and its fds go over a private socket straight to the
+worker-to-be, and a new spare is forked after the reply (from a frame that
+no longer holds the served request, which belongs to another set). The
+worker-to-be confirms the hand-over with ``k`` and speaks to the host only
+after the zygote's ``g``; a spare that is gone, stopped, or silent for
+``SPARE_ACK_TIMEOUT`` is killed and a fresh fork takes the request (a
+request whose policy the head start does not fit, too). Before
 forking, ``gc.freeze()`` moves everything loaded so far out of the
 collector's sight, so a worker's collections do not copy those pages.
 
@@ -27,7 +30,8 @@ Messages (msgpack maps, one per datagram):
   signal number), since only the parent can reap.
 
 The zygote dies with the host (parent-death signal) and exits on EOF of
-its socket; its children die with it.
+its socket; its children die with it (each warden arms its own
+parent-death signal; init and the worker follow their warden).
 """
 
 from __future__ import annotations
