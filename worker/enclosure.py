@@ -174,6 +174,8 @@ def prepare() -> None:
 _ahead: list[Entered] = []
 #: ... and the socket on which it waits for the zygote's go (``pass_gate``).
 _gates: list[_socket.socket] = []
+#: ... and its end of the pipe to its warden (``announce_taken``).
+_taken: list[int] = []
 
 
 def use_ahead(entered: Entered, gate: _socket.socket | None = None) -> None:
@@ -183,13 +185,21 @@ def use_ahead(entered: Entered, gate: _socket.socket | None = None) -> None:
     ``pass_gate`` waits for it before the worker's first word to the host."""
     _ahead[:] = [entered]
     _gates[:] = [gate] if gate is not None else []
-    if entered.taken >= 0:
+    _taken[:] = [entered.taken] if entered.taken >= 0 else []
+    entered.taken = -1
+
+
+def announce_taken() -> None:
+    """Tell the warden of a worker entered ahead that it serves a request
+    (it takes back its name). Called once the worker is ready: off the
+    start's path, where the warden's wake-up would take a CPU from it."""
+    while _taken:
+        fd = _taken.pop()
         try:
-            os.write(entered.taken, b"t")
+            os.write(fd, b"t")
         except OSError:
             pass
-        _close_fds([entered.taken])
-        entered.taken = -1
+        _close_fds([fd])
 
 
 def pass_gate() -> None:

@@ -199,6 +199,7 @@ def run(config: dict) -> NoReturn:
         err = make_error_map(ErrorKind.IMPORT_FAILED, f"schemas cannot be encoded: {exc}")
         frame = encode_message(Notification(Verb.LOAD_FAILED, {"error": err}))
     write_all(out_fd, frame)
+    enclosure.announce_taken()
     Server(
         in_fd,
         out_fd,
