@@ -259,9 +259,7 @@ def _place(paths: list[tuple[str, str]], uid: int, idmap_writes: bool) -> bool:
     """
     plan: list[tuple[str, str, str | None]] = []  # (path, how, blocked ancestor)
     # A file others may read needs no idmap: reaching it is enough.
-    paths = [
-        (p, REVEAL if how == READ and _open_to_others(p, 0o004) else how) for p, how in paths
-    ]
+    paths = [(p, REVEAL if how == READ and _open_to_others(p, 0o004) else how) for p, how in paths]
     reveal = _outermost([os.path.realpath(p) for p, how in paths if how == REVEAL])
     others = sorted({(os.path.realpath(p), how) for p, how in paths if how != REVEAL})
     for path, how in [*[(p, REVEAL) for p in reveal], *others]:
