@@ -433,6 +433,7 @@ class Channel:
                     raise ProtocolViolation(
                         f"reply to request id {msg.msgid}, but the oldest unanswered is {oldest}"
                     )
+            assert pending is not None  # the oldest, or a cancelled one (checked above)
             if cancelled and not pending.cancel_sent and not self._shutdown_sent:
                 raise ProtocolViolation(
                     f"request {msg.msgid} reported cancelled, but no cancel was sent"
@@ -660,6 +661,7 @@ class Channel:
             return
         try:
             if not self._broken:
+                assert self.pidfd is not None  # only watched when there is one
                 self._handle_events([(self.pidfd, select.POLLIN)])
         finally:
             self._release_lead()

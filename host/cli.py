@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from host.errors import CallError, HostError, WorkerCrashed
 from host.formats import FORMATS
@@ -56,6 +57,7 @@ def _report_load_errors(fh: FunctionHost) -> None:
 
 
 def cmd_schemas(args: argparse.Namespace) -> int:
+    output: Any
     with _host_for(args.paths, builtins=not args.no_builtins) as fh:
         _report_load_errors(fh)
         if args.format:

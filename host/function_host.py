@@ -23,6 +23,7 @@ from host.launcher import Launcher, WorkerSpec
 from host.limits import Limits
 from host.proxy import FunctionProxy
 from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
+from host.set_workers import SetWorkers
 from host.watcher import Watcher, file_stamp
 from host.worker_handle import CallResult, WorkerHandle
 from host.worker_pool import WorkerPool
@@ -216,7 +217,7 @@ class FunctionHost:
         ``load_errors``, or ``NameConflict``); a refused set's worker is stopped.
         """
         self._check_open()
-        started: list[WorkerHandle | WorkerPool | LoadedSet] = []
+        started: list[SetWorkers | LoadedSet] = []
         stamps: dict[str, tuple[int, int] | None] = {}
         with self._lock:
             for spec in specs:
@@ -225,7 +226,7 @@ class FunctionHost:
                     started.append(existing)
                     continue
                 stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
-                handle: WorkerHandle | WorkerPool = (
+                handle: SetWorkers = (
                     WorkerPool(spec, self._launcher)
                     if spec.limits.workers > 1
                     else WorkerHandle(spec, self._launcher)
@@ -246,7 +247,7 @@ class FunctionHost:
         return loaded, errors
 
     def _register(
-        self, handle: WorkerHandle | WorkerPool, origin: str, stamp: tuple[int, int] | None
+        self, handle: SetWorkers, origin: str, stamp: tuple[int, int] | None
     ) -> LoadedSet:
         """Wait for ``handle``'s worker and register its set; ``stamp`` is the
         file's stamp taken before the worker read it (for ``watch``)."""
@@ -279,7 +280,7 @@ class FunctionHost:
             raise
         return loaded
 
-    def _close_handles(self, handles: list[WorkerHandle | WorkerPool]) -> None:
+    def _close_handles(self, handles: list[SetWorkers]) -> None:
         for h in handles:
             h.begin_close()
         deadline = time.monotonic() + self.limits.shutdown_grace
@@ -427,7 +428,7 @@ class FunctionHost:
 
     def _prepare(
         self, name: str, arguments: Any, timeout: float | None
-    ) -> tuple[WorkerHandle, str, dict[str, Any], float | None]:
+    ) -> tuple[SetWorkers, str, dict[str, Any], float | None]:
         self._check_open()
         loaded, func = self._registry.resolve(name)
         if arguments is None:

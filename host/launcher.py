@@ -95,6 +95,7 @@ class WorkerProcess:
             return self.popen.poll() is None
         if self.returncode is not None:
             return False
+        assert self.pidfd is not None  # a zygote's child is refused without one
         poller = select.poll()
         poller.register(self.pidfd, select.POLLIN)
         return not poller.poll(0)

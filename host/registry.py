@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from host.errors import NameConflict, UnknownFunction
-from host.worker_handle import WorkerHandle
-from host.worker_pool import WorkerPool
+from host.set_workers import SetWorkers
 from protocol.names import function_name_problem
 
 ConflictPolicy = Literal["error", "prefix"]
@@ -30,7 +29,7 @@ class LoadedSet:
     name: str
     source: str
     origin: str  # "builtin", "user" or "explicit"
-    handle: WorkerHandle | WorkerPool
+    handle: SetWorkers
     functions: dict[str, dict[str, Any]]  # bare name -> function info from the worker
     skipped: dict[str, str]  # function name -> reason it is not exported
     protections: dict[str, bool] = field(default_factory=dict)

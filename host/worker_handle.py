@@ -20,7 +20,10 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 from host.call_gate import PIPE_BUDGET, CallGate
 from host.channel import Channel, Pending, WorkerGone, WorkerLost
@@ -871,7 +874,7 @@ def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
-def _usable(inc: _Incarnation | None) -> bool:
+def _usable(inc: _Incarnation | None) -> TypeIs[_Incarnation]:
     """Ready, not being killed, not dead: calls can go to it as it is."""
     return (
         inc is not None

@@ -149,7 +149,7 @@ def _mostly_one_raw(payload: bytes) -> bool:
         length = int.from_bytes(payload[at + 1 : at + 5], "big")
     else:
         return False
-    return len(payload) - length <= PLAIN_DECODE_MAX
+    return bool(len(payload) - length <= PLAIN_DECODE_MAX)
 
 
 def _too_large(payload: bytes, budget: int) -> Response:

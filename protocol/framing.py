@@ -25,7 +25,8 @@ PACK_OPTIONS = {"use_bin_type": True, "datetime": False}
 
 def pack(obj: Any, default: Any = None, strict: bool = False) -> bytes:
     """msgpack-encode one object (``TypeError``/``ValueError`` if it cannot be)."""
-    return msgpack.packb(obj, default=default, strict_types=strict, **PACK_OPTIONS)
+    packed: bytes = msgpack.packb(obj, default=default, strict_types=strict, **PACK_OPTIONS)
+    return packed
 
 
 def encode_frame(payload: bytes) -> bytes:

@@ -55,7 +55,7 @@ class _Message:
     both sides, and a frozen dataclass's ``__init__`` and its class creation
     cost more). Treat them as immutable."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
@@ -63,7 +63,7 @@ class _Message:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined]
+        return self._values() == other._values()
 
     __hash__ = None  # type: ignore[assignment]  # params are usually dicts
 
@@ -333,7 +333,7 @@ def _check_method(method: Any) -> None:
         raise ProtocolViolation(f"method must be a non-empty string, got {_describe(method)}")
 
 
-def _check_text(obj: dict, key: str, limit: int, required: bool = False) -> None:
+def _check_text(obj: dict[str, Any], key: str, limit: int, required: bool = False) -> None:
     value = obj.get(key)
     if value is None and not required:
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from host import FunctionHost, Limits
-from worker.zygote import SPARE_NAME
+from worker.zygote import AHEAD_NAME, SPARE_NAME
 
 
 def _fnhost_processes() -> list[tuple[int, int, list[bytes], str]]:
@@ -53,9 +53,42 @@ def zygote_pids() -> set[int]:
     }
 
 
+def _spare_trees(found: list[tuple[int, int, list[bytes], str]]) -> set[int]:
+    """Every process of the zygotes' spares: a zygote child named
+    ``fnhost-spare`` with no children, or one whose tree holds a
+    worker-to-be (``fnhost-ahead``, entered ahead; it takes back its name as
+    it takes a request, before the zygote reports its pid). A warden that
+    served a request may keep the spare's name a moment longer: by its
+    tree, it is a worker's."""
+    children: dict[int, list[int]] = {}
+    names = {pid: name for pid, _, _, name in found}
+    for pid, ppid, _, _ in found:
+        children.setdefault(ppid, []).append(pid)
+
+    def tree(pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            todo += children.get(p, [])
+        return out
+
+    spares: set[int] = set()
+    for pid, _, _, name in found:
+        if name != SPARE_NAME:
+            continue
+        members = tree(pid)
+        if len(members) == 1 or any(names.get(p) == AHEAD_NAME for p in members):
+            spares |= set(members)
+    return spares
+
+
 def spare_pids() -> set[int]:
-    """The children a zygote forked ahead of its next spawn request."""
-    return {pid for pid, _, _, name in _fnhost_processes() if name == SPARE_NAME}
+    """The children a zygote forked ahead of its next spawn request (each the
+    top of its tree: warden-to-be, with an init and worker-to-be below)."""
+    found = _fnhost_processes()
+    zygotes = zygote_pids()
+    return {pid for pid, ppid, _, _ in found if ppid in zygotes} & _spare_trees(found)
 
 
 def worker_pids() -> set[int]:
@@ -65,21 +98,22 @@ def worker_pids() -> set[int]:
     worker/enclosure.py): counted once, by the warden, the pid the host knows."""
     found = _fnhost_processes()
     zygotes = zygote_pids()
+    spares = _spare_trees(found)
     every = {pid for pid, _, _, _ in found}
     return {
         pid
-        for pid, ppid, _, name in found
-        if pid not in zygotes and name != SPARE_NAME and (ppid not in every or ppid in zygotes)
+        for pid, ppid, _, _ in found
+        if pid not in zygotes and pid not in spares and (ppid not in every or ppid in zygotes)
     }
 
 
 def worker_processes() -> set[int]:
     """Every live process of this test process's workers (wardens, inits,
     workers and what they forked that kept the command line)."""
+    found = _fnhost_processes()
     zygotes = zygote_pids()
-    return {
-        pid for pid, _, _, name in _fnhost_processes() if pid not in zygotes and name != SPARE_NAME
-    }
+    spares = _spare_trees(found)
+    return {pid for pid, _, _, _ in found if pid not in zygotes and pid not in spares}
 
 
 def outside_pid(set_pid: int, inner: int) -> int:

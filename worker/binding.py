@@ -43,7 +43,7 @@ def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]
                 kwargs[param.name] = param.default
             continue
         present = param.name in arguments
-        value = arguments.get(param.name)
+        value: Any = arguments.get(param.name)
         if present and value is None and param.kind in (P.VAR_POSITIONAL, P.VAR_KEYWORD):
             present = False  # null for *args/**kwargs: none given (strict mode sends it)
         if present and value is None and param.has_default:

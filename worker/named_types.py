@@ -296,7 +296,7 @@ def _pydantic(annotation: Any, builder: SchemaBuilder, where: str) -> TypeSpec |
 
     def make() -> TypeSpec:
         try:
-            schema = _strip_titles(annotation.model_json_schema())
+            schema = _strip_titles(getattr(annotation, "model_json_schema")())  # noqa: B009
         except Exception as exc:
             raise UnsupportedAnnotation(
                 f"{where}: {annotation.__name__}.model_json_schema() "

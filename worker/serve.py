@@ -21,7 +21,7 @@ import inspect
 import os
 import select
 import traceback as tb
-from typing import Any
+from typing import Any, NoReturn
 
 from protocol import (
     ErrorKind,
@@ -97,7 +97,7 @@ class Server:
         self._poller = select.poll()
         self._poller.register(in_fd, select.POLLIN)
 
-    def run(self) -> None:
+    def run(self) -> NoReturn:
         """Serve until shutdown or EOF, then leave with ``os._exit``."""
         queue, poll = self.queue, self._poller.poll
         while True:

@@ -62,7 +62,7 @@ def run(config: dict) -> NoReturn:
 
     # A segfault in user code prints the Python traceback to fd 2, which the
     # host reads back as the crash's stderr tail.
-    faulthandler.enable(file=sys.__stderr__, all_threads=True)
+    faulthandler.enable(file=sys.__stderr__ or 2, all_threads=True)
     sandbox.detach_stdin()
     ahead = enclosure.entered_ahead()
     if ahead is not None:
@@ -154,7 +154,8 @@ def run(config: dict) -> NoReturn:
     except BaseException as exc:  # SystemExit(0) at import is a failure too
         if os.getpid() != my_pid:
             os._exit(0)
-        type_name, message, trace = describe_exception(exc)
+        type_name, message, trace_text = describe_exception(exc)
+        trace: str | None = trace_text
         if isinstance(exc, ModuleLoadError):
             trace = None
         elif isinstance(exc, SystemExit):

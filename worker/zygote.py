@@ -44,6 +44,7 @@ import os
 import select
 import signal
 import sys
+from typing import Any
 
 import msgpack
 
@@ -243,10 +244,13 @@ def main() -> None:
     gc.freeze()
     fork_spare()
     preloaded = False
+    control = sock.fileno()
+    request: dict[str, Any] = {}
+    data, fds = b"", list[int]()
     while True:
         try:
             readable, _, _ = select.select(
-                [sock, wake_r], [], [], None if preloaded else IDLE_AFTER
+                [control, wake_r], [], [], None if preloaded else IDLE_AFTER
             )
         except InterruptedError:
             continue
@@ -255,7 +259,7 @@ def main() -> None:
             _preload()
             gc.freeze()
             drop_spare()  # forked before the preload
-            request = data = fds = None  # type: ignore[assignment]
+            request, data, fds = {}, b"", []
             fork_spare()
             continue
         if wake_r in readable:
@@ -265,7 +269,7 @@ def main() -> None:
             except BlockingIOError:
                 pass
         reap()
-        if sock not in readable:
+        if control not in readable:
             continue
         try:
             data, fds = _recv_fds(sock)
@@ -298,7 +302,7 @@ def main() -> None:
         send({"id": request["id"], "pid": pid})
         # The next spare must not inherit this request (another set's
         # config and environment) on its stack.
-        request = data = fds = None  # type: ignore[assignment]
+        request, data, fds = {}, b"", []
         if not spare:
             fork_spare()  # after the reply: the next request finds it waiting
 
@@ -390,13 +394,13 @@ def _wait_as_spare(
         data, fds = _recv_fds(conn)
         if not data or len(fds) != MAX_FDS:
             os._exit(0)
+        if comm:
+            _rename(comm)  # before "k": the zygote's reply finds us renamed
         conn.send(b"k")  # alive: the zygote reports our (warden's) pid
         if entered.role == "worker":
             enclosure.use_ahead(entered, gate=conn)
         else:
             conn.close()
-        if comm:
-            _rename(comm)
         request = msgpack.unpackb(data)
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
