@@ -257,31 +257,12 @@ class Bench:
             # What each layer of the wall costs a restart: the same crash with
             # layers taken away one group at a time (the default row has all).
             for label, sandbox in LAYER_STEPS:
-                limits = Limits(crash_limit=1000, sandbox=sandbox)
-                with FunctionHost(builtin_dir=self.empty, user_dirs=[], limits=limits) as other:
-                    other.load_function_set(SET_PATH, name="bench")
-                    other.call("add", add_args(1))
-                    start = time.perf_counter()
-                    try:
-                        other.call("crash")
-                    except CallError:
-                        pass
-                    other.call("add", add_args(1))
-                    self.record(
-                        f"crash -> next good call ({label})", ms=(time.perf_counter() - start) * 1e3
-                    )
+                with self._crashing_host(sandbox) as other:
+                    _, good = self._crash_then_call(other)
+                    self.record(f"crash -> next good call ({label})", ms=good * 1e3)
 
-            fh = FunctionHost(builtin_dir=self.empty, user_dirs=[], limits=Limits(crash_limit=1000))
-            fh.load_function_set(SET_PATH, name="bench")
-            fh.call("add", add_args(1))
-            start = time.perf_counter()
-            try:
-                fh.call("crash")
-            except CallError:
-                pass
-            error = time.perf_counter() - start
-            fh.call("add", add_args(1))
-            good = time.perf_counter() - start
+            fh = self._crashing_host(Sandbox())
+            error, good = self._crash_then_call(fh)
             self.record("crash -> error", ms=error * 1e3)
             self.record("crash -> next good call", ms=good * 1e3)
             start = time.perf_counter()
@@ -295,6 +276,27 @@ class Bench:
             self.record("timeout overshoot", ms=overshoot * 1e3)
             self.record("timeout -> next good call", ms=after * 1e3)
             fh.close()
+
+    def _crashing_host(self, sandbox: Sandbox) -> FunctionHost:
+        """A host with the bench set loaded and warm, that never parks it."""
+        limits = Limits(crash_limit=1000, sandbox=sandbox)
+        fh = FunctionHost(builtin_dir=self.empty, user_dirs=[], limits=limits)
+        fh.load_function_set(SET_PATH, name="bench")
+        fh.call("add", add_args(1))
+        return fh
+
+    @staticmethod
+    def _crash_then_call(fh: FunctionHost) -> tuple[float, float]:
+        """Seconds from a crashing call's start to its error, and to the
+        next good call's answer."""
+        start = time.perf_counter()
+        try:
+            fh.call("crash")
+        except CallError:
+            pass
+        error = time.perf_counter() - start
+        fh.call("add", add_args(1))
+        return error, time.perf_counter() - start
 
     def run_schema_and_memory(self) -> None:
         path = self.root / "big.py"

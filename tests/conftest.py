@@ -142,6 +142,21 @@ def outside_pid(set_pid: int, inner: int) -> int:
     raise LookupError(f"no process {inner} in the namespace of {set_pid}")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, as the host sees them (a worker's
+    warden, then its init, its worker and what the worker started)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return found
+
+
 def host_view(pid: int) -> tuple[int, int]:
     """(parent pid, session id) of ``pid`` as the host sees them. A worker in
     its own PID namespace sees its parent as 1 and its session as 0 (both

@@ -20,7 +20,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import process_alive, wait_for
+from tests.conftest import process_alive, process_tree, wait_for
 from tests.test_wall import ATTACKS
 
 NOBODY = 65534
@@ -147,19 +147,6 @@ def test_a_host_that_is_not_root_gets_a_pid_namespace_but_no_own_uid(nobody_home
     assert facts["inside_pid"] == [1, facts["handle_pid"]]
 
 
-def _subtree(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return found
-
-
 def test_workers_of_a_host_that_is_not_root_die_with_their_zygote(nobody_home):
     home = nobody_home
     host = subprocess.Popen(
@@ -175,7 +162,7 @@ def test_workers_of_a_host_that_is_not_root_die_with_their_zygote(nobody_home):
     )  # fmt: skip
     try:
         warden = json.loads(host.stdout.readline())["warden"]
-        processes = _subtree(warden)
+        processes = process_tree(warden)
         assert len(processes) == 3  # warden, init, worker
         with open(f"/proc/{warden}/stat") as f:
             zygote = int(f.read().rsplit(")", 1)[1].split()[1])

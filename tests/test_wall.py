@@ -16,7 +16,7 @@ import time
 import pytest
 
 from host import Limits, Sandbox
-from tests.conftest import wait_for
+from tests.conftest import process_tree, wait_for
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="private namespaces need a root host")
@@ -161,25 +161,11 @@ def _load(make_host, write_set, sandbox: Sandbox | None = None, **limits):
     return fh
 
 
-def _subtree(pid: int) -> list[int]:
-    """``pid`` and its descendants, as the host sees them."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        try:
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return found
-
-
 @needs_root
 def test_the_host_and_other_workers_cannot_be_reached_by_pid(make_host, write_set):
     fh = _load(make_host, write_set)
     fh.load_function_set(write_set("sibling", "def hello() -> str:\n    return 'hi'\n"))
-    sibling = _subtree(fh.function_sets["sibling"]["pid"])
+    sibling = process_tree(fh.function_sets["sibling"]["pid"])
     assert len(sibling) == 3  # warden, init, worker
     targets = [os.getpid(), *sibling]
     outcomes = fh.call("meddle", {"pids": targets})
@@ -277,7 +263,7 @@ def test_scratch_is_a_private_nosuid_tmpfs_capped_by_disk_mb(make_host, write_se
     assert fh.call("fill", {"path": "/dev/shm/more", "mib": 2})[1] == "ENOSPC"
     assert fh.call("home_flags") == [True, True]
     # The host's own scratch directory never sees the files.
-    worker = _subtree(fh.function_sets["attacks"]["pid"])[-1]
+    worker = process_tree(fh.function_sets["attacks"]["pid"])[-1]
     scratch = os.readlink(f"/proc/{worker}/cwd")
     assert scratch.endswith("/scratch") and os.listdir(scratch) == []
     assert fh.protections("attacks")["scratch_tmpfs"] is True
@@ -378,7 +364,7 @@ def test_own_uid_runs_the_worker_as_a_uid_of_its_own(make_host, write_set):
         fh.load_function_set(path)
         warden = fh.function_sets["mine"]["pid"]
         uids = set()
-        for pid in _subtree(warden):
+        for pid in process_tree(warden):
             with open(f"/proc/{pid}/status") as f:
                 line = next(x for x in f if x.startswith("Uid:"))
             uids.add(tuple(int(v) for v in line.split()[1:]))
