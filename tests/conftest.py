@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from host import FunctionHost, Limits
+from worker.enclosure import INIT_NAME as _INIT_NAME
 from worker.zygote import AHEAD_NAME, SPARE_NAME
+
+INIT_NAME = _INIT_NAME.decode()
 
 
 def _fnhost_processes() -> list[tuple[int, int, list[bytes], str]]:
@@ -54,14 +57,15 @@ def zygote_pids() -> set[int]:
 
 
 def _spare_trees(found: list[tuple[int, int, list[bytes], str]]) -> set[int]:
-    """Every process of the zygotes' spares: a zygote child named
-    ``fnhost-spare`` with no children, or one whose tree holds a
-    worker-to-be (``fnhost-ahead``, entered ahead; it takes back its name as
-    it takes a request, before the zygote reports its pid). A warden that
-    served a request may keep the spare's name a moment longer: by its
-    tree, it is a worker's."""
+    """Every process of the zygotes' spares: a tree whose top is a zygote's
+    child and whose every process still has a spare's name (``fnhost-spare``
+    for the warden-to-be, ``fnhost-init``, ``fnhost-ahead`` for the
+    worker-to-be; a worker-to-be takes back its name as it takes a request,
+    before the zygote reports its pid). A warden that served a request may
+    keep the spare's name a moment longer: by its tree, it is a worker's."""
     children: dict[int, list[int]] = {}
     names = {pid: name for pid, _, _, name in found}
+    zygotes = zygote_pids()
     for pid, ppid, _, _ in found:
         children.setdefault(ppid, []).append(pid)
 
@@ -73,13 +77,13 @@ def _spare_trees(found: list[tuple[int, int, list[bytes], str]]) -> set[int]:
             todo += children.get(p, [])
         return out
 
+    spare_names = {SPARE_NAME, INIT_NAME, AHEAD_NAME}
     spares: set[int] = set()
-    for pid, _, _, name in found:
-        if name != SPARE_NAME:
-            continue
-        members = tree(pid)
-        if len(members) == 1 or any(names.get(p) == AHEAD_NAME for p in members):
-            spares |= set(members)
+    for pid, ppid, _, name in found:
+        if ppid in zygotes and name == SPARE_NAME:
+            members = tree(pid)
+            if all(names.get(p) in spare_names for p in members):
+                spares |= set(members)
     return spares
 
 

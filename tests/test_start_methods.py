@@ -17,6 +17,7 @@ from .conftest import (
     host_view,
     outside_pid,
     process_alive,
+    process_tree,
     spare_pids,
     wait_for,
     worker_pids,
@@ -121,21 +122,24 @@ def test_a_killed_spare_is_replaced_by_a_fresh_fork(make_host, write_set):
     assert ppid in zygote_pids() and sid == facts["pid"]
 
 
-def test_a_stopped_spare_is_replaced_by_a_fresh_fork(make_host, write_set):
+@pytest.mark.parametrize("stopped", ["warden", "worker-to-be"])
+def test_a_stopped_spare_is_replaced_by_a_fresh_fork(make_host, write_set, stopped):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("probe", PROBE))
     first = fh.call("facts")["pid"]
     spare = _settled_spare()
-    os.kill(spare, signal.SIGSTOP)  # as a worker allowed to signal others could
+    target = spare if stopped == "warden" else process_tree(spare)[-1]
+    os.kill(target, signal.SIGSTOP)  # as a worker allowed to signal others could
     try:
         with pytest.raises(WorkerCrashed):
             fh.call("segfault")
         facts = fh.call("facts", timeout=5)
         assert facts["pid"] not in (first, spare)
         assert wait_for(lambda: not process_alive(spare), 2.0)  # killed, not left stopped
+        assert wait_for(lambda: not process_alive(target), 2.0)
     finally:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(spare, signal.SIGCONT)
+            os.kill(target, signal.SIGCONT)
 
 
 def test_the_idle_preload_replaces_the_spare_and_reaps_the_old_one(make_host, write_set):
@@ -154,6 +158,17 @@ def test_the_idle_preload_replaces_the_spare_and_reaps_the_old_one(make_host, wr
 PEEK = """
 import os
 import sys
+
+AT_IMPORT = {}
+for _fd in os.listdir("/proc/self/fd"):
+    try:
+        AT_IMPORT[_fd] = os.readlink(f"/proc/self/fd/{_fd}")
+    except FileNotFoundError:
+        pass
+
+
+def fds_at_import() -> dict:
+    return AT_IMPORT
 
 
 def fds() -> dict:
@@ -194,6 +209,15 @@ def test_workers_and_spares_hold_no_zygote_fds(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("peek", PEEK))
     fds = fh.call("fds")
+    # What user code sees as it is imported: the same, nothing more (no pipe
+    # to the warden, no socket to the zygote, no namespace fd).
+    at_import = fh.call("fds_at_import")
+    assert sorted(
+        t.split(":")[0] for t in at_import.values() if ":" in t and not t.startswith("/")
+    ) == [
+        "pipe",
+        "pipe",
+    ], at_import
     # stdin, the capture files as stdout/stderr, the two protocol pipes:
     # no socket (the zygote's control socket carries
     # other workers' requests) and no other pipe (the zygote's wake pipe).

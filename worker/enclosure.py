@@ -43,7 +43,6 @@ a fork fails after the namespaces were entered (the worker cannot start).
 
 from __future__ import annotations
 
-import _socket
 import ctypes
 import os
 import select
@@ -172,51 +171,22 @@ def prepare() -> None:
 
 #: A worker entered ahead, set by the zygote's spare before the start sequence.
 _ahead: list[Entered] = []
-#: ... and the socket on which it waits for the zygote's go (``pass_gate``).
-_gates: list[_socket.socket] = []
-#: ... and its end of the pipe to its warden (``announce_taken``).
-_taken: list[int] = []
 
 
-def use_ahead(entered: Entered, gate: _socket.socket | None = None) -> None:
-    """In a worker that ``enter`` returned in ahead of its request: the
-    start sequence's ``enclose`` goes straight to ``finish``. ``gate``: a
-    socket on which the zygote says ``g`` once it has taken this worker;
-    ``pass_gate`` waits for it before the worker's first word to the host."""
+def use_ahead(entered: Entered) -> None:
+    """In a worker that ``enter`` returned in ahead of its request, once the
+    zygote has taken it: the start sequence's ``enclose`` goes straight to
+    ``finish``, and the warden hears that it serves a request now (it
+    takes back its name). Before any user code: the pipe to the warden is
+    closed here, so no module sees it."""
     _ahead[:] = [entered]
-    _gates[:] = [gate] if gate is not None else []
-    _taken[:] = [entered.taken] if entered.taken >= 0 else []
-    entered.taken = -1
-
-
-def announce_taken() -> None:
-    """Tell the warden of a worker entered ahead that it serves a request
-    (it takes back its name). Called once the worker is ready: off the
-    start's path, where the warden's wake-up would take a CPU from it."""
-    while _taken:
-        fd = _taken.pop()
+    if entered.taken >= 0:
         try:
-            os.write(fd, b"t")
+            os.write(entered.taken, b"t")
         except OSError:
             pass
-        _close_fds([fd])
-
-
-def pass_gate() -> None:
-    """Before a worker entered ahead writes to the host: wait for the
-    zygote's go, then close the socket (user code never sees it). Exits
-    the process if the zygote does not say go (it gave up on this spare and
-    is killing it)."""
-    if not _gates:
-        return
-    gate = _gates.pop()
-    try:
-        go = gate.recv(1)
-    except OSError:
-        go = b""
-    gate.close()
-    if go != b"g":
-        os._exit(0)
+        _close_fds([entered.taken])
+        entered.taken = -1
 
 
 def entered_ahead() -> Entered | None:
@@ -256,13 +226,16 @@ def enclose(
     return finish(entered, policy, limits, scratch, reach, granted)
 
 
-def enter(policy: dict, keep_fds: list[int], ahead: bool = False) -> Entered:
+def enter(
+    policy: dict, keep_fds: list[int], ahead: bool = False, worker_name: str | None = None
+) -> Entered:
     """Phase A (see the module). Returns in the warden and in the worker;
     init never returns. ``keep_fds``: fds only the worker may hold (closed
     in warden and init). ``ahead``: entered before the request is known
     (the zygote's spare): the worker keeps the host's network namespace at
-    hand (``Entered.host_net``) for a request with network access. Raises
-    ``OSError`` if a fork fails."""
+    hand (``Entered.host_net``) for a request with network access.
+    ``worker_name``: the worker's process name (default: this process's).
+    Raises ``OSError`` if a fork fails."""
     entered = Entered()
     private = policy.get("private_namespaces", True)
     if os.geteuid() != 0:
@@ -320,7 +293,8 @@ def enter(policy: dict, keep_fds: list[int], ahead: bool = False) -> Entered:
         os.close(status_w)
         os.close(life_r)
         sandbox.dumpable()  # as any process: its own children may debug it
-        _c().prctl(PR_SET_NAME, name, 0, 0, 0)  # not init's name
+        # Not init's name: this process's, or the one asked for.
+        _c().prctl(PR_SET_NAME, worker_name.encode()[:15] if worker_name else name, 0, 0, 0)
         entered.parent_death = sandbox.arm_parent_death()
         if os.getppid() != 1:
             os._exit(EXIT_LOST)

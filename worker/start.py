@@ -134,7 +134,6 @@ def run(config: dict) -> NoReturn:
     # The report leaves before any user code runs: nothing the module does
     # at import can change what the host believes (the host takes the
     # report from this message only).
-    enclosure.pass_gate()  # a worker entered ahead: only once the zygote took it
     write_all(out_fd, encode_message(Notification(Verb.PROBED, {"protections": protections})))
     if unmet and policy.get("required"):
         message = "the sandbox policy requires layers not in force here: " + "; ".join(unmet)
@@ -200,7 +199,6 @@ def run(config: dict) -> NoReturn:
         err = make_error_map(ErrorKind.IMPORT_FAILED, f"schemas cannot be encoded: {exc}")
         frame = encode_message(Notification(Verb.LOAD_FAILED, {"error": err}))
     write_all(out_fd, frame)
-    enclosure.announce_taken()
     Server(
         in_fd,
         out_fd,

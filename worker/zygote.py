@@ -16,8 +16,8 @@ init and worker-to-be (``worker.enclosure``; see ``_wait_as_spare``): the
 request and its fds go over a private socket straight to the
 worker-to-be, and a new spare is forked after the reply (from a frame that
 no longer holds the served request, which belongs to another set). The
-worker-to-be confirms the hand-over with ``k`` and speaks to the host only
-after the zygote's ``g``; a spare that is gone, stopped, or silent for
+worker-to-be confirms the hand-over with ``k`` and goes on only after the
+zygote's ``g``; a spare that is gone, stopped, or silent for
 ``SPARE_ACK_TIMEOUT`` is killed and a fresh fork takes the request (a
 request whose policy the head start does not fit, too). Before
 forking, ``gc.freeze()`` moves everything loaded so far out of the
@@ -183,7 +183,10 @@ def main() -> None:
         if not spare:
             return None
         pid, conn = spare.pop()
-        if _state(pid) not in ("S", "R", "D"):  # stopped (a SIGSTOP), or gone
+        # Stopped (a SIGSTOP) or gone, the spare or a process below it (its
+        # init, its worker-to-be): a fresh fork takes the request.
+        tree = _tree(pid)
+        if len(tree) not in (1, 3) or any(_state(p) not in ("S", "R", "D") for p in tree):
             conn.close()
             _kill(pid)
             return None
@@ -221,6 +224,9 @@ def main() -> None:
                 workers.discard(pid)
                 send({"exit": pid, "status": os.waitstatus_to_exitcode(status)})
                 kill_orphans()
+            elif spare and spare[0][0] == pid:
+                # The spare died waiting: forget it before its pid is reused.
+                spare.pop()[1].close()
             # else: an adopted orphan that exited; nothing to report
 
     def kill_orphans(everyone: bool = False) -> None:
@@ -307,6 +313,16 @@ def main() -> None:
             fork_spare()  # after the reply: the next request finds it waiting
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += _children(p) if _state(p) else []
+    return found
+
+
 def _state(pid: int) -> str:
     """A process's state letter (``/proc/<pid>/stat``), or "" if it is gone."""
     try:
@@ -374,23 +390,23 @@ def _wait_as_spare(
     worker's end), init and the worker-to-be (``enclosure.enter``, with the
     default policy). The worker-to-be holds the socket to the zygote and
     takes the request itself, so a restart skips an ``unshare``, two forks
-    and a hop. It confirms with ``k`` and then sets itself up, but writes
-    nothing to the host before the zygote's ``g`` (``enclosure.pass_gate``):
-    a spare the zygote gave up on, and killed, must not speak on the
-    request's pipes, which a fresh fork then holds. The zygote hands a
-    spare only requests it fits (``enclosure.fits_ahead``).
+    and a hop. It confirms with ``k`` and goes on only after the zygote's
+    ``g``: a spare the zygote gave up on, and killed, must not touch the
+    request's pipes and files, which a fresh fork then holds. The zygote
+    hands a spare only requests it fits (``enclosure.fits_ahead``) and only
+    while no process of it is stopped.
     """
     try:
         _detach(sock, wake)
         comm = _rename(SPARE_NAME)
         os.setsid()  # the warden leads the session; init and worker join it
         # The socket to the zygote stays with the worker-to-be alone.
-        entered = enclosure.enter(enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True)
+        entered = enclosure.enter(
+            enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True, worker_name=AHEAD_NAME
+        )
         if entered.role == "warden":
             conn.detach()  # closed by enter
             enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
-        if entered.role == "worker":
-            _rename(AHEAD_NAME)
         data, fds = _recv_fds(conn)
         if not data or len(fds) != MAX_FDS:
             os._exit(0)
@@ -398,9 +414,13 @@ def _wait_as_spare(
             _rename(comm)  # before "k": the zygote's reply finds us renamed
         conn.send(b"k")  # alive: the zygote reports our (warden's) pid
         if entered.role == "worker":
-            enclosure.use_ahead(entered, gate=conn)
-        else:
-            conn.close()
+            # Nothing happens on the request's pipes and files before the
+            # zygote has taken us: one it gave up on (and is killing) must
+            # not touch what a fresh fork now holds.
+            if conn.recv(1) != b"g":
+                os._exit(0)
+            enclosure.use_ahead(entered)
+        conn.close()
         request = msgpack.unpackb(data)
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
