@@ -3,6 +3,11 @@
 ``write_set(name, source)`` writes a function-set module into a temporary
 directory; ``fh`` is a ``FunctionHost`` without built-ins or user dirs,
 closed after the test, which then checks that no worker process is left.
+
+Hosts start their workers with the ``start_method`` fixture ("zygote", the
+default); ``@both_start_methods`` runs a test under "spawn" too. The zygote
+cleans up after its workers (it adopts and kills what they leave), which
+would hide a host that does not: lifecycle tests run under both.
 """
 
 from __future__ import annotations
@@ -160,11 +165,23 @@ def empty_dir(tmp_path: Path) -> Path:
     return d
 
 
+#: Run a test under both start methods (the ``start_method`` fixture, which
+#: ``make_host`` and ``fh`` use, takes each value in turn).
+both_start_methods = pytest.mark.parametrize("start_method", ["zygote", "spawn"])
+
+
 @pytest.fixture
-def make_host(empty_dir: Path) -> Iterator[Callable[..., FunctionHost]]:
+def start_method() -> str:
+    """How ``make_host``'s hosts start workers, unless a test parametrizes it."""
+    return "zygote"
+
+
+@pytest.fixture
+def make_host(empty_dir: Path, start_method: str) -> Iterator[Callable[..., FunctionHost]]:
     hosts: list[FunctionHost] = []
 
     def make(**kwargs) -> FunctionHost:
+        kwargs.setdefault("start_method", start_method)
         kwargs.setdefault("builtin_dir", empty_dir)
         kwargs.setdefault("user_dirs", [])
         kwargs.setdefault("limits", Limits(timeout=10.0))
