@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from host import FunctionHost, Limits
+from host import FunctionHost, Limits, Sandbox
 from worker.zygote import SPARE_NAME
 
 
@@ -164,6 +164,11 @@ def empty_dir(tmp_path: Path) -> Path:
     d.mkdir()
     return d
 
+
+#: A worker without a PID namespace (nor, so that it can read a set's file
+#: without the private view, its own uid): nothing but the host's group kill
+#: and, under the zygote, the zygote reaches what it leaves behind.
+NO_PID_NAMESPACE = Sandbox(own_uid=False, private_namespaces=False)
 
 #: Run a test under both start methods (the ``start_method`` fixture, which
 #: ``make_host`` and ``fh`` use, takes each value in turn).

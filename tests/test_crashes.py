@@ -11,7 +11,14 @@ import pytest
 
 from host import CallTimeout, Limits, ProtocolError, Sandbox, WorkerCrashed
 
-from .conftest import both_start_methods, outside_pid, process_alive, wait_for, worker_pids
+from .conftest import (
+    NO_PID_NAMESPACE,
+    both_start_methods,
+    outside_pid,
+    process_alive,
+    wait_for,
+    worker_pids,
+)
 
 HOSTILE = """
 import ctypes
@@ -353,10 +360,6 @@ def pid() -> int:
     return os.getpid()
 """
 
-#: Without a PID namespace nothing but the host's group kill reaches a
-#: worker's children under "spawn" (nor anything an escaped daemon). Its own
-#: uid goes too: without the private view it could not read the set's file.
-NO_PID_NAMESPACE = Sandbox(own_uid=False, private_namespaces=False)
 NAMESPACES = pytest.mark.parametrize(
     "sandbox", [Sandbox(), NO_PID_NAMESPACE], ids=["default", "no_pid_namespace"]
 )

@@ -154,6 +154,8 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     me = os.getpid()
     workers: set[int] = set()
+    #: Orphans we killed: as each dies, its own children are handed to us.
+    doomed: set[int] = set()
     #: (pid, socket) of the child forked ahead of the next request, if any.
     spare: list[tuple[int, _socket.socket]] = []
 
@@ -220,7 +222,12 @@ def main() -> None:
                 workers.discard(pid)
                 send({"exit": pid, "status": os.waitstatus_to_exitcode(status)})
                 kill_orphans()
-            # else: an adopted orphan that exited; nothing to report
+            elif pid in doomed:
+                # Its children (a daemon whose parent stayed in the dead
+                # worker's group, say) became ours as it died: they go too.
+                doomed.discard(pid)
+                kill_orphans()
+            # else: an adopted orphan (or a spare) that exited; nothing to report
 
     def kill_orphans(everyone: bool = False) -> None:
         """SIGKILL our children that are not workers (adopted escapees), with
@@ -228,6 +235,7 @@ def main() -> None:
         keep = set() if everyone else workers | {pid for pid, _ in spare}
         for pid in _children(me):
             if pid not in keep:
+                doomed.add(pid)
                 for kill in (os.killpg, os.kill):
                     try:
                         kill(pid, signal.SIGKILL)
