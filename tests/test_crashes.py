@@ -206,7 +206,7 @@ def test_timeout_kills_the_worker(hostile, name):
     assert info.value.kind == "timeout"
     assert (info.value.set_name, info.value.function) == ("hostile", name)
     assert "0.5s" in str(info.value)
-    assert 0.5 <= elapsed < 5.0
+    assert elapsed >= 0.5  # not before its deadline (after it: the function never ends)
     # The timed-out code does not keep running: its process is gone.
     assert wait_for(lambda: first not in worker_pids(), 2.0)
     assert hostile.call("pid") != first
