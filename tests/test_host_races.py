@@ -161,8 +161,9 @@ def test_close_is_not_blocked_by_a_large_argument_queued_behind_a_long_call(writ
             except Exception:
                 pass
 
+        # Outlives pytest-timeout: a close() that waited for it would hang.
         busy = threading.Thread(
-            target=swallow, args=(fh.call, "crashy.slow_echo", {"x": 1, "seconds": 6})
+            target=swallow, args=(fh.call, "crashy.slow_echo", {"x": 1, "seconds": 600})
         )
         busy.start()
         time.sleep(0.2)
@@ -171,21 +172,9 @@ def test_close_is_not_blocked_by_a_large_argument_queued_behind_a_long_call(writ
         )
         big.start()
         time.sleep(0.3)  # `big` is now blocked writing, holding the write lock
-        elapsed: list[float] = []
-
-        def closer() -> None:
-            t0 = time.monotonic()
-            fh.close()
-            elapsed.append(time.monotonic() - t0)
-
-        closing = threading.Thread(target=closer)
-        closing.start()
-        closing.join(3.0)
-        stuck = closing.is_alive()
-        closing.join(15)
-        busy.join(15)
-        big.join(15)
-        assert not stuck, f"close() took {elapsed} s (shutdown_grace is 0.3 s)"
+        fh.close()
+        busy.join()
+        big.join()
     finally:
         fh.close()
         assert wait_for(lambda: not worker_pids(), 5.0)
