@@ -254,7 +254,8 @@ class WorkerHandle:
     def _ready_incarnation(self, function: str, deadline: float | None) -> _Incarnation:
         """The current worker, ready to take calls; restarts a dead one.
 
-        Raises ``HostClosed`` after ``close()``; ``WorkerCrashed`` while the
+        Raises ``HostClosed`` after ``close()`` (also one that stops the new
+        worker this call waits for); ``WorkerCrashed`` while the
         set is parked or when a new worker fails to start; ``CallTimeout``
         if ``deadline`` passes while the worker is still starting.
         """
@@ -294,6 +295,10 @@ class WorkerHandle:
                     details={"cause": "starting"},
                 )
             except LoadError as exc:
+                if self._closed:  # close() stopped the worker it waited for
+                    raise HostClosed(
+                        self.name, function, "the host was closed before the call started"
+                    ) from exc
                 raise WorkerCrashed(
                     self.name,
                     function,

@@ -3,6 +3,11 @@
 ``write_set(name, source)`` writes a function-set module into a temporary
 directory; ``fh`` is a ``FunctionHost`` without built-ins or user dirs,
 closed after the test, which then checks that no worker process is left.
+
+Hosts start their workers with the ``start_method`` fixture ("zygote", the
+default); ``@both_start_methods`` runs a test under "spawn" too. The zygote
+cleans up after its workers (it adopts and kills what they leave), which
+would hide a host that does not: lifecycle tests run under both.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from host import FunctionHost, Limits
+from host import FunctionHost, Limits, Sandbox
 from worker.enclosure import INIT_NAME as _INIT_NAME
 from worker.zygote import AHEAD_NAME, SPARE_NAME
 
@@ -213,11 +218,28 @@ def empty_dir(tmp_path: Path) -> Path:
     return d
 
 
+#: A worker without a PID namespace (nor, so that it can read a set's file
+#: without the private view, its own uid): nothing but the host's group kill
+#: and, under the zygote, the zygote reaches what it leaves behind.
+NO_PID_NAMESPACE = Sandbox(own_uid=False, private_namespaces=False)
+
+#: Run a test under both start methods (the ``start_method`` fixture, which
+#: ``make_host`` and ``fh`` use, takes each value in turn).
+both_start_methods = pytest.mark.parametrize("start_method", ["zygote", "spawn"])
+
+
 @pytest.fixture
-def make_host(empty_dir: Path) -> Iterator[Callable[..., FunctionHost]]:
+def start_method() -> str:
+    """How ``make_host``'s hosts start workers, unless a test parametrizes it."""
+    return "zygote"
+
+
+@pytest.fixture
+def make_host(empty_dir: Path, start_method: str) -> Iterator[Callable[..., FunctionHost]]:
     hosts: list[FunctionHost] = []
 
     def make(**kwargs) -> FunctionHost:
+        kwargs.setdefault("start_method", start_method)
         kwargs.setdefault("builtin_dir", empty_dir)
         kwargs.setdefault("user_dirs", [])
         kwargs.setdefault("limits", Limits(timeout=10.0))

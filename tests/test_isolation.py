@@ -12,7 +12,7 @@ import pytest
 
 from host import UserFunctionError
 
-from .conftest import host_view, process_alive, wait_for
+from .conftest import both_start_methods, host_view, process_alive, wait_for
 
 SANDBOXED = """
 import os
@@ -66,6 +66,7 @@ def test_a_forked_child_never_answers(sandboxed):
     assert sandboxed.call("fork_and_return") == parent  # same worker, no stray reply
 
 
+@both_start_methods
 def test_rlimits_are_applied(make_host, write_set):
     from host import Limits
 
@@ -98,7 +99,7 @@ import threading, time
 from host import FunctionHost
 
 def make():
-    fh = FunctionHost(builtin_dir={empty!r}, user_dirs=[])
+    fh = FunctionHost(builtin_dir={empty!r}, user_dirs=[], start_method={start_method!r})
     fh.load_function_set({path!r})
     print(fh.function_sets["sleeper"]["pid"], flush=True)
     return fh
@@ -116,10 +117,13 @@ time.sleep(60)
 """
 
 
+@both_start_methods
 @pytest.mark.parametrize("from_thread", [False, True])
-def test_workers_die_with_the_host(write_set, empty_dir, from_thread):
+def test_workers_die_with_the_host(write_set, empty_dir, from_thread, start_method):
     path = write_set("sleeper", "import time\n\ndef nap() -> None:\n    time.sleep(60)\n")
-    script = HOST_SCRIPT.format(empty=str(empty_dir), path=str(path), from_thread=from_thread)
+    script = HOST_SCRIPT.format(
+        empty=str(empty_dir), path=str(path), from_thread=from_thread, start_method=start_method
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         worker = int(proc.stdout.readline())
@@ -133,6 +137,7 @@ def test_workers_die_with_the_host(write_set, empty_dir, from_thread):
         proc.wait()
 
 
+@both_start_methods
 def test_a_crashed_workers_scratch_dir_is_removed(fh, write_set):
     # (No core file can be written: RLIMIT_CORE is 0, see test_rlimits_are_applied.)
     from host import WorkerCrashed

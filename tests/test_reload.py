@@ -3,8 +3,10 @@ last good version serving."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import threading
-import time
 
 import pytest
 
@@ -33,13 +35,37 @@ def new() -> int:
 '''
 
 SLOW = """
-import time
+import os
 
 
-def slow(seconds: float) -> str:
-    time.sleep(seconds)
+def slow(fifo: str) -> str:
+    # Opening the fifo for reading meets the host's open for writing (the
+    # host then knows this call runs); reading waits until the host writes.
+    fd = os.open(fifo, os.O_RDONLY)
+    try:
+        os.read(fd, 1)
+    finally:
+        os.close(fd)
     return "v1 finished"
 """
+
+QUICK = """
+def slow(fifo: str) -> str:
+    return "v2 finished"
+"""
+
+
+@pytest.fixture
+def fifo():
+    """A fifo every uid can open (tmp_path is 0700: out of sight of a
+    worker with its own uid)."""
+    directory = tempfile.mkdtemp(prefix="fnhost-test-fifo-")
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "gate")
+    os.mkfifo(path)
+    os.chmod(path, 0o666)
+    yield path
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_reload_swaps_in_the_new_version_and_reports_changes(fh, write_set):
@@ -71,17 +97,24 @@ def test_broken_edit_keeps_the_last_good_version(fh, write_set):
     assert "tools" not in fh.load_errors
 
 
-def test_calls_in_flight_finish_on_the_old_worker(fh, write_set):
+def test_calls_in_flight_finish_on_the_old_worker(fh, write_set, fifo):
     path = write_set("tools", SLOW)
     fh.load_function_set(path)
     result: list[object] = []
-    thread = threading.Thread(target=lambda: result.append(fh.call("slow", {"seconds": 0.5})))
+    thread = threading.Thread(target=lambda: result.append(fh.call("slow", {"fifo": fifo})))
     thread.start()
-    time.sleep(0.1)
-    path.write_text(SLOW.replace("v1 finished", "v2 finished"))
-    fh.reload("tools")
-    assert fh.call("slow", {"seconds": 0}) == "v2 finished"  # not queued behind the old call
-    thread.join(5)
+    gate = os.open(fifo, os.O_WRONLY)  # returns once the call runs and opened it
+    try:
+        path.write_text(QUICK)
+        fh.reload("tools")
+        # Not queued behind the old call: this one finishes while that one
+        # still waits for the gate.
+        assert fh.call("slow", {"fifo": fifo}) == "v2 finished"
+        assert thread.is_alive() and result == []
+        os.write(gate, b"x")
+    finally:
+        os.close(gate)
+    thread.join(10)
     assert result == ["v1 finished"]
 
 

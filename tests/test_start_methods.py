@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from host import WorkerCrashed
+from host import Limits, Sandbox, WorkerCrashed
 from worker.zygote import IDLE_AFTER, SPARE_NAME
 
 from .conftest import (
+    NO_PID_NAMESPACE,
     host_view,
     outside_pid,
     process_alive,
@@ -287,6 +288,24 @@ def start_daemon() -> int:
     return pid
 
 
+def start_nested_daemon() -> int:
+    """A child that stays in the worker's process group, and its own child
+    in a session of its own, which is orphaned only when that child dies."""
+    r, w = os.pipe()
+    if os.fork() == 0:
+        if os.fork() == 0:
+            os.setsid()
+            os.write(w, str(os.getpid()).encode())
+            time.sleep(60)
+            os._exit(0)
+        time.sleep(60)
+        os._exit(0)
+    os.close(w)
+    pid = int(os.read(r, 32))
+    os.close(r)
+    return pid
+
+
 def die() -> None:
     os._exit(3)
 '''
@@ -297,18 +316,29 @@ def _children_of(pid: int) -> list[int]:
         return [int(c) for c in f.read().split()]
 
 
-def test_an_escaped_daemon_dies_when_its_worker_dies(make_host, write_set):
-    fh = make_host(start_method="zygote")
+#: With a PID namespace the kernel kills what is left with the worker; without
+#: one, the zygote (a subreaper) must.
+SANDBOXES = pytest.mark.parametrize(
+    "sandbox", [Sandbox(), NO_PID_NAMESPACE], ids=["default", "no_pid_namespace"]
+)
+DAEMONS = pytest.mark.parametrize("starter", ["start_daemon", "start_nested_daemon"])
+
+
+@SANDBOXES
+@DAEMONS
+def test_an_escaped_daemon_dies_when_its_worker_dies(make_host, write_set, sandbox, starter):
+    fh = make_host(start_method="zygote", limits=Limits(timeout=10.0, sandbox=sandbox))
     fh.load_function_set(write_set("daemons", DAEMON))
-    daemon = outside_pid(fh.function_sets["daemons"]["pid"], fh.call("start_daemon"))
+    daemon = outside_pid(fh.function_sets["daemons"]["pid"], fh.call(starter))
     assert process_alive(daemon)
     with pytest.raises(WorkerCrashed):
         fh.call("die")
     assert wait_for(lambda: not process_alive(daemon), 2.0)
 
 
-def test_an_escaped_daemon_dies_when_the_host_closes(make_host, write_set):
-    fh = make_host(start_method="zygote")
+@SANDBOXES
+def test_an_escaped_daemon_dies_when_the_host_closes(make_host, write_set, sandbox):
+    fh = make_host(start_method="zygote", limits=Limits(timeout=10.0, sandbox=sandbox))
     fh.load_function_set(write_set("daemons", DAEMON))
     daemon = outside_pid(fh.function_sets["daemons"]["pid"], fh.call("start_daemon"))
     assert process_alive(daemon)

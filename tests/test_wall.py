@@ -16,7 +16,7 @@ import time
 import pytest
 
 from host import Limits, Sandbox
-from tests.conftest import process_tree, wait_for
+from tests.conftest import both_start_methods, process_tree, wait_for
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="private namespaces need a root host")
@@ -382,6 +382,7 @@ def test_the_report_says_own_uid_holds_only_for_a_root_host(make_host, write_set
 
 
 @needs_root
+@both_start_methods
 def test_a_timeout_kills_the_whole_namespace_and_the_set_recovers(make_host, write_set):
     marker = f"fnht{os.getpid() % 100000}"
     source = ATTACKS + "\n\ndef hang() -> None:\n    import time\n    time.sleep(60)\n"

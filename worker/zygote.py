@@ -155,6 +155,8 @@ def main() -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     me = os.getpid()
     workers: set[int] = set()
+    #: Orphans we killed: as each dies, its own children are handed to us.
+    doomed: set[int] = set()
     #: (pid, socket) of the child forked ahead of the next request, if any.
     spare: list[tuple[int, _socket.socket]] = []
 
@@ -227,6 +229,11 @@ def main() -> None:
             elif spare and spare[0][0] == pid:
                 # The spare died waiting: forget it before its pid is reused.
                 spare.pop()[1].close()
+            elif pid in doomed:
+                # Its children (a daemon whose parent stayed in the dead
+                # worker's group, say) became ours as it died: they go too.
+                doomed.discard(pid)
+                kill_orphans()
             # else: an adopted orphan that exited; nothing to report
 
     def kill_orphans(everyone: bool = False) -> None:
@@ -235,6 +242,7 @@ def main() -> None:
         keep = set() if everyone else workers | {pid for pid, _ in spare}
         for pid in _children(me):
             if pid not in keep:
+                doomed.add(pid)
                 for kill in (os.killpg, os.kill):
                     try:
                         kill(pid, signal.SIGKILL)
