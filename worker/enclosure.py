@@ -45,12 +45,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-import select
-import signal
-import struct
 from typing import NoReturn
 
-from worker import private_view, sandbox
+from worker import private_view, sandbox, warden
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -64,11 +61,7 @@ CLONE_NEWUSER = 0x10000000
 #: 4,194,304 at most). Above the ranges ``/etc/subuid`` and container
 #: runtimes hand out by default, below systemd's reserved ones.
 DEFAULT_UID_BASE = 0x70000000
-PID_MAX_LIMIT = 4_194_304
 
-#: Exit code of the warden when init vanished without a status (should not
-#: happen: init is killed only together with the warden).
-EXIT_LOST = 75
 #: What ``ps`` calls a worker's init.
 INIT_NAME = b"fnhost-init"
 PR_SET_NAME, PR_GET_NAME = 15, 16
@@ -285,7 +278,7 @@ def enter(
     sandbox.not_dumpable()
     os.close(status_r)
     os.close(life_w)
-    _stay_with_warden(life_r)
+    warden.stay_with_warden(life_r)
     # The worker's pid number inside: the warden's (set while still root).
     private_view.write_sysctl("kernel/ns_last_pid", str(entered.warden_pid - 1))
     worker_pid = os.fork()
@@ -297,7 +290,7 @@ def enter(
         _c().prctl(PR_SET_NAME, worker_name.encode()[:15] if worker_name else name, 0, 0, 0)
         entered.parent_death = sandbox.arm_parent_death()
         if os.getppid() != 1:
-            os._exit(EXIT_LOST)
+            os._exit(warden.EXIT_LOST)
         entered.role = "worker"
         entered.taken = taken_w
         entered.view = private_view.prepare(bool(policy.get("confine_writes", True)))
@@ -305,9 +298,9 @@ def enter(
     _close_fds([*keep_fds, entered.host_net, taken_w])
     if entered.uid is not None:
         _become(entered.uid)
-        _stay_with_warden(life_r)  # a change of uid disarmed it
+        warden.stay_with_warden(life_r)  # a change of uid disarmed it
     os.close(life_r)
-    _init(worker_pid, status_w)
+    warden.run_init(worker_pid, status_w)
 
 
 def finish(
@@ -419,14 +412,6 @@ def _become(uid: int) -> bool:
     return False
 
 
-def _stay_with_warden(life_r: int) -> None:
-    """In init: die with the warden. If the warden died before the signal
-    was armed, its end of the life pipe is closed already: exit now."""
-    sandbox.arm_parent_death()
-    if select.select([life_r], [], [], 0)[0]:
-        os._exit(EXIT_LOST)
-
-
 def _close_fds(fds: list[int]) -> None:
     for fd in fds:
         try:
@@ -435,83 +420,11 @@ def _close_fds(fds: list[int]) -> None:
             pass
 
 
-def _init(worker_pid: int, status_w: int) -> NoReturn:
-    """pid 1: reap everything; hand the worker's wait status to the warden,
-    then exit (the kernel kills what is left in the namespace)."""
-    while True:
-        try:
-            pid, status = os.waitpid(-1, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            os._exit(EXIT_LOST)
-        if pid == worker_pid:
-            try:
-                os.write(status_w, struct.pack("=i", status))
-            finally:
-                os._exit(0)
-
-
-def _wait_for(pid: int) -> int:
-    """Reap our child ``pid``; its wait status (0 if it is not ours)."""
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 0
-
-
 def run_warden(
     entered: Entered, parent_reaps_orphans: bool, name_when_taken: str | None = None
 ) -> NoReturn:
-    """Outside the namespace: wait for the worker's status, then end as the
-    worker ended (its exit code, or killed by its signal). Never returns.
-
-    ``name_when_taken``: for a warden entered ahead, the name to take back
-    once its worker has a request (``ps`` shows a spare until then).
-    ``parent_reaps_orphans``: our parent is a subreaper (the zygote), which
-    reaps init after us: then we end as soon as init hands us the status,
-    and init's exit (the namespace's teardown) runs beside the restart.
-    Otherwise (a worker spawned by the host) we wait for init first, so
-    that nothing of ours is left to be reaped by someone else."""
-    status_r, init_pid = entered.status_r, entered.init_pid
-    if entered.taken >= 0:
-        # Entered ahead: a spare until the worker takes a request; then the
-        # warden of a worker, under the name it had before.
-        try:
-            select.select([status_r, entered.taken], [], [])
-            if os.read(entered.taken, 1) == b"t" and name_when_taken:
-                _c().prctl(PR_SET_NAME, name_when_taken.encode()[:15], 0, 0, 0)
-        except (OSError, InterruptedError):
-            pass
-    data = b""
-    while len(data) < 4:
-        try:
-            chunk = os.read(status_r, 4 - len(data))
-        except InterruptedError:
-            continue
-        if not chunk:
-            break
-        data += chunk
-    if len(data) == 4 and parent_reaps_orphans:
-        # The worker's status, and init is on its way out. Not waiting for
-        # it keeps the namespace's teardown (unmounting, killing what is
-        # left, which init's exit makes the kernel do) off the crash's path.
-        status = struct.unpack("=i", data)[0]
-    elif len(data) == 4:
-        status = struct.unpack("=i", data)[0]
-        _wait_for(init_pid)
-    else:
-        # No status: init itself was killed (the host's SIGKILL); end the same way.
-        status = _wait_for(init_pid)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            signal.signal(sig, signal.SIG_DFL)  # refused for SIGKILL/SIGSTOP: fine
-        except (OSError, ValueError):
-            pass
-        os.kill(os.getpid(), sig)
-        os._exit(128 + sig)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else EXIT_LOST)
+    """The warden's life (``worker.warden.run_warden``) for what ``enter``
+    returned in the warden. Never returns."""
+    warden.run_warden(
+        entered.status_r, entered.init_pid, entered.taken, parent_reaps_orphans, name_when_taken
+    )
