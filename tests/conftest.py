@@ -212,6 +212,15 @@ def write_set(sets_dir: Path) -> Callable[[str, str], Path]:
 
 
 @pytest.fixture
+def rendezvous(tmp_path):
+    """A directory where concurrent calls mark their arrival."""
+    directory = tmp_path / "rendezvous"
+    directory.mkdir()
+    directory.chmod(0o777)
+    return directory
+
+
+@pytest.fixture
 def empty_dir(tmp_path: Path) -> Path:
     d = tmp_path / "empty"
     d.mkdir()

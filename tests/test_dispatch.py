@@ -428,15 +428,6 @@ def test_gemini_error_response(fh):
 
 
 @pytest.fixture
-def rendezvous(tmp_path):
-    """A directory where concurrent calls mark their arrival."""
-    directory = tmp_path / "rendezvous"
-    directory.mkdir()
-    directory.chmod(0o777)
-    return directory
-
-
-@pytest.fixture
 def sleepy(make_host, write_set, rendezvous):
     host = make_host(limits=Limits(timeout=10, sandbox=Sandbox(writable_paths=(str(rendezvous),))))
     for i in range(4):

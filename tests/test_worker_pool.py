@@ -45,15 +45,6 @@ def segfault() -> None:
 
 
 @pytest.fixture
-def rendezvous(tmp_path):
-    """A directory where concurrent calls mark their arrival."""
-    directory = tmp_path / "rendezvous"
-    directory.mkdir()
-    directory.chmod(0o777)
-    return directory
-
-
-@pytest.fixture
 def pool(make_host, write_set, rendezvous):
     sandbox = Sandbox(writable_paths=(str(rendezvous),))
     fh = make_host(limits=Limits(workers=2, timeout=10, sandbox=sandbox))

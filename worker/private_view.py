@@ -212,7 +212,9 @@ def build(
     return view
 
 
-def _open_to_others(path: str, need: int) -> bool:
+def open_to_others(path: str, need: int) -> bool:
+    """Whether others (not owner, not group) have the ``need`` bits on
+    ``path`` (a path that does not exist needs nothing opened)."""
     try:
         return (os.stat(path).st_mode & need) == need
     except OSError:
@@ -224,7 +226,7 @@ def _blocked_ancestor(path: str) -> str | None:
     parts = path.split("/")
     for i in range(2, len(parts)):
         ancestor = "/".join(parts[:i])
-        if not _open_to_others(ancestor, 0o001):
+        if not open_to_others(ancestor, 0o001):
             return ancestor
     return None
 
@@ -259,7 +261,7 @@ def _place(paths: list[tuple[str, str]], uid: int, idmap_writes: bool) -> bool:
     """
     plan: list[tuple[str, str, str | None]] = []  # (path, how, blocked ancestor)
     # A file others may read needs no idmap: reaching it is enough.
-    paths = [(p, REVEAL if how == READ and _open_to_others(p, 0o004) else how) for p, how in paths]
+    paths = [(p, REVEAL if how == READ and open_to_others(p, 0o004) else how) for p, how in paths]
     reveal = _outermost([os.path.realpath(p) for p, how in paths if how == REVEAL])
     others = sorted({(os.path.realpath(p), how) for p, how in paths if how != REVEAL})
     for path, how in [*[(p, REVEAL) for p in reveal], *others]:

@@ -35,18 +35,11 @@ import msgpack  # noqa: F401 - imported now, before user code can shadow it
 
 from protocol import PROTOCOL_VERSION, ErrorKind, Notification, Verb, encode_message
 from protocol.messages import make_error_map
-from worker import confinement, enclosure, sandbox
+from worker import confinement, enclosure, private_view, sandbox
 from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module
 from worker.serve import Server, describe_exception, write_all
 from worker.signature import FunctionSkipped, FunctionSpec, describe_function
-
-
-def _searchable_by_others(path: str) -> bool:
-    try:
-        return bool(os.stat(path).st_mode & 0o001)
-    except OSError:
-        return False
 
 
 def run(config: dict) -> NoReturn:
@@ -95,7 +88,7 @@ def run(config: dict) -> NoReturn:
     # the set's directory only if others may search it (a 0700 directory
     # can hold the host's secrets beside the module).
     reach = [
-        *(p for p in set_paths if _searchable_by_others(p)),
+        *(p for p in set_paths if os.path.exists(p) and private_view.open_to_others(p, 0o001)),
         *(policy.get("readable_paths") or ()),
     ]
     enclosed = enclosure.enclose(
