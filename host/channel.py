@@ -8,13 +8,13 @@ on their own condition until their reply arrives or they are asked to lead
 (a leader/follower scheme). An asyncio caller takes the same role from its
 event loop's reader callback. This keeps thread hand-offs off the hot path.
 
-Several calls may be in the pipe at once (see ``host.call_gate``). The worker
-answers in the order the calls were sent, so the oldest unanswered call is
-the one running (``started``), a reply to any other is a protocol violation
-(except the confirmation of a ``cancel`` the host sent), and when the worker
-dies the calls behind the running one are known never to have started. So
-are the calls behind a reply that asks for the worker to be recycled: the
-worker exits after it.
+Several calls may be in the pipe at once (see ``host.call_gate``). What
+each message from the worker means (which call a reply answers, when the
+next call starts, whether a cancel confirmation is legal, which calls never
+started when the worker died or asked to be recycled) is decided by the
+conversation's state machine, ``protocol.conversation.HostConversation``;
+this module only moves bytes, holds the lock around that object, and wakes
+the callers.
 
 Process exit is learned from the pidfd, never from pipe EOF (an escaped
 grandchild may hold the pipe open forever). When the worker exits, or sends
@@ -37,19 +37,17 @@ from typing import Any
 from host.deadline_timer import DeadlineTimer
 from host.gc_pause import gc_paused
 from protocol import (
-    ErrorKind,
     FrameDecoder,
     Notification,
     ProtocolViolation,
-    Request,
-    Response,
     Verb,
     encode_cancel,
     encode_message,
 )
+from protocol.conversation import Answered, Call, HostConversation, Probed
 from protocol.decode_budget import PLAIN_DECODE_MAX, decode_reply
 from protocol.framing import unpack
-from protocol.messages import message_from, validate_call_result
+from protocol.messages import message_from
 
 logger = logging.getLogger("fnhost")
 
@@ -58,42 +56,27 @@ READ_CHUNK = 1 << 18
 EXIT_POLL_INTERVAL = 0.05
 
 
-class Pending:
-    """One call (or the start handshake, or the exit) waiting for its outcome.
+class Pending(Call):
+    """One call (or the start handshake, or the exit: ``msgid`` 0, which no
+    call has) waiting for its outcome.
 
-    ``started``: the worker is running it (it is the oldest unanswered call);
-    from then on ``run_deadline`` is set if it has a ``timeout``.
-    ``on_exit``: called once when an abandoned call leaves the pipe.
+    ``started``, ``run_deadline`` and ``cancel_sent`` are the conversation's
+    (``protocol.conversation.Call``). ``result`` is the reply (a
+    ``Response``) or the handshake's notification; ``error`` is set instead
+    when the worker is gone. ``on_exit``: called once when an abandoned call
+    leaves the pipe.
     """
 
-    __slots__ = (
-        "msgid",
-        "function",
-        "done",
-        "result",
-        "error",
-        "future",
-        "abandoned",
-        "timeout",
-        "started",
-        "run_deadline",
-        "cancel_sent",
-        "cond",
-        "on_exit",
-    )
+    __slots__ = ("function", "done", "result", "error", "future", "abandoned", "cond", "on_exit")
 
-    def __init__(self, msgid: int | None, function: str, timeout: float | None = None) -> None:
-        self.msgid = msgid
+    def __init__(self, msgid: int, function: str, timeout: float | None = None) -> None:
+        Call.__init__(self, msgid, timeout)
         self.function = function
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
         self.future: asyncio.Future | None = None
         self.abandoned = False
-        self.timeout = timeout
-        self.started = False
-        self.run_deadline: float | None = None
-        self.cancel_sent = False
         self.cond: threading.Condition | None = None
         self.on_exit: Callable[[], None] | None = None
 
@@ -165,9 +148,8 @@ class Channel:
         self._leader = False
         self._eof = False
         self._broken = False
-        self._dying = False
-        self._shutdown_sent = False
-        self._inflight: dict[int, Pending] = {}
+        #: The rules: what each message means, which calls are in flight.
+        self._conversation = HostConversation()
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
         if pidfd is not None:
@@ -181,11 +163,11 @@ class Channel:
         self._closing = False
         self._fds_closed = False
         #: Completed by the first message: the ``ready``/``load_failed`` notification.
-        self.handshake = Pending(None, "<start>")
+        self.handshake = Pending(0, "<start>")
         #: The worker's sandbox report (``probed``), sent before user code ran.
         self.probed: Notification | None = None
         #: Completed once the worker's exit (or breakage) has been handled.
-        self.exit = Pending(None, "<exit>")
+        self.exit = Pending(0, "<exit>")
 
     # -- sending -----------------------------------------------------------
 
@@ -196,7 +178,7 @@ class Channel:
     @property
     def dying(self) -> bool:
         """The worker asked to be recycled: it exits without starting more."""
-        return self._dying
+        return self._conversation.recycling
 
     def send(self, pending: Pending, frame: bytes) -> None:
         """Register ``pending`` and write its request ``frame``.
@@ -212,19 +194,14 @@ class Channel:
         """
         with self._write_lock:
             with self._lock:
-                # Dying (recycled) or told to shut down (a reload, a close):
+                # Broken, recycled or told to shut down (a reload, a close):
                 # it will not start this call; the caller sends it elsewhere.
-                if self._broken or self._dying or self._shutdown_sent:
+                # Registered in the same critical section as the broken check,
+                # so a worker death from now on fails this call too.
+                if self._broken or not self._conversation.send_call(pending, time.monotonic()):
                     pending.done = True
                     pending.error = WorkerGone()
                     return
-                # Registered in the same critical section as the broken check,
-                # so a worker death from now on fails this call too.
-                if not self._inflight:
-                    pending.started = True
-                    if pending.timeout is not None:
-                        pending.run_deadline = time.monotonic() + pending.timeout
-                self._inflight[pending.msgid] = pending  # type: ignore[index]
             self._write_locked(frame, pending.run_deadline)
 
     def cancel(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
@@ -233,20 +210,19 @@ class Channel:
         once the request is written; the tiny frame is written whole or not
         at all, so False leaves the stream intact and the caller may try
         again (``lock_timeout``: how long to wait for another writer)."""
-        frame = encode_cancel(pending.msgid)  # type: ignore[arg-type]
+        frame = encode_cancel(pending.msgid)
         if not self._write_lock.acquire(timeout=lock_timeout):
             return False
         try:
             with self._lock:
-                if pending.done or pending.started or self._broken or pending.cancel_sent:
+                # (Marked sent before the write: the confirmation may be read
+                # before this thread runs again.)
+                if pending.done or self._broken or not self._conversation.send_cancel(pending):
                     return False
-                # Before the write: the confirmation may be read before
-                # this thread runs again.
-                pending.cancel_sent = True
             if self._write_locked(frame, time.monotonic()):
                 return True
             with self._lock:
-                pending.cancel_sent = False
+                self._conversation.cancel_unsent(pending)
             return False
         finally:
             self._write_lock.release()
@@ -255,7 +231,7 @@ class Channel:
     def head(self) -> Pending | None:
         """The call the worker is running (the oldest unanswered), if any."""
         with self._lock:
-            return next(iter(self._inflight.values()), None)
+            return self._conversation.head  # type: ignore[return-value]  # (only Pendings are sent)
 
     def notify(self, method: str, params: Any, timeout: float = 0.2) -> bool:
         """Best-effort notification (e.g. ``shutdown``) within ``timeout`` seconds.
@@ -265,16 +241,18 @@ class Channel:
         should then kill the worker instead.
         """
         frame = encode_message(Notification(method, params))
-        shutdown = method == Verb.SHUTDOWN and not self._shutdown_sent
-        if shutdown:
-            # Before the write: the worker answers the calls waiting in its
-            # pipe "cancelled" (never started) and exits, maybe before this
-            # thread runs again.
-            self._shutdown_sent = True
+        first_shutdown = False
+        if method == Verb.SHUTDOWN:
+            # Marked before the write: the worker answers the calls waiting in
+            # its pipe "cancelled" (never started) and exits, maybe before
+            # this thread runs again.
+            with self._lock:
+                first_shutdown = self._conversation.send_shutdown()
         if self._write(frame, time.monotonic() + timeout, lock_timeout=timeout):
             return True
-        if shutdown:
-            self._shutdown_sent = False  # this one was the first, and not written at all
+        if first_shutdown:
+            with self._lock:
+                self._conversation.shutdown_unsent()  # not written at all
         return False
 
     def _write(self, frame: bytes, deadline: float | None, lock_timeout: float = -1) -> bool:
@@ -401,77 +379,31 @@ class Channel:
                 return True
 
     def _deliver(self, msg: Any) -> None:
-        if isinstance(msg, Notification):
-            if self.handshake.done:
-                raise ProtocolViolation(f"unexpected notification {msg.method!r} after start")
-            if self.probed is None:
-                # The report comes first, before user code could write frames.
-                if msg.method != Verb.PROBED:
-                    raise ProtocolViolation(f"first message is {msg.method!r}, not probed")
-                self.probed = msg
-                return
-            self._complete(self.handshake, result=msg)
-            return
-        if isinstance(msg, Request):
-            raise ProtocolViolation(f"a worker may not send requests ({msg.method!r})")
-        assert isinstance(msg, Response)
-        if not self.handshake.done:
-            raise ProtocolViolation("reply received before the worker reported ready")
-        inflight = self._inflight
-        recycle = False
+        """Hand one message to its waiter, as the conversation reads it.
+        Raises ``ProtocolViolation`` (nothing delivered) if it breaks a rule."""
         with self._lock:
-            # The worker answers in the order it was asked: only the oldest
-            # unanswered call can be answered, or a cancelled one confirmed.
-            pending = next(iter(inflight.values()), None)
-            error = msg.error
-            cancelled = error is not None and error.get("kind") == ErrorKind.CANCELLED
-            was_head = pending is not None and pending.msgid == msg.msgid
-            if not was_head:
-                pending = inflight.get(msg.msgid)
-                if pending is None or not cancelled:
-                    oldest = next(iter(inflight), None)
-                    raise ProtocolViolation(
-                        f"reply to request id {msg.msgid}, but the oldest unanswered is {oldest}"
-                    )
-            assert pending is not None  # the oldest, or a cancelled one (checked above)
-            if cancelled and not pending.cancel_sent and not self._shutdown_sent:
-                raise ProtocolViolation(
-                    f"request {msg.msgid} reported cancelled, but no cancel was sent"
-                )
-            if self._dying:
-                raise ProtocolViolation("a reply after the worker asked to be recycled")
-            # Checked here rather than by the caller: a malformed reply must
-            # break the channel before the next call is taken as started.
-            output = validate_call_result(msg.result)
-            if error is None and "value" not in output:
-                raise ProtocolViolation("successful reply without a value")
-            del inflight[msg.msgid]
-            if error is not None and not cancelled:
-                details = error.get("details")
-                recycle = isinstance(details, dict) and details.get("recycle") is True
-                # No call goes to this worker any more (``send``), nor is one
-                # taken as started: it exits after this reply.
-                self._dying = recycle
-            if inflight and was_head and not recycle:
-                # The next call starts as soon as this reply is written.
-                head = next(iter(inflight.values()))
-                head.started = True
-                if head.timeout is not None:
-                    head.run_deadline = time.monotonic() + head.timeout
-            completed = not pending.done
-            if completed:
-                # _complete inlined: this is every reply's path.
-                pending.result = msg
-                pending.done = True
-                if pending.cond is not None:
-                    pending.cond.notify_all()
-            fut = pending.future  # read under the lock: wait_async may renew it
-        if recycle and self._on_recycle is not None:
-            self._on_recycle(pending)
-        if pending.on_exit is not None:
-            pending.on_exit()
-        if completed and fut is not None and not pending.abandoned:
-            wake_future(fut)
+            event = self._conversation.receive(msg, time.monotonic())
+            if type(event) is Answered:
+                pending: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
+                completed = not pending.done
+                if completed:
+                    # _complete inlined: this is every reply's path.
+                    pending.result = msg
+                    pending.done = True
+                    if pending.cond is not None:
+                        pending.cond.notify_all()
+                fut = pending.future  # read under the lock: wait_async may renew it
+        if type(event) is Answered:
+            if event.recycle and self._on_recycle is not None:
+                self._on_recycle(pending)
+            if pending.on_exit is not None:
+                pending.on_exit()
+            if completed and fut is not None and not pending.abandoned:
+                wake_future(fut)
+        elif type(event) is Probed:
+            self.probed = msg  # the report comes first, before user code could write frames
+        else:
+            self._complete(self.handshake, result=msg)  # ready or load_failed
 
     def _complete(
         self, pending: Pending, result: Any = None, error: BaseException | None = None
@@ -506,8 +438,7 @@ class Channel:
     def fail_all(self, make_error: Callable[[Pending], BaseException]) -> None:
         """Fail the handshake and every call in flight (used by ``on_broken``)."""
         with self._lock:
-            pendings = list(self._inflight.values())
-            self._inflight.clear()
+            pendings: list[Pending] = self._conversation.close()  # type: ignore[assignment]
         if not self.handshake.done:
             pendings.append(self.handshake)
         for pending in pendings:

@@ -2,13 +2,15 @@
 
 Single-threaded and strictly sequential: one call runs at a time, in arrival
 order, and replies go out in that order. The host may send a call while the
-previous one still runs (pipelining); such calls wait here in ``queue``, and
-before starting one of them the loop reads whatever else has arrived, so a
-``cancel`` sent meanwhile is honoured at once: the call leaves the queue and
-is answered "cancelled" (ahead of the calls before it) without running; on
-``shutdown`` every queued call is answered so before the worker exits. After
-a reply that asks the host to recycle the worker (out of memory), the worker
-exits instead of starting the next call. Every exception from user code,
+previous one still runs (pipelining); such calls wait in the conversation's
+queue (``protocol.conversation.WorkerConversation``, which decides what each
+message from the host means), and before starting one of them the loop reads
+whatever else has arrived, so a ``cancel`` sent meanwhile is honoured at
+once: the call leaves the queue and is answered "cancelled" (ahead of the
+calls before it) without running; on ``shutdown`` every queued call is
+answered so before the worker exits. After a reply that asks the host to
+recycle the worker (out of memory), the worker exits instead of starting the
+next call. Every exception from user code,
 including ``SystemExit`` and ``KeyboardInterrupt``, becomes an error reply;
 the loop only ends on ``shutdown``, on end of input (the host is gone), or
 on a protocol violation by the host.
@@ -16,22 +18,14 @@ on a protocol violation by the host.
 
 from __future__ import annotations
 
-import collections
 import inspect
 import os
 import select
 import traceback as tb
 from typing import Any, NoReturn
 
-from protocol import (
-    ErrorKind,
-    FrameDecoder,
-    Notification,
-    ProtocolViolation,
-    Request,
-    Verb,
-    decode_message,
-)
+from protocol import ErrorKind, FrameDecoder, ProtocolViolation, Request, decode_message
+from protocol.conversation import Skip, Stop, WorkerConversation
 from worker.binding import bind
 from worker.capture import OutputCapture
 from worker.results import encode_error, encode_result
@@ -83,6 +77,7 @@ class Server:
         capture: OutputCapture,
         max_frame_size: int,
         max_result_bytes: int,
+        conversation: WorkerConversation,
     ) -> None:
         self.in_fd = in_fd
         self.out_fd = out_fd
@@ -91,28 +86,26 @@ class Server:
         self.decoder = FrameDecoder(max_frame_size)
         self.max_result_bytes = max_result_bytes
         self.pid = _getpid()
-        #: Calls received and not started yet.
-        self.queue: collections.deque[Request] = collections.deque()
+        #: The rules; it holds the calls received and not started yet.
+        self.conversation = conversation
         self.recycling = False
         self._poller = select.poll()
         self._poller.register(in_fd, select.POLLIN)
 
     def run(self) -> NoReturn:
         """Serve until shutdown or EOF, then leave with ``os._exit``."""
-        queue, poll = self.queue, self._poller.poll
+        conversation, poll = self.conversation, self._poller.poll
         while True:
-            if not queue:
+            if not conversation.waiting:
                 self._receive()  # blocks until the host sends something
-                if queue:
-                    # Just read: nothing can have come for it meanwhile.
-                    self.handle_call(queue.popleft())
-                continue
-            if poll(0):
+                # Just read: nothing can have come for it meanwhile.
+            elif poll(0):
                 # This call waited while another ran: take in what came
                 # meanwhile (a cancel for it, more calls) before starting it.
                 self._receive()
-            if queue:  # (a cancel may have emptied it)
-                self.handle_call(queue.popleft())
+            call = conversation.next_call()  # (a cancel may have emptied the queue)
+            if call is not None:
+                self.handle_call(call)
 
     def _receive(self) -> None:
         """Read one chunk and take in its messages (blocking). Exits on EOF,
@@ -123,37 +116,21 @@ class Server:
             self._die(f"cannot read requests: {exc}", 74)
         if not data:
             _exit(0)
-        shutdown = False
+        receive = self.conversation.receive
         try:
             for body in self.decoder.feed(data):
-                msg = decode_message(body)
-                if isinstance(msg, Request) and msg.method == Verb.CALL:
-                    self.queue.append(msg)
-                elif isinstance(msg, Notification) and msg.method == Verb.CANCEL:
-                    self._cancel(msg.params)
-                elif isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
-                    shutdown = True
-                else:
-                    raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
+                event = receive(decode_message(body))
+                if type(event) is Skip:
+                    self._confirm_cancel(event.msgid)
+                elif type(event) is Stop:
+                    # The calls waiting here never started: say so (the host
+                    # sends them to the next worker, or fails them if it is
+                    # closing). Nothing after a shutdown matters.
+                    for msgid in event.never_started:
+                        self._confirm_cancel(msgid)
+                    _exit(0)
         except ProtocolViolation as exc:
             self._die(f"protocol violation by host: {exc}", 76)
-        if shutdown:
-            # The calls waiting here never started: say so (the host sends
-            # them to the next worker, or fails them if it is closing).
-            while self.queue:
-                self._confirm_cancel(self.queue.popleft().msgid)
-            _exit(0)
-
-    def _cancel(self, params: Any) -> None:
-        msgid = params.get("msgid") if isinstance(params, dict) else None
-        if type(msgid) is not int:
-            raise ProtocolViolation(f"cancel needs an integer msgid, got {params!r:.100}")
-        # A call that started or finished already is not ours to stop.
-        for msg in self.queue:
-            if msg.msgid == msgid:
-                self.queue.remove(msg)
-                self._confirm_cancel(msgid)
-                return
 
     def _confirm_cancel(self, msgid: int) -> None:
         reply = encode_error(msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT)
@@ -169,6 +146,7 @@ class Server:
         frame = self._run_call(msg)
         if _getpid() != self.pid:
             _exit(0)  # a process forked by user code never answers
+        self.conversation.reply_sent(msg.msgid, self.recycling)
         write_all(self.out_fd, frame)
         if self.recycling:
             # The host replaces us: the calls queued here must not start

@@ -34,6 +34,7 @@ from typing import NoReturn
 import msgpack  # noqa: F401 - imported now, before user code can shadow it
 
 from protocol import PROTOCOL_VERSION, ErrorKind, Notification, Verb, encode_message
+from protocol.conversation import WorkerConversation
 from protocol.messages import make_error_map
 from worker import confinement, enclosure, private_view, sandbox
 from worker.capture import OutputCapture
@@ -127,10 +128,13 @@ def run(config: dict) -> NoReturn:
     # The report leaves before any user code runs: nothing the module does
     # at import can change what the host believes (the host takes the
     # report from this message only).
+    conversation = WorkerConversation()
+    conversation.probed_sent()
     write_all(out_fd, encode_message(Notification(Verb.PROBED, {"protections": protections})))
     if unmet and policy.get("required"):
         message = "the sandbox policy requires layers not in force here: " + "; ".join(unmet)
         err = make_error_map(ErrorKind.IMPORT_FAILED, message, "SandboxUnavailable")
+        conversation.load_failed_sent()
         write_all(out_fd, encode_message(Notification(Verb.LOAD_FAILED, {"error": err})))
         os._exit(0)
     sys.dont_write_bytecode = True  # never write into the user's directories
@@ -153,6 +157,7 @@ def run(config: dict) -> NoReturn:
         elif isinstance(exc, SystemExit):
             message = f"the module called sys.exit({message or ''}) while being imported"
         err = make_error_map(ErrorKind.IMPORT_FAILED, message, type_name, trace)
+        conversation.load_failed_sent()
         write_all(
             out_fd,
             encode_message(Notification(Verb.LOAD_FAILED, {"error": err, **capture.collect()})),
@@ -190,7 +195,10 @@ def run(config: dict) -> NoReturn:
         frame = encode_message(Notification(Verb.READY, ready))
     except (TypeError, ValueError) as exc:
         err = make_error_map(ErrorKind.IMPORT_FAILED, f"schemas cannot be encoded: {exc}")
-        frame = encode_message(Notification(Verb.LOAD_FAILED, {"error": err}))
+        conversation.load_failed_sent()
+        write_all(out_fd, encode_message(Notification(Verb.LOAD_FAILED, {"error": err})))
+        os._exit(0)
+    conversation.ready_sent()
     write_all(out_fd, frame)
     Server(
         in_fd,
@@ -199,4 +207,5 @@ def run(config: dict) -> NoReturn:
         capture,
         max_frame_size=config["max_frame_size"],
         max_result_bytes=config["max_result_bytes"],
+        conversation=conversation,
     ).run()

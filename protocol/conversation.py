@@ -1,0 +1,493 @@
+"""The conversation between the host and one worker, as a state machine.
+
+Every rule of the conversation that decides what a message *means* lives
+here, and nowhere else: which message may come next, which call a reply
+answers, when a call starts, when a cancel may be confirmed, what the end
+of a worker does to the calls it held. The I/O around it (``host.channel``,
+``worker.serve``) reads and writes bytes, keeps locks and clocks, and asks
+this module what each message is. Nothing here touches a file descriptor,
+a thread or a clock: times are passed in (``now``), so every rule can be
+tested without a process (``tests/test_conversation.py``). Not
+thread-safe: its driver serialises the calls (``Channel`` holds its lock).
+
+The rules (h11's idea: one file decides the state, each end has its own
+object):
+
+* **The handshake comes first.** The worker's first message is ``probed``
+  (its sandbox report, sent before user code ran), the second ``ready`` or
+  ``load_failed``. Nothing else may come before; no notification after.
+* **Calls are answered in the order they were sent.** The worker runs one
+  call at a time, so the oldest unanswered call is the one running
+  (*started*); the call behind it starts when the reply to it is received
+  (the worker starts it right after writing that reply). A reply to any
+  other call is a violation, with one exception:
+* **A cancel is confirmed only for a call that never started.** The host may
+  send ``cancel`` for a call still waiting; the worker answers it
+  ``cancelled`` ahead of the calls before it, or (if it had started it
+  already) ignores the cancel. A ``cancelled`` reply to a call the host sent
+  no cancel for (nor a ``shutdown``, which cancels every waiting call) is a
+  violation; the host sends no cancel for a call it knows has started.
+* **After a recycle nothing more.** A reply whose error asks for the worker
+  to be recycled (it ran out of memory) is its last: it exits without
+  starting the calls behind, so none of them is taken as started, the host
+  sends it no new call, and any later reply is a violation.
+* **After ``shutdown`` no new call.** The worker confirms each waiting call
+  ``cancelled`` and exits after the running one.
+* **The end.** When the worker exits or breaks a rule, ``close`` hands back
+  the calls in flight, oldest first: only the first can have started; the
+  ones behind it never did, so the host may send them to another worker.
+
+**Messages during a call** (not in version 2 of the protocol; the way to
+add them): a worker→host request or notification that belongs to a call
+carries that call's ``msgid``. ``HostConversation.receive`` will accept it
+only if that call is the running one (``head`` and ``started``), count it
+against a per-call bound, and return it as an event of its own; it never
+completes, starts or reorders a call, so the ordering rules above stay
+untouched. Today any request from a worker, and any notification after the
+handshake, is a ``ProtocolViolation``.
+
+Errors: ``ProtocolViolation`` when the *peer* broke a rule (the connection is
+then unusable: the driver must end the worker; the state is left as it was
+before the offending message, and ``close`` still reports the calls in
+flight); ``ConversationMisuse`` when the *driver* did (a bug in fnhost).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from protocol.errors import ErrorKind, ProtocolViolation
+from protocol.messages import (
+    Message,
+    Notification,
+    Request,
+    Response,
+    Verb,
+    validate_call_result,
+)
+
+
+class ConversationMisuse(RuntimeError):
+    """The driver asked for something the state forbids (a bug in fnhost,
+    never caused by the peer): e.g. a call sent before the handshake, or two
+    calls with one ``msgid``."""
+
+
+class Phase(Enum):
+    """Where a conversation is. Host and worker go through the same phases."""
+
+    #: Waiting for (host) or about to send (worker) the sandbox report.
+    PROBING = "probing"
+    #: The report is in; the module is being imported.
+    STARTING = "starting"
+    #: ``ready``: calls flow.
+    SERVING = "serving"
+    #: ``load_failed``: the worker exits; no call was or will be sent.
+    LOAD_FAILED = "load_failed"
+    #: The worker exited or broke a rule (host), or stopped serving (worker).
+    CLOSED = "closed"
+
+
+class Call:
+    """One call in flight, as the conversation sees it.
+
+    ``started``: the worker is running it (it is the oldest unanswered call);
+    from then on ``run_deadline`` is ``now + timeout`` of the moment it
+    started, if it has a ``timeout``. ``cancel_sent``: the host asked the
+    worker to skip it. The host's own bookkeeping (waiters, results)
+    subclasses this.
+    """
+
+    __slots__ = ("msgid", "timeout", "started", "run_deadline", "cancel_sent")
+
+    def __init__(self, msgid: int, timeout: float | None = None) -> None:
+        self.msgid = msgid
+        self.timeout = timeout
+        self.started = False
+        self.run_deadline: float | None = None
+        self.cancel_sent = False
+
+    def _start(self, now: float) -> None:
+        self.started = True
+        if self.timeout is not None:
+            self.run_deadline = now + self.timeout
+
+
+# -- events the host end returns ------------------------------------------------
+
+
+class Probed:
+    """The worker's sandbox report (``params``), sent before user code ran."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+
+class Ready:
+    """The module loaded: ``params`` lists its functions. Calls may be sent."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+
+class LoadFailed:
+    """The module did not load (``params`` has the error); the worker exits."""
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+
+class Answered:
+    """The reply to ``call`` (which has left the conversation).
+
+    ``cancelled``: the worker confirmed it never started (the host had sent a
+    cancel or a shutdown). ``recycle``: the worker exits after this reply;
+    the calls behind it never start there. ``started``: the call that
+    started when this reply was written (the next in line), if any.
+    ``result``: the reply's result map, already validated.
+    """
+
+    __slots__ = ("call", "response", "result", "cancelled", "recycle", "started")
+
+    def __init__(
+        self,
+        call: Call,
+        response: Response,
+        result: dict[str, Any],
+        cancelled: bool,
+        recycle: bool,
+        started: Call | None,
+    ) -> None:
+        self.call = call
+        self.response = response
+        self.result = result
+        self.cancelled = cancelled
+        self.recycle = recycle
+        self.started = started
+
+
+HostEvent = Probed | Ready | LoadFailed | Answered
+
+
+class HostConversation:
+    """The host's end of the conversation with one worker process."""
+
+    def __init__(self) -> None:
+        self.phase = Phase.PROBING
+        #: The worker's sandbox report, once received.
+        self.probed: Any = None
+        #: The worker asked to be recycled: no call starts there any more.
+        self.recycling = False
+        #: ``shutdown`` was sent: the worker cancels what waits and exits.
+        self.shutdown_sent = False
+        # Oldest first: the first is the running call (if it started).
+        self._inflight: dict[int, Call] = {}
+
+    # -- what the host may do ------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        """A call sent now would be run (serving, not recycling, not shut down)."""
+        return self.phase is Phase.SERVING and not self.recycling and not self.shutdown_sent
+
+    @property
+    def head(self) -> Call | None:
+        """The oldest unanswered call: the one running, if it ``started``."""
+        return next(iter(self._inflight.values()), None)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def send_call(self, call: Call, now: float) -> bool:
+        """Take ``call`` into flight; the driver then writes its frame.
+
+        Returns True if it was taken: if no other call is in flight it has
+        started (``run_deadline`` counts from ``now``), else it waits behind
+        the others. Returns False, changing nothing, if the worker will not
+        run it (closed, load failed, recycling, or told to shut down): the
+        driver must not write it, and may send it to another worker.
+
+        Raises ``ConversationMisuse`` before the handshake has completed, or
+        if a call with the same ``msgid`` is in flight.
+        """
+        if not self.accepting:
+            if self.phase in (Phase.PROBING, Phase.STARTING):
+                raise ConversationMisuse("a call was sent before the worker was ready")
+            return False
+        inflight = self._inflight
+        if call.msgid in inflight:
+            raise ConversationMisuse(f"request id {call.msgid} is already in flight")
+        if not inflight:
+            call._start(now)
+        inflight[call.msgid] = call
+        return True
+
+    def send_cancel(self, call: Call) -> bool:
+        """May a ``cancel`` for ``call`` be written now? True marks it sent.
+
+        False (nothing changes) if the call is not in flight, has started
+        (only a call that never started can be skipped; the caller waits for
+        its end or its timeout instead), a cancel was already sent, or the
+        worker is gone. If the driver then fails to write the frame it must
+        call ``cancel_unsent``.
+        """
+        if (
+            call.started
+            or call.cancel_sent
+            or self.phase is not Phase.SERVING
+            or self._inflight.get(call.msgid) is not call
+        ):
+            return False
+        call.cancel_sent = True  # before the write: the confirmation may come at once
+        return True
+
+    def cancel_unsent(self, call: Call) -> None:
+        """The cancel ``send_cancel`` allowed was not written (the stream is intact)."""
+        call.cancel_sent = False
+
+    def send_shutdown(self) -> bool:
+        """Mark ``shutdown`` as sent; True if this is the first (the driver
+        writes it), False if one was sent already. If the write fails the
+        driver must call ``shutdown_unsent``."""
+        if self.shutdown_sent:
+            return False
+        self.shutdown_sent = True  # before the write: the worker may answer at once
+        return True
+
+    def shutdown_unsent(self) -> None:
+        """The ``shutdown`` ``send_shutdown`` allowed was not written at all."""
+        self.shutdown_sent = False
+
+    # -- what the worker says ------------------------------------------------
+
+    def receive(self, msg: Message, now: float) -> HostEvent:
+        """What ``msg`` from the worker means.
+
+        Returns an event: ``Probed``, ``Ready`` or ``LoadFailed`` during the
+        handshake, ``Answered`` for a reply (the call has left the
+        conversation; if it was the running one, the next call in line has
+        started at ``now``).
+
+        Raises ``ProtocolViolation`` if the message breaks a rule (see the
+        module docstring); the state is unchanged, and the driver must end
+        the worker and ``close`` the conversation.
+        """
+        if type(msg) is Response:
+            return self._answer(msg, now)
+        phase = self.phase
+        if isinstance(msg, Notification):
+            if phase is Phase.PROBING:
+                if msg.method != Verb.PROBED:
+                    raise ProtocolViolation(f"first message is {msg.method!r}, not probed")
+                self.phase = Phase.STARTING
+                self.probed = msg.params
+                return Probed(msg.params)
+            if phase is Phase.STARTING:
+                if msg.method == Verb.READY:
+                    self.phase = Phase.SERVING
+                    return Ready(msg.params)
+                if msg.method == Verb.LOAD_FAILED:
+                    self.phase = Phase.LOAD_FAILED
+                    return LoadFailed(msg.params)
+                raise ProtocolViolation(f"expected ready or load_failed, got {msg.method!r}")
+            raise ProtocolViolation(f"unexpected notification {msg.method!r} after start")
+        if isinstance(msg, Request):
+            raise ProtocolViolation(f"a worker may not send requests ({msg.method!r})")
+        raise ProtocolViolation(f"unexpected message {msg!r:.100}")
+
+    def _answer(self, msg: Response, now: float) -> Answered:
+        if self.phase is not Phase.SERVING:
+            if self.phase is Phase.CLOSED:
+                raise ProtocolViolation("a reply after the worker was closed")
+            raise ProtocolViolation("reply received before the worker reported ready")
+        if self.recycling:
+            raise ProtocolViolation("a reply after the worker asked to be recycled")
+        inflight = self._inflight
+        msgid = msg.msgid
+        error = msg.error
+        cancelled = error is not None and error.get("kind") == ErrorKind.CANCELLED
+        head = next(iter(inflight.values()), None)
+        if head is not None and head.msgid == msgid:
+            # (Even a call taken as started may be confirmed cancelled: the
+            # cancel or shutdown reached the worker before it started it.)
+            call = head
+        else:
+            found = inflight.get(msgid) if cancelled else None
+            if found is None:
+                oldest = None if head is None else head.msgid
+                raise ProtocolViolation(
+                    f"reply to request id {msgid}, but the oldest unanswered is {oldest}"
+                )
+            call = found
+        if cancelled and not call.cancel_sent and not self.shutdown_sent:
+            raise ProtocolViolation(f"request {msgid} reported cancelled, but no cancel was sent")
+        # Checked before the state moves: a malformed reply must not let the
+        # next call be taken as started.
+        result = validate_call_result(msg.result)
+        if error is None and "value" not in result:
+            raise ProtocolViolation("successful reply without a value")
+        recycle = False
+        if error is not None and not cancelled:
+            details = error.get("details")
+            recycle = isinstance(details, dict) and details.get("recycle") is True
+        del inflight[msgid]
+        started = None
+        if recycle:
+            self.recycling = True
+        elif call is head and inflight:
+            # The worker starts the next call as soon as this reply is written.
+            started = next(iter(inflight.values()))
+            started._start(now)
+        return Answered(call, msg, result, cancelled, recycle, started)
+
+    # -- the end -------------------------------------------------------------
+
+    def close(self) -> list[Call]:
+        """The worker exited or broke a rule: the conversation is over.
+
+        Returns the calls that were in flight, oldest first; only the first
+        can have ``started``, the others never did. Later calls to ``close``
+        return an empty list; ``send_call`` returns False from now on.
+        """
+        self.phase = Phase.CLOSED
+        calls = list(self._inflight.values())
+        self._inflight.clear()
+        return calls
+
+
+# -- the worker's end ------------------------------------------------------------
+
+
+class Queued:
+    """A call arrived; it waits for its turn (``WorkerConversation.next_call``)."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+
+class Skip:
+    """The host cancelled a call that had not started: answer ``msgid``
+    ``cancelled`` now (it has left the queue)."""
+
+    __slots__ = ("msgid",)
+
+    def __init__(self, msgid: int) -> None:
+        self.msgid = msgid
+
+
+class Stop:
+    """``shutdown``: answer each of ``never_started`` ``cancelled``, then exit."""
+
+    __slots__ = ("never_started",)
+
+    def __init__(self, never_started: list[int]) -> None:
+        self.never_started = never_started
+
+
+#: A cancel for a call that has started or finished: nothing to do.
+IGNORED = None
+
+WorkerEvent = Queued | Skip | Stop | None
+
+
+class WorkerConversation:
+    """The worker's end: the handshake's order, the queue of calls that have
+    not started, and the one that is running."""
+
+    def __init__(self) -> None:
+        self.phase = Phase.PROBING
+        #: The ``msgid`` of the call running now (its reply not yet written).
+        self.running: int | None = None
+        #: The last reply asked for a recycle: no call starts any more.
+        self.recycling = False
+        self._queue: dict[int, Request] = {}
+
+    # -- the handshake ------------------------------------------------------
+
+    def probed_sent(self) -> None:
+        """Before writing ``probed``. Raises ``ConversationMisuse`` if not first."""
+        self._advance(Phase.PROBING, Phase.STARTING, "probed")
+
+    def ready_sent(self) -> None:
+        """Before writing ``ready``. Raises ``ConversationMisuse`` unless ``probed`` went first."""
+        self._advance(Phase.STARTING, Phase.SERVING, "ready")
+
+    def load_failed_sent(self) -> None:
+        """Before writing ``load_failed`` (the worker then exits)."""
+        self._advance(Phase.STARTING, Phase.LOAD_FAILED, "load_failed")
+
+    def _advance(self, expected: Phase, to: Phase, what: str) -> None:
+        if self.phase is not expected:
+            raise ConversationMisuse(f"{what} sent in phase {self.phase.value}")
+        self.phase = to
+
+    # -- calls ------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> bool:
+        """Calls have arrived that have not started."""
+        return bool(self._queue)
+
+    def receive(self, msg: Message) -> WorkerEvent:
+        """What ``msg`` from the host means.
+
+        Returns ``Queued`` (a call to run in its turn), ``Skip`` (a cancelled
+        call that never started: answer it now), ``Stop`` (shutdown: answer
+        the waiting calls ``cancelled`` and exit) or ``IGNORED`` (a cancel
+        for a call that started or finished).
+
+        Raises ``ProtocolViolation`` for anything else (the worker should
+        exit: the host ends it anyway); the state is unchanged.
+        """
+        if self.phase is not Phase.SERVING:
+            raise ProtocolViolation(f"a message from the host in phase {self.phase.value}")
+        if type(msg) is Request and msg.method == Verb.CALL:
+            msgid = msg.msgid
+            if msgid in self._queue or msgid == self.running:
+                raise ProtocolViolation(f"request id {msgid} is already in flight")
+            self._queue[msgid] = msg
+            return Queued(msg)
+        if isinstance(msg, Notification) and msg.method == Verb.CANCEL:
+            params = msg.params
+            target = params.get("msgid") if isinstance(params, dict) else None
+            if type(target) is not int:
+                raise ProtocolViolation(f"cancel needs an integer msgid, got {params!r:.100}")
+            if self._queue.pop(target, None) is None:
+                return IGNORED  # started or finished already: not ours to stop
+            return Skip(target)
+        if isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
+            never_started = list(self._queue)
+            self._queue.clear()
+            self.phase = Phase.CLOSED
+            return Stop(never_started)
+        raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
+
+    def next_call(self) -> Request | None:
+        """The call to run now (it leaves the queue and is ``running``), or
+        ``None`` if none waits, one is running, or the worker must not start
+        any more (recycling, shut down)."""
+        if self.running is not None or self.recycling or not self._queue:
+            return None
+        msgid = next(iter(self._queue))
+        self.running = msgid
+        return self._queue.pop(msgid)
+
+    def reply_sent(self, msgid: int, recycle: bool = False) -> None:
+        """Before writing the reply to the running call ``msgid``; with
+        ``recycle`` it is the last (the worker exits instead of starting the
+        next). Raises ``ConversationMisuse`` if ``msgid`` is not running."""
+        if msgid != self.running:
+            raise ConversationMisuse(f"reply to {msgid}, but the running call is {self.running}")
+        self.running = None
+        if recycle:
+            self.recycling = True
