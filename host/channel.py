@@ -34,8 +34,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from host.deadline_timer import DeadlineTimer
 from host.gc_pause import gc_paused
+from host.loop_watch import LoopWatch
+from host.pending import Pending, WorkerGone, WorkerLost, wake_future
 from protocol import (
     FrameDecoder,
     Notification,
@@ -44,7 +45,7 @@ from protocol import (
     encode_cancel,
     encode_message,
 )
-from protocol.conversation import Answered, Call, HostConversation, Probed
+from protocol.conversation import Answered, HostConversation, Probed
 from protocol.decode_budget import PLAIN_DECODE_MAX, decode_reply
 from protocol.framing import unpack
 from protocol.messages import message_from
@@ -54,54 +55,6 @@ logger = logging.getLogger("fnhost")
 READ_CHUNK = 1 << 18
 #: Without a pidfd (very old kernels) the leader polls the process this often.
 EXIT_POLL_INTERVAL = 0.05
-
-
-class Pending(Call):
-    """One call (or the start handshake, or the exit: ``msgid`` 0, which no
-    call has) waiting for its outcome.
-
-    ``started``, ``run_deadline`` and ``cancel_sent`` are the conversation's
-    (``protocol.conversation.Call``). ``result`` is the reply (a
-    ``Response``) or the handshake's notification; ``error`` is set instead
-    when the worker is gone. ``on_exit``: called once when an abandoned call
-    leaves the pipe.
-    """
-
-    __slots__ = ("function", "done", "result", "error", "future", "abandoned", "cond", "on_exit")
-
-    def __init__(self, msgid: int, function: str, timeout: float | None = None) -> None:
-        Call.__init__(self, msgid, timeout)
-        self.function = function
-        self.done = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.future: asyncio.Future | None = None
-        self.abandoned = False
-        self.cond: threading.Condition | None = None
-        self.on_exit: Callable[[], None] | None = None
-
-
-def _resolve_future(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def wake_future(fut: asyncio.Future) -> None:
-    """Resolve ``fut`` from any thread: directly on its own loop's thread
-    (no self-pipe write), else through ``call_soon_threadsafe``. A closed
-    loop means nobody is waiting."""
-    loop = fut.get_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        _resolve_future(fut)
-        return
-    try:
-        loop.call_soon_threadsafe(_resolve_future, fut)
-    except RuntimeError:
-        pass
 
 
 class Channel:
@@ -154,13 +107,15 @@ class Channel:
         self._poller.register(read_fd, select.POLLIN)
         if pidfd is not None:
             self._poller.register(pidfd, select.POLLIN)
-        #: Calls awaiting on each loop, and the loops our fds are registered
-        #: with (they stay registered until the loop's next turn, so that one
-        #: task's sequential calls do not add and remove readers every call).
-        self._loops: dict[asyncio.AbstractEventLoop, int] = {}
-        self._watched: set[asyncio.AbstractEventLoop] = set()
-        self._timers: dict[asyncio.AbstractEventLoop, DeadlineTimer] = {}
-        self._closing = False
+        #: The event loops watching our fds for their awaiting calls.
+        self._loops = LoopWatch(
+            self._lock,
+            read_fd,
+            pidfd,
+            on_data=self._on_loop_data,
+            on_exit=self._on_loop_exit,
+            on_released=self.close,
+        )
         self._fds_closed = False
         #: Completed by the first message: the ``ready``/``load_failed`` notification.
         self.handshake = Pending(0, "<start>")
@@ -506,18 +461,16 @@ class Channel:
                 if pending.done:
                     return True
                 fut = pending.future = loop.create_future()
-        if not self._attach(loop):
+        loops = self._loops
+        if not loops.attach(loop, self._usable, reading=not self._eof):
             # Broken (or closed) already: its breakage handling completes
             # or has completed the call; wait for that off the loop.
             return await asyncio.to_thread(self.wait, pending, deadline)
         timer = None
         try:
             if deadline is not None:
-                # The loop's shared timer resolves the same future: cheaper
-                # than wait_for, or a timer per call.
-                timer = self._timers.get(loop)
-                if timer is None:
-                    timer = self._timers[loop] = DeadlineTimer(loop)
+                # The loop's shared timer resolves the same future.
+                timer = loops.timer(loop)
                 timer.add(fut, deadline)
             if not pending.done:
                 await fut
@@ -525,57 +478,14 @@ class Channel:
         finally:
             if timer is not None:
                 timer.remove(fut)
-            self._detach(loop)
+            loops.detach(loop)
 
-    def _attach(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Watch our fds from ``loop`` (False, and nothing registered, if broken)."""
-        with self._lock:
-            if self._broken or self._fds_closed:
-                return False
-            self._loops[loop] = self._loops.get(loop, 0) + 1
-            register = loop not in self._watched
-            if register:
-                # A loop closed while watching (asyncio.run ended) is gone:
-                # forget it rather than keep it alive.
-                self._watched = {w for w in self._watched if not w.is_closed()}
-                self._timers = {w: t for w, t in self._timers.items() if not w.is_closed()}
-            self._watched.add(loop)
-        if register:
-            if not self._eof:
-                loop.add_reader(self.read_fd, self._on_loop_data)
-            if self.pidfd is not None:
-                loop.add_reader(self.pidfd, self._on_loop_exit)
-        return True
-
-    def _detach(self, loop: asyncio.AbstractEventLoop) -> None:
-        with self._lock:
-            count = self._loops.get(loop, 0) - 1
-            if count > 0:
-                self._loops[loop] = count
-                return
-            self._loops.pop(loop, None)
-            closing = self._closing
-        # The readers stay registered for the task's next call (no add and
-        # remove per call, no extra loop turn); they go at the first event
-        # that finds no call waiting on this loop, or now if we are closing.
-        if closing:
-            self._unwatch(loop)
-
-    def _unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Remove our readers from ``loop`` (its own thread) if no call waits there."""
-        with self._lock:
-            if loop in self._loops or loop not in self._watched:
-                return
-            self._watched.discard(loop)
-        loop.remove_reader(self.read_fd)
-        if self.pidfd is not None:
-            loop.remove_reader(self.pidfd)
-        if self._closing:
-            self.close()
+    def _usable(self) -> bool:
+        return not (self._broken or self._fds_closed)
 
     def _on_loop_data(self) -> None:
         """The reply pipe is readable: read and deliver (no extra poll)."""
-        if self._idle_here():
+        if self._loops.idle_here():
             return
         if not self._try_lead():
             return  # a thread is leading and will deliver our reply
@@ -584,11 +494,11 @@ class Channel:
                 self._pump()
         finally:
             self._release_lead()
-        self._after_loop_event()
+        self._loops.stop_reading(self._eof, self._broken)
 
     def _on_loop_exit(self) -> None:
         """The pidfd is readable: the worker exited."""
-        if self._idle_here() or not self._try_lead():
+        if self._loops.idle_here() or not self._try_lead():
             return
         try:
             if not self._broken:
@@ -596,26 +506,7 @@ class Channel:
                 self._handle_events([(self.pidfd, select.POLLIN)])
         finally:
             self._release_lead()
-        self._after_loop_event()
-
-    def _idle_here(self) -> bool:
-        """No call waits on the running loop: stop watching from it (True).
-
-        Otherwise a thread reading the pipe would keep the loop's
-        level-triggered readers firing; the next caller reads what is there.
-        """
-        loop = asyncio.get_running_loop()
-        if loop in self._loops:
-            return False
-        self._unwatch(loop)
-        return True
-
-    def _after_loop_event(self) -> None:
-        if self._eof or self._broken:
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(self.read_fd)
-            if self._broken and self.pidfd is not None:
-                loop.remove_reader(self.pidfd)
+        self._loops.stop_reading(self._eof, self._broken)
 
     def abandon(self, pending: Pending, on_exit: Callable[[], None] | None = None) -> bool:
         """Give up on ``pending`` unless it is already done (returns done).
@@ -632,28 +523,12 @@ class Channel:
             return False
 
     def close(self) -> None:
-        """Close the pipes and the pidfd (deferred while an event loop watches them)."""
+        """Close the pipes and the pidfd; deferred while an event loop
+        watches them (the last loop to let go closes them)."""
+        if self._loops.release():
+            return  # the running loop let go; it closed us if it was the last
         with self._write_lock, self._lock:
-            self._closing = True
-            idle = [loop for loop in self._watched if loop not in self._loops]
-        for loop in idle:
-            # A closed loop's selector is gone; the running loop of this thread
-            # can let go now. Another thread's loop lets go on its next turn
-            # (``_unwatch`` then closes us).
-            if loop.is_closed():
-                with self._lock:
-                    self._watched.discard(loop)
-            elif asyncio._get_running_loop() is loop:
-                self._unwatch(loop)
-                return  # _unwatch closed us (or a call still waits)
-            else:
-                try:
-                    loop.call_soon_threadsafe(self._unwatch, loop)
-                except RuntimeError:  # closed since: its selector is gone
-                    with self._lock:
-                        self._watched.discard(loop)
-        with self._write_lock, self._lock:
-            if self._loops or self._watched or self._fds_closed:
+            if self._loops.busy or self._fds_closed:
                 return
             self._fds_closed = True
         for fd in (self.read_fd, self.write_fd, self.pidfd):
@@ -667,11 +542,3 @@ class Channel:
 def _ms(seconds: float) -> int:
     """poll() milliseconds: rounded up, capped at what poll() accepts."""
     return min(math.ceil(seconds * 1000), 2**31 - 1)
-
-
-class WorkerGone(Exception):
-    """The worker was already gone when the call was to be sent."""
-
-
-class WorkerLost(Exception):
-    """The worker is gone and handling its end failed (a bug, logged)."""

@@ -307,6 +307,8 @@ class HostConversation:
         if self.phase is not Phase.SERVING:
             if self.phase is Phase.CLOSED:
                 raise ProtocolViolation("a reply after the worker was closed")
+            if self.phase is Phase.LOAD_FAILED:
+                raise ProtocolViolation("a reply after the worker reported load_failed")
             raise ProtocolViolation("reply received before the worker reported ready")
         if self.recycling:
             raise ProtocolViolation("a reply after the worker asked to be recycled")
@@ -342,11 +344,18 @@ class HostConversation:
         started = None
         if recycle:
             self.recycling = True
-        elif call is head and inflight:
-            # The worker starts the next call as soon as this reply is written.
+        elif call is head and inflight and not (cancelled and self._by_shutdown(call)):
+            # The worker starts the next call as soon as this reply is written
+            # (but not after a shutdown: it cancels all that waits and exits).
             started = next(iter(inflight.values()))
             started._start(now)
         return Answered(call, msg, result, cancelled, recycle, started)
+
+    def _by_shutdown(self, call: Call) -> bool:
+        """A ``cancelled`` confirmation of ``call`` can only be the shutdown's.
+        (With a cancel sent too, either may explain it: the call behind is
+        then taken as started, the safe side: it is never run twice.)"""
+        return self.shutdown_sent and not call.cancel_sent
 
     # -- the end -------------------------------------------------------------
 

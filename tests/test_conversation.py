@@ -243,7 +243,7 @@ def test_host_reply_after_load_failed_is_a_violation() -> None:
     host = HostConversation()
     host.receive(probed(), 1.0)
     host.receive(load_failed(), 2.0)
-    with violation("reply received before the worker reported ready"):
+    with violation("a reply after the worker reported load_failed"):
         host.receive(ok(1, 5), 3.0)
     assert host.phase is Phase.LOAD_FAILED
 

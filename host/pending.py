@@ -1,0 +1,72 @@
+"""A call waiting for its outcome, and how its waiter is woken.
+
+``Pending`` is the host's record of one call in flight: the conversation's
+part (``protocol.conversation.Call``: started, run deadline, cancel sent)
+plus who waits for it (a thread's condition, an event loop's future) and
+what came back. ``Channel`` completes it; the call path reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from protocol.conversation import Call
+
+
+class Pending(Call):
+    """One call (or the start handshake, or the exit: ``msgid`` 0, which no
+    call has) waiting for its outcome.
+
+    ``started``, ``run_deadline`` and ``cancel_sent`` are the conversation's
+    (``protocol.conversation.Call``). ``result`` is the reply (a
+    ``Response``) or the handshake's notification; ``error`` is set instead
+    when the worker is gone. ``on_exit``: called once when an abandoned call
+    leaves the pipe.
+    """
+
+    __slots__ = ("function", "done", "result", "error", "future", "abandoned", "cond", "on_exit")
+
+    def __init__(self, msgid: int, function: str, timeout: float | None = None) -> None:
+        Call.__init__(self, msgid, timeout)
+        self.function = function
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.future: asyncio.Future | None = None
+        self.abandoned = False
+        self.cond: threading.Condition | None = None
+        self.on_exit: Callable[[], None] | None = None
+
+
+def _resolve_future(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def wake_future(fut: asyncio.Future) -> None:
+    """Resolve ``fut`` from any thread: directly on its own loop's thread
+    (no self-pipe write), else through ``call_soon_threadsafe``. A closed
+    loop means nobody is waiting."""
+    loop = fut.get_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        _resolve_future(fut)
+        return
+    try:
+        loop.call_soon_threadsafe(_resolve_future, fut)
+    except RuntimeError:
+        pass
+
+
+class WorkerGone(Exception):
+    """The worker was already gone when the call was to be sent."""
+
+
+class WorkerLost(Exception):
+    """The worker is gone and handling its end failed (a bug, logged)."""
