@@ -1,5 +1,4 @@
-"""The host's end of one worker's pipes: framing, request ids, the in-flight
-table, and who reads.
+"""The host's end of one worker's pipes: who writes, who reads, who is woken.
 
 No thread is dedicated to reading. A waiting caller becomes the *leader*:
 it polls the response pipe and the worker's pidfd with its own deadline,
@@ -34,11 +33,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from host.gc_pause import gc_paused
 from host.loop_watch import LoopWatch
 from host.pending import Pending, WorkerGone, WorkerLost, wake_future
+from host.reply_reader import ReplyReader
 from protocol import (
-    FrameDecoder,
     Notification,
     ProtocolViolation,
     Verb,
@@ -46,13 +44,9 @@ from protocol import (
     encode_message,
 )
 from protocol.conversation import Answered, HostConversation, Probed
-from protocol.decode_budget import PLAIN_DECODE_MAX, decode_reply
-from protocol.framing import unpack
-from protocol.messages import message_from
 
 logger = logging.getLogger("fnhost")
 
-READ_CHUNK = 1 << 18
 #: Without a pidfd (very old kernels) the leader polls the process this often.
 EXIT_POLL_INTERVAL = 0.05
 
@@ -60,9 +54,9 @@ EXIT_POLL_INTERVAL = 0.05
 class Channel:
     """Requests out, replies in, for one worker process.
 
-    A frame's lists and maps may take at most ``decode_budget`` bytes once
-    decoded (``protocol.decode_budget``): a reply over it fails its own call
-    with ``result_too_large``; any other message over it breaks the channel.
+    Frames are read and decoded by ``host.reply_reader`` (``max_frame_size``,
+    ``decode_budget``): a reply over the budget fails its own call with
+    ``result_too_large``; any other message over it breaks the channel.
 
     ``on_broken(violation)`` is called once, by whichever caller is leading
     when the worker exits (``violation is None``) or breaks the protocol;
@@ -85,8 +79,7 @@ class Channel:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.pidfd = pidfd
-        self._decoder = FrameDecoder(max_frame_size)
-        self._decode_budget = decode_budget
+        self._reader = ReplyReader(read_fd, max_frame_size, decode_budget)
         self._on_broken = on_broken
         self._on_recycle = on_recycle
         self._exited = exited
@@ -99,7 +92,6 @@ class Channel:
         self._followers: list[threading.Condition] = []
         self._write_lock = threading.Lock()
         self._leader = False
-        self._eof = False
         self._broken = False
         #: The rules: what each message means, which calls are in flight.
         self._conversation = HostConversation()
@@ -303,35 +295,13 @@ class Channel:
 
     def _pump(self) -> bool:
         """Read what is available and deliver it. False once broken."""
-        while True:
-            try:
-                data = os.read(self.read_fd, READ_CHUNK)
-            except BlockingIOError:
-                return True
-            except OSError:
-                data = b""
-            if not data:
-                if not self._eof:
-                    self._eof = True
-                    self._poller.unregister(self.read_fd)
-                return True
-            try:
-                for body in self._decoder.feed(data):
-                    if len(body) <= PLAIN_DECODE_MAX:
-                        # decode_message, inlined: every reply's path.
-                        msg = message_from(unpack(body))
-                    else:
-                        # Bounded, and in chunks that let other threads run
-                        # (see protocol.decode_budget); a reply over budget
-                        # becomes a result_too_large error for its call.
-                        with gc_paused():
-                            msg = decode_reply(body, self._decode_budget)
-                    self._deliver(msg)
-            except ProtocolViolation as exc:
-                self._break(exc)
-                return False
-            if len(data) < READ_CHUNK:
-                return True
+        try:
+            if self._reader.pump(self._deliver):
+                self._poller.unregister(self.read_fd)  # at EOF: it stays readable
+        except ProtocolViolation as exc:
+            self._break(exc)
+            return False
+        return True
 
     def _deliver(self, msg: Any) -> None:
         """Hand one message to its waiter, as the conversation reads it.
@@ -462,7 +432,7 @@ class Channel:
                     return True
                 fut = pending.future = loop.create_future()
         loops = self._loops
-        if not loops.attach(loop, self._usable, reading=not self._eof):
+        if not loops.attach(loop, self._usable, reading=not self._reader.eof):
             # Broken (or closed) already: its breakage handling completes
             # or has completed the call; wait for that off the loop.
             return await asyncio.to_thread(self.wait, pending, deadline)
@@ -494,7 +464,7 @@ class Channel:
                 self._pump()
         finally:
             self._release_lead()
-        self._loops.stop_reading(self._eof, self._broken)
+        self._loops.stop_reading(self._reader.eof, self._broken)
 
     def _on_loop_exit(self) -> None:
         """The pidfd is readable: the worker exited."""
@@ -506,7 +476,7 @@ class Channel:
                 self._handle_events([(self.pidfd, select.POLLIN)])
         finally:
             self._release_lead()
-        self._loops.stop_reading(self._eof, self._broken)
+        self._loops.stop_reading(self._reader.eof, self._broken)
 
     def abandon(self, pending: Pending, on_exit: Callable[[], None] | None = None) -> bool:
         """Give up on ``pending`` unless it is already done (returns done).
