@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from host import dispatch as _dispatch
+from host.dispatch import run_async, run_sync
 from host.errors import HostClosed, HostError, InvalidArguments, LoadError, NameConflict
 from host.formats import tool_definition
 from host.launcher import Launcher, WorkerSpec
@@ -24,6 +24,8 @@ from host.limits import Limits
 from host.proxy import FunctionProxy
 from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
 from host.set_workers import SetWorkers
+from host.tool_calls import add_heartbeat
+from host.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
 from host.watcher import Watcher, file_stamp
 from host.worker_handle import CallResult, WorkerHandle
 from host.worker_pool import WorkerPool
@@ -102,6 +104,7 @@ class FunctionHost:
         self._launcher = Launcher(start_method)
         self._closed = False
         self._atexit = _close_at_exit(self)
+        self._dispatching = _Dispatching(self, self._registry, self._lock)
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
 
     # -- loading -------------------------------------------------------------
@@ -374,7 +377,7 @@ class FunctionHost:
             ]
         tools = [tool_definition(info, name, format, strict) for name, info in merged]
         if self.request_heartbeat:
-            tools = [_dispatch.add_heartbeat(t, format, strict) for t in tools]
+            tools = [add_heartbeat(t, format, strict) for t in tools]
         return tools
 
     @property
@@ -492,15 +495,15 @@ class FunctionHost:
         handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
         return await handle.acall(func, arguments, timeout)
 
-    # -- dispatch (host/dispatch.py) --
+    # -- dispatch (host/dispatch.py: running; tool_calls.py, tool_results.py: pure) --
 
     def dispatch(
         self,
         tool_calls: Any,
         *,
         timeout: float | None = None,
-        max_result_chars: _dispatch.MaxResultChars = _dispatch.DEFAULT_MAX_RESULT_CHARS,
-    ) -> _dispatch.ToolResult | list[_dispatch.ToolResult]:
+        max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+    ) -> ToolResult | list[ToolResult]:
         """Run a model's tool call(s) and return the provider's result message(s).
 
         ``tool_calls`` is one tool call as an SDK returns it (an OpenAI Chat
@@ -520,39 +523,21 @@ class FunctionHost:
         to each call (default: its set's ``Limits.timeout``);
         ``max_result_chars`` caps each result's text (``None``: no cap; a
         dict ``{name: cap}`` per function, ``"*"`` for the rest), see
-        ``host.dispatch``.
+        ``host.tool_results``.
         """
-        return _dispatch.run_sync(self, tool_calls, timeout, max_result_chars)
+        return run_sync(self._dispatching, tool_calls, timeout, max_result_chars)
 
     async def adispatch(
         self,
         tool_calls: Any,
         *,
         timeout: float | None = None,
-        max_result_chars: _dispatch.MaxResultChars = _dispatch.DEFAULT_MAX_RESULT_CHARS,
-    ) -> _dispatch.ToolResult | list[_dispatch.ToolResult]:
+        max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+    ) -> ToolResult | list[ToolResult]:
         """asyncio ``dispatch``: a list runs with ``asyncio.gather``. Never raises
         for a failed call; ``ValueError`` for an unrecognisable payload.
         """
-        return await _dispatch.run_async(self, tool_calls, timeout, max_result_chars)
-
-    def _set_of(self, name: str) -> str | None:
-        """The set a function name resolves to (``None`` if it does not)."""
-        with self._lock:
-            try:
-                return self._registry.resolve(name)[0].name
-            except HostError:
-                return None
-
-    def _declares_parameter(self, name: str, parameter: str) -> bool:
-        """Whether the function ``name`` has a parameter ``parameter`` (False if unknown)."""
-        with self._lock:
-            try:
-                loaded, func = self._registry.resolve(name)
-            except HostError:
-                return False
-            properties = loaded.functions[func].get("parameters", {}).get("properties", {})
-            return parameter in properties
+        return await run_async(self._dispatching, tool_calls, timeout, max_result_chars)
 
     # -- closing -------------------------------------------------------------
 
@@ -599,3 +584,42 @@ def _close_at_exit(host: FunctionHost) -> Any:
 
     atexit.register(close)
     return close
+
+
+class _Dispatching:
+    """The host as ``host.dispatch`` sees it (a ``DispatchHost``): its calls and
+    two questions about its registry, answered under the host's lock."""
+
+    def __init__(self, host: FunctionHost, registry: Registry, lock: threading.RLock) -> None:
+        self._host = host
+        self._registry = registry
+        self._lock = lock
+
+    @property
+    def request_heartbeat(self) -> bool:
+        return self._host.request_heartbeat
+
+    def set_of(self, name: str) -> str | None:
+        with self._lock:
+            try:
+                return self._registry.resolve(name)[0].name
+            except HostError:
+                return None
+
+    def declares_parameter(self, name: str, parameter: str) -> bool:
+        with self._lock:
+            try:
+                loaded, func = self._registry.resolve(name)
+            except HostError:
+                return False
+            properties = loaded.functions[func].get("parameters", {}).get("properties", {})
+            return parameter in properties
+
+    def tool_names(self) -> list[str]:
+        return list(self._host.schemas())
+
+    def call_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
+        return self._host.call_detailed(name, arguments, timeout)
+
+    async def acall_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
+        return await self._host.acall_detailed(name, arguments, timeout)
