@@ -1,8 +1,9 @@
 """Run a model's tool calls: ``FunctionHost.dispatch`` and ``adispatch``.
 
 Parse the payload (``host.tool_calls``), run each call through the host,
-render each outcome (``host.tool_results``). The host is seen only through
-``DispatchHost``, the few things running calls needs from it.
+render each outcome (``host.tool_results``). The host is seen only through two narrow
+interfaces: ``ToolCaller`` (run one call) and ``ToolCatalog`` (three
+questions about the loaded functions).
 
 A batch is grouped by function set: groups run concurrently (threads for
 ``run_sync``, ``asyncio.gather`` for ``run_async``), and the calls of one
@@ -29,13 +30,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("fnhost.dispatch")
 
 
-class DispatchHost(Protocol):
-    """What running tool calls needs from the host (``FunctionHost`` provides it)."""
+class ToolCaller(Protocol):
+    """How dispatch runs one call (``FunctionHost`` is one)."""
 
-    @property
-    def request_heartbeat(self) -> bool:
-        """Whether ``request_heartbeat`` is stripped from the arguments and reported."""
+    def call_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
+        """Run one call; every failure raises (``FunctionHost.call_detailed``)."""
         ...
+
+    async def acall_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
+        """asyncio ``call_detailed``."""
+        ...
+
+
+class ToolCatalog(Protocol):
+    """What dispatch asks about the loaded functions (``host.catalog.Catalog`` is one)."""
 
     def set_of(self, name: str) -> str | None:
         """The set the function ``name`` resolves to (``None`` if it does not)."""
@@ -49,14 +57,6 @@ class DispatchHost(Protocol):
         """Every exported name, for an unknown function's error text."""
         ...
 
-    def call_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
-        """Run one call; every failure raises (``FunctionHost.call_detailed``)."""
-        ...
-
-    async def acall_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
-        """asyncio ``call_detailed``."""
-        ...
-
 
 def _check_options(timeout: float | None, max_result_chars: MaxResultChars) -> None:
     """Raise ``ValueError`` for a timeout that is not positive or an invalid cap."""
@@ -65,23 +65,23 @@ def _check_options(timeout: float | None, max_result_chars: MaxResultChars) -> N
     check_limit(max_result_chars)
 
 
-def _groups(host: DispatchHost, calls: list[ToolCall]) -> list[list[int]]:
+def _groups(catalog: ToolCatalog, calls: list[ToolCall]) -> list[list[int]]:
     """Indices of ``calls`` grouped by the function set each call resolves to."""
     groups: dict[object, list[int]] = {}
     for i, call in enumerate(calls):
-        key = host.set_of(call.name)
+        key = catalog.set_of(call.name)
         groups.setdefault(key if key is not None else ("unresolved", i), []).append(i)
     return list(groups.values())
 
 
-def _prepare(host: DispatchHost, call: ToolCall) -> tuple[Any, bool]:
-    if not host.request_heartbeat:
+def _prepare(catalog: ToolCatalog, call: ToolCall, heartbeats: bool) -> tuple[Any, bool]:
+    if not heartbeats:
         return call.arguments, False
-    return strip_heartbeat(call.arguments, host.declares_parameter(call.name, HEARTBEAT))
+    return strip_heartbeat(call.arguments, catalog.declares_parameter(call.name, HEARTBEAT))
 
 
 def _finish(
-    host: DispatchHost,
+    catalog: ToolCatalog,
     call: ToolCall,
     outcome: CallResult | BaseException,
     heartbeat: bool,
@@ -90,7 +90,7 @@ def _finish(
     available: list[str] = []
     if isinstance(outcome, UnknownFunction):
         try:
-            available = host.tool_names()
+            available = catalog.tool_names()
         except Exception:  # the error text then lists no names; never fail the dispatch
             available = []
     elif isinstance(outcome, BaseException) and not isinstance(outcome, CallError):
@@ -105,29 +105,37 @@ def _finish(
 
 
 def run_sync(
-    host: DispatchHost,
+    caller: ToolCaller,
+    catalog: ToolCatalog,
     payload: Any,
     timeout: float | None,
     max_result_chars: MaxResultChars,
+    heartbeats: bool,
 ) -> ToolResult | list[ToolResult]:
-    """``FunctionHost.dispatch``: parse, run (a batch's sets on threads), render."""
+    """``FunctionHost.dispatch``: parse, run (a batch's sets on threads), render.
+
+    ``heartbeats``: strip ``request_heartbeat`` from the arguments (unless
+    the function declares it) and report it on the result.
+    """
     _check_options(timeout, max_result_chars)
     calls, batch = parse_tool_calls(payload)
     results: list[ToolResult | None] = [None] * len(calls)
 
     def run(call: ToolCall) -> ToolResult:
-        arguments, heartbeat = _prepare(host, call)
+        arguments, heartbeat = _prepare(catalog, call, heartbeats)
         try:
-            outcome: CallResult | BaseException = host.call_detailed(call.name, arguments, timeout)
+            outcome: CallResult | BaseException = caller.call_detailed(
+                call.name, arguments, timeout
+            )
         except Exception as exc:
             outcome = exc
-        return _finish(host, call, outcome, heartbeat, max_result_chars)
+        return _finish(catalog, call, outcome, heartbeat, max_result_chars)
 
     def run_group(indices: list[int]) -> None:
         for i in indices:
             results[i] = run(calls[i])
 
-    groups = _groups(host, calls)
+    groups = _groups(catalog, calls)
     if len(groups) <= 1:
         for group in groups:
             run_group(group)
@@ -140,30 +148,32 @@ def run_sync(
 
 
 async def run_async(
-    host: DispatchHost,
+    caller: ToolCaller,
+    catalog: ToolCatalog,
     payload: Any,
     timeout: float | None,
     max_result_chars: MaxResultChars,
+    heartbeats: bool,
 ) -> ToolResult | list[ToolResult]:
-    """``FunctionHost.adispatch``: parse, run (a batch's sets with ``asyncio.gather``), render."""
+    """``FunctionHost.adispatch``: ``run_sync`` with ``asyncio.gather`` for the sets."""
     _check_options(timeout, max_result_chars)
     calls, batch = parse_tool_calls(payload)
     results: list[ToolResult | None] = [None] * len(calls)
 
     async def run(call: ToolCall) -> ToolResult:
-        arguments, heartbeat = _prepare(host, call)
+        arguments, heartbeat = _prepare(catalog, call, heartbeats)
         try:
-            outcome: CallResult | BaseException = await host.acall_detailed(
+            outcome: CallResult | BaseException = await caller.acall_detailed(
                 call.name, arguments, timeout
             )
         except Exception as exc:
             outcome = exc
-        return _finish(host, call, outcome, heartbeat, max_result_chars)
+        return _finish(catalog, call, outcome, heartbeat, max_result_chars)
 
     async def run_group(indices: list[int]) -> None:
         for i in indices:
             results[i] = await run(calls[i])
 
-    await asyncio.gather(*(run_group(g) for g in _groups(host, calls)))
+    await asyncio.gather(*(run_group(g) for g in _groups(catalog, calls)))
     done = [r for r in results if r is not None]
     return done if batch else done[0]
