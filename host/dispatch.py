@@ -1,9 +1,9 @@
 """Run a model's tool calls: ``FunctionHost.dispatch`` and ``adispatch``.
 
 Parse the payload (``host.tool_calls``), run each call through the host,
-render each outcome (``host.tool_results``). The host is seen only through two narrow
-interfaces: ``ToolCaller`` (run one call) and ``ToolCatalog`` (three
-questions about the loaded functions).
+render each outcome (``host.tool_results``). The host is seen only through
+two narrow interfaces: ``ToolCaller`` (run one call) and ``ToolCatalog``
+(three questions about the loaded functions).
 
 A batch is grouped by function set: groups run concurrently (threads for
 ``run_sync``, ``asyncio.gather`` for ``run_async``), and the calls of one

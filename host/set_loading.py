@@ -45,11 +45,11 @@ class SetLoader:
         launcher: Launcher,
         check_open: Callable[[], None],
     ) -> None:
-        self.registry = registry
-        self.load_errors = load_errors
-        self.lock = lock
-        self.launcher = launcher
-        self.check_open = check_open
+        self._registry = registry
+        self._load_errors = load_errors
+        self._lock = lock
+        self._launcher = launcher
+        self._check_open = check_open
 
     def load(
         self, specs: list[WorkerSpec], origin: str, grace: float
@@ -62,20 +62,20 @@ class SetLoader:
         stopped (``grace``: its ``shutdown_grace``). Raises ``HostClosed``
         before starting anything if the host is closed.
         """
-        self.check_open()
+        self._check_open()
         started: list[SetWorkers | LoadedSet] = []
         stamps: dict[str, tuple[int, int] | None] = {}
-        with self.lock:
+        with self._lock:
             for spec in specs:
-                existing = self.registry.check_set_name(spec.set_name, spec.source)
+                existing = self._registry.check_set_name(spec.set_name, spec.source)
                 if existing is not None:
                     started.append(existing)
                     continue
                 stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
                 handle: SetWorkers = (
-                    WorkerPool(spec, self.launcher)
+                    WorkerPool(spec, self._launcher)
                     if spec.limits.workers > 1
-                    else WorkerHandle(spec, self.launcher)
+                    else WorkerHandle(spec, self._launcher)
                 )
                 with contextlib.suppress(LoadError):  # wait_loaded() raises it again
                     handle.start()
@@ -101,17 +101,17 @@ class SetLoader:
         holder's own failure is already there. Returns the failures of the
         sets that were started (see ``load``).
         """
-        with self.lock:
-            holders = {name: (s.source, s.origin) for name, s in self.registry.sets.items()}
+        with self._lock:
+            holders = {name: (s.source, s.origin) for name, s in self._registry.sets.items()}
         specs, refused = refuse_taken_names(specs, holders)
         errors: list[HostError] = []
         for origin in (BUILTIN, USER):
             errors += self.load([s for s, o in specs if o == origin], origin, grace)[1]
-        with self.lock:
+        with self._lock:
             for name, error in refused.items():
                 # The holder's own load error, if it failed too, comes first.
-                if name not in self.load_errors:
-                    self.load_errors[name] = error
+                if name not in self._load_errors:
+                    self._load_errors[name] = error
         return errors
 
     def _register(
@@ -124,8 +124,8 @@ class SetLoader:
             ready = handle.wait_loaded()
         except LoadError as exc:
             close_handles([handle], grace)
-            with self.lock:
-                self.load_errors[spec.set_name] = exc
+            with self._lock:
+                self._load_errors[spec.set_name] = exc
             raise
         loaded = LoadedSet(
             name=spec.set_name,
@@ -138,11 +138,11 @@ class SetLoader:
             stamp=stamp,
         )
         try:
-            with self.lock:
-                self.check_open()
-                self.registry.check_set_name(spec.set_name, spec.source)
-                self.registry.add(loaded)
-                self.load_errors.pop(spec.set_name, None)
+            with self._lock:
+                self._check_open()
+                self._registry.check_set_name(spec.set_name, spec.source)
+                self._registry.add(loaded)
+                self._load_errors.pop(spec.set_name, None)
         except HostError:
             close_handles([handle], grace)
             raise
@@ -150,19 +150,19 @@ class SetLoader:
 
     def reload(self, name: str) -> dict[str, list[str]]:
         """``FunctionHost.reload`` (see there), once the host is known to be open."""
-        with self.lock:
-            loaded = self.registry.sets[name]
+        with self._lock:
+            loaded = self._registry.sets[name]
         handle = loaded.handle
         stamp = file_stamp(loaded.source) if loaded.source.endswith(".py") else None
         try:
             inc, ready = handle.start_replacement()
         except LoadError as exc:
-            with self.lock:
-                self.load_errors[name] = exc
+            with self._lock:
+                self._load_errors[name] = exc
             raise
-        with self.lock:
+        with self._lock:
             try:
-                changes = self.registry.replace_functions(
+                changes = self._registry.replace_functions(
                     loaded,
                     {f["name"]: f for f in ready["functions"]},
                     {s["name"]: s["reason"] for s in ready.get("skipped", [])},
@@ -172,6 +172,6 @@ class SetLoader:
                 raise
             loaded.protections = dict(ready.get("protections") or {})
             loaded.stamp = stamp
-            self.load_errors.pop(name, None)
+            self._load_errors.pop(name, None)
             handle.swap(inc)
         return changes
