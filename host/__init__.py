@@ -3,7 +3,6 @@
 The public API is what this module exports; everything else is private.
 """
 
-from host.dispatch import DEFAULT_MAX_RESULT_CHARS, ToolCall, ToolResult, parse_tool_call
 from host.errors import (
     CallError,
     CallTimeout,
@@ -23,6 +22,8 @@ from host.errors import (
 from host.function_host import FunctionHost
 from host.limits import Limits
 from host.sandbox import Sandbox
+from host.tool_calls import ToolCall, parse_tool_call
+from host.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult
 from host.worker_handle import CallResult
 
 __all__ = [

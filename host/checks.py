@@ -14,8 +14,9 @@ from typing import Any
 
 from host.errors import HostError, LoadError, NameConflict, SchemaFormatError
 from host.formats import tool_definition
-from host.function_host import FunctionHost, _set_files
+from host.function_host import FunctionHost
 from host.limits import Limits
+from host.set_sources import set_files
 
 #: Formats every function is tried against: (label, format, strict).
 TARGETS = (("OpenAI strict mode", "openai", True), ("Gemini", "gemini", False))
@@ -38,7 +39,7 @@ class Finding:
 
 
 def _files(paths: list[str]) -> list[Path]:
-    return [f for p in map(Path, paths) for f in (_set_files(p) if p.is_dir() else [p])]
+    return [f for p in map(Path, paths) for f in (set_files(p) if p.is_dir() else [p])]
 
 
 def check(paths: list[str], timeout: float = 10.0) -> list[Finding]:
@@ -88,10 +89,10 @@ def check(paths: list[str], timeout: float = 10.0) -> list[Finding]:
                                 f"parameter {param!r} has no description",
                             )
                         )
-                info = fh._registry.sets[set_name].functions[func]
                 for label, fmt, strict in TARGETS:
                     try:
-                        tool_definition(info, func, fmt, strict)
+                        # The schema has what these formats read: description, parameters.
+                        tool_definition(schema, func, fmt, strict)
                     except SchemaFormatError as exc:
                         findings.append(
                             Finding(

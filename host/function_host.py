@@ -1,49 +1,36 @@
-"""``FunctionHost``: load function sets into worker processes and call them."""
+"""``FunctionHost``: load function sets into worker processes and call them.
+
+The API's rooms: where sets come from (``set_sources``), loading and
+reloading them (``set_loading``), a call's arguments (``call_arguments``),
+tool calls (``tool_calls``, ``tool_results``, ``dispatch``); this class
+holds them together with the registry and the lock they share.
+"""
 
 from __future__ import annotations
 
 import atexit
-import contextlib
-import json
-import logging
-import math
 import os
-import sys
 import threading
-import time
-import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from host import dispatch as _dispatch
-from host.errors import HostClosed, HostError, InvalidArguments, LoadError, NameConflict
-from host.formats import tool_definition
-from host.launcher import Launcher, WorkerSpec
+from host.call_arguments import call_arguments, call_timeout
+from host.catalog import Catalog
+from host.dispatch import run_async, run_sync
+from host.errors import HostClosed, LoadError, NameConflict
+from host.exit_close import close_at_exit
+from host.launcher import Launcher
 from host.limits import Limits
 from host.proxy import FunctionProxy
 from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
+from host.set_loading import SetLoader, close_handles
+from host.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
 from host.set_workers import SetWorkers
-from host.watcher import Watcher, file_stamp
-from host.worker_handle import CallResult, WorkerHandle
-from host.worker_pool import WorkerPool
-
-logger = logging.getLogger("fnhost")
-
-BUILTIN_DIR = Path(__file__).with_name("function_sets")
-
-
-def default_user_dirs() -> list[Path]:
-    env = os.environ.get("FNHOST_FUNCTIONS_DIR")
-    if env:
-        return [Path(p) for p in env.split(os.pathsep) if p]
-    return [Path.home() / ".fnhost" / "functions"]
-
-
-def _set_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+from host.tool_calls import add_heartbeat
+from host.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
+from host.watcher import Watcher
+from host.worker_handle import CallResult
 
 
 class FunctionHost:
@@ -101,27 +88,14 @@ class FunctionHost:
         self._lock = threading.RLock()
         self._launcher = Launcher(start_method)
         self._closed = False
-        self._atexit = _close_at_exit(self)
+        self._atexit = close_at_exit(self)
+        self._catalog = Catalog(self._registry, self._lock)
+        self._loader = SetLoader(
+            self._registry, self._load_errors, self._lock, self._launcher, self._check_open
+        )
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
 
-    # -- loading -------------------------------------------------------------
-
-    def _spec(
-        self, source: str | os.PathLike[str], name: str | None, limits: Limits | None
-    ) -> WorkerSpec:
-        text = os.fspath(source)
-        is_path = text.endswith(".py") or os.sep in text or os.path.exists(text)
-        if is_path:
-            path = os.path.abspath(text)
-            set_name = name or Path(path).stem
-            module = None
-        else:
-            path, module = None, text
-            set_name = name or text.rpartition(".")[2]
-        if not set_name or "." in set_name:
-            raise ValueError(f"invalid function set name {set_name!r}: it must not contain '.'")
-        extra = tuple(os.path.abspath(p or ".") for p in sys.path) if module else ()
-        return WorkerSpec(set_name, path, module, limits or self.limits, self.env, extra)
+    # -- loading (host/set_sources.py, host/set_loading.py) ---------------------
 
     def load_function_set(
         self,
@@ -129,18 +103,32 @@ class FunctionHost:
         name: str | None = None,
         limits: Limits | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Load one function set and return ``{function: {"json_schema", "function"}}``.
+        """Load one function set in its own worker and return its functions.
 
         ``source`` is a ``.py`` file or an importable module name (resolved in
         the worker, never imported here). ``name`` defaults to the file stem
-        or the module's last component.
+        or the module's last component; ``limits`` to the host's.
 
-        Raises ``LoadError`` (also recorded in ``load_errors``) if the module
-        raises, exits, crashes or hangs while importing, and ``NameConflict``
-        if the set name or (with ``on_conflict="error"``) a function name is
-        taken; a refused set's worker is stopped.
+        Returns ``{function: {"json_schema", "function"}}`` (``function``: a
+        callable proxy). Loading a set again from the same source returns it
+        as it is.
+
+        Raises:
+            LoadError: the module raised, exited, crashed or hung past
+                ``Limits.start_timeout`` while importing (``.remote_type``,
+                ``.traceback``, ``.stderr_tail``); also kept in
+                ``load_errors``. Its worker is stopped; fix the set and load
+                it again.
+            NameConflict: the set name is taken by another source, or (with
+                ``on_conflict="error"``) a function name by another set;
+                nothing was registered and the worker is stopped. Pass
+                ``name=...`` or rename.
+            HostClosed: the host is closed (also when it closed while the set
+                was loading).
+            ValueError: the set name is empty or contains a dot.
         """
-        loaded, errors = self._load([self._spec(source, name, limits)], "explicit")
+        spec = worker_spec(source, name, limits or self.limits, self.env)
+        loaded, errors = self._loader.load([spec], "explicit", self.limits.shutdown_grace)
         if errors:
             raise errors[0]
         return self._entries(loaded[0])
@@ -152,140 +140,22 @@ class FunctionHost:
         recorded in ``load_errors`` and the rest load. So is a file whose set
         name (its stem) is taken by a set loaded before it, a built-in one
         included: the earlier set keeps the name, and the error names both
-        files. Function name conflicts raise ``NameConflict`` after every
-        other set has been registered. Returns ``functions(merge)``.
+        files. Returns ``functions(merge)``.
+
+        Raises ``NameConflict`` for a function name conflict, after every
+        other set has been registered (the refused set is not); ``HostClosed``
+        if the host is closed; ``ValueError`` for a file whose stem has a dot,
+        before anything loads.
         """
-        specs: list[tuple[WorkerSpec, str]] = []
-        for origin, directory in [("builtin", self.builtin_dir)] + [
-            ("user", d) for d in self.user_dirs
-        ]:
-            specs += [(self._spec(p, None, None), origin) for p in _set_files(directory)]
-        specs, refused = self._refuse_taken_names(specs)
-        errors: list[HostError] = []
-        for origin in ("builtin", "user"):
-            errors += self._load([s for s, o in specs if o == origin], origin)[1]
-        with self._lock:
-            for name, error in refused.items():
-                # The holder's own load error, if it failed too, comes first.
-                if name not in self._load_errors:
-                    self._load_errors[name] = error
+        specs = [
+            (worker_spec(path, None, self.limits, self.env), origin)
+            for path, origin in found_sets(self.builtin_dir, self.user_dirs)
+        ]
+        errors = self._loader.load_all(specs, self.limits.shutdown_grace)
         conflicts = [e for e in errors if isinstance(e, NameConflict)]
         if conflicts:
             raise conflicts[0]
         return self.functions(merge)
-
-    def _refuse_taken_names(
-        self, specs: list[tuple[WorkerSpec, str]]
-    ) -> tuple[list[tuple[WorkerSpec, str]], dict[str, LoadError]]:
-        """``specs`` without those whose set name an earlier spec or a loaded
-        set (from another file) holds, and a ``LoadError`` naming both files
-        for each of those (logged)."""
-        holders: dict[str, tuple[str, str]] = {}
-        with self._lock:
-            for name, existing in self._registry.sets.items():
-                holders[name] = (existing.source, existing.origin)
-        kept: list[tuple[WorkerSpec, str]] = []
-        refused: dict[str, LoadError] = {}
-        batch: set[str] = set()
-        for spec, origin in specs:
-            holder = holders.get(spec.set_name)
-            if spec.set_name in batch and holder is not None and holder[0] == spec.source:
-                continue  # the same file twice (a directory listed twice)
-            if holder is None or holder[0] == spec.source:
-                holders[spec.set_name] = (spec.source, origin)
-                batch.add(spec.set_name)
-                kept.append((spec, origin))
-                continue
-            source, holder_origin = holder
-            which = "the built-in set" if holder_origin == "builtin" else "the set"
-            error = LoadError(
-                spec.set_name,
-                f"its name is taken by {which} loaded from {source}; rename "
-                f"{spec.source} to load it (a set is named after its file)",
-                source=spec.source,
-            )
-            logger.warning("%s", error)
-            refused.setdefault(spec.set_name, error)
-        return kept, refused
-
-    def _load(
-        self, specs: list[WorkerSpec], origin: str
-    ) -> tuple[list[LoadedSet], list[HostError]]:
-        """Start every set's worker first (in parallel), then register them in order.
-
-        Returns the loaded sets and the failures (``LoadError``, recorded in
-        ``load_errors``, or ``NameConflict``); a refused set's worker is stopped.
-        """
-        self._check_open()
-        started: list[SetWorkers | LoadedSet] = []
-        stamps: dict[str, tuple[int, int] | None] = {}
-        with self._lock:
-            for spec in specs:
-                existing = self._registry.check_set_name(spec.set_name, spec.source)
-                if existing is not None:
-                    started.append(existing)
-                    continue
-                stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
-                handle: SetWorkers = (
-                    WorkerPool(spec, self._launcher)
-                    if spec.limits.workers > 1
-                    else WorkerHandle(spec, self._launcher)
-                )
-                with contextlib.suppress(LoadError):  # wait_loaded() raises it again
-                    handle.start()
-                started.append(handle)
-        loaded: list[LoadedSet] = []
-        errors: list[HostError] = []
-        for item in started:
-            try:
-                if isinstance(item, LoadedSet):
-                    loaded.append(item)
-                else:
-                    loaded.append(self._register(item, origin, stamps[item.spec.set_name]))
-            except (LoadError, NameConflict) as exc:
-                errors.append(exc)
-        return loaded, errors
-
-    def _register(
-        self, handle: SetWorkers, origin: str, stamp: tuple[int, int] | None
-    ) -> LoadedSet:
-        """Wait for ``handle``'s worker and register its set; ``stamp`` is the
-        file's stamp taken before the worker read it (for ``watch``)."""
-        spec = handle.spec
-        try:
-            ready = handle.wait_loaded()
-        except LoadError as exc:
-            self._close_handles([handle])
-            with self._lock:
-                self._load_errors[spec.set_name] = exc
-            raise
-        loaded = LoadedSet(
-            name=spec.set_name,
-            source=spec.source,
-            origin=origin,
-            handle=handle,
-            functions={f["name"]: f for f in ready["functions"]},
-            skipped={s["name"]: s["reason"] for s in ready.get("skipped", [])},
-            protections=dict(ready.get("protections") or {}),
-            stamp=stamp,
-        )
-        try:
-            with self._lock:
-                self._check_open()
-                self._registry.check_set_name(spec.set_name, spec.source)
-                self._registry.add(loaded)
-                self._load_errors.pop(spec.set_name, None)
-        except HostError:
-            self._close_handles([handle])
-            raise
-        return loaded
-
-    def _close_handles(self, handles: list[SetWorkers]) -> None:
-        for h in handles:
-            h.begin_close()
-        deadline = time.monotonic() + self.limits.shutdown_grace
-        for h in handles:
-            h.finish_close(deadline)
 
     # -- reloading -------------------------------------------------------------
 
@@ -293,41 +163,26 @@ class FunctionHost:
         """Load set ``name`` again from its source in a new worker, and swap it in.
 
         The new worker starts while the old one keeps serving; once it is
-        ready, new calls go to it, and calls in flight finish on the old one,
-        which then exits. Returns the schema changes: ``{"added", "removed",
-        "changed"}`` function names.
+        ready, new calls go to it: the call running on the old worker
+        finishes there, the calls waiting in its pipe run on the new one,
+        and the old one then exits. ``watch=True`` calls this when a file
+        changes.
 
-        Raises ``KeyError`` for an unknown set; ``LoadError`` if the new
-        version does not load and ``NameConflict`` if it exports a name
-        another set has: in both cases the last good version keeps serving
-        (a load error is also in ``load_errors`` until a reload succeeds).
+        Returns the schema changes: ``{"added", "removed", "changed"}``
+        function names.
+
+        Raises:
+            KeyError: no loaded set has that name; nothing changed.
+            LoadError: the new version does not load (it raised, exited,
+                crashed or hung past ``Limits.start_timeout``); it is kept in
+                ``load_errors`` until a reload succeeds. The last good version
+                keeps serving; fix the file and reload again.
+            NameConflict: the new version exports a name another set has; its
+                worker is stopped and the last good version keeps serving.
+            HostClosed: the host is closed.
         """
         self._check_open()
-        with self._lock:
-            loaded = self._registry.sets[name]
-        handle = loaded.handle
-        stamp = file_stamp(loaded.source) if loaded.source.endswith(".py") else None
-        try:
-            inc, ready = handle.start_replacement()
-        except LoadError as exc:
-            with self._lock:
-                self._load_errors[name] = exc
-            raise
-        with self._lock:
-            try:
-                changes = self._registry.replace_functions(
-                    loaded,
-                    {f["name"]: f for f in ready["functions"]},
-                    {s["name"]: s["reason"] for s in ready.get("skipped", [])},
-                )
-            except NameConflict:
-                handle.discard(inc)
-                raise
-            loaded.protections = dict(ready.get("protections") or {})
-            loaded.stamp = stamp
-            self._load_errors.pop(name, None)
-            handle.swap(inc)
-        return changes
+        return self._loader.reload(name)
 
     def _watch_targets(self) -> dict[str, tuple[str, tuple[int, int] | None]]:
         with self._lock:
@@ -367,14 +222,9 @@ class FunctionHost:
         ``request_heartbeat=True`` on the host, every tool gets a
         ``request_heartbeat`` parameter.
         """
-        with self._lock:
-            merged = [
-                (name, self._registry.sets[s].functions[f])
-                for name, (s, f) in self._registry.merged.items()
-            ]
-        tools = [tool_definition(info, name, format, strict) for name, info in merged]
+        tools = self._catalog.tools(format, strict)
         if self.request_heartbeat:
-            tools = [_dispatch.add_heartbeat(t, format, strict) for t in tools]
+            tools = [add_heartbeat(t, format, strict) for t in tools]
         return tools
 
     @property
@@ -407,22 +257,7 @@ class FunctionHost:
         schema warnings, and the protections the worker reported applying to
         itself at start (each the result of the actual system call).
         """
-        with self._lock:
-            return {
-                s.name: {
-                    "source": s.source,
-                    "origin": s.origin,
-                    "pid": s.handle.pid,
-                    "pids": s.handle.pids,
-                    "functions": dict(s.exported),
-                    "skipped": dict(s.skipped),
-                    "protections": dict(s.protections),
-                    "warnings": {
-                        f: list(info.get("warnings") or []) for f, info in s.functions.items()
-                    },
-                }
-                for s in self._registry.sets.values()
-            }
+        return self._catalog.set_summaries()
 
     # -- calling -------------------------------------------------------------
 
@@ -431,42 +266,56 @@ class FunctionHost:
     ) -> tuple[SetWorkers, str, dict[str, Any], float | None]:
         self._check_open()
         loaded, func = self._registry.resolve(name)
-        if arguments is None:
-            arguments = {}
-        elif isinstance(arguments, str | bytes):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except (ValueError, RecursionError) as exc:
-                raise InvalidArguments(
-                    loaded.name,
-                    func,
-                    f"the arguments are not valid JSON ({exc})",
-                    details={"path": "$", "expected": "a JSON object", "got": "invalid JSON"},
-                )
-        if not isinstance(arguments, dict):
-            got = type(arguments).__name__
-            raise InvalidArguments(
-                loaded.name,
-                func,
-                f"$: expected an object of named arguments, got {got}",
-                details={"path": "$", "expected": "an object of named arguments", "got": got},
-            )
-        if timeout is None:
-            timeout = loaded.handle.spec.limits.timeout
-        elif not timeout > 0:
-            raise ValueError("timeout must be positive")
-        if timeout is not None and math.isinf(timeout):
-            timeout = None  # no deadline
+        arguments = call_arguments(loaded.name, func, arguments)
+        timeout = call_timeout(timeout, loaded.handle.spec.limits.timeout)
         return loaded.handle, func, arguments, timeout
 
     def call(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
-        """Call ``name`` (``"func"`` or ``"set.func"``) and return its value.
+        """Call ``name`` (``"func"`` or ``"set.func"``) in its set's worker.
 
-        ``arguments`` is a dict, a JSON object string (what models send) or
-        ``None``. ``timeout`` defaults to the set's ``Limits.timeout``; past it
-        the worker is killed and restarted and ``CallTimeout`` is raised.
-        Every failure is a ``CallError`` subclass naming the set, the
-        function and the cause; the host stays usable.
+        ``arguments``: a dict, a JSON object as text (what models send) or
+        ``None``. ``timeout`` (seconds; default the set's ``Limits.timeout``,
+        ``math.inf`` for none) bounds the wait for the call's turn (a set's
+        worker runs one call at a time) and, from when the call starts, the
+        function's run: the caller waits at most about twice ``timeout``. A
+        call that waited behind one that crashed or timed out never started
+        and runs on the restarted worker; it does not fail.
+
+        Returns the function's value (JSON-like data as msgpack carries it).
+
+        Raises (each a ``CallError`` naming the set, the function and the
+        cause; the host stays usable and the set restarts by itself):
+            UnknownFunction: no exported function has that name; nothing ran.
+            InvalidArguments: not an object of named arguments, not JSON,
+                not encodable, over ``Limits.max_argument_mb``, or not matching
+                the signature (``.path``, ``.expected``, ``.got``); the
+                function did not run. Fix the arguments and call again.
+            UserFunctionError: the function raised (``.remote_type``,
+                ``.traceback``); the worker lives on.
+            CallTimeout: the deadline passed. ``details["cause"]`` is
+                ``"queued"`` (earlier calls were still running) or
+                ``"starting"`` (its worker was still starting): the call never
+                ran and nothing was disturbed. Otherwise it was running: its
+                worker's process group was killed and restarts; what the
+                function did before is not undone.
+            WorkerCrashed: the worker died during the call (``.signal`` or
+                ``.exit_code``, ``.traceback``, ``.stderr_tail``) and restarts;
+                a call with the same arguments will probably crash again.
+                ``details["cause"]`` when the host ended it: ``"parked"``
+                (crash loop: calls fail at once for ``Limits.crash_window``;
+                do not retry now), ``"timeout"`` (another call on the same
+                worker timed out), ``"recycle"`` or ``"retired"`` (its worker
+                was being replaced: call again), ``"start"`` (a new worker
+                could not start).
+            OutOfMemory: the function hit the memory limit; its worker is
+                replaced by a fresh one.
+            ResultError: the function ran (its effects stand) but its value
+                cannot be sent back; the worker lives on.
+            ProtocolError: the worker sent malformed or forged bytes; it was
+                killed and restarts.
+            HostClosed: the host is closed, or closed while the call waited
+                or ran past ``Limits.shutdown_grace``; every later call too.
+            ValueError: ``timeout`` is not positive; nothing ran.
         """
         handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
         return handle.call(func, arguments, timeout).value
@@ -474,14 +323,25 @@ class FunctionHost:
     def call_detailed(
         self, name: str, arguments: Any = None, timeout: float | None = None
     ) -> CallResult:
-        """Like ``call``, but returns a ``CallResult`` with the call's stdout and stderr."""
+        """``call``, returning a ``CallResult``: ``value``, what the call printed
+        (``stdout``, ``stderr``: the last 65,536 characters of each),
+        ``set_name`` and ``function``. Raises as ``call`` does (a
+        ``CallError`` keeps what was printed in ``.stdout``/``.stderr``).
+        """
         handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
         return handle.call(func, arguments, timeout)
 
     async def acall(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
-        """asyncio ``call``. Cancelling the awaiting task abandons the call: the
-        ``CancelledError`` propagates at once, and the worker finishes (or
-        times out on) the call in the background, its reply discarded.
+        """asyncio ``call``: the same arguments, value, timeout and errors.
+
+        Never blocks the event loop, except to write a large argument (a
+        worker's start or restart runs in a thread).
+
+        Cancelling the awaiting task abandons the call: ``CancelledError``
+        propagates at once. A call still waiting for its turn leaves the
+        queue (the worker is told to skip it); one that has started runs to
+        its end in the background, still under its timeout, and its reply
+        is discarded. Either way the calls behind it go on.
         """
         handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
         return (await handle.acall(func, arguments, timeout)).value
@@ -489,18 +349,19 @@ class FunctionHost:
     async def acall_detailed(
         self, name: str, arguments: Any = None, timeout: float | None = None
     ) -> CallResult:
+        """asyncio ``call_detailed`` (cancellation as in ``acall``)."""
         handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
         return await handle.acall(func, arguments, timeout)
 
-    # -- dispatch (host/dispatch.py) --
+    # -- dispatch (host/dispatch.py; tool_calls.py, tool_results.py) -----------
 
     def dispatch(
         self,
         tool_calls: Any,
         *,
         timeout: float | None = None,
-        max_result_chars: _dispatch.MaxResultChars = _dispatch.DEFAULT_MAX_RESULT_CHARS,
-    ) -> _dispatch.ToolResult | list[_dispatch.ToolResult]:
+        max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+    ) -> ToolResult | list[ToolResult]:
         """Run a model's tool call(s) and return the provider's result message(s).
 
         ``tool_calls`` is one tool call as an SDK returns it (an OpenAI Chat
@@ -510,49 +371,41 @@ class FunctionHost:
         which run concurrently on threads, one thread per function set: a
         set's worker runs one call at a time anyway, so its calls are sent
         one after another and a crash or timeout cannot take a sibling call
-        down with it. Returns one ``ToolResult`` (a dict: the result message
-        in the same provider's shape) or a list in the same order.
+        down with it. ``timeout`` applies to each call as in ``call``
+        (default: its set's ``Limits.timeout``); ``max_result_chars`` caps
+        each result's text (``None``: no cap; a dict ``{name: cap}`` per
+        function, ``"*"`` for the rest), see ``host.tool_results``.
 
-        Never raises for a failed call: the failure becomes an error result
-        (``is_error``; a short text the model can act on). Raises
-        ``ValueError`` before running anything if a payload is not a
-        recognisable tool call or an option is invalid. ``timeout`` applies
-        to each call (default: its set's ``Limits.timeout``);
-        ``max_result_chars`` caps each result's text (``None``: no cap; a
-        dict ``{name: cap}`` per function, ``"*"`` for the rest), see
-        ``host.dispatch``.
+        Returns one ``ToolResult`` (a dict: the result message in the same
+        provider's shape) or a list in the same order. A failed call, for
+        any reason (its timeout included), is an error result (``is_error``,
+        ``.error``; a short text the model can act on), never an exception;
+        the other calls of the batch are unaffected.
+
+        Raises ``ValueError`` before running anything if a payload is not a
+        recognisable tool call (or lacks the id its result must echo) or an
+        option is invalid.
         """
-        return _dispatch.run_sync(self, tool_calls, timeout, max_result_chars)
+        heartbeats = self.request_heartbeat
+        return run_sync(self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats)
 
     async def adispatch(
         self,
         tool_calls: Any,
         *,
         timeout: float | None = None,
-        max_result_chars: _dispatch.MaxResultChars = _dispatch.DEFAULT_MAX_RESULT_CHARS,
-    ) -> _dispatch.ToolResult | list[_dispatch.ToolResult]:
-        """asyncio ``dispatch``: a list runs with ``asyncio.gather``. Never raises
-        for a failed call; ``ValueError`` for an unrecognisable payload.
+        max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+    ) -> ToolResult | list[ToolResult]:
+        """asyncio ``dispatch``: a list's sets run with ``asyncio.gather``.
+
+        Returns and raises as ``dispatch``. Cancelling the awaiting task
+        cancels every call of the batch as ``acall`` describes, and
+        ``CancelledError`` propagates: no result is returned.
         """
-        return await _dispatch.run_async(self, tool_calls, timeout, max_result_chars)
-
-    def _set_of(self, name: str) -> str | None:
-        """The set a function name resolves to (``None`` if it does not)."""
-        with self._lock:
-            try:
-                return self._registry.resolve(name)[0].name
-            except HostError:
-                return None
-
-    def _declares_parameter(self, name: str, parameter: str) -> bool:
-        """Whether the function ``name`` has a parameter ``parameter`` (False if unknown)."""
-        with self._lock:
-            try:
-                loaded, func = self._registry.resolve(name)
-            except HostError:
-                return False
-            properties = loaded.functions[func].get("parameters", {}).get("properties", {})
-            return parameter in properties
+        heartbeats = self.request_heartbeat
+        return await run_async(
+            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats
+        )
 
     # -- closing -------------------------------------------------------------
 
@@ -561,11 +414,18 @@ class FunctionHost:
             raise HostClosed(None, None, "the host is closed")
 
     def close(self) -> None:
-        """Stop every worker: ask nicely, wait ``shutdown_grace``, then kill.
+        """Stop every worker: ask nicely, wait ``Limits.shutdown_grace``, then kill.
 
-        Calls still in flight fail with ``HostClosed``; later calls raise it.
-        Idempotent; returns when every worker is reaped and its scratch
-        directory removed.
+        Each worker is asked to exit after the call it is running; the grace
+        runs for all of them at once, then what is left is killed with its
+        process group. A running call that finishes within the grace returns
+        normally; one that does not, and every call waiting for its turn or
+        for a worker, fails with ``HostClosed``. Later calls, loads and
+        reloads raise ``HostClosed``.
+
+        Returns when every worker is reaped and its scratch directory removed
+        (what cannot be removed is logged and left). Idempotent; also run by
+        ``with`` and at interpreter exit.
         """
         with self._lock:
             if self._closed:
@@ -574,7 +434,7 @@ class FunctionHost:
             handles = [s.handle for s in self._registry.sets.values()]
         if self._watcher is not None:
             self._watcher.close()
-        self._close_handles(handles)
+        close_handles(handles, self.limits.shutdown_grace)
         self._launcher.close()
         atexit.unregister(self._atexit)
 
@@ -587,15 +447,3 @@ class FunctionHost:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._registry.sets)} sets"
         return f"<FunctionHost {state}>"
-
-
-def _close_at_exit(host: FunctionHost) -> Any:
-    ref = weakref.ref(host)
-
-    def close() -> None:
-        h = ref()
-        if h is not None:
-            h.close()
-
-    atexit.register(close)
-    return close

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from host import dispatch
+from host import tool_results
 from host.errors import CallError, HostError, ProtocolError, WorkerCrashed
 from host.formats import mcp_wraps_result, tool_definition
 from host.function_host import FunctionHost
@@ -180,7 +180,7 @@ class FunctionHostMCPServer:
                 # crash's traceback (or its stderr).
                 detail = exc.traceback or exc.stderr_tail
                 log.warning("%s%s", exc, f"\n{detail}" if detail else "")
-            return _error(dispatch.error_text(name, exc, list(self._catalog)))
+            return _error(tool_results.error_text(name, exc, list(self._catalog)))
         except Exception:
             log.exception("internal error while calling %r", name)
             return _error(
@@ -189,8 +189,8 @@ class FunctionHostMCPServer:
             )
         if result.stdout:
             log.debug("%s printed: %s", name, result.stdout.rstrip())
-        value = dispatch.jsonable(result.value)
-        text = dispatch.result_text(result.value)
+        value = tool_results.jsonable(result.value)
+        text = tool_results.result_text(result.value)
         if entry is None or entry.validator is None:
             return types.CallToolResult(content=[_text(text)])
         structured = {"result": value} if entry.wraps else value
@@ -199,8 +199,8 @@ class FunctionHostMCPServer:
             log.warning("%s returned a value outside its output schema: %s", name, problem.message)
             return _error(
                 f"{name} returned a value that does not match its declared return type "
-                f"({dispatch.clip(problem.message, 300)}); "
-                f"the value was: {dispatch.clip(text, 300)}"
+                f"({tool_results.clip(problem.message, 300)}); "
+                f"the value was: {tool_results.clip(text, 300)}"
             )
         return types.CallToolResult(content=[_text(text)], structured_content=structured)
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from host.function_host import FunctionHost
+
+class Caller(Protocol):
+    """What a proxy needs from the host (``FunctionHost`` is one)."""
+
+    def call(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
+        """``FunctionHost.call``."""
+        ...
+
+    async def acall(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
+        """``FunctionHost.acall``."""
+        ...
 
 
 class FunctionProxy:
@@ -15,7 +24,7 @@ class FunctionProxy:
     Raises the same ``CallError`` subclasses as ``FunctionHost.call``.
     """
 
-    def __init__(self, host: FunctionHost, set_name: str, function: str, schema: dict) -> None:
+    def __init__(self, host: Caller, set_name: str, function: str, schema: dict) -> None:
         self._host = host
         self.set_name = set_name
         self.function = function

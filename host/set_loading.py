@@ -1,0 +1,177 @@
+"""Loading function sets: start their workers, wait for them, register them; reload one.
+
+``SetLoader`` is the loading side of ``FunctionHost``. It works on the
+host's registry, its load errors and its lock (the host owns all three and
+reads them under that lock), and asks the host's ``check_open`` before
+registering, so a set whose worker finishes loading after ``close()`` is
+stopped instead of registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+from host.errors import HostError, LoadError, NameConflict
+from host.launcher import Launcher, WorkerSpec
+from host.registry import LoadedSet, Registry
+from host.set_sources import BUILTIN, USER, refuse_taken_names
+from host.set_workers import SetWorkers
+from host.watcher import file_stamp
+from host.worker_handle import WorkerHandle
+from host.worker_pool import WorkerPool
+
+
+def close_handles(handles: list[SetWorkers], grace: float) -> None:
+    """Ask every worker to stop at once, then give them all ``grace`` seconds
+    together before each is killed; returns when every one is reaped."""
+    for h in handles:
+        h.begin_close()
+    deadline = time.monotonic() + grace
+    for h in handles:
+        h.finish_close(deadline)
+
+
+class SetLoader:
+    """Starts, registers and reloads sets in the host's registry (see the module docstring)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        load_errors: dict[str, LoadError],
+        lock: threading.RLock,
+        launcher: Launcher,
+        check_open: Callable[[], None],
+    ) -> None:
+        self._registry = registry
+        self._load_errors = load_errors
+        self._lock = lock
+        self._launcher = launcher
+        self._check_open = check_open
+
+    def load(
+        self, specs: list[WorkerSpec], origin: str, grace: float
+    ) -> tuple[list[LoadedSet], list[HostError]]:
+        """Start every set's worker first (in parallel), then register them in order.
+
+        Returns the loaded sets (a set already loaded from the same source is
+        returned as it is) and the failures (``LoadError``, recorded in
+        ``load_errors``, or ``NameConflict``); a refused set's worker is
+        stopped (``grace``: its ``shutdown_grace``). Raises ``HostClosed``
+        before starting anything if the host is closed.
+        """
+        self._check_open()
+        started: list[SetWorkers | LoadedSet] = []
+        stamps: dict[str, tuple[int, int] | None] = {}
+        with self._lock:
+            for spec in specs:
+                existing = self._registry.check_set_name(spec.set_name, spec.source)
+                if existing is not None:
+                    started.append(existing)
+                    continue
+                stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
+                handle: SetWorkers = (
+                    WorkerPool(spec, self._launcher)
+                    if spec.limits.workers > 1
+                    else WorkerHandle(spec, self._launcher)
+                )
+                with contextlib.suppress(LoadError):  # wait_loaded() raises it again
+                    handle.start()
+                started.append(handle)
+        loaded: list[LoadedSet] = []
+        errors: list[HostError] = []
+        for item in started:
+            try:
+                if isinstance(item, LoadedSet):
+                    loaded.append(item)
+                else:
+                    stamp = stamps[item.spec.set_name]
+                    loaded.append(self._register(item, origin, stamp, grace))
+            except (LoadError, NameConflict) as exc:
+                errors.append(exc)
+        return loaded, errors
+
+    def load_all(self, specs: list[tuple[WorkerSpec, str]], grace: float) -> list[HostError]:
+        """Load ``(spec, origin)`` pairs: the built-in ones first, then the user ones.
+
+        A spec whose set name another file holds is not started; its
+        ``LoadError`` (naming both files) goes to ``load_errors`` unless the
+        holder's own failure is already there. Returns the failures of the
+        sets that were started (see ``load``).
+        """
+        with self._lock:
+            holders = {name: (s.source, s.origin) for name, s in self._registry.sets.items()}
+        specs, refused = refuse_taken_names(specs, holders)
+        errors: list[HostError] = []
+        for origin in (BUILTIN, USER):
+            errors += self.load([s for s, o in specs if o == origin], origin, grace)[1]
+        with self._lock:
+            for name, error in refused.items():
+                # The holder's own load error, if it failed too, comes first.
+                if name not in self._load_errors:
+                    self._load_errors[name] = error
+        return errors
+
+    def _register(
+        self, handle: SetWorkers, origin: str, stamp: tuple[int, int] | None, grace: float
+    ) -> LoadedSet:
+        """Wait for ``handle``'s worker and register its set; ``stamp`` is the
+        file's stamp taken before the worker read it (for ``watch``)."""
+        spec = handle.spec
+        try:
+            ready = handle.wait_loaded()
+        except LoadError as exc:
+            close_handles([handle], grace)
+            with self._lock:
+                self._load_errors[spec.set_name] = exc
+            raise
+        loaded = LoadedSet(
+            name=spec.set_name,
+            source=spec.source,
+            origin=origin,
+            handle=handle,
+            functions={f["name"]: f for f in ready["functions"]},
+            skipped={s["name"]: s["reason"] for s in ready.get("skipped", [])},
+            protections=dict(ready.get("protections") or {}),
+            stamp=stamp,
+        )
+        try:
+            with self._lock:
+                self._check_open()
+                self._registry.check_set_name(spec.set_name, spec.source)
+                self._registry.add(loaded)
+                self._load_errors.pop(spec.set_name, None)
+        except HostError:
+            close_handles([handle], grace)
+            raise
+        return loaded
+
+    def reload(self, name: str) -> dict[str, list[str]]:
+        """``FunctionHost.reload`` (see there), once the host is known to be open."""
+        with self._lock:
+            loaded = self._registry.sets[name]
+        handle = loaded.handle
+        stamp = file_stamp(loaded.source) if loaded.source.endswith(".py") else None
+        try:
+            inc, ready = handle.start_replacement()
+        except LoadError as exc:
+            with self._lock:
+                self._load_errors[name] = exc
+            raise
+        with self._lock:
+            try:
+                changes = self._registry.replace_functions(
+                    loaded,
+                    {f["name"]: f for f in ready["functions"]},
+                    {s["name"]: s["reason"] for s in ready.get("skipped", [])},
+                )
+            except NameConflict:
+                handle.discard(inc)
+                raise
+            loaded.protections = dict(ready.get("protections") or {})
+            loaded.stamp = stamp
+            self._load_errors.pop(name, None)
+            handle.swap(inc)
+        return changes
