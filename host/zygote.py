@@ -20,6 +20,8 @@ from typing import Any
 
 import msgpack
 
+from protocol.worker_config import WorkerConfig
+
 SPAWN_TIMEOUT = 10.0
 
 
@@ -65,7 +67,7 @@ class Zygote:
         return not self._dead and self.proc.poll() is None
 
     def spawn(
-        self, config: dict[str, Any], env: dict[str, str], cwd: str, fds: tuple[int, int, int, int]
+        self, config: WorkerConfig, env: dict[str, str], cwd: str, fds: tuple[int, int, int, int]
     ) -> int:
         """Fork a worker with ``fds`` = (req_r, resp_w, stdout, stderr); its pid.
 
@@ -74,7 +76,7 @@ class Zygote:
         with self._lock:
             self._ids += 1
             rid = self._ids
-            payload = msgpack.packb({"id": rid, "config": config, "env": env, "cwd": cwd})
+            payload = msgpack.packb({"id": rid, "config": config.to_wire(), "env": env, "cwd": cwd})
             try:
                 socket.send_fds(self._sock, [payload], list(fds))
             except OSError as exc:

@@ -48,6 +48,7 @@ from typing import Any
 
 import msgpack
 
+from protocol.worker_config import WorkerConfig
 from worker import confinement, enclosure, sandbox, start
 
 MAX_FDS = 4
@@ -466,9 +467,11 @@ def _child(request: dict, fds: list[int], zygote_pid: int, session: bool = True)
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        config = dict(request["config"])
-        config.update(in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid)
-        sys.argv = [sys.argv[0], json.dumps(config)]  # as a spawned worker sees it
+        config = WorkerConfig.from_wire(request["config"]).handed_over(
+            in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid
+        )
+        # As a spawned worker sees it (user code may read its out_fd there).
+        sys.argv = [sys.argv[0], json.dumps(config.to_wire())]
         start.run(config)
     except BaseException as exc:  # noqa: BLE001 - report, then never return to the loop
         try:
