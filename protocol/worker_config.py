@@ -12,11 +12,11 @@ The wire form is a map of exactly the fields of ``WorkerConfig`` (plus
 ``parent_pid`` only when set); ``WorkerConfig.from_wire`` refuses anything
 else with a ``ProtocolViolation`` naming the field.
 
-A ``NamedTuple``, not a dataclass: the worker imports this module on its
-start path, and building a dataclass costs about a millisecond there.
+A ``NamedTuple``, not a dataclass, and no ``from __future__ import
+annotations``: the worker imports this module on its start path, where a
+dataclass costs about a millisecond to build and string annotations make
+``NamedTuple`` compile each field's type (another millisecond).
 """
-
-from __future__ import annotations
 
 from typing import Any, NamedTuple
 
@@ -118,7 +118,7 @@ class WorkerConfig(NamedTuple):
         orphans), not spawned by the host."""
         return self.death_parent != self.host_pid
 
-    def handed_over(self, in_fd: int, out_fd: int, parent_pid: int) -> WorkerConfig:
+    def handed_over(self, in_fd: int, out_fd: int, parent_pid: int) -> "WorkerConfig":
         """This config as a worker forked by ``parent_pid`` sees it, its
         pipes at ``in_fd`` and ``out_fd``."""
         return self._replace(in_fd=in_fd, out_fd=out_fd, parent_pid=parent_pid)
@@ -132,7 +132,7 @@ class WorkerConfig(NamedTuple):
         return wire
 
     @classmethod
-    def from_wire(cls, wire: object) -> WorkerConfig:
+    def from_wire(cls, wire: object) -> "WorkerConfig":
         """The config in ``wire`` (a decoded map), checked field by field.
 
         Raises ``ProtocolViolation`` naming the first field that is missing,
