@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 from host.limits import Limits
 from host.tree_removal import remove_tree
 from host.zygote import Zygote, ZygoteError
+from protocol.frame_limits import request_frame_limit
+from protocol.worker_config import WorkerConfig
 
 T = TypeVar("T")
 _swept = False
@@ -228,20 +230,20 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
         fds.append(out)
         err = os.open(os.path.join(workdir, "stderr"), flags, 0o600)
         fds.append(err)
-        config: dict[str, Any] = {
-            "in_fd": req_r,
-            "out_fd": resp_w,
-            "host_pid": host_pid,
-            "host_uid": os.getuid(),
-            "set_name": spec.set_name,
-            "path": spec.path,
-            "module": spec.module,
-            "extra_sys_path": list(spec.extra_sys_path),
-            "limits": limits.worker_rlimits(),
-            "max_frame_size": limits.max_argument_bytes + 65536,
-            "max_result_bytes": limits.max_result_bytes,
-            "sandbox": limits.sandbox.worker_policy(),
-        }
+        config = WorkerConfig(
+            in_fd=req_r,
+            out_fd=resp_w,
+            host_pid=host_pid,
+            host_uid=os.getuid(),
+            set_name=spec.set_name,
+            path=spec.path,
+            module=spec.module,
+            extra_sys_path=spec.extra_sys_path,
+            limits=limits.worker_rlimits(),
+            max_frame_size=request_frame_limit(limits.max_argument_bytes),
+            max_result_bytes=limits.max_result_bytes,
+            sandbox=limits.sandbox.worker_policy(),
+        )
         popen = None
         if zygote is not None:
             pid = zygote.spawn(
@@ -249,7 +251,7 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
             )
         else:
             popen = subprocess.Popen(
-                [sys.executable, "-I", "-m", "worker", json.dumps(config)],
+                [sys.executable, "-I", "-m", "worker", json.dumps(config.to_wire())],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,

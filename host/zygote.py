@@ -4,6 +4,9 @@ A worker forked by the zygote is the zygote's child, not ours: the zygote
 reaps it and reports its exit status over the control socket. The host
 still learns of the death itself, at once, from a pidfd on the worker (a
 pidfd works for any process), and asks for the status afterwards.
+
+What travels over the control socket is ``protocol.zygote_control``; the
+fds that go with a spawn request (SCM_RIGHTS) are passed here.
 """
 
 from __future__ import annotations
@@ -16,9 +19,18 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
 
-import msgpack
+from protocol import ProtocolViolation
+from protocol.worker_config import WorkerConfig
+from protocol.zygote_control import (
+    Exited,
+    Spawned,
+    SpawnFailed,
+    SpawnRequest,
+    ZygoteConfig,
+    decode_reply,
+    encode_spawn_request,
+)
 
 SPAWN_TIMEOUT = 10.0
 
@@ -34,9 +46,9 @@ class Zygote:
     def __init__(self, host_pid: int, env: dict[str, str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            config = {"control_fd": theirs.fileno(), "host_pid": host_pid}
+            config = ZygoteConfig(control_fd=theirs.fileno(), host_pid=host_pid)
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-m", "worker.zygote", json.dumps(config)],
+                [sys.executable, "-I", "-m", "worker.zygote", json.dumps(config.to_wire())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -54,27 +66,31 @@ class Zygote:
         self._sock = ours
         self._lock = threading.Lock()
         self._ids = 0
-        self._replies: dict[int, dict[str, Any]] = {}
+        self._replies: dict[int, Spawned | SpawnFailed] = {}
         self._statuses: dict[int, int] = {}
         #: Workers whose status the host learned elsewhere: drop their report.
         self._forgotten: set[int] = set()
         self._dead = False
+        #: Why the zygote is taken for broken, if it broke the control protocol.
+        self._violation: str | None = None
 
     @property
     def alive(self) -> bool:
         return not self._dead and self.proc.poll() is None
 
     def spawn(
-        self, config: dict[str, Any], env: dict[str, str], cwd: str, fds: tuple[int, int, int, int]
+        self, config: WorkerConfig, env: dict[str, str], cwd: str, fds: tuple[int, int, int, int]
     ) -> int:
-        """Fork a worker with ``fds`` = (req_r, resp_w, stdout, stderr); its pid.
+        """Fork a worker with ``fds`` = (req_r, resp_w, stdout, stderr), in
+        the order ``zygote_control.SPAWN_FDS`` describes; its pid.
 
-        Raises ``ZygoteError`` if the zygote is gone or cannot fork.
+        Raises ``ZygoteError`` if the zygote is gone, broke the control
+        protocol, or cannot fork.
         """
         with self._lock:
             self._ids += 1
             rid = self._ids
-            payload = msgpack.packb({"id": rid, "config": config, "env": env, "cwd": cwd})
+            payload = encode_spawn_request(SpawnRequest(rid, config, env, cwd))
             try:
                 socket.send_fds(self._sock, [payload], list(fds))
             except OSError as exc:
@@ -83,11 +99,13 @@ class Zygote:
             deadline = time.monotonic() + SPAWN_TIMEOUT
             while rid not in self._replies:
                 if not self._receive(deadline):
-                    raise ZygoteError("the zygote did not answer a spawn request")
+                    raise ZygoteError(
+                        self._violation or "the zygote did not answer a spawn request"
+                    )
             reply = self._replies.pop(rid)
-        if "pid" not in reply:
-            raise ZygoteError(f"the zygote could not fork: {reply.get('error')}")
-        return reply["pid"]
+        if isinstance(reply, SpawnFailed):
+            raise ZygoteError(f"the zygote could not fork: {reply.error}")
+        return reply.pid
 
     def wait_status(self, pid: int, timeout: float) -> int | None:
         """The exit status of a forked worker (as ``Popen.returncode``), or None."""
@@ -108,7 +126,9 @@ class Zygote:
             self._forgotten.discard(pid)
 
     def _receive(self, deadline: float) -> bool:
-        """Read one message into the tables (lock held); False on timeout or EOF."""
+        """Read one message into the tables (lock held); False on timeout, EOF
+        or a message that breaks the control protocol (the zygote is then
+        taken for dead: ``_violation`` says why)."""
         if self._dead:
             return False
         remaining = max(0.0, deadline - time.monotonic())  # 0: only what is there
@@ -123,15 +143,19 @@ class Zygote:
         if not data:
             self._dead = True
             return False
-        msg = msgpack.unpackb(data)
-        if "exit" in msg:
-            pid = msg["exit"]
-            self._statuses[pid] = msg["status"]
-            if pid in self._forgotten:
-                self._forgotten.discard(pid)
-                self._statuses.pop(pid, None)
+        try:
+            msg = decode_reply(data)
+        except ProtocolViolation as exc:
+            self._dead = True
+            self._violation = f"the zygote broke the control protocol: {exc}"
+            return False
+        if isinstance(msg, Exited):
+            self._statuses[msg.pid] = msg.status
+            if msg.pid in self._forgotten:
+                self._forgotten.discard(msg.pid)
+                self._statuses.pop(msg.pid, None)
         else:
-            self._replies[msg["id"]] = msg
+            self._replies[msg.id] = msg
         return True
 
     def close(self, grace: float = 1.0) -> None:

@@ -1,9 +1,8 @@
 """``python -I -m worker CONFIG_JSON``: a worker started as its own program."""
 
-import json
 import sys
 
-from worker.start import run
+from worker.start import main
 
 if __name__ == "__main__":
-    run(json.loads(sys.argv[1]))
+    main(sys.argv[1])

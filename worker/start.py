@@ -1,5 +1,6 @@
 """The worker start sequence, shared by a plain spawn (``python -I -m worker``)
 and a worker forked from the zygote. The order matters; see docs/sandbox.md.
+What the host tells the worker is ``protocol.worker_config``.
 
 1. (``python -I``) Everything the worker itself needs is imported at the top
    of this module, before any user code can touch ``sys.modules``.
@@ -20,22 +21,31 @@ and a worker forked from the zygote. The order matters; see docs/sandbox.md.
 9. Send ``ready`` (or ``load_failed``), then serve.
 
 Exit codes: 0 shutdown/EOF, 70 parent already gone, 74/76 I/O or protocol
-failure (reason on stderr). A load failure is reported as ``load_failed``
-and the worker exits 0 after it.
+failure (reason on stderr; 76 too for a config that breaks the contract).
+A load failure is reported as ``load_failed`` and the worker exits 0 after it.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import sys
 from typing import NoReturn
 
 import msgpack  # noqa: F401 - imported now, before user code can shadow it
 
-from protocol import PROTOCOL_VERSION, ErrorKind, Notification, Verb, encode_message
+from protocol import (
+    PROTOCOL_VERSION,
+    ErrorKind,
+    Notification,
+    ProtocolViolation,
+    Verb,
+    encode_message,
+)
 from protocol.conversation import WorkerConversation
 from protocol.messages import make_error_map
+from protocol.worker_config import WorkerConfig
 from worker import confinement, enclosure, private_view, sandbox
 from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module
@@ -43,13 +53,28 @@ from worker.serve import Server, describe_exception, write_all
 from worker.signature import FunctionSkipped, FunctionSpec, describe_function
 
 
-def run(config: dict) -> NoReturn:
+def main(config_json: str) -> NoReturn:
+    """``python -I -m worker CONFIG_JSON``: read the config, then ``run``.
+
+    A config that is not JSON or breaks the contract (``WorkerConfig.from_wire``)
+    exits 76 with the reason on stderr (the host's capture file: the load
+    fails with it), before anything else happens.
+    """
+    try:
+        config = WorkerConfig.from_wire(json.loads(config_json))
+    except (ValueError, ProtocolViolation) as exc:  # JSONDecodeError is a ValueError
+        os.write(2, f"fnhost worker: unusable config: {exc}\n".encode())
+        os._exit(76)
+    run(config)
+
+
+def run(config: WorkerConfig) -> NoReturn:
     """The start sequence, from step 2; never returns (serves, then ``os._exit``).
 
-    ``config["parent_pid"]`` is the process whose death must kill us: the
+    ``config.death_parent`` is the process whose death must kill us: the
     host for a plain spawn, the zygote for a forked worker.
     """
-    in_fd, out_fd = config["in_fd"], config["out_fd"]
+    in_fd, out_fd = config.in_fd, config.out_fd
     for fd in (in_fd, out_fd):
         os.set_inheritable(fd, False)  # a subprocess of user code does not get them
     capture = OutputCapture()
@@ -69,21 +94,19 @@ def run(config: dict) -> NoReturn:
     else:
         protections = {
             "own_session": sandbox.in_own_session(),
-            "parent_death_signal": sandbox.die_with_parent(
-                config.get("parent_pid", config["host_pid"])
-            ),
+            "parent_death_signal": sandbox.die_with_parent(config.death_parent),
         }
     protections["no_new_privileges"] = sandbox.no_new_privileges()
-    limits = sandbox.SandboxLimits(**config["limits"])
+    limits = sandbox.SandboxLimits(**config.limits)
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
-    policy = config.get("sandbox") or {}
+    policy = config.sandbox
     # Seen now, with the host's view of the filesystem (see import_module).
-    missing = bool(config.get("path")) and not os.path.isfile(config["path"])
+    missing = config.path is not None and not os.path.isfile(config.path)
     # Own uid and namespaces first: from here on this process may be the worker
     # of its own PID namespace, below a warden and an init (enclosure.py).
     set_paths = [
-        *([os.path.dirname(config["path"])] if config.get("path") else []),
-        *config.get("extra_sys_path", []),
+        *([os.path.dirname(config.path)] if config.path else []),
+        *config.extra_sys_path,
     ]
     # A worker with its own uid reads what others may, and its module file:
     # the set's directory only if others may search it (a 0700 directory
@@ -94,13 +117,12 @@ def run(config: dict) -> NoReturn:
     ]
     enclosed = enclosure.enclose(
         policy,
-        config["limits"],
+        config.limits,
         os.getcwd(),
         [in_fd, out_fd],
         reach=confinement.readable_paths(reach),
-        granted=[config["path"]] if config.get("path") else [],
-        # Forked by the zygote (a subreaper), not spawned by the host.
-        parent_reaps_orphans=config.get("parent_pid", config["host_pid"]) != config["host_pid"],
+        granted=[config.path] if config.path else [],
+        parent_reaps_orphans=config.forked,
     )
 
     def _close_protocol_in_child() -> None:
@@ -116,13 +138,13 @@ def run(config: dict) -> NoReturn:
     # Namespaces, Landlock, then probes of what they claim; see confinement.py.
     report, unmet = confinement.apply(
         policy,
-        host_pid=config["host_pid"],
-        parent_pid=config.get("parent_pid", config["host_pid"]),
+        host_pid=config.host_pid,
+        parent_pid=config.death_parent,
         scratch=os.getcwd(),
         capture_fds=capture.fds,
         set_paths=set_paths,
         enclosed=enclosed,
-        host_uid=config.get("host_uid", 0),
+        host_uid=config.host_uid,
     )
     protections.update(report)
     # The report leaves before any user code runs: nothing the module does
@@ -138,14 +160,13 @@ def run(config: dict) -> NoReturn:
         write_all(out_fd, encode_message(Notification(Verb.LOAD_FAILED, {"error": err})))
         os._exit(0)
     sys.dont_write_bytecode = True  # never write into the user's directories
-    for entry in config.get("extra_sys_path", []):
+    for entry in config.extra_sys_path:
         if entry not in sys.path:
             sys.path.append(entry)
 
     my_pid = os.getpid()
-    set_name = config["set_name"]
     try:
-        module = import_module(config.get("path"), config.get("module"), set_name, missing)
+        module = import_module(config.path, config.module, config.set_name, missing)
         exported = discover_functions(module)
     except BaseException as exc:  # SystemExit(0) at import is a failure too
         if os.getpid() != my_pid:
@@ -205,7 +226,7 @@ def run(config: dict) -> NoReturn:
         out_fd,
         specs,
         capture,
-        max_frame_size=config["max_frame_size"],
-        max_result_bytes=config["max_result_bytes"],
+        max_frame_size=config.max_frame_size,
+        max_result_bytes=config.max_result_bytes,
         conversation=conversation,
     ).run()

@@ -23,11 +23,10 @@ request whose policy the head start does not fit, too). Before
 forking, ``gc.freeze()`` moves everything loaded so far out of the
 collector's sight, so a worker's collections do not copy those pages.
 
-Messages (msgpack maps, one per datagram):
-- host -> zygote: ``{"id", "config", "env", "cwd"}`` + fds
-- zygote -> host: ``{"id", "pid"}`` (or ``{"id", "error"}``) and, for each
-  child that exits, ``{"exit": pid, "status": returncode}`` (negative: the
-  signal number), since only the parent can reap.
+The messages on the control socket (a spawn request and its fds, the
+reply, each child's exit status) are ``protocol.zygote_control``; a
+request the zygote cannot read is answered with ``SpawnFailed`` naming
+what is wrong (or, without a readable id, ends the zygote as an EOF does).
 
 The zygote dies with the host (parent-death signal) and exits on EOF of
 its socket; its children die with it (each warden arms its own
@@ -44,13 +43,23 @@ import os
 import select
 import signal
 import sys
-from typing import Any
+from typing import NoReturn
 
-import msgpack
-
+from protocol.zygote_control import (
+    SPAWN_FDS,
+    BadSpawnRequest,
+    Exited,
+    Spawned,
+    SpawnFailed,
+    SpawnRequest,
+    ZygoteConfig,
+    ZygoteReply,
+    decode_spawn_request,
+    encode_reply,
+)
 from worker import confinement, enclosure, sandbox, start
 
-MAX_FDS = 4
+MAX_FDS = SPAWN_FDS
 PR_SET_NAME, PR_GET_NAME = 15, 16
 
 
@@ -136,9 +145,9 @@ def _preload() -> None:
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
-    sock = _socket.socket(fileno=config["control_fd"])
-    host_pid = config["host_pid"]
+    config = ZygoteConfig.from_wire(json.loads(sys.argv[1]))
+    sock = _socket.socket(fileno=config.control_fd)
+    host_pid = config.host_pid
     sandbox.detach_stdin()
     sandbox.die_with_parent(host_pid)
     # Orphans in our subtree (a daemon a worker double-forked out of its
@@ -208,9 +217,9 @@ def main() -> None:
             pass
         return None
 
-    def send(obj: dict) -> None:
+    def send(reply: ZygoteReply) -> None:
         try:
-            sock.send(msgpack.packb(obj))
+            sock.send(encode_reply(reply))
         except OSError:
             leave()  # the host is gone
 
@@ -224,7 +233,7 @@ def main() -> None:
                 return
             if pid in workers:
                 workers.discard(pid)
-                send({"exit": pid, "status": os.waitstatus_to_exitcode(status)})
+                send(Exited(pid, os.waitstatus_to_exitcode(status)))
                 kill_orphans()
             elif spare and spare[0][0] == pid:
                 # The spare died waiting: forget it before its pid is reused.
@@ -249,7 +258,7 @@ def main() -> None:
                     except OSError:
                         pass
 
-    def leave() -> None:
+    def leave() -> NoReturn:
         kill_orphans(everyone=True)
         os._exit(0)
 
@@ -259,7 +268,7 @@ def main() -> None:
     fork_spare()
     preloaded = False
     control = sock.fileno()
-    request: dict[str, Any] = {}
+    request: SpawnRequest | None = None
     data, fds = b"", list[int]()
     while True:
         try:
@@ -273,7 +282,7 @@ def main() -> None:
             _preload()
             gc.freeze()
             drop_spare()  # forked before the preload
-            request, data, fds = {}, b"", []
+            request, data, fds = None, b"", []
             fork_spare()
             continue
         if wake_r in readable:
@@ -291,21 +300,27 @@ def main() -> None:
             leave()
         if not data:
             leave()  # EOF: the host closed us
-        request = msgpack.unpackb(data)
-        if len(fds) != MAX_FDS:
+        try:
+            request = decode_spawn_request(data)
+            if len(fds) != MAX_FDS:
+                raise BadSpawnRequest(f"expected {MAX_FDS} fds, got {len(fds)}", request.id)
+        except BadSpawnRequest as exc:
             for fd in fds:
                 os.close(fd)
-            send({"id": request.get("id"), "error": f"expected {MAX_FDS} fds, got {len(fds)}"})
+            if exc.request_id is None:
+                leave()  # no answer can reach the request: the host sees EOF
+            send(SpawnFailed(exc.request_id, str(exc)))
+            request, data, fds = None, b"", []
             continue
-        policy = (request.get("config") or {}).get("sandbox") or {}
-        pid = hand_to_spare(data, fds) if enclosure.fits_ahead(policy) else None
+        fits = enclosure.fits_ahead(request.config.sandbox)
+        pid = hand_to_spare(data, fds) if fits else None
         if pid is None:
             try:
                 pid = os.fork()
             except OSError as exc:
                 for fd in fds:
                     os.close(fd)
-                send({"id": request["id"], "error": f"fork failed: {exc}"})
+                send(SpawnFailed(request.id, f"fork failed: {exc}"))
                 continue
             if pid == 0:
                 _detach(sock, (wake_r, wake_w))
@@ -313,10 +328,10 @@ def main() -> None:
         for fd in fds:
             os.close(fd)
         workers.add(pid)
-        send({"id": request["id"], "pid": pid})
+        send(Spawned(request.id, pid))
         # The next spare must not inherit this request (another set's
         # config and environment) on its stack.
-        request, data, fds = {}, b"", []
+        request, data, fds = None, b"", []
         if not spare:
             fork_spare()  # after the reply: the next request finds it waiting
 
@@ -429,7 +444,7 @@ def _wait_as_spare(
                 os._exit(0)
             enclosure.use_ahead(entered)
         conn.close()
-        request = msgpack.unpackb(data)
+        request = decode_spawn_request(data)  # read by the zygote already
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
     _child(request, fds, zygote_pid, session=entered.role == "alone")
@@ -452,7 +467,7 @@ def _rename(name: str) -> str | None:
         return None
 
 
-def _child(request: dict, fds: list[int], zygote_pid: int, session: bool = True) -> None:
+def _child(request: SpawnRequest, fds: list[int], zygote_pid: int, session: bool = True) -> None:
     """Become a worker (``session``: in a session of its own; a worker
     entered ahead is in its warden's already). Never returns."""
     try:
@@ -463,12 +478,12 @@ def _child(request: dict, fds: list[int], zygote_pid: int, session: bool = True)
         os.dup2(err, 2)
         os.close(out)
         os.close(err)
-        os.chdir(request["cwd"])
+        os.chdir(request.cwd)
         os.environ.clear()
-        os.environ.update(request["env"])
-        config = dict(request["config"])
-        config.update(in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid)
-        sys.argv = [sys.argv[0], json.dumps(config)]  # as a spawned worker sees it
+        os.environ.update(request.env)
+        config = request.config.handed_over(in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid)
+        # As a spawned worker sees it (user code may read its out_fd there).
+        sys.argv = [sys.argv[0], json.dumps(config.to_wire())]
         start.run(config)
     except BaseException as exc:  # noqa: BLE001 - report, then never return to the loop
         try:
