@@ -39,6 +39,7 @@ from host.errors import (
 )
 from host.launcher import STDERR_TAIL_BYTES, Launcher, WorkerProcess, WorkerSpec, describe_exit
 from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
+from protocol.frame_limits import reply_frame_limit
 from protocol.messages import (
     MAX_ERROR_TRACEBACK,
     validate_error_map,
@@ -90,7 +91,7 @@ class _Incarnation:
             read_fd=proc.resp_r,
             write_fd=proc.req_w,
             pidfd=proc.pidfd,
-            max_frame_size=handle.spec.limits.max_result_bytes + 2 * 65536 + 4096,
+            max_frame_size=reply_frame_limit(handle.spec.limits.max_result_bytes),
             decode_budget=handle.spec.limits.max_decoded_bytes,
             on_broken=lambda violation: handle._on_broken(self, violation),
             exited=lambda: not proc.alive(),

@@ -8,6 +8,13 @@ the headroom below is what those frames carry beyond the limit the user set.
 
 from __future__ import annotations
 
+from protocol.messages import (
+    MAX_ERROR_MESSAGE,
+    MAX_ERROR_TRACEBACK,
+    MAX_ERROR_TYPE,
+    MAX_OUTPUT_TAIL,
+)
+
 #: Beyond ``max_argument_bytes`` in a request frame. The host refuses a call
 #: whose whole frame (header, envelope, function name, arguments) exceeds
 #: ``max_argument_bytes`` before sending it, so a call needs none; this is
@@ -20,14 +27,14 @@ REQUEST_HEADROOM = 65536
 #: most ``max_result_bytes`` whole (the worker answers ``result_too_large``
 #: instead), but an error reply (an exception, ``result_too_large`` itself)
 #: or a ``load_failed`` is not bounded by it: it carries the stdout and
-#: stderr tails (``messages.MAX_OUTPUT_TAIL`` characters each: the two
-#: 65,536s), an error map and the envelope (the 4,096). That sum counts a
-#: character as a byte and a short error map: a full one (message, type and
-#: traceback at their ``messages.MAX_ERROR_*`` lengths) and non-ASCII text
-#: make an error frame larger, about 560 KB at worst (4-byte characters in
-#: the map, 3-byte replacement characters for undecodable output), which
-#: ``max_result_bytes`` covers as long as it is at least 1 MiB.
-REPLY_HEADROOM = 2 * 65536 + 4096
+#: stderr tails (``MAX_OUTPUT_TAIL`` characters each) and an error map
+#: (message, type and traceback at their ``MAX_ERROR_*`` lengths). At 4
+#: bytes a character (the widest UTF-8), plus 4,096 for the envelope and
+#: the error's short fields, the largest legal error reply fits this
+#: headroom alone (about 690 KB), so ``max_result_mb=0`` still reads it.
+REPLY_HEADROOM = (
+    4 * (MAX_ERROR_MESSAGE + MAX_ERROR_TYPE + MAX_ERROR_TRACEBACK + 2 * MAX_OUTPUT_TAIL) + 4096
+)
 
 
 def request_frame_limit(max_argument_bytes: int) -> int:

@@ -3,6 +3,9 @@ may legitimately send fit the limit the other end reads them with."""
 
 from __future__ import annotations
 
+import pytest
+
+from host import Limits, UserFunctionError
 from protocol import ErrorKind, Response, encode_message
 from protocol.frame_limits import (
     REPLY_HEADROOM,
@@ -25,7 +28,7 @@ MIB = 1024 * 1024
 
 def test_the_limits_add_their_headroom():
     assert request_frame_limit(1000) == 1000 + REQUEST_HEADROOM == 1000 + 65536
-    assert reply_frame_limit(1000) == 1000 + REPLY_HEADROOM == 1000 + 2 * 65536 + 4096
+    assert reply_frame_limit(1000) == 1000 + REPLY_HEADROOM
 
 
 def test_a_call_the_host_lets_through_fits_the_workers_limit():
@@ -58,8 +61,33 @@ def test_full_ascii_tails_and_a_short_error_fit_the_headroom_alone():
     assert len(frame) - HEADER_SIZE <= reply_frame_limit(0)
 
 
-def test_the_largest_error_reply_fits_once_results_may_take_a_mebibyte():
-    # What the headroom's docstring promises: max_result_mb >= 1 covers it.
+def test_the_largest_error_reply_fits_the_headroom_alone():
+    # So even Limits(max_result_mb=0) reads every error reply a worker may send.
     frame = _largest_error_frame()
-    assert len(frame) - HEADER_SIZE > REPLY_HEADROOM  # the headroom alone does not
-    assert len(frame) - HEADER_SIZE <= reply_frame_limit(1 * MIB)
+    assert len(frame) - HEADER_SIZE <= reply_frame_limit(0)
+
+
+UNDECODABLE = """
+import os
+
+
+def noisy() -> int:
+    \"\"\"Write 70 KB of bytes that are not UTF-8, then fail.\"\"\"
+    os.write(1, b"\\xff" * 70000)
+    raise ValueError("after the noise")
+"""
+
+
+def test_an_error_reply_with_full_tails_is_an_error_not_a_protocol_break(make_host, write_set):
+    """With max_result_mb=0, an exception after 70 KB of undecodable output
+    (each byte a 3-byte replacement character in the tail) still comes back
+    as the function's error; it used to overflow the reply frame limit and
+    be taken as a protocol violation (the worker killed)."""
+    fh = make_host(limits=Limits(max_result_mb=0))
+    fh.load_function_set(write_set("noisy", UNDECODABLE))
+    pid = fh.function_sets["noisy"]["pid"]
+    with pytest.raises(UserFunctionError) as info:
+        fh.call("noisy.noisy")
+    assert "after the noise" in str(info.value)
+    assert len(info.value.stdout) == MAX_OUTPUT_TAIL
+    assert fh.function_sets["noisy"]["pid"] == pid  # the worker was not killed
