@@ -19,13 +19,13 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
 from host.call_gate import PIPE_BUDGET, CallGate
+from host.call_result import CallResult
 from host.channel import Channel, Pending, WorkerGone, WorkerLost
 from host.errors import (
     CallError,
@@ -65,17 +65,6 @@ _TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE, _RETIRED = (
     "recycle",
     "retired",
 )
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """A call's value plus what the function printed (each the last 65,536 characters)."""
-
-    value: Any
-    stdout: str
-    stderr: str
-    set_name: str
-    function: str
 
 
 class _Incarnation:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from host.call_result import CallResult
 from host.errors import LoadError
 from host.launcher import Launcher, WorkerSpec
-from host.worker_handle import CallResult, WorkerHandle
+from host.worker_handle import WorkerHandle
 
 
 class WorkerPool:
