@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import fcntl
 import itertools
 import logging
 import os
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from typing_extensions import TypeIs
+from typing import Any
 
 from host.call_gate import PIPE_BUDGET, CallGate
 from host.call_result import CallResult
-from host.channel import Channel, Pending, WorkerGone, WorkerLost
+from host.channel import Pending, WorkerGone, WorkerLost
 from host.errors import (
-    CallError,
     CallTimeout,
     HostClosed,
     InvalidArguments,
@@ -37,66 +32,29 @@ from host.errors import (
     WorkerCrashed,
     error_from_map,
 )
-from host.launcher import STDERR_TAIL_BYTES, Launcher, WorkerProcess, WorkerSpec, describe_exit
-from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
-from protocol.messages import (
-    MAX_ERROR_TRACEBACK,
-    validate_error_map,
-    validate_probed,
-    validate_ready,
+from host.incarnation import (
+    CLOSING,
+    LOAD_FAILED,
+    PROTOCOL,
+    REAP_TIMEOUT,
+    RECYCLE,
+    RETIRED,
+    START,
+    TIMEOUT,
+    Incarnation,
+    log_stderr,
+    usable,
 )
+from host.launcher import STDERR_TAIL_BYTES, Launcher, WorkerSpec, describe_exit
+from protocol import ErrorKind, ProtocolViolation, Response, Verb, encode_call
+from protocol.messages import MAX_ERROR_TRACEBACK
 
 logger = logging.getLogger("fnhost")
 
-#: How long to wait for a killed worker to be reaped before giving up on it.
-REAP_TIMEOUT = 5.0
 #: How long past a running call's deadline the calls behind it wait before
 #: killing the worker themselves (its own caller does so at the deadline,
 #: unless it was cancelled and left).
 OVERDUE_GRACE = 0.1
-
-# Why the host ended an incarnation on purpose (not counted as crashes).
-_TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE, _RETIRED = (
-    "timeout",
-    "closing",
-    "load_failed",
-    "protocol",
-    "start",
-    "recycle",
-    "retired",
-)
-
-
-class _Incarnation:
-    def __init__(self, handle: WorkerHandle, proc: WorkerProcess) -> None:
-        self.proc = proc
-        self.started = time.monotonic()
-        self.ready: dict[str, Any] | None = None
-        self.load_error: LoadError | None = None
-        self.kill_reason: tuple[str, str] | None = None
-        self.timed_out: set[int] = set()
-        self.channel = Channel(
-            read_fd=proc.resp_r,
-            write_fd=proc.req_w,
-            pidfd=proc.pidfd,
-            max_frame_size=handle.spec.limits.max_result_bytes + 2 * 65536 + 4096,
-            decode_budget=handle.spec.limits.max_decoded_bytes,
-            on_broken=lambda violation: handle._on_broken(self, violation),
-            exited=lambda: not proc.alive(),
-            on_recycle=lambda pending: handle._recycle(self, pending),
-        )
-        # Calls waiting in the pipe must fit in it: a pipe can be as small as
-        # one page when the user's pipe buffers are over their soft limit.
-        try:
-            capacity = fcntl.fcntl(proc.req_w, fcntl.F_GETPIPE_SZ)
-        except OSError:
-            capacity = 4096
-        handle._gate.resize(min(PIPE_BUDGET, capacity // 2))
-
-    def kill(self, reason: str, message: str) -> None:
-        if self.kill_reason is None:
-            self.kill_reason = (reason, message)
-        self.proc.kill_group()
 
 
 class WorkerHandle:
@@ -107,10 +65,10 @@ class WorkerHandle:
         self.name = spec.set_name
         self._launcher = launcher
         self._lock = threading.Lock()
-        self._current: _Incarnation | None = None
+        self._current: Incarnation | None = None
         self._deaths: collections.deque[float] = collections.deque()
         self._deaths_lock = threading.Lock()
-        self._retiring: set[_Incarnation] = set()
+        self._retiring: set[Incarnation] = set()
         self._gate = CallGate()  # FIFO way into the worker's pipe
         self._max_argument_bytes = spec.limits.max_argument_bytes
         self._ids = itertools.count()
@@ -121,16 +79,18 @@ class WorkerHandle:
 
     # -- starting ------------------------------------------------------------
 
-    def _spawn(self) -> _Incarnation:
+    def _spawn(self) -> Incarnation:
         try:
             proc = self._launcher.spawn(self.spec)
         except (OSError, RuntimeError) as exc:
             raise LoadError(
                 self.name, f"cannot start a worker process: {exc}", source=self.spec.source
             )
-        return _Incarnation(self, proc)
+        inc = Incarnation(self.spec, proc, self._log, self._on_broken, self._recycle)
+        self._gate.resize(min(PIPE_BUDGET, inc.pipe_capacity // 2))
+        return inc
 
-    def _replace(self, old: _Incarnation | None) -> _Incarnation:
+    def _replace(self, old: Incarnation | None) -> Incarnation:
         """Start a new incarnation in place of a dead one (lock held).
 
         ``begin_close`` does not take the lock, so a close that slipped in
@@ -141,7 +101,7 @@ class WorkerHandle:
             old.channel.close()
         inc = self._current = self._spawn()
         if self._closed:
-            inc.kill(_CLOSING, "the host was closed")
+            inc.kill(CLOSING, "the host was closed")
             inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             inc.channel.close()
             inc.proc.remove_workdir()
@@ -164,83 +124,11 @@ class WorkerHandle:
         with self._lock:
             inc = self._current
             assert inc is not None
-            self._handshake(inc, None)
+            inc.handshake(None)
             assert inc.ready is not None
             return inc.ready
 
-    def _handshake(self, inc: _Incarnation, deadline: float | None) -> None:
-        """Read the worker's first message (lock held).
-
-        Raises ``LoadError`` if the worker failed to start or did not report
-        ready within ``start_timeout`` of its start (it is killed then), and
-        ``TimeoutError`` if the caller's ``deadline`` came first (the worker
-        is left starting, for the next call).
-        """
-        if inc.ready is not None:
-            return
-        if inc.load_error is not None:
-            raise inc.load_error
-        ch = inc.channel
-        limit = self.spec.limits.start_timeout
-        start_deadline = inc.started + limit
-        if deadline is not None and deadline < start_deadline:
-            if not ch.wait(ch.handshake, deadline):
-                raise TimeoutError
-        if not ch.wait(ch.handshake, start_deadline):
-            inc.kill(_START, f"did not finish importing within {limit:g}s")
-            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
-        hs = ch.handshake
-        if hs.error is not None:
-            raise self._load_failed(inc, _as_load_error(self, hs.error))
-        msg = hs.result
-        try:
-            if not isinstance(msg, Notification):
-                raise ProtocolViolation("first message is not a notification")
-            if msg.method == Verb.LOAD_FAILED:
-                params = msg.params if isinstance(msg.params, dict) else {}
-                err = validate_error_map(params.get("error"))
-                inc.kill_reason = (_LOAD_FAILED, "the module failed to import")
-                load_error = LoadError(
-                    self.name,
-                    _load_failure_text(err),
-                    source=self.spec.source,
-                    remote_type=err.get("type"),
-                    traceback=err.get("traceback"),
-                    stderr_tail=_text(params.get("stderr")),
-                )
-                ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)  # it exits by itself
-                if not ch.exit.done:
-                    inc.proc.kill_group()
-                raise self._load_failed(inc, load_error)
-            if msg.method != Verb.READY:
-                raise ProtocolViolation(f"expected ready, got {msg.method!r}")
-            ready = validate_ready(msg.params)
-            assert ch.probed is not None  # the channel completes no handshake before it
-            # The sandbox report is the one sent before user code ran; a
-            # report inside ready (which user code could have shaped) is ignored.
-            ready["protections"] = validate_probed(ch.probed.params)
-        except ProtocolViolation as exc:
-            inc.kill(_PROTOCOL, str(exc))
-            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
-            raise self._load_failed(
-                inc,
-                LoadError(
-                    self.name,
-                    f"the worker broke the protocol while starting: {exc}",
-                    source=self.spec.source,
-                ),
-            )
-        self._log_output(ready)
-        inc.ready = ready
-
-    def _load_failed(self, inc: _Incarnation, error: LoadError) -> LoadError:
-        """Record and log why ``inc`` did not load (once: it is raised again
-        from ``inc.load_error`` to later callers); returns it to raise."""
-        inc.load_error = error
-        self._log.warning("%s", error)  # "function set 'x' failed to load: <why>"
-        return error
-
-    def _ready_incarnation(self, function: str, deadline: float | None) -> _Incarnation:
+    def _ready_incarnation(self, function: str, deadline: float | None) -> Incarnation:
         """The current worker, ready to take calls; restarts a dead one.
 
         Raises ``HostClosed`` after ``close()`` (also one that stops the new
@@ -249,7 +137,7 @@ class WorkerHandle:
         if ``deadline`` passes while the worker is still starting.
         """
         inc = self._current
-        if _usable(inc):
+        if usable(inc):
             return inc  # fast path, no lock
         with self._lock:
             if self._closed:
@@ -275,7 +163,7 @@ class WorkerHandle:
                             details={"cause": "parked"},
                         )
                     inc = self._replace(inc)
-                self._handshake(inc, deadline)
+                inc.handshake(deadline)
             except TimeoutError:
                 raise CallTimeout(
                     self.name,
@@ -300,7 +188,7 @@ class WorkerHandle:
                 ) from exc
             return inc
 
-    def _restart_in_background(self, dying: _Incarnation | None = None) -> None:
+    def _restart_in_background(self, dying: Incarnation | None = None) -> None:
         """Start a replacement for the current worker if it is dead.
 
         With ``dying`` (a worker being killed on purpose: a timeout, a
@@ -371,7 +259,7 @@ class WorkerHandle:
         try:
             while True:
                 inc = self._current
-                if not _usable(inc):
+                if not usable(inc):
                     # A (re)start gets the call's timeout too.
                     inc = self._ready_incarnation(function, _deadline(timeout))
                 pending = Pending(msgid, function, timeout)
@@ -414,7 +302,7 @@ class WorkerHandle:
             loop = asyncio.get_running_loop()
             while True:
                 inc = self._current
-                if not _usable(inc):
+                if not usable(inc):
                     inc = await asyncio.to_thread(
                         self._ready_incarnation, function, _deadline(timeout)
                     )
@@ -479,7 +367,7 @@ class WorkerHandle:
         )
 
     def _next_deadline(
-        self, inc: _Incarnation, pending: Pending, queue_deadline: float | None
+        self, inc: Incarnation, pending: Pending, queue_deadline: float | None
     ) -> float | None:
         """When a waiting caller must next look at its call (``_overdue``)."""
         if pending.started:
@@ -496,7 +384,7 @@ class WorkerHandle:
 
     def _overdue(
         self,
-        inc: _Incarnation,
+        inc: Incarnation,
         pending: Pending,
         queue_deadline: float | None,
         lock_timeout: float = 0.05,
@@ -540,20 +428,20 @@ class WorkerHandle:
             raise self._queued_timeout(function, timeout)
         return True
 
-    def _kill_for_timeout(self, inc: _Incarnation, pending: Pending) -> bool:
+    def _kill_for_timeout(self, inc: Incarnation, pending: Pending) -> bool:
         """Kill the worker for ``pending``'s timeout; False if it finished after all."""
         if inc.channel.abandon(pending):
             return False
         self._kill_timed_out(inc, pending)
         return True
 
-    def _kill_overdue(self, inc: _Incarnation, head: Pending) -> None:
+    def _kill_overdue(self, inc: Incarnation, head: Pending) -> None:
         """Kill the worker for the timeout of a running call whose caller
         did not (it was cancelled and left)."""
         if inc.channel.head is head and not head.done:
             self._kill_timed_out(inc, head)
 
-    def _watch(self, inc: _Incarnation, pending: Pending, cancel: bool) -> None:
+    def _watch(self, inc: Incarnation, pending: Pending, cancel: bool) -> None:
         """For an abandoned call (its caller was cancelled), from a thread of
         its own: send the cancel that could not be sent from the event loop
         (``cancel``), and enforce its timeout until it leaves the pipe."""
@@ -575,11 +463,11 @@ class WorkerHandle:
 
         threading.Thread(target=watch, name=f"fnhost-watch-{self.name}", daemon=True).start()
 
-    def _kill_timed_out(self, inc: _Incarnation, pending: Pending) -> None:
+    def _kill_timed_out(self, inc: Incarnation, pending: Pending) -> None:
         if pending.msgid is not None:
             inc.timed_out.add(pending.msgid)
         inc.kill(
-            _TIMEOUT,
+            TIMEOUT,
             f"was killed because a call to {self.name}.{pending.function} "
             "timed out before this call finished",
         )
@@ -601,7 +489,7 @@ class WorkerHandle:
             f"did not finish within {timeout:g}s; its worker was killed and is restarting",
         )
 
-    def _outcome(self, inc: _Incarnation, pending: Pending) -> CallResult:
+    def _outcome(self, inc: Incarnation, pending: Pending) -> CallResult:
         if pending.error is not None:
             if isinstance(pending.error, WorkerGone):
                 raise WorkerCrashed(
@@ -614,7 +502,7 @@ class WorkerHandle:
         assert isinstance(msg, Response)
         output = msg.result  # checked by the channel (validate_call_result)
         if output.get("stderr"):
-            self._log_output(output)
+            log_stderr(self._log, output)
         if msg.error is not None:
             # (A "recycle" error has had its worker replaced: _recycle.)
             raise error_from_map(self.name, pending.function, msg.error, output)
@@ -626,26 +514,20 @@ class WorkerHandle:
             pending.function,
         )
 
-    def _recycle(self, inc: _Incarnation, pending: Pending) -> None:
+    def _recycle(self, inc: Incarnation, pending: Pending) -> None:
         """The worker asked to be replaced (it ran out of memory and may
         still hold what exhausted it); it exits by itself, without starting
         the calls behind, which go to the new worker."""
-        inc.kill(_RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory")
+        inc.kill(RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory")
         self._restart_in_background(dying=inc)
-
-    def _log_output(self, output: dict[str, Any]) -> None:
-        text = output.get("stderr")
-        if text and isinstance(text, str):
-            for line in text.splitlines()[-50:]:
-                self._log.info("%s", line)
 
     # -- dying ---------------------------------------------------------------
 
-    def _on_broken(self, inc: _Incarnation, violation: ProtocolViolation | None) -> None:
+    def _on_broken(self, inc: Incarnation, violation: ProtocolViolation | None) -> None:
         """The incarnation exited or broke the protocol: reap, fail calls, restart."""
         proc = inc.proc
         if violation is not None and inc.kill_reason is None:
-            inc.kill_reason = (_PROTOCOL, str(violation))
+            inc.kill_reason = (PROTOCOL, str(violation))
         # Kill the group before reaping: the unreaped leader keeps the group
         # id from being reused, and children it left behind die with it.
         proc.kill_group()
@@ -671,14 +553,14 @@ class WorkerHandle:
                     stderr_tail=tail,
                 )
             fields: dict[str, Any] = dict(exit_code=exit_code, signal=sig, stderr_tail=tail)
-            if reason is not None and reason[0] == _CLOSING:
+            if reason is not None and reason[0] == CLOSING:
                 why = reason[1] if p.started else "the host was closed before the call started"
                 return HostClosed(self.name, p.function, why, **fields)
             if not p.started:
                 return _NotStarted()  # waited in the pipe: its caller sends it again
             if p.msgid in inc.timed_out:
                 return CallTimeout(self.name, p.function, "timed out", **fields)
-            if reason is not None and reason[0] == _PROTOCOL:
+            if reason is not None and reason[0] == PROTOCOL:
                 return ProtocolError(self.name, p.function, reason[1], **fields)
             if reason is not None:
                 # details["cause"]: why the host ended it ("timeout" of another
@@ -698,13 +580,13 @@ class WorkerHandle:
             return WorkerCrashed(self.name, p.function, text, traceback=dump, **fields)
 
         inc.channel.fail_all(make_error)
-        if reason is None or reason[0] in (_PROTOCOL, _LOAD_FAILED, _START):
+        if reason is None or reason[0] in (PROTOCOL, LOAD_FAILED, START):
             self._record_death()
         if (
             inc.ready is not None
             and not self._closed
             and time.monotonic() >= self._parked_until
-            and (reason is None or reason[0] in (_TIMEOUT, _PROTOCOL, _RECYCLE))
+            and (reason is None or reason[0] in (TIMEOUT, PROTOCOL, RECYCLE))
         ):
             self._restart_in_background()
         # After the restart is under way: the next call waits for it, not
@@ -713,7 +595,7 @@ class WorkerHandle:
         # A worker that died before it was ready is reported as the set's
         # load failure (_load_failed), with the reason; its exit status
         # alone ("exited with status 0" after a failed import) says nothing.
-        if inc.ready is not None and (reason is None or reason[0] == _PROTOCOL):
+        if inc.ready is not None and (reason is None or reason[0] == PROTOCOL):
             self._log.warning("worker (pid %d) %s", proc.pid, how)
 
     def _record_death(self) -> None:
@@ -734,7 +616,7 @@ class WorkerHandle:
 
     # -- reloading -----------------------------------------------------------
 
-    def start_replacement(self) -> tuple[_Incarnation, dict[str, Any]]:
+    def start_replacement(self) -> tuple[Incarnation, dict[str, Any]]:
         """Start a new worker from the set's source (which may have changed)
         and wait for it to be ready; the current worker keeps serving.
 
@@ -744,10 +626,10 @@ class WorkerHandle:
         """
         inc = self._spawn()
         try:
-            self._handshake(inc, None)
+            inc.handshake(None)
         except LoadError:
             if not inc.channel.exit.done:
-                inc.kill(_START, "failed to load")
+                inc.kill(START, "failed to load")
                 inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             inc.channel.close()
             inc.proc.remove_workdir()
@@ -755,7 +637,7 @@ class WorkerHandle:
         assert inc.ready is not None
         return inc, inc.ready
 
-    def swap(self, new: _Incarnation) -> None:
+    def swap(self, new: Incarnation) -> None:
         """Serve new calls from ``new``; calls in flight finish on the old worker,
         which then exits (killed after its call timeout plus the grace)."""
         with self._lock:
@@ -771,14 +653,14 @@ class WorkerHandle:
             return
         self._retire(old)
 
-    def discard(self, inc: _Incarnation) -> None:
+    def discard(self, inc: Incarnation) -> None:
         """Stop a replacement that will not be swapped in."""
-        inc.kill(_CLOSING, "the reload was abandoned")
+        inc.kill(CLOSING, "the reload was abandoned")
         self._stop(inc, time.monotonic() + REAP_TIMEOUT)
 
-    def _retire(self, old: _Incarnation) -> None:
+    def _retire(self, old: Incarnation) -> None:
         if old.kill_reason is None:
-            old.kill_reason = (_RETIRED, "was replaced by a reloaded version during the call")
+            old.kill_reason = (RETIRED, "was replaced by a reloaded version during the call")
         if old.ready is None or not old.channel.notify(Verb.SHUTDOWN, {}):
             old.proc.kill_group()
         self._retiring.add(old)
@@ -790,7 +672,7 @@ class WorkerHandle:
 
         threading.Thread(target=reap, name=f"fnhost-retire-{self.name}", daemon=True).start()
 
-    def _stop(self, inc: _Incarnation, deadline: float | None) -> None:
+    def _stop(self, inc: Incarnation, deadline: float | None) -> None:
         """Wait for ``inc`` to exit until ``deadline``, then kill; release it."""
         ch = inc.channel
         if not ch.wait(ch.exit, deadline):
@@ -813,8 +695,8 @@ class WorkerHandle:
         for inc in [self._current, *self._retiring]:
             if inc is None or inc.channel.broken:
                 continue
-            if inc.kill_reason is None or inc.kill_reason[0] == _RETIRED:
-                inc.kill_reason = (_CLOSING, "the host was closed while the call was running")
+            if inc.kill_reason is None or inc.kill_reason[0] == RETIRED:
+                inc.kill_reason = (CLOSING, "the host was closed while the call was running")
             if inc.ready is None or not inc.channel.notify(Verb.SHUTDOWN, {}):
                 inc.proc.kill_group()
 
@@ -868,38 +750,6 @@ def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
-def _usable(inc: _Incarnation | None) -> TypeIs[_Incarnation]:
-    """Ready, not being killed, not dead: calls can go to it as it is."""
-    return (
-        inc is not None
-        and inc.ready is not None
-        and inc.kill_reason is None
-        and not inc.channel.broken
-        and not inc.channel.dying
-    )
-
-
-def _as_load_error(handle: WorkerHandle, exc: BaseException) -> LoadError:
-    if isinstance(exc, LoadError):
-        return exc
-    if isinstance(exc, CallError):
-        return LoadError(
-            handle.name,
-            exc.message,
-            source=handle.spec.source,
-            exit_code=exc.exit_code,
-            signal=exc.signal,
-            stderr_tail=exc.stderr_tail,
-        )
-    return LoadError(handle.name, str(exc) or type(exc).__name__, source=handle.spec.source)
-
-
-def _load_failure_text(err: dict[str, Any]) -> str:
-    if err.get("type") and not err["message"].startswith("the module called"):
-        return f"{err['type']}: {err['message']}"
-    return err["message"]
-
-
 _DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in (?P<func>\S+)', re.M)
 
 
@@ -912,7 +762,3 @@ def _crash_site(dump: str | None, source: str | None) -> str | None:
         if os.path.abspath(frame["file"]) == os.path.abspath(source):
             return f"{frame['func']} at {os.path.basename(source)} line {frame['line']}"
     return None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
