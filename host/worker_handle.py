@@ -14,8 +14,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import os
-import re
 import threading
 import time
 from typing import Any
@@ -23,12 +21,12 @@ from typing import Any
 from host.call_gate import PIPE_BUDGET, CallGate
 from host.call_result import CallResult
 from host.channel import Pending, WorkerGone, WorkerLost
+from host.death import Death, NotStarted
 from host.errors import (
     CallTimeout,
     HostClosed,
     InvalidArguments,
     LoadError,
-    ProtocolError,
     WorkerCrashed,
     error_from_map,
 )
@@ -45,9 +43,8 @@ from host.incarnation import (
     log_stderr,
     usable,
 )
-from host.launcher import STDERR_TAIL_BYTES, Launcher, WorkerSpec, describe_exit
+from host.launcher import Launcher, WorkerSpec
 from protocol import ErrorKind, ProtocolViolation, Response, Verb, encode_call
-from protocol.messages import MAX_ERROR_TRACEBACK
 
 logger = logging.getLogger("fnhost")
 
@@ -422,7 +419,7 @@ class WorkerHandle:
             if pending.cancel_sent:
                 raise self._queued_timeout(function, timeout)
             return True  # its worker was told to shut down (a reload, a close) first
-        if not isinstance(error, (_NotStarted, WorkerGone)):
+        if not isinstance(error, (NotStarted, WorkerGone)):
             return False
         if pending.cancel_sent:
             raise self._queued_timeout(function, timeout)
@@ -525,61 +522,9 @@ class WorkerHandle:
 
     def _on_broken(self, inc: Incarnation, violation: ProtocolViolation | None) -> None:
         """The incarnation exited or broke the protocol: reap, fail calls, restart."""
-        proc = inc.proc
-        if violation is not None and inc.kill_reason is None:
-            inc.kill_reason = (PROTOCOL, str(violation))
-        # Kill the group before reaping: the unreaped leader keeps the group
-        # id from being reused, and children it left behind die with it.
-        proc.kill_group()
-        returncode = proc.reap(REAP_TIMEOUT)
-        exit_code, sig, how = describe_exit(returncode)
-        # faulthandler's dump starts with the user's frames (most recent
-        # first) and can outgrow the short tail: look for it further back.
-        long_tail = proc.stderr_tail(MAX_ERROR_TRACEBACK)
-        tail = long_tail[-STDERR_TAIL_BYTES:]
-        fatal = long_tail.rfind("Fatal Python error")
-        dump = long_tail[fatal:] if fatal >= 0 else None
-        reason = inc.kill_reason
-
-        def make_error(p: Pending) -> BaseException:
-            if p is inc.channel.handshake:
-                why = reason[1] if reason else f"the worker {how} while importing the module"
-                return LoadError(
-                    self.name,
-                    why,
-                    source=self.spec.source,
-                    exit_code=exit_code,
-                    signal=sig,
-                    stderr_tail=tail,
-                )
-            fields: dict[str, Any] = dict(exit_code=exit_code, signal=sig, stderr_tail=tail)
-            if reason is not None and reason[0] == CLOSING:
-                why = reason[1] if p.started else "the host was closed before the call started"
-                return HostClosed(self.name, p.function, why, **fields)
-            if not p.started:
-                return _NotStarted()  # waited in the pipe: its caller sends it again
-            if p.msgid in inc.timed_out:
-                return CallTimeout(self.name, p.function, "timed out", **fields)
-            if reason is not None and reason[0] == PROTOCOL:
-                return ProtocolError(self.name, p.function, reason[1], **fields)
-            if reason is not None:
-                # details["cause"]: why the host ended it ("timeout" of another
-                # call, "recycle", "retired", "start"), for callers to branch on.
-                return WorkerCrashed(
-                    self.name, p.function, reason[1], details={"cause": reason[0]}, **fields
-                )
-            # One sentence; the dump and the stderr stay in their attributes.
-            text = f"{how} during the call"
-            site = _crash_site(dump, self.spec.path)
-            if site:
-                text += f", in {site}"
-            if dump:
-                text += "; its Python traceback is in .traceback"
-            elif tail:
-                text += "; what it wrote to stderr is in .stderr_tail"
-            return WorkerCrashed(self.name, p.function, text, traceback=dump, **fields)
-
-        inc.channel.fail_all(make_error)
+        death = Death.reap(inc, violation)
+        reason = death.reason
+        inc.channel.fail_all(death.error_for)
         if reason is None or reason[0] in (PROTOCOL, LOAD_FAILED, START):
             self._record_death()
         if (
@@ -591,12 +536,12 @@ class WorkerHandle:
             self._restart_in_background()
         # After the restart is under way: the next call waits for it, not
         # for this cleanup (removing the directory takes ~0.3 ms).
-        proc.remove_workdir()
+        inc.proc.remove_workdir()
         # A worker that died before it was ready is reported as the set's
-        # load failure (_load_failed), with the reason; its exit status
-        # alone ("exited with status 0" after a failed import) says nothing.
+        # load failure (Incarnation.handshake), with the reason; its exit
+        # status alone ("exited with status 0" after a failed import) says nothing.
         if inc.ready is not None and (reason is None or reason[0] == PROTOCOL):
-            self._log.warning("worker (pid %d) %s", proc.pid, how)
+            self._log.warning("worker (pid %d) %s", inc.proc.pid, death.how)
 
     def _record_death(self) -> None:
         now = time.monotonic()
@@ -742,23 +687,5 @@ class WorkerHandle:
         return None if inc is None or inc.channel.broken else inc.proc.pid
 
 
-class _NotStarted(Exception):
-    """The worker died while this call waited in its pipe behind another."""
-
-
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
-
-
-_DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in (?P<func>\S+)', re.M)
-
-
-def _crash_site(dump: str | None, source: str | None) -> str | None:
-    """The innermost frame of the set's own file in a faulthandler dump, as
-    "func at file.py line N", or ``None`` (no dump, or no frame of that file)."""
-    if not dump or not source:
-        return None
-    for frame in _DUMP_FRAME.finditer(dump):
-        if os.path.abspath(frame["file"]) == os.path.abspath(source):
-            return f"{frame['func']} at {os.path.basename(source)} line {frame['line']}"
-    return None
