@@ -1,35 +1,30 @@
-"""One function set's worker over its life: start, ready, calls, death, restart.
+"""One function set's worker over its life: start, restart, park, reload, close.
 
 A ``WorkerHandle`` owns the current *incarnation* (one process and its
-channel). When that process dies (crash, timeout kill, protocol error) every
-call in flight on it fails with a specific error, and a new incarnation is
-started in the background. Repeated unintended deaths in a short window
-park the set: calls fail fast with ``WorkerCrashed`` until the window has
-passed, instead of restarting in a loop.
+channel, ``host.incarnation``). When that process dies (crash, timeout kill,
+protocol error) every call in flight on it fails with a specific error
+(``host.death``), and a new incarnation is started in the background.
+Repeated unintended deaths in a short window park the set: calls fail fast
+with ``WorkerCrashed`` until the window has passed, instead of restarting in
+a loop. Each call's own path (its turn, deadlines, cancel, resend) is
+``host.call_path``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from host.call_gate import PIPE_BUDGET, CallGate
+from host.call_path import CallPath
 from host.call_result import CallResult
-from host.channel import Pending, WorkerGone, WorkerLost
-from host.death import Death, NotStarted
-from host.errors import (
-    CallTimeout,
-    HostClosed,
-    InvalidArguments,
-    LoadError,
-    WorkerCrashed,
-    error_from_map,
-)
+from host.channel import Pending
+from host.death import Death
+from host.errors import CallTimeout, HostClosed, LoadError, WorkerCrashed
 from host.incarnation import (
     CLOSING,
     LOAD_FAILED,
@@ -40,39 +35,42 @@ from host.incarnation import (
     START,
     TIMEOUT,
     Incarnation,
-    log_stderr,
     usable,
 )
 from host.launcher import Launcher, WorkerSpec
-from protocol import ErrorKind, ProtocolViolation, Response, Verb, encode_call
+from protocol import ProtocolViolation, Verb
 
 logger = logging.getLogger("fnhost")
 
-#: How long past a running call's deadline the calls behind it wait before
-#: killing the worker themselves (its own caller does so at the deadline,
-#: unless it was cancelled and left).
-OVERDUE_GRACE = 0.1
-
 
 class WorkerHandle:
-    """The worker of one function set. Thread-safe; sync and asyncio calls."""
+    """The worker of one function set. Thread-safe; sync and asyncio calls.
+
+    ``call`` and ``acall`` are its ``CallPath``'s (documented there), bound
+    directly: no extra frame or coroutine per call.
+    """
+
+    call: Callable[[str, Any, float | None], CallResult]
+    acall: Callable[[str, Any, float | None], Coroutine[Any, Any, CallResult]]
 
     def __init__(self, spec: WorkerSpec, launcher: Launcher) -> None:
         self.spec = spec
         self.name = spec.set_name
         self._launcher = launcher
         self._lock = threading.Lock()
-        self._current: Incarnation | None = None
+        #: The incarnation calls go to (read by them without the lock).
+        self.current: Incarnation | None = None
         self._deaths: collections.deque[float] = collections.deque()
         self._deaths_lock = threading.Lock()
         self._retiring: set[Incarnation] = set()
         self._gate = CallGate()  # FIFO way into the worker's pipe
-        self._max_argument_bytes = spec.limits.max_argument_bytes
-        self._ids = itertools.count()
         self._parked_until = 0.0
         self._park_reason = ""
         self._closed = False
         self._log = logger.getChild(f"worker.{self.name}")
+        calls = CallPath(self, self.name, self._gate, spec.limits.max_argument_bytes, self._log)
+        self.call = calls.call
+        self.acall = calls.acall
 
     # -- starting ------------------------------------------------------------
 
@@ -96,7 +94,7 @@ class WorkerHandle:
         """
         if old is not None:
             old.channel.close()
-        inc = self._current = self._spawn()
+        inc = self.current = self._spawn()
         if self._closed:
             inc.kill(CLOSING, "the host was closed")
             inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
@@ -108,8 +106,8 @@ class WorkerHandle:
     def start(self) -> None:
         """Start the worker process without waiting for it (parallel loads)."""
         with self._lock:
-            if self._current is None:
-                self._current = self._spawn()
+            if self.current is None:
+                self.current = self._spawn()
 
     def wait_loaded(self) -> dict[str, Any]:
         """Wait for the first start to finish; the ``ready`` params or ``LoadError``.
@@ -119,13 +117,13 @@ class WorkerHandle:
         """
         self.start()
         with self._lock:
-            inc = self._current
+            inc = self.current
             assert inc is not None
             inc.handshake(None)
             assert inc.ready is not None
             return inc.ready
 
-    def _ready_incarnation(self, function: str, deadline: float | None) -> Incarnation:
+    def ready_incarnation(self, function: str, deadline: float | None) -> Incarnation:
         """The current worker, ready to take calls; restarts a dead one.
 
         Raises ``HostClosed`` after ``close()`` (also one that stops the new
@@ -133,13 +131,13 @@ class WorkerHandle:
         set is parked or when a new worker fails to start; ``CallTimeout``
         if ``deadline`` passes while the worker is still starting.
         """
-        inc = self._current
+        inc = self.current
         if usable(inc):
             return inc  # fast path, no lock
         with self._lock:
             if self._closed:
                 raise HostClosed(self.name, function, "the host is closed")
-            inc = self._current
+            inc = self.current
             if (
                 inc is not None
                 and (inc.kill_reason is not None or inc.channel.dying)
@@ -185,7 +183,7 @@ class WorkerHandle:
                 ) from exc
             return inc
 
-    def _restart_in_background(self, dying: Incarnation | None = None) -> None:
+    def restart_in_background(self, dying: Incarnation | None = None) -> None:
         """Start a replacement for the current worker if it is dead.
 
         With ``dying`` (a worker being killed on purpose: a timeout, a
@@ -202,7 +200,7 @@ class WorkerHandle:
             if not self._lock.acquire(blocking=False):
                 return
             try:
-                inc = self._current
+                inc = self.current
                 if self._closed or time.monotonic() < self._parked_until:
                     return
                 if inc is None or inc.channel.broken:
@@ -227,296 +225,12 @@ class WorkerHandle:
 
         self._launcher.submit(job)
 
-    # -- calling -------------------------------------------------------------
-
-    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
-        """Run ``function`` in the worker and wait for its result.
-
-        Calls to one set run one at a time, in arrival order (the worker is
-        sequential); up to ``call_gate.PIPE_DEPTH`` of them with the same
-        timeout wait in its pipe so that each starts as soon as the previous
-        one ends. ``timeout`` bounds two things: the wait for the call's turn
-        (past it: the call is cancelled and ``CallTimeout`` with cause
-        "queued" is raised once the worker confirms it never started, which
-        it does as soon as the call it is running ends; nothing else is
-        disturbed) and, from when it starts, the function's run (past it:
-        the worker's process group is killed and restarted, then
-        ``CallTimeout``). So a call that started late still gets its
-        whole budget, and the caller waits at most about twice ``timeout``.
-        A worker death fails only the call it was running: the calls behind
-        it never started and go to the restarted worker. Other failures
-        raise the matching ``CallError`` subclass.
-        """
-        queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments)
-        weight = len(frame)
-        gate = self._gate
-        if not gate.acquire(queue_deadline, weight, timeout):
-            raise self._queued_timeout(function, timeout)
-        try:
-            while True:
-                inc = self._current
-                if not usable(inc):
-                    # A (re)start gets the call's timeout too.
-                    inc = self._ready_incarnation(function, _deadline(timeout))
-                pending = Pending(msgid, function, timeout)
-                channel = inc.channel
-                channel.send(pending, frame)
-                while not channel.wait(
-                    pending,
-                    pending.run_deadline
-                    if pending.started
-                    else self._next_deadline(inc, pending, queue_deadline),
-                ):
-                    if self._overdue(inc, pending, queue_deadline):
-                        channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
-                        raise self._timeout_error(function, timeout)
-                if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending)  # the usual case, checked inline
-                if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending)
-        finally:
-            gate.release(weight)
-
-    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
-        """``call`` for asyncio. Never blocks the loop, except the writing of a
-        large argument (a start or restart of the worker runs in a thread).
-        Cancelling while the call waits for its turn leaves the queue; once
-        sent, the worker is asked to skip it if it has not started, and if
-        it has, it runs to its end (under its timeout) and its reply is
-        discarded; either way the calls behind it go on.
-        """
-        queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments)
-        weight = len(frame)
-        gate = self._gate
-        if not gate.try_acquire(weight, timeout) and not await gate.acquire_async(
-            queue_deadline, weight, timeout
-        ):
-            raise self._queued_timeout(function, timeout)
-        release = True
-        try:
-            loop = asyncio.get_running_loop()
-            while True:
-                inc = self._current
-                if not usable(inc):
-                    inc = await asyncio.to_thread(
-                        self._ready_incarnation, function, _deadline(timeout)
-                    )
-                pending = Pending(msgid, function, timeout)
-                pending.future = loop.create_future()
-                channel = inc.channel
-                channel.send(pending, frame)
-                try:
-                    while not await channel.wait_async(
-                        pending,
-                        pending.run_deadline
-                        if pending.started
-                        else self._next_deadline(inc, pending, queue_deadline),
-                    ):
-                        # (lock_timeout=0: a cancel must not block the loop;
-                        # it is tried again on the next turn.)
-                        if self._overdue(inc, pending, queue_deadline, lock_timeout=0):
-                            if not channel.exit.done:
-                                await asyncio.to_thread(
-                                    channel.wait, channel.exit, time.monotonic() + REAP_TIMEOUT
-                                )
-                            raise self._timeout_error(function, timeout)
-                except asyncio.CancelledError:
-                    # Its place in the pipe is given back when it leaves it;
-                    # meanwhile a watchdog keeps its timeout.
-                    if not channel.abandon(pending, lambda: gate.release(weight)):
-                        release = False
-                        cancelled = channel.cancel(pending, lock_timeout=0)  # never block the loop
-                        if not cancelled or timeout is not None:
-                            self._watch(inc, pending, cancel=not cancelled)
-                    raise
-                if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending)  # the usual case, checked inline
-                if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending)
-        finally:
-            if release:
-                gate.release(weight)
-
-    def _encode(self, function: str, arguments: Any) -> tuple[int, bytes]:
-        """A request id (unique for this set) and the framed request."""
-        msgid = next(self._ids) % 0xFFFFFFFF + 1
-        try:
-            frame = encode_call(msgid, function, arguments)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise self._not_sendable(function, str(exc)) from None
-        limit = self._max_argument_bytes
-        if len(frame) > limit:
-            raise self._not_sendable(
-                function,
-                f"they encode to {len(frame)} bytes; the limit is {limit} bytes "
-                "(Limits.max_argument_mb)",
-            )
-        return msgid, frame
-
-    def _not_sendable(self, function: str, why: str) -> InvalidArguments:
-        return InvalidArguments(
-            self.name,
-            function,
-            f"the arguments cannot be sent: {why}",
-            details={"path": "$", "expected": "JSON-compatible values", "got": why},
-        )
-
-    def _next_deadline(
-        self, inc: Incarnation, pending: Pending, queue_deadline: float | None
-    ) -> float | None:
-        """When a waiting caller must next look at its call (``_overdue``)."""
-        if pending.started:
-            return pending.run_deadline
-        # Waiting in the pipe: until its turn's deadline (then it is
-        # cancelled), and no longer than the running call's deadline plus a
-        # grace (in case that call's caller was cancelled and left).
-        deadline = None if pending.cancel_sent else queue_deadline
-        head = inc.channel.head
-        if head is not None and head is not pending and head.run_deadline is not None:
-            overdue = head.run_deadline + OVERDUE_GRACE
-            deadline = overdue if deadline is None else min(deadline, overdue)
-        return deadline
-
-    def _overdue(
-        self,
-        inc: Incarnation,
-        pending: Pending,
-        queue_deadline: float | None,
-        lock_timeout: float = 0.05,
-    ) -> bool:
-        """A wait ended at its deadline. True if ``pending`` ran out of time
-        and its worker was killed; otherwise did what was due (cancel the
-        call that waited too long for its turn, kill a worker whose running
-        call nobody is timing any more) and the caller waits again."""
-        now = time.monotonic()
-        if pending.started:
-            if pending.run_deadline is not None and now >= pending.run_deadline:
-                return self._kill_for_timeout(inc, pending)
-            return False
-        head = inc.channel.head
-        if (
-            head is not None
-            and head is not pending
-            and head.run_deadline is not None
-            and now >= head.run_deadline + OVERDUE_GRACE
-        ):
-            self._kill_overdue(inc, head)
-        if queue_deadline is not None and now >= queue_deadline and not pending.cancel_sent:
-            inc.channel.cancel(pending, lock_timeout)
-        return False
-
-    def _resend(self, pending: Pending, function: str, timeout: float | None) -> bool:
-        """After the wait: True if the call never started and must go to the
-        (restarted) worker again; raises its queue timeout if it was
-        cancelled."""
-        error = pending.error
-        if error is None:
-            msg = pending.result
-            if msg.error is None or msg.error.get("kind") != ErrorKind.CANCELLED:
-                return False
-            if pending.cancel_sent:
-                raise self._queued_timeout(function, timeout)
-            return True  # its worker was told to shut down (a reload, a close) first
-        if not isinstance(error, (NotStarted, WorkerGone)):
-            return False
-        if pending.cancel_sent:
-            raise self._queued_timeout(function, timeout)
-        return True
-
-    def _kill_for_timeout(self, inc: Incarnation, pending: Pending) -> bool:
-        """Kill the worker for ``pending``'s timeout; False if it finished after all."""
-        if inc.channel.abandon(pending):
-            return False
-        self._kill_timed_out(inc, pending)
-        return True
-
-    def _kill_overdue(self, inc: Incarnation, head: Pending) -> None:
-        """Kill the worker for the timeout of a running call whose caller
-        did not (it was cancelled and left)."""
-        if inc.channel.head is head and not head.done:
-            self._kill_timed_out(inc, head)
-
-    def _watch(self, inc: Incarnation, pending: Pending, cancel: bool) -> None:
-        """For an abandoned call (its caller was cancelled), from a thread of
-        its own: send the cancel that could not be sent from the event loop
-        (``cancel``), and enforce its timeout until it leaves the pipe."""
-
-        def watch() -> None:
-            channel = inc.channel
-            while cancel and not (pending.started or pending.done or pending.cancel_sent):
-                if channel.broken:
-                    return
-                if not channel.cancel(pending, lock_timeout=0.5):
-                    # Another writer, or a full pipe: read meanwhile (and
-                    # notice an exit), then again.
-                    channel.wait(pending, time.monotonic() + 0.01)
-            if pending.timeout is None:
-                return
-            while not channel.wait(pending, self._next_deadline(inc, pending, None)):
-                if self._overdue(inc, pending, None):
-                    return
-
-        threading.Thread(target=watch, name=f"fnhost-watch-{self.name}", daemon=True).start()
-
-    def _kill_timed_out(self, inc: Incarnation, pending: Pending) -> None:
-        if pending.msgid is not None:
-            inc.timed_out.add(pending.msgid)
-        inc.kill(
-            TIMEOUT,
-            f"was killed because a call to {self.name}.{pending.function} "
-            "timed out before this call finished",
-        )
-        self._restart_in_background(dying=inc)
-
-    def _queued_timeout(self, function: str, timeout: float | None) -> CallTimeout:
-        return CallTimeout(
-            self.name,
-            function,
-            f"did not start within {timeout:g}s: earlier calls to this function set were "
-            "still running (a set runs one call at a time); nothing was interrupted",
-            details={"cause": "queued"},
-        )
-
-    def _timeout_error(self, function: str, timeout: float | None) -> CallTimeout:
-        return CallTimeout(
-            self.name,
-            function,
-            f"did not finish within {timeout:g}s; its worker was killed and is restarting",
-        )
-
-    def _outcome(self, inc: Incarnation, pending: Pending) -> CallResult:
-        if pending.error is not None:
-            if isinstance(pending.error, WorkerGone):
-                raise WorkerCrashed(
-                    self.name, pending.function, "had already exited when the call was sent"
-                )
-            if isinstance(pending.error, WorkerLost):
-                raise WorkerCrashed(self.name, pending.function, "its worker was lost")
-            raise pending.error
-        msg = pending.result
-        assert isinstance(msg, Response)
-        output = msg.result  # checked by the channel (validate_call_result)
-        if output.get("stderr"):
-            log_stderr(self._log, output)
-        if msg.error is not None:
-            # (A "recycle" error has had its worker replaced: _recycle.)
-            raise error_from_map(self.name, pending.function, msg.error, output)
-        return CallResult(
-            output["value"],
-            output.get("stdout") or "",
-            output.get("stderr") or "",
-            self.name,
-            pending.function,
-        )
-
     def _recycle(self, inc: Incarnation, pending: Pending) -> None:
         """The worker asked to be replaced (it ran out of memory and may
         still hold what exhausted it); it exits by itself, without starting
         the calls behind, which go to the new worker."""
         inc.kill(RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory")
-        self._restart_in_background(dying=inc)
+        self.restart_in_background(dying=inc)
 
     # -- dying ---------------------------------------------------------------
 
@@ -533,7 +247,7 @@ class WorkerHandle:
             and time.monotonic() >= self._parked_until
             and (reason is None or reason[0] in (TIMEOUT, PROTOCOL, RECYCLE))
         ):
-            self._restart_in_background()
+            self.restart_in_background()
         # After the restart is under way: the next call waits for it, not
         # for this cleanup (removing the directory takes ~0.3 ms).
         inc.proc.remove_workdir()
@@ -587,7 +301,7 @@ class WorkerHandle:
         which then exits (killed after its call timeout plus the grace)."""
         with self._lock:
             closed = self._closed
-            old, self._current = self._current, (None if closed else new)
+            old, self.current = self.current, (None if closed else new)
             if closed:
                 old = new
         if old is None:
@@ -637,7 +351,7 @@ class WorkerHandle:
         take the shutdown message at once, is killed instead.
         """
         self._closed = True
-        for inc in [self._current, *self._retiring]:
+        for inc in [self.current, *self._retiring]:
             if inc is None or inc.channel.broken:
                 continue
             if inc.kill_reason is None or inc.kill_reason[0] == RETIRED:
@@ -647,7 +361,7 @@ class WorkerHandle:
 
     def finish_close(self, deadline: float) -> None:
         """Wait for the exits until ``deadline``, then kill; release everything."""
-        for inc in [self._current, *list(self._retiring)]:
+        for inc in [self.current, *list(self._retiring)]:
             if inc is not None:
                 self._stop(inc, deadline)
 
@@ -662,7 +376,7 @@ class WorkerHandle:
         after a crash loop (its worker is dead and not being restarted)."""
         if time.monotonic() >= self._parked_until:
             return False
-        inc = self._current
+        inc = self.current
         return inc is None or inc.channel.broken or inc.load_error is not None
 
     @property
@@ -673,7 +387,7 @@ class WorkerHandle:
         """What the current worker really has: the layers it applied to itself
         at start (each the result of its system call), and how it was started.
         Empty while no worker is running."""
-        inc = self._current
+        inc = self.current
         if inc is None or inc.ready is None or inc.channel.broken:
             return {}
         report = {k: bool(v) for k, v in (inc.ready.get("protections") or {}).items()}
@@ -683,9 +397,5 @@ class WorkerHandle:
 
     @property
     def pid(self) -> int | None:
-        inc = self._current
+        inc = self.current
         return None if inc is None or inc.channel.broken else inc.proc.pid
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
