@@ -346,7 +346,8 @@ class CallPath:
         if output.get("stderr"):
             log_stderr(self._log, output)
         if msg.error is not None:
-            # (A "recycle" error has had its worker replaced: _recycle.)
+            # (A "recycle" error has had its worker replaced by then: the
+            # channel told the handle first, through on_recycle.)
             raise error_from_map(self.name, pending.function, msg.error, output)
         return CallResult(
             output["value"],

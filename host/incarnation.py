@@ -92,7 +92,8 @@ class Incarnation:
         self.proc.kill_group()
 
     def handshake(self, deadline: float | None) -> None:
-        """Read the worker's first message (the caller holds its handle's lock).
+        """Read the worker's first message (one caller at a time: the handle's
+        lock, or an incarnation nobody else sees yet).
 
         Raises ``LoadError`` if the worker failed to start or did not report
         ready within ``start_timeout`` of its start (it is killed then), and
