@@ -3,6 +3,7 @@
 The public API is what this module exports; everything else is private.
 """
 
+from host.call_result import CallResult
 from host.errors import (
     CallError,
     CallTimeout,
@@ -24,7 +25,6 @@ from host.limits import Limits
 from host.sandbox import Sandbox
 from host.tool_calls import ToolCall, parse_tool_call
 from host.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult
-from host.worker_handle import CallResult
 
 __all__ = [
     "DEFAULT_MAX_RESULT_CHARS",

@@ -25,7 +25,7 @@ from host.tool_calls import HEARTBEAT, ToolCall, parse_tool_calls, strip_heartbe
 from host.tool_results import MaxResultChars, ToolResult, build_result, check_limit
 
 if TYPE_CHECKING:
-    from host.worker_handle import CallResult
+    from host.call_result import CallResult
 
 log = logging.getLogger("fnhost.dispatch")
 

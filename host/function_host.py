@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from host.call_arguments import call_arguments, call_timeout
+from host.call_result import CallResult
 from host.catalog import Catalog
 from host.dispatch import run_async, run_sync
 from host.errors import HostClosed, LoadError, NameConflict
@@ -30,7 +31,6 @@ from host.set_workers import SetWorkers
 from host.tool_calls import add_heartbeat
 from host.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
 from host.watcher import Watcher
-from host.worker_handle import CallResult
 
 
 class FunctionHost:

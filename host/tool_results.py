@@ -44,7 +44,7 @@ from host.errors import (
 from host.tool_calls import ToolCall
 
 if TYPE_CHECKING:
-    from host.worker_handle import CallResult
+    from host.call_result import CallResult
 
 #: Default cap on a result's text, in characters (about 5,000 tokens): room for
 #: a page of results, while one runaway tool cannot flood the context window.

@@ -1,148 +1,91 @@
-"""One function set's worker over its life: start, ready, calls, death, restart.
+"""One function set's worker over its life: start, restart, park, reload, close.
 
 A ``WorkerHandle`` owns the current *incarnation* (one process and its
-channel). When that process dies (crash, timeout kill, protocol error) every
-call in flight on it fails with a specific error, and a new incarnation is
-started in the background. Repeated unintended deaths in a short window
-park the set: calls fail fast with ``WorkerCrashed`` until the window has
-passed, instead of restarting in a loop.
+channel, ``host.incarnation``). When that process dies (crash, timeout kill,
+protocol error) every call in flight on it fails with a specific error
+(``host.death``), and a new incarnation is started in the background.
+Repeated unintended deaths in a short window park the set: calls fail fast
+with ``WorkerCrashed`` until the window has passed, instead of restarting in
+a loop. Each call's own path (its turn, deadlines, cancel, resend) is
+``host.call_path``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import fcntl
-import itertools
 import logging
-import os
-import re
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from typing_extensions import TypeIs
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from host.call_gate import PIPE_BUDGET, CallGate
-from host.channel import Channel, Pending, WorkerGone, WorkerLost
-from host.errors import (
-    CallError,
-    CallTimeout,
-    HostClosed,
-    InvalidArguments,
-    LoadError,
-    ProtocolError,
-    WorkerCrashed,
-    error_from_map,
+from host.call_path import CallPath
+from host.call_result import CallResult
+from host.death import Death
+from host.errors import CallTimeout, HostClosed, LoadError, WorkerCrashed
+from host.incarnation import (
+    CLOSING,
+    LOAD_FAILED,
+    PROTOCOL,
+    REAP_TIMEOUT,
+    RECYCLE,
+    RETIRED,
+    START,
+    TIMEOUT,
+    Incarnation,
+    usable,
 )
-from host.launcher import STDERR_TAIL_BYTES, Launcher, WorkerProcess, WorkerSpec, describe_exit
-from protocol import ErrorKind, Notification, ProtocolViolation, Response, Verb, encode_call
-from protocol.frame_limits import reply_frame_limit
-from protocol.messages import (
-    MAX_ERROR_TRACEBACK,
-    validate_error_map,
-    validate_probed,
-    validate_ready,
-)
+from host.launcher import Launcher, WorkerSpec
+from host.pending import Pending
+from protocol import ProtocolViolation, Verb
 
 logger = logging.getLogger("fnhost")
 
-#: How long to wait for a killed worker to be reaped before giving up on it.
-REAP_TIMEOUT = 5.0
-#: How long past a running call's deadline the calls behind it wait before
-#: killing the worker themselves (its own caller does so at the deadline,
-#: unless it was cancelled and left).
-OVERDUE_GRACE = 0.1
-
-# Why the host ended an incarnation on purpose (not counted as crashes).
-_TIMEOUT, _CLOSING, _LOAD_FAILED, _PROTOCOL, _START, _RECYCLE, _RETIRED = (
-    "timeout",
-    "closing",
-    "load_failed",
-    "protocol",
-    "start",
-    "recycle",
-    "retired",
-)
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """A call's value plus what the function printed (each the last 65,536 characters)."""
-
-    value: Any
-    stdout: str
-    stderr: str
-    set_name: str
-    function: str
-
-
-class _Incarnation:
-    def __init__(self, handle: WorkerHandle, proc: WorkerProcess) -> None:
-        self.proc = proc
-        self.started = time.monotonic()
-        self.ready: dict[str, Any] | None = None
-        self.load_error: LoadError | None = None
-        self.kill_reason: tuple[str, str] | None = None
-        self.timed_out: set[int] = set()
-        self.channel = Channel(
-            read_fd=proc.resp_r,
-            write_fd=proc.req_w,
-            pidfd=proc.pidfd,
-            max_frame_size=reply_frame_limit(handle.spec.limits.max_result_bytes),
-            decode_budget=handle.spec.limits.max_decoded_bytes,
-            on_broken=lambda violation: handle._on_broken(self, violation),
-            exited=lambda: not proc.alive(),
-            on_recycle=lambda pending: handle._recycle(self, pending),
-        )
-        # Calls waiting in the pipe must fit in it: a pipe can be as small as
-        # one page when the user's pipe buffers are over their soft limit.
-        try:
-            capacity = fcntl.fcntl(proc.req_w, fcntl.F_GETPIPE_SZ)
-        except OSError:
-            capacity = 4096
-        handle._gate.resize(min(PIPE_BUDGET, capacity // 2))
-
-    def kill(self, reason: str, message: str) -> None:
-        if self.kill_reason is None:
-            self.kill_reason = (reason, message)
-        self.proc.kill_group()
-
 
 class WorkerHandle:
-    """The worker of one function set. Thread-safe; sync and asyncio calls."""
+    """The worker of one function set. Thread-safe; sync and asyncio calls.
+
+    ``call`` and ``acall`` are its ``CallPath``'s (documented there), bound
+    directly: no extra frame or coroutine per call.
+    """
+
+    call: Callable[[str, Any, float | None], CallResult]
+    acall: Callable[[str, Any, float | None], Coroutine[Any, Any, CallResult]]
 
     def __init__(self, spec: WorkerSpec, launcher: Launcher) -> None:
         self.spec = spec
         self.name = spec.set_name
         self._launcher = launcher
         self._lock = threading.Lock()
-        self._current: _Incarnation | None = None
+        #: The incarnation calls go to (read by them without the lock).
+        self.current: Incarnation | None = None
         self._deaths: collections.deque[float] = collections.deque()
         self._deaths_lock = threading.Lock()
-        self._retiring: set[_Incarnation] = set()
+        self._retiring: set[Incarnation] = set()
         self._gate = CallGate()  # FIFO way into the worker's pipe
-        self._max_argument_bytes = spec.limits.max_argument_bytes
-        self._ids = itertools.count()
         self._parked_until = 0.0
         self._park_reason = ""
         self._closed = False
         self._log = logger.getChild(f"worker.{self.name}")
+        calls = CallPath(self, self.name, self._gate, spec.limits.max_argument_bytes, self._log)
+        self.call = calls.call
+        self.acall = calls.acall
 
     # -- starting ------------------------------------------------------------
 
-    def _spawn(self) -> _Incarnation:
+    def _spawn(self) -> Incarnation:
         try:
             proc = self._launcher.spawn(self.spec)
         except (OSError, RuntimeError) as exc:
             raise LoadError(
                 self.name, f"cannot start a worker process: {exc}", source=self.spec.source
             )
-        return _Incarnation(self, proc)
+        inc = Incarnation(self.spec, proc, self._log, self._on_broken, self._recycle)
+        self._gate.resize(min(PIPE_BUDGET, inc.pipe_capacity // 2))
+        return inc
 
-    def _replace(self, old: _Incarnation | None) -> _Incarnation:
+    def _replace(self, old: Incarnation | None) -> Incarnation:
         """Start a new incarnation in place of a dead one (lock held).
 
         ``begin_close`` does not take the lock, so a close that slipped in
@@ -151,9 +94,9 @@ class WorkerHandle:
         """
         if old is not None:
             old.channel.close()
-        inc = self._current = self._spawn()
+        inc = self.current = self._spawn()
         if self._closed:
-            inc.kill(_CLOSING, "the host was closed")
+            inc.kill(CLOSING, "the host was closed")
             inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             inc.channel.close()
             inc.proc.remove_workdir()
@@ -163,8 +106,8 @@ class WorkerHandle:
     def start(self) -> None:
         """Start the worker process without waiting for it (parallel loads)."""
         with self._lock:
-            if self._current is None:
-                self._current = self._spawn()
+            if self.current is None:
+                self.current = self._spawn()
 
     def wait_loaded(self) -> dict[str, Any]:
         """Wait for the first start to finish; the ``ready`` params or ``LoadError``.
@@ -174,85 +117,13 @@ class WorkerHandle:
         """
         self.start()
         with self._lock:
-            inc = self._current
+            inc = self.current
             assert inc is not None
-            self._handshake(inc, None)
+            inc.handshake(None)
             assert inc.ready is not None
             return inc.ready
 
-    def _handshake(self, inc: _Incarnation, deadline: float | None) -> None:
-        """Read the worker's first message (lock held).
-
-        Raises ``LoadError`` if the worker failed to start or did not report
-        ready within ``start_timeout`` of its start (it is killed then), and
-        ``TimeoutError`` if the caller's ``deadline`` came first (the worker
-        is left starting, for the next call).
-        """
-        if inc.ready is not None:
-            return
-        if inc.load_error is not None:
-            raise inc.load_error
-        ch = inc.channel
-        limit = self.spec.limits.start_timeout
-        start_deadline = inc.started + limit
-        if deadline is not None and deadline < start_deadline:
-            if not ch.wait(ch.handshake, deadline):
-                raise TimeoutError
-        if not ch.wait(ch.handshake, start_deadline):
-            inc.kill(_START, f"did not finish importing within {limit:g}s")
-            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
-        hs = ch.handshake
-        if hs.error is not None:
-            raise self._load_failed(inc, _as_load_error(self, hs.error))
-        msg = hs.result
-        try:
-            if not isinstance(msg, Notification):
-                raise ProtocolViolation("first message is not a notification")
-            if msg.method == Verb.LOAD_FAILED:
-                params = msg.params if isinstance(msg.params, dict) else {}
-                err = validate_error_map(params.get("error"))
-                inc.kill_reason = (_LOAD_FAILED, "the module failed to import")
-                load_error = LoadError(
-                    self.name,
-                    _load_failure_text(err),
-                    source=self.spec.source,
-                    remote_type=err.get("type"),
-                    traceback=err.get("traceback"),
-                    stderr_tail=_text(params.get("stderr")),
-                )
-                ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)  # it exits by itself
-                if not ch.exit.done:
-                    inc.proc.kill_group()
-                raise self._load_failed(inc, load_error)
-            if msg.method != Verb.READY:
-                raise ProtocolViolation(f"expected ready, got {msg.method!r}")
-            ready = validate_ready(msg.params)
-            assert ch.probed is not None  # the channel completes no handshake before it
-            # The sandbox report is the one sent before user code ran; a
-            # report inside ready (which user code could have shaped) is ignored.
-            ready["protections"] = validate_probed(ch.probed.params)
-        except ProtocolViolation as exc:
-            inc.kill(_PROTOCOL, str(exc))
-            ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
-            raise self._load_failed(
-                inc,
-                LoadError(
-                    self.name,
-                    f"the worker broke the protocol while starting: {exc}",
-                    source=self.spec.source,
-                ),
-            )
-        self._log_output(ready)
-        inc.ready = ready
-
-    def _load_failed(self, inc: _Incarnation, error: LoadError) -> LoadError:
-        """Record and log why ``inc`` did not load (once: it is raised again
-        from ``inc.load_error`` to later callers); returns it to raise."""
-        inc.load_error = error
-        self._log.warning("%s", error)  # "function set 'x' failed to load: <why>"
-        return error
-
-    def _ready_incarnation(self, function: str, deadline: float | None) -> _Incarnation:
+    def ready_incarnation(self, function: str, deadline: float | None) -> Incarnation:
         """The current worker, ready to take calls; restarts a dead one.
 
         Raises ``HostClosed`` after ``close()`` (also one that stops the new
@@ -260,13 +131,13 @@ class WorkerHandle:
         set is parked or when a new worker fails to start; ``CallTimeout``
         if ``deadline`` passes while the worker is still starting.
         """
-        inc = self._current
-        if _usable(inc):
+        inc = self.current
+        if usable(inc):
             return inc  # fast path, no lock
         with self._lock:
             if self._closed:
                 raise HostClosed(self.name, function, "the host is closed")
-            inc = self._current
+            inc = self.current
             if (
                 inc is not None
                 and (inc.kill_reason is not None or inc.channel.dying)
@@ -287,7 +158,7 @@ class WorkerHandle:
                             details={"cause": "parked"},
                         )
                     inc = self._replace(inc)
-                self._handshake(inc, deadline)
+                inc.handshake(deadline)
             except TimeoutError:
                 raise CallTimeout(
                     self.name,
@@ -312,7 +183,7 @@ class WorkerHandle:
                 ) from exc
             return inc
 
-    def _restart_in_background(self, dying: _Incarnation | None = None) -> None:
+    def restart_in_background(self, dying: Incarnation | None = None) -> None:
         """Start a replacement for the current worker if it is dead.
 
         With ``dying`` (a worker being killed on purpose: a timeout, a
@@ -329,7 +200,7 @@ class WorkerHandle:
             if not self._lock.acquire(blocking=False):
                 return
             try:
-                inc = self._current
+                inc = self.current
                 if self._closed or time.monotonic() < self._parked_until:
                     return
                 if inc is None or inc.channel.broken:
@@ -354,379 +225,37 @@ class WorkerHandle:
 
         self._launcher.submit(job)
 
-    # -- calling -------------------------------------------------------------
-
-    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
-        """Run ``function`` in the worker and wait for its result.
-
-        Calls to one set run one at a time, in arrival order (the worker is
-        sequential); up to ``call_gate.PIPE_DEPTH`` of them with the same
-        timeout wait in its pipe so that each starts as soon as the previous
-        one ends. ``timeout`` bounds two things: the wait for the call's turn
-        (past it: the call is cancelled and ``CallTimeout`` with cause
-        "queued" is raised once the worker confirms it never started, which
-        it does as soon as the call it is running ends; nothing else is
-        disturbed) and, from when it starts, the function's run (past it:
-        the worker's process group is killed and restarted, then
-        ``CallTimeout``). So a call that started late still gets its
-        whole budget, and the caller waits at most about twice ``timeout``.
-        A worker death fails only the call it was running: the calls behind
-        it never started and go to the restarted worker. Other failures
-        raise the matching ``CallError`` subclass.
-        """
-        queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments)
-        weight = len(frame)
-        gate = self._gate
-        if not gate.acquire(queue_deadline, weight, timeout):
-            raise self._queued_timeout(function, timeout)
-        try:
-            while True:
-                inc = self._current
-                if not _usable(inc):
-                    # A (re)start gets the call's timeout too.
-                    inc = self._ready_incarnation(function, _deadline(timeout))
-                pending = Pending(msgid, function, timeout)
-                channel = inc.channel
-                channel.send(pending, frame)
-                while not channel.wait(
-                    pending,
-                    pending.run_deadline
-                    if pending.started
-                    else self._next_deadline(inc, pending, queue_deadline),
-                ):
-                    if self._overdue(inc, pending, queue_deadline):
-                        channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
-                        raise self._timeout_error(function, timeout)
-                if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending)  # the usual case, checked inline
-                if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending)
-        finally:
-            gate.release(weight)
-
-    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
-        """``call`` for asyncio. Never blocks the loop, except the writing of a
-        large argument (a start or restart of the worker runs in a thread).
-        Cancelling while the call waits for its turn leaves the queue; once
-        sent, the worker is asked to skip it if it has not started, and if
-        it has, it runs to its end (under its timeout) and its reply is
-        discarded; either way the calls behind it go on.
-        """
-        queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments)
-        weight = len(frame)
-        gate = self._gate
-        if not gate.try_acquire(weight, timeout) and not await gate.acquire_async(
-            queue_deadline, weight, timeout
-        ):
-            raise self._queued_timeout(function, timeout)
-        release = True
-        try:
-            loop = asyncio.get_running_loop()
-            while True:
-                inc = self._current
-                if not _usable(inc):
-                    inc = await asyncio.to_thread(
-                        self._ready_incarnation, function, _deadline(timeout)
-                    )
-                pending = Pending(msgid, function, timeout)
-                pending.future = loop.create_future()
-                channel = inc.channel
-                channel.send(pending, frame)
-                try:
-                    while not await channel.wait_async(
-                        pending,
-                        pending.run_deadline
-                        if pending.started
-                        else self._next_deadline(inc, pending, queue_deadline),
-                    ):
-                        # (lock_timeout=0: a cancel must not block the loop;
-                        # it is tried again on the next turn.)
-                        if self._overdue(inc, pending, queue_deadline, lock_timeout=0):
-                            if not channel.exit.done:
-                                await asyncio.to_thread(
-                                    channel.wait, channel.exit, time.monotonic() + REAP_TIMEOUT
-                                )
-                            raise self._timeout_error(function, timeout)
-                except asyncio.CancelledError:
-                    # Its place in the pipe is given back when it leaves it;
-                    # meanwhile a watchdog keeps its timeout.
-                    if not channel.abandon(pending, lambda: gate.release(weight)):
-                        release = False
-                        cancelled = channel.cancel(pending, lock_timeout=0)  # never block the loop
-                        if not cancelled or timeout is not None:
-                            self._watch(inc, pending, cancel=not cancelled)
-                    raise
-                if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending)  # the usual case, checked inline
-                if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending)
-        finally:
-            if release:
-                gate.release(weight)
-
-    def _encode(self, function: str, arguments: Any) -> tuple[int, bytes]:
-        """A request id (unique for this set) and the framed request."""
-        msgid = next(self._ids) % 0xFFFFFFFF + 1
-        try:
-            frame = encode_call(msgid, function, arguments)
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-            raise self._not_sendable(function, str(exc)) from None
-        limit = self._max_argument_bytes
-        if len(frame) > limit:
-            raise self._not_sendable(
-                function,
-                f"they encode to {len(frame)} bytes; the limit is {limit} bytes "
-                "(Limits.max_argument_mb)",
-            )
-        return msgid, frame
-
-    def _not_sendable(self, function: str, why: str) -> InvalidArguments:
-        return InvalidArguments(
-            self.name,
-            function,
-            f"the arguments cannot be sent: {why}",
-            details={"path": "$", "expected": "JSON-compatible values", "got": why},
-        )
-
-    def _next_deadline(
-        self, inc: _Incarnation, pending: Pending, queue_deadline: float | None
-    ) -> float | None:
-        """When a waiting caller must next look at its call (``_overdue``)."""
-        if pending.started:
-            return pending.run_deadline
-        # Waiting in the pipe: until its turn's deadline (then it is
-        # cancelled), and no longer than the running call's deadline plus a
-        # grace (in case that call's caller was cancelled and left).
-        deadline = None if pending.cancel_sent else queue_deadline
-        head = inc.channel.head
-        if head is not None and head is not pending and head.run_deadline is not None:
-            overdue = head.run_deadline + OVERDUE_GRACE
-            deadline = overdue if deadline is None else min(deadline, overdue)
-        return deadline
-
-    def _overdue(
-        self,
-        inc: _Incarnation,
-        pending: Pending,
-        queue_deadline: float | None,
-        lock_timeout: float = 0.05,
-    ) -> bool:
-        """A wait ended at its deadline. True if ``pending`` ran out of time
-        and its worker was killed; otherwise did what was due (cancel the
-        call that waited too long for its turn, kill a worker whose running
-        call nobody is timing any more) and the caller waits again."""
-        now = time.monotonic()
-        if pending.started:
-            if pending.run_deadline is not None and now >= pending.run_deadline:
-                return self._kill_for_timeout(inc, pending)
-            return False
-        head = inc.channel.head
-        if (
-            head is not None
-            and head is not pending
-            and head.run_deadline is not None
-            and now >= head.run_deadline + OVERDUE_GRACE
-        ):
-            self._kill_overdue(inc, head)
-        if queue_deadline is not None and now >= queue_deadline and not pending.cancel_sent:
-            inc.channel.cancel(pending, lock_timeout)
-        return False
-
-    def _resend(self, pending: Pending, function: str, timeout: float | None) -> bool:
-        """After the wait: True if the call never started and must go to the
-        (restarted) worker again; raises its queue timeout if it was
-        cancelled."""
-        error = pending.error
-        if error is None:
-            msg = pending.result
-            if msg.error is None or msg.error.get("kind") != ErrorKind.CANCELLED:
-                return False
-            if pending.cancel_sent:
-                raise self._queued_timeout(function, timeout)
-            return True  # its worker was told to shut down (a reload, a close) first
-        if not isinstance(error, (_NotStarted, WorkerGone)):
-            return False
-        if pending.cancel_sent:
-            raise self._queued_timeout(function, timeout)
-        return True
-
-    def _kill_for_timeout(self, inc: _Incarnation, pending: Pending) -> bool:
-        """Kill the worker for ``pending``'s timeout; False if it finished after all."""
-        if inc.channel.abandon(pending):
-            return False
-        self._kill_timed_out(inc, pending)
-        return True
-
-    def _kill_overdue(self, inc: _Incarnation, head: Pending) -> None:
-        """Kill the worker for the timeout of a running call whose caller
-        did not (it was cancelled and left)."""
-        if inc.channel.head is head and not head.done:
-            self._kill_timed_out(inc, head)
-
-    def _watch(self, inc: _Incarnation, pending: Pending, cancel: bool) -> None:
-        """For an abandoned call (its caller was cancelled), from a thread of
-        its own: send the cancel that could not be sent from the event loop
-        (``cancel``), and enforce its timeout until it leaves the pipe."""
-
-        def watch() -> None:
-            channel = inc.channel
-            while cancel and not (pending.started or pending.done or pending.cancel_sent):
-                if channel.broken:
-                    return
-                if not channel.cancel(pending, lock_timeout=0.5):
-                    # Another writer, or a full pipe: read meanwhile (and
-                    # notice an exit), then again.
-                    channel.wait(pending, time.monotonic() + 0.01)
-            if pending.timeout is None:
-                return
-            while not channel.wait(pending, self._next_deadline(inc, pending, None)):
-                if self._overdue(inc, pending, None):
-                    return
-
-        threading.Thread(target=watch, name=f"fnhost-watch-{self.name}", daemon=True).start()
-
-    def _kill_timed_out(self, inc: _Incarnation, pending: Pending) -> None:
-        if pending.msgid is not None:
-            inc.timed_out.add(pending.msgid)
-        inc.kill(
-            _TIMEOUT,
-            f"was killed because a call to {self.name}.{pending.function} "
-            "timed out before this call finished",
-        )
-        self._restart_in_background(dying=inc)
-
-    def _queued_timeout(self, function: str, timeout: float | None) -> CallTimeout:
-        return CallTimeout(
-            self.name,
-            function,
-            f"did not start within {timeout:g}s: earlier calls to this function set were "
-            "still running (a set runs one call at a time); nothing was interrupted",
-            details={"cause": "queued"},
-        )
-
-    def _timeout_error(self, function: str, timeout: float | None) -> CallTimeout:
-        return CallTimeout(
-            self.name,
-            function,
-            f"did not finish within {timeout:g}s; its worker was killed and is restarting",
-        )
-
-    def _outcome(self, inc: _Incarnation, pending: Pending) -> CallResult:
-        if pending.error is not None:
-            if isinstance(pending.error, WorkerGone):
-                raise WorkerCrashed(
-                    self.name, pending.function, "had already exited when the call was sent"
-                )
-            if isinstance(pending.error, WorkerLost):
-                raise WorkerCrashed(self.name, pending.function, "its worker was lost")
-            raise pending.error
-        msg = pending.result
-        assert isinstance(msg, Response)
-        output = msg.result  # checked by the channel (validate_call_result)
-        if output.get("stderr"):
-            self._log_output(output)
-        if msg.error is not None:
-            # (A "recycle" error has had its worker replaced: _recycle.)
-            raise error_from_map(self.name, pending.function, msg.error, output)
-        return CallResult(
-            output["value"],
-            output.get("stdout") or "",
-            output.get("stderr") or "",
-            self.name,
-            pending.function,
-        )
-
-    def _recycle(self, inc: _Incarnation, pending: Pending) -> None:
+    def _recycle(self, inc: Incarnation, pending: Pending) -> None:
         """The worker asked to be replaced (it ran out of memory and may
         still hold what exhausted it); it exits by itself, without starting
         the calls behind, which go to the new worker."""
-        inc.kill(_RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory")
-        self._restart_in_background(dying=inc)
-
-    def _log_output(self, output: dict[str, Any]) -> None:
-        text = output.get("stderr")
-        if text and isinstance(text, str):
-            for line in text.splitlines()[-50:]:
-                self._log.info("%s", line)
+        inc.kill(RECYCLE, f"was replaced after {self.name}.{pending.function} ran out of memory")
+        self.restart_in_background(dying=inc)
 
     # -- dying ---------------------------------------------------------------
 
-    def _on_broken(self, inc: _Incarnation, violation: ProtocolViolation | None) -> None:
+    def _on_broken(self, inc: Incarnation, violation: ProtocolViolation | None) -> None:
         """The incarnation exited or broke the protocol: reap, fail calls, restart."""
-        proc = inc.proc
-        if violation is not None and inc.kill_reason is None:
-            inc.kill_reason = (_PROTOCOL, str(violation))
-        # Kill the group before reaping: the unreaped leader keeps the group
-        # id from being reused, and children it left behind die with it.
-        proc.kill_group()
-        returncode = proc.reap(REAP_TIMEOUT)
-        exit_code, sig, how = describe_exit(returncode)
-        # faulthandler's dump starts with the user's frames (most recent
-        # first) and can outgrow the short tail: look for it further back.
-        long_tail = proc.stderr_tail(MAX_ERROR_TRACEBACK)
-        tail = long_tail[-STDERR_TAIL_BYTES:]
-        fatal = long_tail.rfind("Fatal Python error")
-        dump = long_tail[fatal:] if fatal >= 0 else None
-        reason = inc.kill_reason
-
-        def make_error(p: Pending) -> BaseException:
-            if p is inc.channel.handshake:
-                why = reason[1] if reason else f"the worker {how} while importing the module"
-                return LoadError(
-                    self.name,
-                    why,
-                    source=self.spec.source,
-                    exit_code=exit_code,
-                    signal=sig,
-                    stderr_tail=tail,
-                )
-            fields: dict[str, Any] = dict(exit_code=exit_code, signal=sig, stderr_tail=tail)
-            if reason is not None and reason[0] == _CLOSING:
-                why = reason[1] if p.started else "the host was closed before the call started"
-                return HostClosed(self.name, p.function, why, **fields)
-            if not p.started:
-                return _NotStarted()  # waited in the pipe: its caller sends it again
-            if p.msgid in inc.timed_out:
-                return CallTimeout(self.name, p.function, "timed out", **fields)
-            if reason is not None and reason[0] == _PROTOCOL:
-                return ProtocolError(self.name, p.function, reason[1], **fields)
-            if reason is not None:
-                # details["cause"]: why the host ended it ("timeout" of another
-                # call, "recycle", "retired", "start"), for callers to branch on.
-                return WorkerCrashed(
-                    self.name, p.function, reason[1], details={"cause": reason[0]}, **fields
-                )
-            # One sentence; the dump and the stderr stay in their attributes.
-            text = f"{how} during the call"
-            site = _crash_site(dump, self.spec.path)
-            if site:
-                text += f", in {site}"
-            if dump:
-                text += "; its Python traceback is in .traceback"
-            elif tail:
-                text += "; what it wrote to stderr is in .stderr_tail"
-            return WorkerCrashed(self.name, p.function, text, traceback=dump, **fields)
-
-        inc.channel.fail_all(make_error)
-        if reason is None or reason[0] in (_PROTOCOL, _LOAD_FAILED, _START):
+        death = Death.reap(inc, violation)
+        reason = death.reason
+        inc.channel.fail_all(death.error_for)
+        if reason is None or reason[0] in (PROTOCOL, LOAD_FAILED, START):
             self._record_death()
         if (
             inc.ready is not None
             and not self._closed
             and time.monotonic() >= self._parked_until
-            and (reason is None or reason[0] in (_TIMEOUT, _PROTOCOL, _RECYCLE))
+            and (reason is None or reason[0] in (TIMEOUT, PROTOCOL, RECYCLE))
         ):
-            self._restart_in_background()
+            self.restart_in_background()
         # After the restart is under way: the next call waits for it, not
         # for this cleanup (removing the directory takes ~0.3 ms).
-        proc.remove_workdir()
+        inc.proc.remove_workdir()
         # A worker that died before it was ready is reported as the set's
-        # load failure (_load_failed), with the reason; its exit status
-        # alone ("exited with status 0" after a failed import) says nothing.
-        if inc.ready is not None and (reason is None or reason[0] == _PROTOCOL):
-            self._log.warning("worker (pid %d) %s", proc.pid, how)
+        # load failure (Incarnation.handshake), with the reason; its exit
+        # status alone ("exited with status 0" after a failed import) says nothing.
+        if inc.ready is not None and (reason is None or reason[0] == PROTOCOL):
+            self._log.warning("worker (pid %d) %s", inc.proc.pid, death.how)
 
     def _record_death(self) -> None:
         now = time.monotonic()
@@ -746,7 +275,7 @@ class WorkerHandle:
 
     # -- reloading -----------------------------------------------------------
 
-    def start_replacement(self) -> tuple[_Incarnation, dict[str, Any]]:
+    def start_replacement(self) -> tuple[Incarnation, dict[str, Any]]:
         """Start a new worker from the set's source (which may have changed)
         and wait for it to be ready; the current worker keeps serving.
 
@@ -756,10 +285,10 @@ class WorkerHandle:
         """
         inc = self._spawn()
         try:
-            self._handshake(inc, None)
+            inc.handshake(None)
         except LoadError:
             if not inc.channel.exit.done:
-                inc.kill(_START, "failed to load")
+                inc.kill(START, "failed to load")
                 inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             inc.channel.close()
             inc.proc.remove_workdir()
@@ -767,12 +296,12 @@ class WorkerHandle:
         assert inc.ready is not None
         return inc, inc.ready
 
-    def swap(self, new: _Incarnation) -> None:
+    def swap(self, new: Incarnation) -> None:
         """Serve new calls from ``new``; calls in flight finish on the old worker,
         which then exits (killed after its call timeout plus the grace)."""
         with self._lock:
             closed = self._closed
-            old, self._current = self._current, (None if closed else new)
+            old, self.current = self.current, (None if closed else new)
             if closed:
                 old = new
         if old is None:
@@ -783,14 +312,14 @@ class WorkerHandle:
             return
         self._retire(old)
 
-    def discard(self, inc: _Incarnation) -> None:
+    def discard(self, inc: Incarnation) -> None:
         """Stop a replacement that will not be swapped in."""
-        inc.kill(_CLOSING, "the reload was abandoned")
+        inc.kill(CLOSING, "the reload was abandoned")
         self._stop(inc, time.monotonic() + REAP_TIMEOUT)
 
-    def _retire(self, old: _Incarnation) -> None:
+    def _retire(self, old: Incarnation) -> None:
         if old.kill_reason is None:
-            old.kill_reason = (_RETIRED, "was replaced by a reloaded version during the call")
+            old.kill_reason = (RETIRED, "was replaced by a reloaded version during the call")
         if old.ready is None or not old.channel.notify(Verb.SHUTDOWN, {}):
             old.proc.kill_group()
         self._retiring.add(old)
@@ -802,7 +331,7 @@ class WorkerHandle:
 
         threading.Thread(target=reap, name=f"fnhost-retire-{self.name}", daemon=True).start()
 
-    def _stop(self, inc: _Incarnation, deadline: float | None) -> None:
+    def _stop(self, inc: Incarnation, deadline: float | None) -> None:
         """Wait for ``inc`` to exit until ``deadline``, then kill; release it."""
         ch = inc.channel
         if not ch.wait(ch.exit, deadline):
@@ -822,17 +351,17 @@ class WorkerHandle:
         take the shutdown message at once, is killed instead.
         """
         self._closed = True
-        for inc in [self._current, *self._retiring]:
+        for inc in [self.current, *self._retiring]:
             if inc is None or inc.channel.broken:
                 continue
-            if inc.kill_reason is None or inc.kill_reason[0] == _RETIRED:
-                inc.kill_reason = (_CLOSING, "the host was closed while the call was running")
+            if inc.kill_reason is None or inc.kill_reason[0] == RETIRED:
+                inc.kill_reason = (CLOSING, "the host was closed while the call was running")
             if inc.ready is None or not inc.channel.notify(Verb.SHUTDOWN, {}):
                 inc.proc.kill_group()
 
     def finish_close(self, deadline: float) -> None:
         """Wait for the exits until ``deadline``, then kill; release everything."""
-        for inc in [self._current, *list(self._retiring)]:
+        for inc in [self.current, *list(self._retiring)]:
             if inc is not None:
                 self._stop(inc, deadline)
 
@@ -847,7 +376,7 @@ class WorkerHandle:
         after a crash loop (its worker is dead and not being restarted)."""
         if time.monotonic() >= self._parked_until:
             return False
-        inc = self._current
+        inc = self.current
         return inc is None or inc.channel.broken or inc.load_error is not None
 
     @property
@@ -858,7 +387,7 @@ class WorkerHandle:
         """What the current worker really has: the layers it applied to itself
         at start (each the result of its system call), and how it was started.
         Empty while no worker is running."""
-        inc = self._current
+        inc = self.current
         if inc is None or inc.ready is None or inc.channel.broken:
             return {}
         report = {k: bool(v) for k, v in (inc.ready.get("protections") or {}).items()}
@@ -868,63 +397,5 @@ class WorkerHandle:
 
     @property
     def pid(self) -> int | None:
-        inc = self._current
+        inc = self.current
         return None if inc is None or inc.channel.broken else inc.proc.pid
-
-
-class _NotStarted(Exception):
-    """The worker died while this call waited in its pipe behind another."""
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _usable(inc: _Incarnation | None) -> TypeIs[_Incarnation]:
-    """Ready, not being killed, not dead: calls can go to it as it is."""
-    return (
-        inc is not None
-        and inc.ready is not None
-        and inc.kill_reason is None
-        and not inc.channel.broken
-        and not inc.channel.dying
-    )
-
-
-def _as_load_error(handle: WorkerHandle, exc: BaseException) -> LoadError:
-    if isinstance(exc, LoadError):
-        return exc
-    if isinstance(exc, CallError):
-        return LoadError(
-            handle.name,
-            exc.message,
-            source=handle.spec.source,
-            exit_code=exc.exit_code,
-            signal=exc.signal,
-            stderr_tail=exc.stderr_tail,
-        )
-    return LoadError(handle.name, str(exc) or type(exc).__name__, source=handle.spec.source)
-
-
-def _load_failure_text(err: dict[str, Any]) -> str:
-    if err.get("type") and not err["message"].startswith("the module called"):
-        return f"{err['type']}: {err['message']}"
-    return err["message"]
-
-
-_DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in (?P<func>\S+)', re.M)
-
-
-def _crash_site(dump: str | None, source: str | None) -> str | None:
-    """The innermost frame of the set's own file in a faulthandler dump, as
-    "func at file.py line N", or ``None`` (no dump, or no frame of that file)."""
-    if not dump or not source:
-        return None
-    for frame in _DUMP_FRAME.finditer(dump):
-        if os.path.abspath(frame["file"]) == os.path.abspath(source):
-            return f"{frame['func']} at {os.path.basename(source)} line {frame['line']}"
-    return None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from host.call_result import CallResult
 from host.errors import LoadError
+from host.incarnation import Incarnation
 from host.launcher import Launcher, WorkerSpec
-from host.worker_handle import CallResult, WorkerHandle
+from host.worker_handle import WorkerHandle
 
 
 class WorkerPool:
@@ -53,9 +55,9 @@ class WorkerPool:
 
     # -- reloading ---------------------------------------------------------
 
-    def start_replacement(self) -> tuple[list[Any], dict[str, Any]]:
+    def start_replacement(self) -> tuple[list[tuple[WorkerHandle, Incarnation]], dict[str, Any]]:
         """A ready replacement for every member, or ``LoadError`` (none kept)."""
-        started: list[tuple[WorkerHandle, Any]] = []
+        started: list[tuple[WorkerHandle, Incarnation]] = []
         try:
             for member in self.members:
                 inc, ready = member.start_replacement()
@@ -66,11 +68,11 @@ class WorkerPool:
             raise
         return started, ready
 
-    def discard(self, started: list[tuple[WorkerHandle, Any]]) -> None:
+    def discard(self, started: list[tuple[WorkerHandle, Incarnation]]) -> None:
         for member, inc in started:
             member.discard(inc)
 
-    def swap(self, started: list[tuple[WorkerHandle, Any]]) -> None:
+    def swap(self, started: list[tuple[WorkerHandle, Incarnation]]) -> None:
         for member, inc in started:
             member.swap(inc)
 

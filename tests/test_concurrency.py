@@ -570,7 +570,7 @@ def test_an_idle_event_loop_stops_watching_when_threads_call(work):
     """After an acall, the loop keeps the worker's readers for its next call;
     once replies arrive with no call waiting on that loop, it lets go, so
     sync callers are not raced (or made to spin) by an idle loop."""
-    channel = work._registry.sets["work"].handle._current.channel
+    channel = work._registry.sets["work"].handle.current.channel
     events: list[int] = []
     watch = channel._loops  # the LoopWatch: it registers on_data with the loop
     real = watch._on_data
@@ -597,7 +597,7 @@ def test_an_idle_event_loop_stops_watching_when_threads_call(work):
 
 
 def test_finished_event_loops_are_not_kept(work):
-    channel = work._registry.sets["work"].handle._current.channel
+    channel = work._registry.sets["work"].handle.current.channel
     for i in range(5):
         assert asyncio.run(work.acall("work.echo", {"x": i})) == i
         assert work.call("work.echo", {"x": i}) == i

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-import host.worker_handle as handle_mod
+import host.call_path as call_path_mod
 from host import (
     CallError,
     CallTimeout,
@@ -109,14 +109,14 @@ def test_call_sent_while_the_worker_dies_fails_fast(make_host, write_set, monkey
     fh = make_host(limits=Limits(timeout=10))
     fh.load_function_set(write_set("crashy", CRASHY))
     crashed = threading.Event()
-    real_encode = handle_mod.encode_call
+    real_encode = call_path_mod.encode_call
 
     def slow_encode(msgid, function, arguments):
         if function == "echo":
             crashed.wait(5)  # the worker dies while this request is being encoded
         return real_encode(msgid, function, arguments)
 
-    monkeypatch.setattr(handle_mod, "encode_call", slow_encode)
+    monkeypatch.setattr(call_path_mod, "encode_call", slow_encode)
     outcome: list[object] = []
 
     def racer() -> None:
@@ -197,9 +197,9 @@ def test_acall_resumed_after_close_raises_host_closed(make_host, write_set):
 
     async def main() -> object:
         task = asyncio.create_task(fh.acall("crashy.echo", {"x": 1}))
-        await asyncio.sleep(0)  # the task is in to_thread(_ready_incarnation)
+        await asyncio.sleep(0)  # the task is in to_thread(ready_incarnation)
         # The loop is busy (a blocking step) while that thread finishes.
-        assert wait_for(lambda: handle._current.ready is not None, 5)
+        assert wait_for(lambda: handle.current.ready is not None, 5)
         time.sleep(0.2)
         fh.close()
         return await task
@@ -222,18 +222,18 @@ def test_stale_acall_does_not_unregister_the_new_workers_readers(make_host, writ
 
     async def main() -> list[object]:
         stale = asyncio.create_task(fh.acall("crashy.echo", {"x": 1}))
-        await asyncio.sleep(0)  # in to_thread(_ready_incarnation)
+        await asyncio.sleep(0)  # in to_thread(ready_incarnation)
         # While the loop is busy: that thread returns incarnation I1; I1 dies
         # and is replaced by I2 (restarted and handshaken by a sync caller).
-        assert wait_for(lambda: handle._current.ready is not None, 5)
+        assert wait_for(lambda: handle.current.ready is not None, 5)
         time.sleep(0.2)
         # (A call cannot crash it now: the stale task holds the set's turn.
         # The worker dies from outside instead, and is replaced.)
-        first = handle._current
+        first = handle.current
         os.kill(first.proc.pid, 9)
         first.channel.wait(first.channel.exit, time.monotonic() + 5)
-        assert wait_for(lambda: handle._current is not first, 5)
-        handle._ready_incarnation("echo", None)  # the replacement is ready
+        assert wait_for(lambda: handle.current is not first, 5)
+        handle.ready_incarnation("echo", None)  # the replacement is ready
         fresh = asyncio.create_task(
             fh.acall("crashy.slow_echo", {"x": 3, "seconds": 0.3}, timeout=3)
         )
@@ -372,7 +372,7 @@ def test_close_is_not_delayed_by_a_restart_handshake(make_host, write_set, tmp_p
 
 def test_failed_restart_counts_as_one_death(make_host, write_set, tmp_path):
     """A restart that crashes while importing is recorded twice: by
-    ``_on_broken`` () and again by ``_ready_incarnation``
+    ``_on_broken`` () and again by ``ready_incarnation``
     (). With crash_limit=3, two deaths already park."""
     mark = str(tmp_path / "mark")
     fh = make_host(

@@ -1,0 +1,362 @@
+"""One call's path to its set's worker: its turn, its deadlines, its outcome.
+
+A call waits for its turn at the set's ``CallGate`` (a FIFO way into the
+worker's pipe), is sent to the current incarnation, and is waited for under
+two deadlines: its turn's (past it, it is cancelled: ``CallTimeout`` with
+cause "queued") and its run's (past it, the worker is killed and replaced:
+``CallTimeout``). A call that never started because its worker died (or
+shut down) is sent again to the replacement; an abandoned asyncio call is
+watched by a thread until it leaves the pipe. The worker itself, its
+restarts and its deaths, are the ``WorkerLife`` this path is given
+(``WorkerHandle``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Protocol
+
+from host.call_gate import CallGate
+from host.call_result import CallResult
+from host.death import NotStarted
+from host.errors import CallTimeout, InvalidArguments, WorkerCrashed, error_from_map
+from host.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
+from host.pending import Pending, WorkerGone, WorkerLost
+from protocol import ErrorKind, Response, encode_call
+
+#: How long past a running call's deadline the calls behind it wait before
+#: killing the worker themselves (its own caller does so at the deadline,
+#: unless it was cancelled and left).
+OVERDUE_GRACE = 0.1
+
+
+class WorkerLife(Protocol):
+    """What a call's path asks of its set's worker (``WorkerHandle``)."""
+
+    @property
+    def current(self) -> Incarnation | None:
+        """The incarnation calls go to now; read without a lock, so it may be
+        dead or starting (``usable`` says whether it can take a call as it is)."""
+        ...
+
+    def ready_incarnation(self, function: str, deadline: float | None) -> Incarnation:
+        """The current incarnation, ready to take calls; restarts a dead one.
+
+        Raises ``HostClosed``, ``WorkerCrashed`` (parked, or the restart
+        failed) or ``CallTimeout`` (``deadline`` passed while it started).
+        """
+        ...
+
+    def restart_in_background(self, dying: Incarnation | None = None) -> None:
+        """Start a replacement for ``dying``, which is being killed on purpose."""
+        ...
+
+
+class CallPath:
+    """The calls of one set, from their turn to their outcome. Thread-safe."""
+
+    def __init__(
+        self,
+        life: WorkerLife,
+        name: str,
+        gate: CallGate,
+        max_argument_bytes: int,
+        log: logging.Logger,
+    ) -> None:
+        self._life = life
+        self.name = name
+        self._gate = gate
+        self._max_argument_bytes = max_argument_bytes
+        self._ids = itertools.count()
+        self._log = log
+
+    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+        """Run ``function`` in the worker and wait for its result.
+
+        Calls to one set run one at a time, in arrival order (the worker is
+        sequential); up to ``call_gate.PIPE_DEPTH`` of them with the same
+        timeout wait in its pipe so that each starts as soon as the previous
+        one ends. ``timeout`` bounds two things: the wait for the call's turn
+        (past it: the call is cancelled and ``CallTimeout`` with cause
+        "queued" is raised once the worker confirms it never started, which
+        it does as soon as the call it is running ends; nothing else is
+        disturbed) and, from when it starts, the function's run (past it:
+        the worker's process group is killed and restarted, then
+        ``CallTimeout``). So a call that started late still gets its
+        whole budget, and the caller waits at most about twice ``timeout``.
+        A worker death fails only the call it was running: the calls behind
+        it never started and go to the restarted worker. Other failures
+        raise the matching ``CallError`` subclass.
+        """
+        queue_deadline = _deadline(timeout)
+        msgid, frame = self._encode(function, arguments)
+        weight = len(frame)
+        gate = self._gate
+        if not gate.acquire(queue_deadline, weight, timeout):
+            raise self._queued_timeout(function, timeout)
+        try:
+            while True:
+                inc = self._life.current
+                if not usable(inc):
+                    # A (re)start gets the call's timeout too.
+                    inc = self._life.ready_incarnation(function, _deadline(timeout))
+                pending = Pending(msgid, function, timeout)
+                channel = inc.channel
+                channel.send(pending, frame)
+                while not channel.wait(
+                    pending,
+                    pending.run_deadline
+                    if pending.started
+                    else self._next_deadline(inc, pending, queue_deadline),
+                ):
+                    if self._overdue(inc, pending, queue_deadline):
+                        channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
+                        raise self._timeout_error(function, timeout)
+                if pending.error is None and pending.result.error is None:
+                    return self._outcome(inc, pending)  # the usual case, checked inline
+                if not self._resend(pending, function, timeout):
+                    return self._outcome(inc, pending)
+        finally:
+            gate.release(weight)
+
+    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+        """``call`` for asyncio. Never blocks the loop, except the writing of a
+        large argument (a start or restart of the worker runs in a thread).
+        Cancelling while the call waits for its turn leaves the queue; once
+        sent, the worker is asked to skip it if it has not started, and if
+        it has, it runs to its end (under its timeout) and its reply is
+        discarded; either way the calls behind it go on.
+        """
+        queue_deadline = _deadline(timeout)
+        msgid, frame = self._encode(function, arguments)
+        weight = len(frame)
+        gate = self._gate
+        if not gate.try_acquire(weight, timeout) and not await gate.acquire_async(
+            queue_deadline, weight, timeout
+        ):
+            raise self._queued_timeout(function, timeout)
+        release = True
+        try:
+            loop = asyncio.get_running_loop()
+            while True:
+                inc = self._life.current
+                if not usable(inc):
+                    inc = await asyncio.to_thread(
+                        self._life.ready_incarnation, function, _deadline(timeout)
+                    )
+                pending = Pending(msgid, function, timeout)
+                pending.future = loop.create_future()
+                channel = inc.channel
+                channel.send(pending, frame)
+                try:
+                    while not await channel.wait_async(
+                        pending,
+                        pending.run_deadline
+                        if pending.started
+                        else self._next_deadline(inc, pending, queue_deadline),
+                    ):
+                        # (lock_timeout=0: a cancel must not block the loop;
+                        # it is tried again on the next turn.)
+                        if self._overdue(inc, pending, queue_deadline, lock_timeout=0):
+                            if not channel.exit.done:
+                                await asyncio.to_thread(
+                                    channel.wait, channel.exit, time.monotonic() + REAP_TIMEOUT
+                                )
+                            raise self._timeout_error(function, timeout)
+                except asyncio.CancelledError:
+                    # Its place in the pipe is given back when it leaves it;
+                    # meanwhile a watchdog keeps its timeout.
+                    if not channel.abandon(pending, lambda: gate.release(weight)):
+                        release = False
+                        cancelled = channel.cancel(pending, lock_timeout=0)  # never block the loop
+                        if not cancelled or timeout is not None:
+                            self._watch(inc, pending, cancel=not cancelled)
+                    raise
+                if pending.error is None and pending.result.error is None:
+                    return self._outcome(inc, pending)  # the usual case, checked inline
+                if not self._resend(pending, function, timeout):
+                    return self._outcome(inc, pending)
+        finally:
+            if release:
+                gate.release(weight)
+
+    def _encode(self, function: str, arguments: Any) -> tuple[int, bytes]:
+        """A request id (unique for this set) and the framed request."""
+        msgid = next(self._ids) % 0xFFFFFFFF + 1
+        try:
+            frame = encode_call(msgid, function, arguments)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise self._not_sendable(function, str(exc)) from None
+        limit = self._max_argument_bytes
+        if len(frame) > limit:
+            raise self._not_sendable(
+                function,
+                f"they encode to {len(frame)} bytes; the limit is {limit} bytes "
+                "(Limits.max_argument_mb)",
+            )
+        return msgid, frame
+
+    def _not_sendable(self, function: str, why: str) -> InvalidArguments:
+        return InvalidArguments(
+            self.name,
+            function,
+            f"the arguments cannot be sent: {why}",
+            details={"path": "$", "expected": "JSON-compatible values", "got": why},
+        )
+
+    def _next_deadline(
+        self, inc: Incarnation, pending: Pending, queue_deadline: float | None
+    ) -> float | None:
+        """When a waiting caller must next look at its call (``_overdue``)."""
+        if pending.started:
+            return pending.run_deadline
+        # Waiting in the pipe: until its turn's deadline (then it is
+        # cancelled), and no longer than the running call's deadline plus a
+        # grace (in case that call's caller was cancelled and left).
+        deadline = None if pending.cancel_sent else queue_deadline
+        head = inc.channel.head
+        if head is not None and head is not pending and head.run_deadline is not None:
+            overdue = head.run_deadline + OVERDUE_GRACE
+            deadline = overdue if deadline is None else min(deadline, overdue)
+        return deadline
+
+    def _overdue(
+        self,
+        inc: Incarnation,
+        pending: Pending,
+        queue_deadline: float | None,
+        lock_timeout: float = 0.05,
+    ) -> bool:
+        """A wait ended at its deadline. True if ``pending`` ran out of time
+        and its worker was killed; otherwise did what was due (cancel the
+        call that waited too long for its turn, kill a worker whose running
+        call nobody is timing any more) and the caller waits again."""
+        now = time.monotonic()
+        if pending.started:
+            if pending.run_deadline is not None and now >= pending.run_deadline:
+                return self._kill_for_timeout(inc, pending)
+            return False
+        head = inc.channel.head
+        if (
+            head is not None
+            and head is not pending
+            and head.run_deadline is not None
+            and now >= head.run_deadline + OVERDUE_GRACE
+        ):
+            self._kill_overdue(inc, head)
+        if queue_deadline is not None and now >= queue_deadline and not pending.cancel_sent:
+            inc.channel.cancel(pending, lock_timeout)
+        return False
+
+    def _resend(self, pending: Pending, function: str, timeout: float | None) -> bool:
+        """After the wait: True if the call never started and must go to the
+        (restarted) worker again; raises its queue timeout if it was
+        cancelled."""
+        error = pending.error
+        if error is None:
+            msg = pending.result
+            if msg.error is None or msg.error.get("kind") != ErrorKind.CANCELLED:
+                return False
+            if pending.cancel_sent:
+                raise self._queued_timeout(function, timeout)
+            return True  # its worker was told to shut down (a reload, a close) first
+        if not isinstance(error, (NotStarted, WorkerGone)):
+            return False
+        if pending.cancel_sent:
+            raise self._queued_timeout(function, timeout)
+        return True
+
+    def _kill_for_timeout(self, inc: Incarnation, pending: Pending) -> bool:
+        """Kill the worker for ``pending``'s timeout; False if it finished after all."""
+        if inc.channel.abandon(pending):
+            return False
+        self._kill_timed_out(inc, pending)
+        return True
+
+    def _kill_overdue(self, inc: Incarnation, head: Pending) -> None:
+        """Kill the worker for the timeout of a running call whose caller
+        did not (it was cancelled and left)."""
+        if inc.channel.head is head and not head.done:
+            self._kill_timed_out(inc, head)
+
+    def _watch(self, inc: Incarnation, pending: Pending, cancel: bool) -> None:
+        """For an abandoned call (its caller was cancelled), from a thread of
+        its own: send the cancel that could not be sent from the event loop
+        (``cancel``), and enforce its timeout until it leaves the pipe."""
+
+        def watch() -> None:
+            channel = inc.channel
+            while cancel and not (pending.started or pending.done or pending.cancel_sent):
+                if channel.broken:
+                    return
+                if not channel.cancel(pending, lock_timeout=0.5):
+                    # Another writer, or a full pipe: read meanwhile (and
+                    # notice an exit), then again.
+                    channel.wait(pending, time.monotonic() + 0.01)
+            if pending.timeout is None:
+                return
+            while not channel.wait(pending, self._next_deadline(inc, pending, None)):
+                if self._overdue(inc, pending, None):
+                    return
+
+        threading.Thread(target=watch, name=f"fnhost-watch-{self.name}", daemon=True).start()
+
+    def _kill_timed_out(self, inc: Incarnation, pending: Pending) -> None:
+        if pending.msgid is not None:
+            inc.timed_out.add(pending.msgid)
+        inc.kill(
+            TIMEOUT,
+            f"was killed because a call to {self.name}.{pending.function} "
+            "timed out before this call finished",
+        )
+        self._life.restart_in_background(dying=inc)
+
+    def _queued_timeout(self, function: str, timeout: float | None) -> CallTimeout:
+        return CallTimeout(
+            self.name,
+            function,
+            f"did not start within {timeout:g}s: earlier calls to this function set were "
+            "still running (a set runs one call at a time); nothing was interrupted",
+            details={"cause": "queued"},
+        )
+
+    def _timeout_error(self, function: str, timeout: float | None) -> CallTimeout:
+        return CallTimeout(
+            self.name,
+            function,
+            f"did not finish within {timeout:g}s; its worker was killed and is restarting",
+        )
+
+    def _outcome(self, inc: Incarnation, pending: Pending) -> CallResult:
+        if pending.error is not None:
+            if isinstance(pending.error, WorkerGone):
+                raise WorkerCrashed(
+                    self.name, pending.function, "had already exited when the call was sent"
+                )
+            if isinstance(pending.error, WorkerLost):
+                raise WorkerCrashed(self.name, pending.function, "its worker was lost")
+            raise pending.error
+        msg = pending.result
+        assert isinstance(msg, Response)
+        output = msg.result  # checked by the channel (validate_call_result)
+        if output.get("stderr"):
+            log_stderr(self._log, output)
+        if msg.error is not None:
+            # (A "recycle" error has had its worker replaced by then: the
+            # channel told the handle first, through on_recycle.)
+            raise error_from_map(self.name, pending.function, msg.error, output)
+        return CallResult(
+            output["value"],
+            output.get("stdout") or "",
+            output.get("stderr") or "",
+            self.name,
+            pending.function,
+        )
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
