@@ -3,7 +3,7 @@
 The public API is what this module exports; everything else is private.
 """
 
-from host.call_result import CallResult
+from host.api.function_host import FunctionHost
 from host.errors import (
     CallError,
     CallTimeout,
@@ -20,11 +20,11 @@ from host.errors import (
     UserFunctionError,
     WorkerCrashed,
 )
-from host.function_host import FunctionHost
 from host.limits import Limits
 from host.sandbox import Sandbox
-from host.tool_calls import ToolCall, parse_tool_call
-from host.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult
+from host.tools.tool_calls import ToolCall, parse_tool_call
+from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult
+from host.workers.call_result import CallResult
 
 __all__ = [
     "DEFAULT_MAX_RESULT_CHARS",

@@ -3,7 +3,7 @@
 Every rule of the conversation that decides what a message *means* lives
 here, and nowhere else: which message may come next, which call a reply
 answers, when a call starts, when a cancel may be confirmed, what the end
-of a worker does to the calls it held. The I/O around it (``host.channel``,
+of a worker does to the calls it held. The I/O around it (``host.wire.channel``,
 ``worker.serve``) reads and writes bytes, keeps locks and clocks, and asks
 this module what each message is. Nothing here touches a file descriptor,
 a thread or a clock: times are passed in (``now``), so every rule can be

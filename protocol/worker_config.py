@@ -1,6 +1,6 @@
 """The worker config: what the host tells each worker it starts.
 
-Built by the host (``host.launcher``), read by the worker's start sequence
+Built by the host (``host.launch.launcher``), read by the worker's start sequence
 (``worker.start``). It travels as JSON, the one argument of a spawned
 worker (``python -I -m worker CONFIG``: user code may read ``out_fd``
 there, and so do some tests), or inside a zygote spawn request

@@ -1,4 +1,4 @@
-"""The zygote's control messages: what the host (``host.zygote``) and the
+"""The zygote's control messages: what the host (``host.launch.zygote``) and the
 zygote (``worker.zygote``) say to each other over their socket.
 
 The zygote is started as ``python -I -m worker.zygote CONFIG`` with

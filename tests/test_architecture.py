@@ -1,8 +1,8 @@
 """The dependency rules of docs/architecture.md, checked on the source.
 
 ``host -> protocol <- worker``; ``protocol`` does no I/O; inside ``host``
-the arrows point down only (command line -> API -> tools and runtime ->
-the shared vocabulary); no import circle; no module uses another module's
+the arrows point down only (command line -> API -> tools and workers ->
+wire and launch -> the shared vocabulary); no import circle; no module uses another module's
 private (underscore) names. Every import counts, including those under
 ``TYPE_CHECKING`` and inside functions.
 """
@@ -41,10 +41,13 @@ HOST_LAYERS = {
     "host": 1,  # host/__init__.py: the public surface, re-exports the API
     "host.api": 1,
     "host.tools": 2,
-    "host.runtime": 2,
-    "host.errors": 3,
-    "host.limits": 3,
-    "host.sandbox": 3,
+    "host.workers": 2,
+    "host.wire": 3,
+    "host.launch": 3,
+    "host.errors": 4,
+    "host.limits": 4,
+    "host.sandbox": 4,
+    "host.function_sets": 5,  # built-in sets: data the workers load
 }
 
 
@@ -82,7 +85,7 @@ def _imports(module: str) -> list[tuple[str, list[str], int]]:
         elif isinstance(node, ast.ImportFrom):
             target = _resolve(module, node)
             names = [alias.name for alias in node.names]
-            # ``from host import dispatch`` imports the submodule host.dispatch.
+            # ``from host import dispatch`` imports the submodule host.api.dispatch.
             subs = [n for n in names if f"{target}.{n}" in MODULES]
             out.extend((f"{target}.{n}", [], node.lineno) for n in subs)
             rest = [n for n in names if n not in subs]
@@ -205,4 +208,6 @@ def test_the_checks_see_the_imports():
     imported = {_ours(name) for name, _, _ in _imports(channel)}
     assert "protocol.conversation" in imported
     assert any(m.endswith("loop_watch") for m in imported if m)
-    assert _layer("host.cli.main") == 0 and _layer("host.errors") == 3
+    assert _layer("host.cli.main") == 0
+    assert _layer("host.errors") == 4 and _layer("host.wire.channel") == 3
+    assert _layer("host.api.dispatch") == 1 and _layer("host.workers.call_path") == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from host import CallTimeout, FunctionHost, HostClosed, Limits, Sandbox, WorkerCrashed
-from host.call_gate import PIPE_DEPTH
+from host.workers.call_gate import PIPE_DEPTH
 
 from .conftest import wait_for, worker_pids
 
@@ -630,7 +630,7 @@ def test_each_async_call_times_out_at_its_own_deadline(work):
 
 
 def test_deadline_timer_resolves_each_future_at_its_deadline():
-    from host.deadline_timer import DeadlineTimer
+    from host.wire.deadline_timer import DeadlineTimer
 
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()

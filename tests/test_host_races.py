@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-import host.call_path as call_path_mod
+import host.workers.call_path as call_path_mod
 from host import (
     CallError,
     CallTimeout,

@@ -19,7 +19,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
-from host.formats import mcp_output_schema, mcp_wraps_result
+from host.tools.formats import mcp_output_schema, mcp_wraps_result
 
 from .conftest import wait_for
 
@@ -362,7 +362,7 @@ def test_sigterm_stops_the_server_and_its_workers(tools_dir):
 def test_missing_sdk_is_a_clear_error(tools_dir):
     code = (
         "import sys; sys.modules['mcp'] = None\n"  # what an absent package looks like
-        "from host.cli import main\n"
+        "from host.cli.main import main\n"
         f"sys.exit(main(['mcp', {str(tools_dir)!r}, '--no-builtins']))\n"
     )
     result = subprocess.run(

@@ -405,7 +405,7 @@ def test_ready_function_without_parameters_schema_is_rejected(fn):
 @pytest.mark.parametrize("description", [None, 5, ["text"]])
 def test_ready_function_without_str_description_is_rejected(description):
     # The host builds {"name", "description", "parameters"} from each entry
-    # (host/registry.py json_schema reads info["description"]).
+    # (host/api/registry.py json_schema reads info["description"]).
     fn = {"name": "f", "parameters": {"type": "object"}}
     if description is not None:
         fn["description"] = description

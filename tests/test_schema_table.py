@@ -37,7 +37,7 @@ import jsonschema
 import pytest
 
 from host import FunctionHost, InvalidArguments, Limits, SchemaFormatError
-from host.formats import tool_definition
+from host.tools.formats import tool_definition
 from tests.conftest import wait_for, worker_pids
 
 # -- schema building blocks ------------------------------------------------------

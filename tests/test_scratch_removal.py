@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from host import WorkerCrashed
-from host.tree_removal import remove_tree
+from host.launch.tree_removal import remove_tree
 
 BUILDER = """
 import ctypes

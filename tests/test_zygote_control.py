@@ -160,7 +160,7 @@ def test_a_reply_that_is_not_msgpack_is_a_violation():
 
 @pytest.fixture
 def raw_zygote() -> Iterator[tuple[socket.socket, subprocess.Popen]]:
-    """A zygote started as ``host.zygote`` starts one, without its client."""
+    """A zygote started as ``host.launch.zygote`` starts one, without its client."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     config = ZygoteConfig(control_fd=theirs.fileno(), host_pid=os.getpid())
     proc = subprocess.Popen(

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from host.function_host import FunctionHost
+from host.api.function_host import FunctionHost
 
 SYS_LANDLOCK_CREATE_RULESET = 444  # x86_64 and aarch64
 LANDLOCK_CREATE_RULESET_VERSION = 1

@@ -17,9 +17,9 @@ import re
 from typing import Any
 
 from host.errors import CallTimeout, HostClosed, LoadError, ProtocolError, WorkerCrashed
-from host.incarnation import CLOSING, PROTOCOL, REAP_TIMEOUT, Incarnation
-from host.launcher import STDERR_TAIL_BYTES, describe_exit
-from host.pending import Pending
+from host.launch.launcher import STDERR_TAIL_BYTES, describe_exit
+from host.wire.pending import Pending
+from host.workers.incarnation import CLOSING, PROTOCOL, REAP_TIMEOUT, Incarnation
 from protocol import ProtocolViolation
 from protocol.messages import MAX_ERROR_TRACEBACK
 

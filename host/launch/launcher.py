@@ -1,5 +1,5 @@
 """How a worker process comes to life: forked by the zygote (the default,
-``host.zygote``), or a plain spawn of ``python -I -m worker``.
+``host.launch.zygote``), or a plain spawn of ``python -I -m worker``.
 
 Either way each worker gets a private directory (``scratch/`` as cwd and
 HOME, and the ``stdout``/``stderr`` capture files beside it), its own
@@ -29,9 +29,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from host.launch.tree_removal import remove_tree
+from host.launch.zygote import Zygote, ZygoteError
 from host.limits import Limits
-from host.tree_removal import remove_tree
-from host.zygote import Zygote, ZygoteError
 from protocol.frame_limits import request_frame_limit
 from protocol.worker_config import WorkerConfig
 

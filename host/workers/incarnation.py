@@ -5,7 +5,7 @@ and what the host learned of it: its ``ready`` params once its handshake
 succeeded, the ``LoadError`` if it failed, and why the host killed it
 (``kill_reason``, one of the reasons below) if it did. A set's worker is a
 succession of incarnations (``WorkerHandle``); how an incarnation's death
-becomes each call's error is ``host.death``.
+becomes each call's error is ``host.workers.death``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
-from host.channel import Channel
 from host.errors import CallError, LoadError
-from host.launcher import WorkerProcess, WorkerSpec
-from host.pending import Pending
+from host.launch.launcher import WorkerProcess, WorkerSpec
+from host.wire.channel import Channel
+from host.wire.pending import Pending
 from protocol import Notification, ProtocolViolation, Verb
 from protocol.frame_limits import reply_frame_limit
 from protocol.messages import validate_error_map, validate_probed, validate_ready

@@ -1,7 +1,7 @@
 """Run a model's tool calls: ``FunctionHost.dispatch`` and ``adispatch``.
 
-Parse the payload (``host.tool_calls``), run each call through the host,
-render each outcome (``host.tool_results``). The host is seen only through
+Parse the payload (``host.tools.tool_calls``), run each call through the host,
+render each outcome (``host.tools.tool_results``). The host is seen only through
 two narrow interfaces: ``ToolCaller`` (run one call) and ``ToolCatalog``
 (three questions about the loaded functions).
 
@@ -21,11 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from host.errors import CallError, UnknownFunction
-from host.tool_calls import HEARTBEAT, ToolCall, parse_tool_calls, strip_heartbeat
-from host.tool_results import MaxResultChars, ToolResult, build_result, check_limit
+from host.tools.tool_calls import HEARTBEAT, ToolCall, parse_tool_calls, strip_heartbeat
+from host.tools.tool_results import MaxResultChars, ToolResult, build_result, check_limit
 
 if TYPE_CHECKING:
-    from host.call_result import CallResult
+    from host.workers.call_result import CallResult
 
 log = logging.getLogger("fnhost.dispatch")
 
@@ -43,7 +43,7 @@ class ToolCaller(Protocol):
 
 
 class ToolCatalog(Protocol):
-    """What dispatch asks about the loaded functions (``host.catalog.Catalog`` is one)."""
+    """What dispatch asks about the loaded functions (``host.api.catalog.Catalog`` is one)."""
 
     def set_of(self, name: str) -> str | None:
         """The set the function ``name`` resolves to (``None`` if it does not)."""

@@ -1,13 +1,13 @@
 """One function set's worker over its life: start, restart, park, reload, close.
 
 A ``WorkerHandle`` owns the current *incarnation* (one process and its
-channel, ``host.incarnation``). When that process dies (crash, timeout kill,
+channel, ``host.workers.incarnation``). When that process dies (crash, timeout kill,
 protocol error) every call in flight on it fails with a specific error
-(``host.death``), and a new incarnation is started in the background.
+(``host.workers.death``), and a new incarnation is started in the background.
 Repeated unintended deaths in a short window park the set: calls fail fast
 with ``WorkerCrashed`` until the window has passed, instead of restarting in
 a loop. Each call's own path (its turn, deadlines, cancel, resend) is
-``host.call_path``.
+``host.workers.call_path``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from host.call_gate import PIPE_BUDGET, CallGate
-from host.call_path import CallPath
-from host.call_result import CallResult
-from host.death import Death
 from host.errors import CallTimeout, HostClosed, LoadError, WorkerCrashed
-from host.incarnation import (
+from host.launch.launcher import Launcher, WorkerSpec
+from host.wire.pending import Pending
+from host.workers.call_gate import PIPE_BUDGET, CallGate
+from host.workers.call_path import CallPath
+from host.workers.call_result import CallResult
+from host.workers.death import Death
+from host.workers.incarnation import (
     CLOSING,
     LOAD_FAILED,
     PROTOCOL,
@@ -36,8 +38,6 @@ from host.incarnation import (
     Incarnation,
     usable,
 )
-from host.launcher import Launcher, WorkerSpec
-from host.pending import Pending
 from protocol import ProtocolViolation, Verb
 
 logger = logging.getLogger("fnhost")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from host.errors import NameConflict, UnknownFunction
-from host.set_workers import SetWorkers
+from host.workers.set_workers import SetWorkers
 from protocol.names import function_name_problem
 
 ConflictPolicy = Literal["error", "prefix"]

@@ -1,7 +1,7 @@
 """Render a tool call's outcome as model-safe text and the provider's result message.
 
-Pure functions, no provider SDK imports, no I/O. ``host.dispatch`` runs the
-calls ``host.tool_calls`` parsed and renders their outcomes with
+Pure functions, no provider SDK imports, no I/O. ``host.api.dispatch`` runs the
+calls ``host.tools.tool_calls`` parsed and renders their outcomes with
 ``build_result``; the MCP server uses ``error_text`` and ``result_text``.
 
 Result messages, one per call, in the same provider's shape as the call:
@@ -41,10 +41,10 @@ from host.errors import (
     UserFunctionError,
     WorkerCrashed,
 )
-from host.tool_calls import ToolCall
+from host.tools.tool_calls import ToolCall
 
 if TYPE_CHECKING:
-    from host.call_result import CallResult
+    from host.workers.call_result import CallResult
 
 #: Default cap on a result's text, in characters (about 5,000 tokens): room for
 #: a page of results, while one runaway tool cannot flood the context window.

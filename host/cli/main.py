@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from host.api.function_host import FunctionHost
 from host.errors import CallError, HostError, WorkerCrashed
-from host.formats import FORMATS
-from host.function_host import FunctionHost
 from host.limits import Limits
 from host.sandbox import Sandbox
+from host.tools.formats import FORMATS
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "function_sets"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "function_sets"
 
 
 def _host_for(
@@ -147,7 +147,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     """Serve the sets over stdio until the client leaves; 2 if nothing loaded or no SDK."""
     # Imported here: the MCP SDK is an optional extra, and the import raises
     # MCPUnavailable (a HostError: "fnhost: ...", exit 2) saying what to install.
-    from host import mcp_server
+    from host.cli import mcp_server
 
     limits = _sandbox_limits(args)
     env = _worker_env(args.env)
@@ -198,7 +198,7 @@ def _demo_call(
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from host.checks import check
+    from host.cli.checks import check
 
     findings = check(args.paths)
     errors = sum(f.severity == "error" for f in findings)
@@ -224,7 +224,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from host.doctor import diagnose
+    from host.cli.doctor import diagnose
 
     layers = diagnose()
     if args.json:

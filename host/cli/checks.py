@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from host.api.function_host import FunctionHost
+from host.api.set_sources import set_files
 from host.errors import HostError, LoadError, NameConflict, SchemaFormatError
-from host.formats import tool_definition
-from host.function_host import FunctionHost
 from host.limits import Limits
-from host.set_sources import set_files
+from host.tools.formats import tool_definition
 
 #: Formats every function is tried against: (label, format, strict).
 TARGETS = (("OpenAI strict mode", "openai", True), ("Gemini", "gemini", False))

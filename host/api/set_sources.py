@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 from host.errors import LoadError
-from host.launcher import WorkerSpec
+from host.launch.launcher import WorkerSpec
 from host.limits import Limits
 
 logger = logging.getLogger("fnhost")
 
 #: The bundled built-in sets.
-BUILTIN_DIR = Path(__file__).with_name("function_sets")
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "function_sets"
 
 #: ``origin`` of a set found in ``builtin_dir`` / in a user dir (``"explicit"``:
 #: passed to ``load_function_set``).

@@ -14,14 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from host.api.registry import LoadedSet, Registry
+from host.api.set_sources import BUILTIN, USER, refuse_taken_names
+from host.api.watcher import file_stamp
 from host.errors import HostError, LoadError, NameConflict
-from host.launcher import Launcher, WorkerSpec
-from host.registry import LoadedSet, Registry
-from host.set_sources import BUILTIN, USER, refuse_taken_names
-from host.set_workers import SetWorkers
-from host.watcher import file_stamp
-from host.worker_handle import WorkerHandle
-from host.worker_pool import WorkerPool
+from host.launch.launcher import Launcher, WorkerSpec
+from host.workers.set_workers import SetWorkers
+from host.workers.worker_handle import WorkerHandle
+from host.workers.worker_pool import WorkerPool
 
 
 def close_handles(handles: list[SetWorkers], grace: float) -> None:

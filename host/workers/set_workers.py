@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from host.call_result import CallResult
-    from host.launcher import WorkerSpec
+    from host.launch.launcher import WorkerSpec
+    from host.workers.call_result import CallResult
 
 
 class SetWorkers(Protocol):

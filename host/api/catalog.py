@@ -1,7 +1,7 @@
 """Read-only questions about the loaded sets, each answered under the host's lock.
 
 ``FunctionHost`` owns the registry and the lock; ``Catalog`` reads them for
-the host's views and for ``host.dispatch`` (it is dispatch's ``Catalog``).
+the host's views and for ``host.api.dispatch`` (it is dispatch's ``Catalog``).
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from host.api.registry import Registry
 from host.errors import HostError
-from host.formats import tool_definition
-from host.registry import Registry
+from host.tools.formats import tool_definition
 
 
 class Catalog:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from host.call_result import CallResult
 from host.errors import LoadError
-from host.incarnation import Incarnation
-from host.launcher import Launcher, WorkerSpec
-from host.worker_handle import WorkerHandle
+from host.launch.launcher import Launcher, WorkerSpec
+from host.workers.call_result import CallResult
+from host.workers.incarnation import Incarnation
+from host.workers.worker_handle import WorkerHandle
 
 
 class WorkerPool:

@@ -15,22 +15,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from host.call_arguments import call_arguments, call_timeout
-from host.call_result import CallResult
-from host.catalog import Catalog
-from host.dispatch import run_async, run_sync
+from host.api.call_arguments import call_arguments, call_timeout
+from host.api.catalog import Catalog
+from host.api.dispatch import run_async, run_sync
+from host.api.exit_close import close_at_exit
+from host.api.proxy import FunctionProxy
+from host.api.registry import ConflictPolicy, LoadedSet, Registry, json_schema
+from host.api.set_loading import SetLoader, close_handles
+from host.api.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
+from host.api.watcher import Watcher
 from host.errors import HostClosed, LoadError, NameConflict
-from host.exit_close import close_at_exit
-from host.launcher import Launcher
+from host.launch.launcher import Launcher
 from host.limits import Limits
-from host.proxy import FunctionProxy
-from host.registry import ConflictPolicy, LoadedSet, Registry, json_schema
-from host.set_loading import SetLoader, close_handles
-from host.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
-from host.set_workers import SetWorkers
-from host.tool_calls import add_heartbeat
-from host.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
-from host.watcher import Watcher
+from host.tools.tool_calls import add_heartbeat
+from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
+from host.workers.call_result import CallResult
+from host.workers.set_workers import SetWorkers
 
 
 class FunctionHost:
@@ -95,7 +95,7 @@ class FunctionHost:
         )
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
 
-    # -- loading (host/set_sources.py, host/set_loading.py) ---------------------
+    # -- loading (host/api/set_sources.py, host/api/set_loading.py) ---------------------
 
     def load_function_set(
         self,
@@ -215,7 +215,7 @@ class FunctionHost:
         """Tool definitions for every exported function, in a provider's shape.
 
         ``format``: ``openai``, ``openai-responses``, ``anthropic``, ``gemini``,
-        ``mcp`` or ``raw`` (see ``host.formats``); ``strict`` for OpenAI strict
+        ``mcp`` or ``raw`` (see ``host.tools.formats``); ``strict`` for OpenAI strict
         mode. Names are the merged names (``<set>__<func>`` for prefixed
         collisions). Raises ``SchemaFormatError`` naming the function and the
         parameter when the format cannot express a type as it is. With
@@ -353,7 +353,7 @@ class FunctionHost:
         handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
         return await handle.acall(func, arguments, timeout)
 
-    # -- dispatch (host/dispatch.py; tool_calls.py, tool_results.py) -----------
+    # -- dispatch (host/api/dispatch.py; tool_calls.py, tool_results.py) -----------
 
     def dispatch(
         self,
@@ -374,7 +374,7 @@ class FunctionHost:
         down with it. ``timeout`` applies to each call as in ``call``
         (default: its set's ``Limits.timeout``); ``max_result_chars`` caps
         each result's text (``None``: no cap; a dict ``{name: cap}`` per
-        function, ``"*"`` for the rest), see ``host.tool_results``.
+        function, ``"*"`` for the rest), see ``host.tools.tool_results``.
 
         Returns one ``ToolResult`` (a dict: the result message in the same
         provider's shape) or a list in the same order. A failed call, for

@@ -2,7 +2,7 @@
 
 Pure functions, no provider SDK imports: SDK objects are read by attribute
 (duck-typed), plain dicts by key. Running the parsed calls is
-``host.dispatch``'s; rendering their results ``host.tool_results``'.
+``host.api.dispatch``'s; rendering their results ``host.tools.tool_results``'.
 
 Tool-call shapes understood (detected automatically):
 

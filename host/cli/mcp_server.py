@@ -12,7 +12,7 @@ the SDK (or with an SDK older than 2.0, whose server API differs) raises
 - ``tools/call`` runs the function through the host (``acall_detailed``) and
   returns its value as text plus ``structuredContent`` shaped like the output
   schema (a non-object value is wrapped as ``{"result": value}``, exactly as
-  ``host.formats.mcp_wraps_result`` says; ``bytes`` become base64 strings).
+  ``host.tools.formats.mcp_wraps_result`` says; ``bytes`` become base64 strings).
 - Every ``CallError`` (invalid arguments, an exception in the function, a
   crash, a timeout, an unknown tool ...) becomes a result with ``isError``
   set and one short sentence a model can act on; crash details (stderr,
@@ -36,10 +36,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from host import tool_results
+from host.api.function_host import FunctionHost
 from host.errors import CallError, HostError, ProtocolError, WorkerCrashed
-from host.formats import mcp_wraps_result, tool_definition
-from host.function_host import FunctionHost
+from host.tools import tool_results
+from host.tools.formats import mcp_wraps_result, tool_definition
 
 INSTALL_HINT = "pip install 'fnhost[mcp]'"
 

@@ -7,7 +7,7 @@ on their own condition until their reply arrives or they are asked to lead
 (a leader/follower scheme). An asyncio caller takes the same role from its
 event loop's reader callback. This keeps thread hand-offs off the hot path.
 
-Several calls may be in the pipe at once (see ``host.call_gate``). What
+Several calls may be in the pipe at once (see ``host.workers.call_gate``). What
 each message from the worker means (which call a reply answers, when the
 next call starts, whether a cancel confirmation is legal, which calls never
 started when the worker died or asked to be recycled) is decided by the
@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from host.loop_watch import LoopWatch
-from host.pending import Pending, WorkerGone, WorkerLost, wake_future
-from host.reply_reader import ReplyReader
+from host.wire.loop_watch import LoopWatch
+from host.wire.pending import Pending, WorkerGone, WorkerLost, wake_future
+from host.wire.reply_reader import ReplyReader
 from protocol import (
     Notification,
     ProtocolViolation,
@@ -54,7 +54,7 @@ EXIT_POLL_INTERVAL = 0.05
 class Channel:
     """Requests out, replies in, for one worker process.
 
-    Frames are read and decoded by ``host.reply_reader`` (``max_frame_size``,
+    Frames are read and decoded by ``host.wire.reply_reader`` (``max_frame_size``,
     ``decode_budget``): a reply over the budget fails its own call with
     ``result_too_large``; any other message over it breaks the channel.
 
@@ -132,7 +132,7 @@ class Channel:
 
         If no other call is in the pipe the call starts now: its
         ``run_deadline`` counts from here. Otherwise it waits in the pipe
-        behind the others, and the write does not block (``host.call_gate``
+        behind the others, and the write does not block (``host.workers.call_gate``
         keeps the pipe's contents below its capacity). If the worker is
         already broken, ``pending`` is failed with ``WorkerGone`` and nothing
         is sent. If the run deadline passes in the middle of writing a large

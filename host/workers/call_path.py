@@ -20,12 +20,12 @@ import threading
 import time
 from typing import Any, Protocol
 
-from host.call_gate import CallGate
-from host.call_result import CallResult
-from host.death import NotStarted
 from host.errors import CallTimeout, InvalidArguments, WorkerCrashed, error_from_map
-from host.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
-from host.pending import Pending, WorkerGone, WorkerLost
+from host.wire.pending import Pending, WorkerGone, WorkerLost
+from host.workers.call_gate import CallGate
+from host.workers.call_result import CallResult
+from host.workers.death import NotStarted
+from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
 from protocol import ErrorKind, Response, encode_call
 
 #: How long past a running call's deadline the calls behind it wait before

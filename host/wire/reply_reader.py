@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from host.gc_pause import gc_paused
+from host.wire.gc_pause import gc_paused
 from protocol import FrameDecoder
 from protocol.decode_budget import PLAIN_DECODE_MAX, decode_reply
 from protocol.framing import unpack

@@ -19,7 +19,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 
-from host.deadline_timer import DeadlineTimer
+from host.wire.deadline_timer import DeadlineTimer
 
 Loop = asyncio.AbstractEventLoop
 
