@@ -89,6 +89,9 @@ class Phase(Enum):
     CLOSED = "closed"
 
 
+_SERVING = Phase.SERVING  # (a global lookup less on every call's path)
+
+
 class Call:
     """One call in flight, as the conversation sees it.
 
@@ -218,16 +221,20 @@ class HostConversation:
         Raises ``ConversationMisuse`` before the handshake has completed, or
         if a call with the same ``msgid`` is in flight.
         """
-        if not self.accepting:
+        # (``accepting`` and ``Call._start`` inlined: every call's path.)
+        if self.phase is not _SERVING or self.recycling or self.shutdown_sent:
             if self.phase in (Phase.PROBING, Phase.STARTING):
                 raise ConversationMisuse("a call was sent before the worker was ready")
             return False
         inflight = self._inflight
-        if call.msgid in inflight:
-            raise ConversationMisuse(f"request id {call.msgid} is already in flight")
+        msgid = call.msgid
+        if msgid in inflight:
+            raise ConversationMisuse(f"request id {msgid} is already in flight")
         if not inflight:
-            call._start(now)
-        inflight[call.msgid] = call
+            call.started = True
+            if call.timeout is not None:
+                call.run_deadline = now + call.timeout
+        inflight[msgid] = call
         return True
 
     def send_cancel(self, call: Call) -> bool:
@@ -280,38 +287,10 @@ class HostConversation:
         module docstring); the state is unchanged, and the driver must end
         the worker and ``close`` the conversation.
         """
-        if type(msg) is Response:
-            return self._answer(msg, now)
-        phase = self.phase
-        if isinstance(msg, Notification):
-            if phase is Phase.PROBING:
-                if msg.method != Verb.PROBED:
-                    raise ProtocolViolation(f"first message is {msg.method!r}, not probed")
-                self.phase = Phase.STARTING
-                self.probed = msg.params
-                return Probed(msg.params)
-            if phase is Phase.STARTING:
-                if msg.method == Verb.READY:
-                    self.phase = Phase.SERVING
-                    return Ready(msg.params)
-                if msg.method == Verb.LOAD_FAILED:
-                    self.phase = Phase.LOAD_FAILED
-                    return LoadFailed(msg.params)
-                raise ProtocolViolation(f"expected ready or load_failed, got {msg.method!r}")
-            raise ProtocolViolation(f"unexpected notification {msg.method!r} after start")
-        if isinstance(msg, Request):
-            raise ProtocolViolation(f"a worker may not send requests ({msg.method!r})")
-        raise ProtocolViolation(f"unexpected message {msg!r:.100}")
-
-    def _answer(self, msg: Response, now: float) -> Answered:
-        if self.phase is not Phase.SERVING:
-            if self.phase is Phase.CLOSED:
-                raise ProtocolViolation("a reply after the worker was closed")
-            if self.phase is Phase.LOAD_FAILED:
-                raise ProtocolViolation("a reply after the worker reported load_failed")
-            raise ProtocolViolation("reply received before the worker reported ready")
-        if self.recycling:
-            raise ProtocolViolation("a reply after the worker asked to be recycled")
+        if type(msg) is not Response:
+            return self._handshake(msg)
+        if self.phase is not _SERVING or self.recycling:
+            raise self._misplaced_reply()
         inflight = self._inflight
         msgid = msg.msgid
         error = msg.error
@@ -351,6 +330,37 @@ class HostConversation:
             started._start(now)
         return Answered(call, msg, result, cancelled, recycle, started)
 
+    def _misplaced_reply(self) -> ProtocolViolation:
+        if self.recycling:
+            return ProtocolViolation("a reply after the worker asked to be recycled")
+        if self.phase is Phase.CLOSED:
+            return ProtocolViolation("a reply after the worker was closed")
+        if self.phase is Phase.LOAD_FAILED:
+            return ProtocolViolation("a reply after the worker reported load_failed")
+        return ProtocolViolation("reply received before the worker reported ready")
+
+    def _handshake(self, msg: Message) -> HostEvent:
+        phase = self.phase
+        if isinstance(msg, Notification):
+            if phase is Phase.PROBING:
+                if msg.method != Verb.PROBED:
+                    raise ProtocolViolation(f"first message is {msg.method!r}, not probed")
+                self.phase = Phase.STARTING
+                self.probed = msg.params
+                return Probed(msg.params)
+            if phase is Phase.STARTING:
+                if msg.method == Verb.READY:
+                    self.phase = Phase.SERVING
+                    return Ready(msg.params)
+                if msg.method == Verb.LOAD_FAILED:
+                    self.phase = Phase.LOAD_FAILED
+                    return LoadFailed(msg.params)
+                raise ProtocolViolation(f"expected ready or load_failed, got {msg.method!r}")
+            raise ProtocolViolation(f"unexpected notification {msg.method!r} after start")
+        if isinstance(msg, Request):
+            raise ProtocolViolation(f"a worker may not send requests ({msg.method!r})")
+        raise ProtocolViolation(f"unexpected message {msg!r:.100}")
+
     def _by_shutdown(self, call: Call) -> bool:
         """A ``cancelled`` confirmation of ``call`` can only be the shutdown's.
         (With a cancel sent too, either may explain it: the call behind is
@@ -375,15 +385,6 @@ class HostConversation:
 # -- the worker's end ------------------------------------------------------------
 
 
-class Queued:
-    """A call arrived; it waits for its turn (``WorkerConversation.next_call``)."""
-
-    __slots__ = ("request",)
-
-    def __init__(self, request: Request) -> None:
-        self.request = request
-
-
 class Skip:
     """The host cancelled a call that had not started: answer ``msgid``
     ``cancelled`` now (it has left the queue)."""
@@ -406,7 +407,9 @@ class Stop:
 #: A cancel for a call that has started or finished: nothing to do.
 IGNORED = None
 
-WorkerEvent = Queued | Skip | Stop | None
+#: A ``Request`` (a call) as an event: it arrived and waits for its turn
+#: (``WorkerConversation.next_call``).
+WorkerEvent = Request | Skip | Stop | None
 
 
 class WorkerConversation:
@@ -450,7 +453,7 @@ class WorkerConversation:
     def receive(self, msg: Message) -> WorkerEvent:
         """What ``msg`` from the host means.
 
-        Returns ``Queued`` (a call to run in its turn), ``Skip`` (a cancelled
+        Returns the ``Request`` (a call, queued to run in its turn), ``Skip`` (a cancelled
         call that never started: answer it now), ``Stop`` (shutdown: answer
         the waiting calls ``cancelled`` and exit) or ``IGNORED`` (a cancel
         for a call that started or finished).
@@ -458,14 +461,14 @@ class WorkerConversation:
         Raises ``ProtocolViolation`` for anything else (the worker should
         exit: the host ends it anyway); the state is unchanged.
         """
-        if self.phase is not Phase.SERVING:
+        if self.phase is not _SERVING:
             raise ProtocolViolation(f"a message from the host in phase {self.phase.value}")
         if type(msg) is Request and msg.method == Verb.CALL:
             msgid = msg.msgid
             if msgid in self._queue or msgid == self.running:
                 raise ProtocolViolation(f"request id {msgid} is already in flight")
             self._queue[msgid] = msg
-            return Queued(msg)
+            return msg
         if isinstance(msg, Notification) and msg.method == Verb.CANCEL:
             params = msg.params
             target = params.get("msgid") if isinstance(params, dict) else None

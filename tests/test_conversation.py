@@ -27,7 +27,6 @@ from protocol.conversation import (
     LoadFailed,
     Phase,
     Probed,
-    Queued,
     Ready,
     Skip,
     Stop,
@@ -892,8 +891,7 @@ def test_worker_call_is_queued() -> None:
     worker = serving_worker()
     request = call_request(1)
     event = worker.receive(request)
-    assert type(event) is Queued
-    assert event.request is request
+    assert event is request  # the call itself is the event
     assert worker.waiting is True
     assert worker.running is None
 
@@ -919,7 +917,7 @@ def test_worker_duplicate_msgid_of_the_running_call_is_a_violation() -> None:
     assert worker.running == 1
     # Once answered, the id is free again.
     worker.reply_sent(1)
-    assert type(worker.receive(call_request(1))) is Queued
+    assert type(worker.receive(call_request(1))) is Request
 
 
 def test_worker_next_call_pops_in_order_one_at_a_time() -> None:

@@ -266,7 +266,8 @@ class FunctionHost:
     ) -> tuple[SetWorkers, str, dict[str, Any], float | None]:
         self._check_open()
         loaded, func = self._registry.resolve(name)
-        arguments = call_arguments(loaded.name, func, arguments)
+        if type(arguments) is not dict:  # (the usual dict needs no normalising)
+            arguments = call_arguments(loaded.name, func, arguments)
         timeout = call_timeout(timeout, loaded.handle.spec.limits.timeout)
         return loaded.handle, func, arguments, timeout
 

@@ -30,7 +30,12 @@ class Pending(Call):
     __slots__ = ("function", "done", "result", "error", "future", "abandoned", "cond", "on_exit")
 
     def __init__(self, msgid: int, function: str, timeout: float | None = None) -> None:
-        Call.__init__(self, msgid, timeout)
+        # Call.__init__, inlined: every call's path.
+        self.msgid = msgid
+        self.timeout = timeout
+        self.started = False
+        self.run_deadline: float | None = None
+        self.cancel_sent = False
         self.function = function
         self.done = False
         self.result: Any = None
