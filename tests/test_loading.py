@@ -29,6 +29,20 @@ def test_load_function_set_returns_schema_and_callable(fh, write_set):
     assert fns["add"]["function"](2, 3) == 5
 
 
+def test_every_entry_answers_to_memgpt_s_python_function_key(make_host, write_set, tmp_path):
+    # MemGPT's function dicts hold the callable under "python_function".
+    fh = make_host(builtin_dir=tmp_path / "none", user_dirs=[tmp_path / "sets"])
+    loaded = fh.load_function_set(write_set("maths", ADD))
+    assert loaded["add"]["python_function"] is loaded["add"]["function"]
+    assert loaded["add"]["python_function"](a=2, b=3) == 5
+    merged = fh.load_all_function_sets(merge=True)
+    assert merged["add"]["python_function"] is merged["add"]["function"]
+    assert merged["add"]["python_function"](a=1, b=1) == 2
+    nested = fh.functions(merge=False)["maths"]["add"]
+    assert nested["python_function"] is nested["function"]
+    assert nested["python_function"](4, 5) == 9
+
+
 def test_set_name_defaults_to_stem_and_can_be_given(fh, write_set):
     path = write_set("maths", ADD)
     fh.load_function_set(path, name="arith")

@@ -109,7 +109,8 @@ class FunctionHost:
         the worker, never imported here). ``name`` defaults to the file stem
         or the module's last component; ``limits`` to the host's.
 
-        Returns ``{function: {"json_schema", "function"}}`` (``function``: a
+        Returns ``{function: {"json_schema", "function", "python_function"}}``
+        (``function`` and, under MemGPT's key, ``python_function``: the same
         callable proxy). Loading a set again from the same source returns it
         as it is.
 
@@ -199,10 +200,15 @@ class FunctionHost:
 
     def _entry(self, loaded: LoadedSet, func: str, name: str) -> dict[str, Any]:
         schema = json_schema(loaded.functions[func], name)
-        return {"json_schema": schema, "function": FunctionProxy(self, loaded.name, func, schema)}
+        proxy = FunctionProxy(self, loaded.name, func, schema)
+        # "python_function" is MemGPT's key for the callable: code written
+        # against MemGPT's function dicts works unchanged.
+        return {"json_schema": schema, "function": proxy, "python_function": proxy}
 
     def functions(self, merge: bool = True) -> dict[str, Any]:
-        """``{name: {"json_schema", "function"}}`` or ``{set: {function: entry}}``."""
+        """``{name: {"json_schema", "function", "python_function"}}`` or
+        ``{set: {function: entry}}`` (``python_function``, MemGPT's key, is the
+        same callable proxy as ``function``)."""
         with self._lock:
             return self._registry.view(merge, self._entry)
 
