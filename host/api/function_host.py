@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from host.api.call_arguments import call_arguments, call_timeout
@@ -99,15 +100,20 @@ class FunctionHost:
 
     def load_function_set(
         self,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | ModuleType,
         name: str | None = None,
         limits: Limits | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Load one function set in its own worker and return its functions.
 
-        ``source`` is a ``.py`` file or an importable module name (resolved in
-        the worker, never imported here). ``name`` defaults to the file stem
-        or the module's last component; ``limits`` to the host's.
+        ``source`` is a ``.py`` file, an importable module name (resolved in
+        the worker, never imported here), or an imported module object, as
+        MemGPT takes it (``import my_tools; fh.load_function_set(my_tools)``):
+        its file (``__file__``) runs in the worker exactly as if its path had
+        been given; the host's module object is never called or changed.
+        ``name`` defaults to the file stem (a package's name for its
+        ``__init__.py``) or the module's last component; ``limits`` to the
+        host's.
 
         Returns ``{function: {"json_schema", "function", "python_function"}}``
         (``function`` and, under MemGPT's key, ``python_function``: the same
@@ -127,6 +133,9 @@ class FunctionHost:
             HostClosed: the host is closed (also when it closed while the set
                 was loading).
             ValueError: the set name is empty or contains a dot.
+            TypeError: a module object without a Python source file (a
+                built-in module, a namespace package, an extension module);
+                nothing was started.
         """
         spec = worker_spec(source, name, limits or self.limits, self.env)
         loaded, errors = self._loader.load([spec], "explicit", self.limits.shutdown_grace)
