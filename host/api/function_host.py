@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from host.api.call_arguments import call_arguments, call_timeout
@@ -102,7 +103,7 @@ class FunctionHost:
 
     def load_function_set(
         self,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | ModuleType,
         name: str | None = None,
         limits: Limits | None = None,
         *,
@@ -111,16 +112,22 @@ class FunctionHost:
     ) -> dict[str, dict[str, Any]]:
         """Load one function set in its own worker and return its functions.
 
-        ``source`` is a ``.py`` file or an importable module name (resolved in
-        the worker, never imported here). ``name`` defaults to the file stem
-        or the module's last component; ``limits`` to the host's.
+        ``source`` is a ``.py`` file, an importable module name (resolved in
+        the worker, never imported here), or an imported module object, as
+        MemGPT takes it (``import my_tools; fh.load_function_set(my_tools)``):
+        its file (``__file__``) runs in the worker exactly as if its path had
+        been given; the host's module object is never called or changed.
+        ``name`` defaults to the file stem (a package's name for its
+        ``__init__.py``) or the module's last component; ``limits`` to the
+        host's.
         ``expose``: the dotted paths of a context object the set's functions
         may use (methods to call, attributes to read and assign; nothing
         else is reachable), and ``context``: the object, for calls that pass
         none (see ``docs/context.md``). Without ``expose`` the set has no
         way to its caller: its context parameters receive ``None``.
 
-        Returns ``{function: {"json_schema", "function"}}`` (``function``: a
+        Returns ``{function: {"json_schema", "function", "python_function"}}``
+        (``function`` and, under MemGPT's key, ``python_function``: the same
         callable proxy). Loading a set again from the same source returns it
         as it is.
 
@@ -138,6 +145,9 @@ class FunctionHost:
                 was loading).
             ValueError: the set name is empty or contains a dot; ``context``
                 without ``expose``; a malformed path in ``expose``.
+            TypeError: a module object without a Python source file (a
+                built-in module, a namespace package, an extension module);
+                nothing was started.
         """
         exposed = SetContexts.check(context, expose)
         spec = worker_spec(source, name, limits or self.limits, self.env)
@@ -218,10 +228,15 @@ class FunctionHost:
 
     def _entry(self, loaded: LoadedSet, func: str, name: str) -> dict[str, Any]:
         schema = json_schema(loaded.functions[func], name)
-        return {"json_schema": schema, "function": FunctionProxy(self, loaded.name, func, schema)}
+        proxy = FunctionProxy(self, loaded.name, func, schema)
+        # "python_function" is MemGPT's key for the callable: code written
+        # against MemGPT's function dicts works unchanged.
+        return {"json_schema": schema, "function": proxy, "python_function": proxy}
 
     def functions(self, merge: bool = True) -> dict[str, Any]:
-        """``{name: {"json_schema", "function"}}`` or ``{set: {function: entry}}``."""
+        """``{name: {"json_schema", "function", "python_function"}}`` or
+        ``{set: {function: entry}}`` (``python_function``, MemGPT's key, is the
+        same callable proxy as ``function``)."""
         with self._lock:
             return self._registry.view(merge, self._entry)
 
