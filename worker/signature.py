@@ -94,13 +94,18 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
         for p in signature.parameters.values():
             if p.name in RESERVED_PARAMETERS or p.name in marked:
                 # Never in the schema. MemGPT-style tools take the agent as
-                # ``self``; no agent object crosses the process wall, so a
-                # reserved parameter gets its default, or None.
+                # ``self``: a context parameter receives the call's context
+                # proxy (worker.context_proxy), or without one its default,
+                # or None; ``cls`` always its default, or None.
                 value = None if p.default is p.empty else p.default
-                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                to_fill = p.name in CONTEXT_PARAMETER_NAMES or p.name in marked
+                if (
+                    not to_fill
+                    and p.default is p.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                ):
                     builder.warnings.append(f"parameter {p.name!r} is reserved; it receives None")
                 params.append(ParameterSpec(p.name, p.kind, ANY, True, value, hidden=True))
-                to_fill = p.name in CONTEXT_PARAMETER_NAMES or p.name in marked
                 if to_fill and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                     context.append(p.name)
                 continue

@@ -152,8 +152,16 @@ def answer(
         cls = type(exc)
         module = cls.__module__
         name = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
-        error = make_error_map(ErrorKind.USER_EXCEPTION, str(exc), name)
+        error = make_error_map(ErrorKind.USER_EXCEPTION, _message(exc), name)
     return encode_message(Response(request_id, error, {}))
+
+
+def _message(exc: Exception) -> str:
+    """``str(exc)``, but a ``KeyError``'s key as it was given, so that the
+    worker's ``KeyError(message)`` reads the same as the host's."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 def _await(awaitable: Any, loop: asyncio.AbstractEventLoop | None) -> Any:
