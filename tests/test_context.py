@@ -532,3 +532,19 @@ def then_fail(self) -> None:
     with pytest.raises(UserFunctionError, match="after the host"):
         fh.call("then_fail")
     assert agent.rebuilt == 1
+
+
+def test_dispatch_passes_each_call_its_context(memgpt, agent):
+    other = Agent()
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "send_message", "arguments": '{"message": "via dispatch"}'},
+    }
+    result = memgpt.dispatch(call, context=other)
+    assert not result.is_error, result
+    assert other.interface.messages == ["via dispatch"]
+    result = asyncio.run(memgpt.adispatch([call, {**call, "id": "call_2"}], context=other))
+    assert [r.is_error for r in result] == [False, False]
+    assert other.interface.messages == ["via dispatch"] * 3
+    assert agent.interface.messages == []

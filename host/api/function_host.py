@@ -410,6 +410,7 @@ class FunctionHost:
         *,
         timeout: float | None = None,
         max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+        context: Any = None,
     ) -> ToolResult | list[ToolResult]:
         """Run a model's tool call(s) and return the provider's result message(s).
 
@@ -424,6 +425,7 @@ class FunctionHost:
         (default: its set's ``Limits.timeout``); ``max_result_chars`` caps
         each result's text (``None``: no cap; a dict ``{name: cap}`` per
         function, ``"*"`` for the rest), see ``host.tools.tool_results``.
+        ``context``: each call's context, as in ``call``.
 
         Returns one ``ToolResult`` (a dict: the result message in the same
         provider's shape) or a list in the same order. A failed call, for
@@ -436,7 +438,9 @@ class FunctionHost:
         option is invalid.
         """
         heartbeats = self.request_heartbeat
-        return run_sync(self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats)
+        return run_sync(
+            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
+        )
 
     async def adispatch(
         self,
@@ -444,6 +448,7 @@ class FunctionHost:
         *,
         timeout: float | None = None,
         max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+        context: Any = None,
     ) -> ToolResult | list[ToolResult]:
         """asyncio ``dispatch``: a list's sets run with ``asyncio.gather``.
 
@@ -453,7 +458,7 @@ class FunctionHost:
         """
         heartbeats = self.request_heartbeat
         return await run_async(
-            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats
+            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
         )
 
     # -- closing -------------------------------------------------------------
