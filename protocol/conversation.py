@@ -37,13 +37,17 @@ object):
   the calls in flight, oldest first: only the first can have started; the
   ones behind it never did, so the host may send them to another worker.
 
-**Messages during a call** (not in version 2 of the protocol; the way to
-add them): a worker→host request or notification that belongs to a call
-carries that call's ``msgid``. ``HostConversation.receive`` will accept it
-only if that call is the running one (``head`` and ``started``), count it
-against a per-call bound, and return it as an event of its own; it never
-completes, starts or reorders a call, so the ordering rules above stay
-untouched. Today any request from a worker, and any notification after the
+**Requests during a call.** The running call may ask the host something
+(``ask``: a method of its context, an attribute's value): a worker→host
+request that names that call's ``msgid``. It is accepted only from the
+running call (``head`` and ``started``), one at a time (the worker waits for
+the answer), and never completes, starts or reorders a call, so the
+ordering rules above stay untouched: the call's reply may not come while
+its request is unanswered, and the host's answer (a response to the
+request's own id, which the worker chose) is dropped if the call has ended
+meanwhile. A later message kind that belongs to a call (progress, log
+lines) is added the same way: it names the running call and is an event of
+its own. Any other request from a worker, and any notification after the
 handshake, is a ``ProtocolViolation``.
 
 Errors: ``ProtocolViolation`` when the *peer* broke a rule (the connection is
@@ -98,11 +102,12 @@ class Call:
     ``started``: the worker is running it (it is the oldest unanswered call);
     from then on ``run_deadline`` is ``now + timeout`` of the moment it
     started, if it has a ``timeout``. ``cancel_sent``: the host asked the
-    worker to skip it. The host's own bookkeeping (waiters, results)
-    subclasses this.
+    worker to skip it. ``asking``: the id of its request the host has not
+    answered yet. The host's own bookkeeping (waiters, results) subclasses
+    this.
     """
 
-    __slots__ = ("msgid", "timeout", "started", "run_deadline", "cancel_sent")
+    __slots__ = ("msgid", "timeout", "started", "run_deadline", "cancel_sent", "asking")
 
     def __init__(self, msgid: int, timeout: float | None = None) -> None:
         self.msgid = msgid
@@ -110,6 +115,8 @@ class Call:
         self.started = False
         self.run_deadline: float | None = None
         self.cancel_sent = False
+        #: The id of the worker's unanswered request (``ask``) for this call.
+        self.asking: int | None = None
 
     def _start(self, now: float) -> None:
         self.started = True
@@ -176,7 +183,19 @@ class Answered:
         self.started = started
 
 
-HostEvent = Probed | Ready | LoadFailed | Answered
+class Asked:
+    """The running ``call`` asks the host something (``request``, verb
+    ``ask``); answer it with ``send_answer`` and a response to
+    ``request.msgid``."""
+
+    __slots__ = ("call", "request")
+
+    def __init__(self, call: Call, request: Request) -> None:
+        self.call = call
+        self.request = request
+
+
+HostEvent = Probed | Ready | LoadFailed | Answered | Asked
 
 
 class HostConversation:
@@ -273,6 +292,19 @@ class HostConversation:
         """The ``shutdown`` ``send_shutdown`` allowed was not written at all."""
         self.shutdown_sent = False
 
+    def send_answer(self, call: Call, request_id: int) -> bool:
+        """May the answer to ``call``'s request ``request_id`` be written now?
+
+        True clears the request (the worker goes on with the call once it
+        reads the answer). False, changing nothing, if the call has left the
+        conversation (answered, or its worker gone) or that request is not
+        the one it is waiting for: the answer must be dropped.
+        """
+        if call.asking != request_id or self._inflight.get(call.msgid) is not call:
+            return False
+        call.asking = None
+        return True
+
     # -- what the worker says ------------------------------------------------
 
     def receive(self, msg: Message, now: float) -> HostEvent:
@@ -288,6 +320,8 @@ class HostConversation:
         the worker and ``close`` the conversation.
         """
         if type(msg) is not Response:
+            if type(msg) is Request and msg.method == Verb.ASK:
+                return self._asked(msg)
             return self._handshake(msg)
         if self.phase is not _SERVING or self.recycling:
             raise self._misplaced_reply()
@@ -310,6 +344,10 @@ class HostConversation:
             call = found
         if cancelled and not call.cancel_sent and not self.shutdown_sent:
             raise ProtocolViolation(f"request {msgid} reported cancelled, but no cancel was sent")
+        if call.asking is not None:
+            raise ProtocolViolation(
+                f"reply to request id {msgid} while its request {call.asking} is unanswered"
+            )
         # Checked before the state moves: a malformed reply must not let the
         # next call be taken as started.
         result = validate_call_result(msg.result)
@@ -329,6 +367,28 @@ class HostConversation:
             started = next(iter(inflight.values()))
             started._start(now)
         return Answered(call, msg, result, cancelled, recycle, started)
+
+    def _asked(self, msg: Request) -> Asked:
+        if self.phase is not _SERVING or self.recycling:
+            raise ProtocolViolation(f"a request ({msg.method!r}) while no call can run")
+        params = msg.params
+        target = params.get("call") if isinstance(params, dict) else None
+        if type(target) is not int:
+            raise ProtocolViolation(
+                f"an {msg.method!r} request must name its call, got {params!r:.100}"
+            )
+        head = next(iter(self._inflight.values()), None)
+        if head is None or not head.started or head.msgid != target:
+            running = head.msgid if head is not None and head.started else None
+            raise ProtocolViolation(
+                f"a request for call {target}, but the running call is {running}"
+            )
+        if head.asking is not None:
+            raise ProtocolViolation(
+                f"request {msg.msgid} while request {head.asking} of call {target} is unanswered"
+            )
+        head.asking = msg.msgid
+        return Asked(head, msg)
 
     def _misplaced_reply(self) -> ProtocolViolation:
         if self.recycling:
@@ -409,7 +469,7 @@ IGNORED = None
 
 #: A ``Request`` (a call) as an event: it arrived and waits for its turn
 #: (``WorkerConversation.next_call``).
-WorkerEvent = Request | Skip | Stop | None
+WorkerEvent = Request | Response | Skip | Stop | None
 
 
 class WorkerConversation:
@@ -422,6 +482,8 @@ class WorkerConversation:
         self.running: int | None = None
         #: The last reply asked for a recycle: no call starts any more.
         self.recycling = False
+        #: The id of the running call's request the host has not answered.
+        self.asking: int | None = None
         self._queue: dict[int, Request] = {}
 
     # -- the handshake ------------------------------------------------------
@@ -458,9 +520,20 @@ class WorkerConversation:
         the waiting calls ``cancelled`` and exit) or ``IGNORED`` (a cancel
         for a call that started or finished).
 
+        While the running call waits for the host's answer (``asked``), the
+        ``Response`` to that request is returned as it is (the answer).
+        After ``shutdown`` only that answer may still come.
+
         Raises ``ProtocolViolation`` for anything else (the worker should
         exit: the host ends it anyway); the state is unchanged.
         """
+        if type(msg) is Response:
+            if self.asking is None or msg.msgid != self.asking:
+                raise ProtocolViolation(
+                    f"an answer to request {msg.msgid}, but the request waiting is {self.asking}"
+                )
+            self.asking = None
+            return msg
         if self.phase is not _SERVING:
             raise ProtocolViolation(f"a message from the host in phase {self.phase.value}")
         if type(msg) is Request and msg.method == Verb.CALL:
@@ -494,12 +567,24 @@ class WorkerConversation:
         self.running = msgid
         return self._queue.pop(msgid)
 
+    def asked(self, request_id: int) -> None:
+        """Before writing a request of the running call (``ask``); the call
+        then waits for the answer (``receive`` returns it). Raises
+        ``ConversationMisuse`` if no call runs or one request is unanswered."""
+        if self.running is None:
+            raise ConversationMisuse("a request with no call running")
+        if self.asking is not None:
+            raise ConversationMisuse(f"request {request_id} while {self.asking} is unanswered")
+        self.asking = request_id
+
     def reply_sent(self, msgid: int, recycle: bool = False) -> None:
         """Before writing the reply to the running call ``msgid``; with
         ``recycle`` it is the last (the worker exits instead of starting the
         next). Raises ``ConversationMisuse`` if ``msgid`` is not running."""
         if msgid != self.running:
             raise ConversationMisuse(f"reply to {msgid}, but the running call is {self.running}")
+        if self.asking is not None:
+            raise ConversationMisuse(f"reply to {msgid} while request {self.asking} is unanswered")
         self.running = None
         if recycle:
             self.recycling = True

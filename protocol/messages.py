@@ -23,7 +23,7 @@ from protocol.errors import WORKER_ERROR_KINDS, ErrorKind, ProtocolViolation
 from protocol.framing import PACK_OPTIONS, encode_frame, pack, unpack
 from protocol.names import function_name_problem
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
 
@@ -37,7 +37,9 @@ MAX_OUTPUT_TAIL = 65536
 
 class Verb(StrEnum):
     # host -> worker
-    CALL = "call"  # request: {"function": str, "arguments": {str: any}}
+    # request: {"function": str, "arguments": {str: any}} and, if the call has
+    # a context, "context": {"paths": {dotted path: "method" | "attribute"}}
+    CALL = "call"
     SHUTDOWN = "shutdown"  # notification: {}
     # notification: {"msgid": int}. Skip that call if it has not started; its
     # reply is then a "cancelled" error. Ignored if it started or finished.
@@ -48,6 +50,11 @@ class Verb(StrEnum):
     PROBED = "probed"
     READY = "ready"  # notification, after probed
     LOAD_FAILED = "load_failed"  # notification, after probed, last message
+    # request, only from the running call, one at a time: {"call": msgid,
+    # "op": "call" | "get" | "set", "path": str, "args": [...], "kwargs": {...},
+    # "value": any}. The host answers with a response to its id: {"value": v},
+    # or an error map (kind user_exception, the host exception's type).
+    ASK = "ask"
 
 
 class _Message:
@@ -124,13 +131,16 @@ def encode_message(msg: Message, default: Any = None, strict: bool = False) -> b
     return encode_frame(pack(obj, default=default, strict=strict))
 
 
-def encode_call(msgid: int, function: str, arguments: Any) -> bytes:
+def encode_call(
+    msgid: int, function: str, arguments: Any, context: dict[str, Any] | None = None
+) -> bytes:
     """``encode_message(Request(msgid, "call", {...}))`` without building the
-    Request: every call's path."""
-    payload = msgpack.packb(
-        [REQUEST, msgid, _CALL, {"function": function, "arguments": arguments}], **PACK_OPTIONS
-    )
-    return encode_frame(payload)
+    Request: every call's path. ``context``: what the call's context exposes
+    (``{"paths": {path: kind}}``), if it has one."""
+    params: dict[str, Any] = {"function": function, "arguments": arguments}
+    if context is not None:
+        params["context"] = context
+    return encode_frame(msgpack.packb([REQUEST, msgid, _CALL, params], **PACK_OPTIONS))
 
 
 _CALL = Verb.CALL.value

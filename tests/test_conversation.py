@@ -21,6 +21,7 @@ import pytest
 from protocol.conversation import (
     IGNORED,
     Answered,
+    Asked,
     Call,
     ConversationMisuse,
     HostConversation,
@@ -1059,11 +1060,11 @@ def test_worker_shutdown_with_nothing_waiting() -> None:
             Request(1, "cancel", {"msgid": 1}),
             "Request(msgid=1, method='cancel', params={'msgid': 1})",
         ),
-        (Response(1, None, {}), "Response(msgid=1, error=None, result={})"),
         (Notification("ready", {}), "Notification(method='ready', params={})"),
         (Notification("call", {}), "Notification(method='call', params={})"),
     ],
-    ids=["request-shutdown", "request-cancel", "response", "unknown-notification", "call-note"],
+    # (A response is an answer: test_worker_an_answer_nobody_asked_for_is_a_violation.)
+    ids=["request-shutdown", "request-cancel", "unknown-notification", "call-note"],
 )
 def test_worker_unexpected_messages_are_violations(msg: Any, shown: str) -> None:
     worker = serving_worker()
@@ -1297,3 +1298,137 @@ def test_both_ends_in_random_interleavings_agree() -> None:
     # The runs went through every kind of ending and confirmation.
     for what in ("load_failed", "recycle", "cancelled head", "cancelled out of order", "calls"):
         assert totals.get(what, 0) > 0, (what, totals)
+
+
+# -- requests during a call (ask) ---------------------------------------------------
+
+
+def ask(request_id: int, call: Any) -> Request:
+    return Request(request_id, "ask", {"call": call, "op": "get", "path": "x"})
+
+
+def test_host_the_running_call_may_ask_one_thing_at_a_time() -> None:
+    host, (first, second) = host_with_calls(5.0, 5.0)
+    event = host.receive(ask(70, 1), 11.0)
+    assert type(event) is Asked
+    assert event.call is first and event.request.msgid == 70
+    assert first.asking == 70
+    with violation("request 71 while request 70 of call 1 is unanswered"):
+        host.receive(ask(71, 1), 11.0)
+    assert host.send_answer(first, 70) is True
+    assert first.asking is None
+    assert host.send_answer(first, 70) is False  # answered already
+    # Asking changed nothing about the order of calls.
+    assert_unchanged(host, [first, second], 15.0)
+    event = host.receive(ask(71, 1), 12.0)  # the next request, once answered
+    assert type(event) is Asked and first.asking == 71
+
+
+@pytest.mark.parametrize(
+    "forged, message",
+    [
+        (ask(70, 2), "a request for call 2, but the running call is 1"),
+        (ask(70, 99), "a request for call 99, but the running call is 1"),
+        (
+            Request(70, "ask", {"op": "get"}),
+            "an 'ask' request must name its call, got {'op': 'get'}",
+        ),
+        (Request(70, "ask", ["call", 1]), "an 'ask' request must name its call, got ['call', 1]"),
+        (Request(70, "exec", {"call": 1}), "a worker may not send requests ('exec')"),
+    ],
+    ids=["waiting-call", "unknown-call", "no-call", "not-a-map", "unknown-verb"],
+)
+def test_host_only_the_running_call_may_ask(forged: Request, message: str) -> None:
+    host, (first, second) = host_with_calls(5.0, 5.0)
+    with violation(message):
+        host.receive(forged, 11.0)
+    assert first.asking is None and second.asking is None
+    assert_unchanged(host, [first, second], 15.0)
+
+
+def test_host_no_request_without_a_running_call() -> None:
+    host = serving_host()
+    with violation("a request for call 1, but the running call is None"):
+        host.receive(ask(70, 1), 1.0)
+    recycled, (first,) = host_with_calls(None)
+    recycled.receive(recycle(1), 11.0)
+    with violation("a request ('ask') while no call can run"):
+        recycled.receive(ask(70, 1), 12.0)
+    starting = HostConversation()
+    starting.receive(probed(), 0.0)
+    with violation("a request ('ask') while no call can run"):
+        starting.receive(ask(70, 1), 1.0)
+
+
+def test_host_no_reply_while_the_calls_request_is_unanswered() -> None:
+    host, (first, second) = host_with_calls(5.0, 5.0)
+    host.receive(ask(70, 1), 11.0)
+    with violation("reply to request id 1 while its request 70 is unanswered"):
+        host.receive(ok(1), 12.0)
+    assert_unchanged(host, [first, second], 15.0)
+    host.send_answer(first, 70)
+    event = host.receive(ok(1), 13.0)
+    assert type(event) is Answered and event.started is second
+
+
+def test_host_an_answer_for_a_call_that_ended_is_dropped() -> None:
+    host, (first,) = host_with_calls(5.0)
+    host.receive(ask(70, 1), 11.0)
+    assert host.close() == [first]
+    assert host.send_answer(first, 70) is False
+    assert host.send_answer(first, 71) is False  # a request it never made
+
+
+def test_worker_a_call_asks_and_gets_its_answer_meanwhile_calls_queue() -> None:
+    worker = serving_worker()
+    worker.receive(call_request(1))
+    assert worker.next_call().msgid == 1
+    worker.asked(70)
+    assert worker.asking == 70
+    # While the call waits for its answer, the host may send more calls and cancels.
+    assert type(worker.receive(call_request(2))) is Request
+    answer = Response(70, None, {"value": 5})
+    assert worker.receive(answer) is answer
+    assert worker.asking is None
+    assert worker.next_call() is None  # call 1 still runs
+    worker.reply_sent(1)
+    assert worker.next_call().msgid == 2
+
+
+def test_worker_asking_rules() -> None:
+    worker = serving_worker()
+    with misuse("a request with no call running"):
+        worker.asked(70)
+    worker.receive(call_request(1))
+    worker.next_call()
+    worker.asked(70)
+    with misuse("request 71 while 70 is unanswered"):
+        worker.asked(71)
+    with misuse("reply to 1 while request 70 is unanswered"):
+        worker.reply_sent(1)
+    with violation("an answer to request 71, but the request waiting is 70"):
+        worker.receive(Response(71, None, {"value": 1}))
+    assert worker.asking == 70
+
+
+def test_worker_an_answer_nobody_asked_for_is_a_violation() -> None:
+    worker = serving_worker()
+    with violation("an answer to request 70, but the request waiting is None"):
+        worker.receive(Response(70, None, {"value": 1}))
+
+
+def test_worker_shutdown_while_a_call_waits_for_its_answer() -> None:
+    worker = serving_worker()
+    worker.receive(call_request(1))
+    worker.next_call()
+    worker.asked(70)
+    worker.receive(call_request(2))
+    event = worker.receive(shutdown_note())
+    assert type(event) is Stop and event.never_started == [2]
+    # The answer the running call waits for still comes; nothing else may.
+    answer = Response(70, None, {"value": 1})
+    assert worker.receive(answer) is answer
+    with violation("a message from the host in phase closed"):
+        worker.receive(call_request(3))
+    worker.reply_sent(1)
+    assert worker.next_call() is None

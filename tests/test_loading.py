@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import sys
 
@@ -29,6 +31,20 @@ def test_load_function_set_returns_schema_and_callable(fh, write_set):
     assert fns["add"]["function"](2, 3) == 5
 
 
+def test_every_entry_answers_to_memgpt_s_python_function_key(make_host, write_set, tmp_path):
+    # MemGPT's function dicts hold the callable under "python_function".
+    fh = make_host(builtin_dir=tmp_path / "none", user_dirs=[tmp_path / "sets"])
+    loaded = fh.load_function_set(write_set("maths", ADD))
+    assert loaded["add"]["python_function"] is loaded["add"]["function"]
+    assert loaded["add"]["python_function"](a=2, b=3) == 5
+    merged = fh.load_all_function_sets(merge=True)
+    assert merged["add"]["python_function"] is merged["add"]["function"]
+    assert merged["add"]["python_function"](a=1, b=1) == 2
+    nested = fh.functions(merge=False)["maths"]["add"]
+    assert nested["python_function"] is nested["function"]
+    assert nested["python_function"](4, 5) == 9
+
+
 def test_set_name_defaults_to_stem_and_can_be_given(fh, write_set):
     path = write_set("maths", ADD)
     fh.load_function_set(path, name="arith")
@@ -43,6 +59,72 @@ def test_load_by_importable_module_name(fh, write_set, sets_dir, monkeypatch):
     assert "fnhost_test_modname" not in sys.modules  # never imported into the host
     assert fns["add"]["function"](a=4, b=5) == 9
     assert list(fh.function_sets) == ["fnhost_test_modname"]
+
+
+MARKED = '''
+MARK = "file"
+
+
+def mark() -> str:
+    """What MARK is where this runs."""
+    return MARK
+'''
+
+
+def _imported(name: str, path, package: bool = False):
+    """Import a file the way a user's ``import`` would, without sys.modules."""
+    locations = [str(path.parent)] if package else None
+    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=locations)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_an_imported_module_object_runs_its_file_in_the_worker(fh, write_set):
+    path = write_set("my_tools", MARKED)
+    module = _imported("my_tools", path)
+    module.MARK = "host"  # the host's object is not what runs
+    fns = fh.load_function_set(module)
+    assert list(fh.function_sets) == ["my_tools"]
+    assert fh.function_sets["my_tools"]["source"] == str(path)
+    assert fns["mark"]["function"]() == "file"
+    pid = fh.function_sets["my_tools"]["pid"]
+    # Exactly as if the path had been given: the same set, not a second one.
+    fh.load_function_set(path)
+    assert fh.function_sets["my_tools"]["pid"] == pid
+
+
+def test_an_imported_package_is_named_after_the_package(fh, sets_dir, write_set):
+    package = sets_dir / "toolbox"
+    package.mkdir()
+    (package / "__init__.py").write_text(MARKED)
+    fns = fh.load_function_set(_imported("toolbox", package / "__init__.py", package=True))
+    assert list(fh.function_sets) == ["toolbox"]
+    assert fns["mark"]["function"]() == "file"
+    # name= wins over the module's own, as for a path.
+    other = _imported("other_tools", write_set("other_tools", MARKED.replace("mark", "mark2")))
+    fh.load_function_set(other, name="renamed")
+    assert fh.call("renamed.mark2", {}) == "file"
+
+
+def test_a_module_without_a_source_file_is_a_type_error(fh, sets_dir, monkeypatch):
+    (sets_dir / "spacey").mkdir()  # no __init__.py: a namespace package
+    monkeypatch.syspath_prepend(str(sets_dir))
+    monkeypatch.delitem(sys.modules, "spacey", raising=False)
+    namespace = importlib.import_module("spacey")
+    monkeypatch.delitem(sys.modules, "spacey")
+    import _decimal
+
+    for module, words in (
+        (sys, ["'sys'", "has no file"]),  # built-in
+        (namespace, ["'spacey'", "has no file"]),
+        (_decimal, ["not Python source", ".so"]),  # extension module
+    ):
+        with pytest.raises(TypeError) as info:
+            fh.load_function_set(module)
+        assert all(w in str(info.value) for w in words), str(info.value)
+    assert fh.function_sets == {} and fh.load_errors == {}
+    assert worker_pids() == set()
 
 
 def test_loading_same_source_twice_is_idempotent(fh, write_set):

@@ -42,6 +42,7 @@ def _example(name: str):
 def test_every_snippet_is_one_this_file_runs():
     known = {"import asyncio", 'fh.tools(format="openai")  # Chat Completions tools'}
     known.add("# OpenAI Chat Completions")
+    known.add("fh.load_function_set(")
     assert {s.splitlines()[0].strip() for s in SNIPPETS} == known
 
 
@@ -101,3 +102,39 @@ def test_the_dispatch_snippet_runs_with_each_sdks_shapes(fh):
     blocks = messages[-1]["content"]
     assert messages[-1]["role"] == "user" and blocks
     assert all(b["type"] == "tool_result" for b in blocks)
+
+
+def test_the_context_door_snippet_runs_against_a_host_agent(fh, monkeypatch):
+    """The snippet's set (examples/memory_tools.py, MemGPT's way) reaches the
+    agent only through the listed paths: its effects are on the host object."""
+
+    class Memory:
+        def __init__(self) -> None:
+            self.human = ""
+
+        def edit_append(self, name: str, content: str) -> None:
+            assert name == "human"
+            self.human += content
+
+    class Agent:
+        def __init__(self) -> None:
+            self.memory = Memory()
+            self.rebuilt = 0
+            self.pause_heartbeats_minutes = 0
+
+        def rebuild_memory(self) -> None:
+            self.rebuilt += 1
+
+    agent = Agent()
+    monkeypatch.chdir(ROOT)
+    exec(_snippet("fh.load_function_set("), {"fh": fh, "agent": agent})
+    assert (agent.memory.human, agent.rebuilt, agent.pause_heartbeats_minutes) == (
+        "Likes cats.",
+        1,
+        30,
+    )
+    assert fh.function_sets["memory_tools"]["exposed"] == [
+        "memory.edit_append",
+        "rebuild_memory",
+        "pause_heartbeats_minutes",
+    ]

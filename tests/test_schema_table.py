@@ -1169,7 +1169,7 @@ CASES: list[Case] = [
         gemini=gobj({"x": I}, ["x"]),
         samples=[({"x": 1}, {"self": "None", "x": "1"})],
         bad=[bad({"x": 1, "self": 2}, "self")],
-        warns=["self"],
+        # A context parameter: expected usage, no warning (it gets the context).
     ),
     Case(
         "cls_param",

@@ -350,6 +350,107 @@ def test_self_and_cls_are_not_in_the_schema(shapes):
     assert cls_params["required"] == ["x"]
 
 
+# -- reserved parameters: self, agent_state, AgentContext -------------------------
+
+RESERVED_SOURCE = '''
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import protocol.context_marker as marker
+
+if TYPE_CHECKING:  # what MemGPT and Letta tools do: names the worker cannot resolve
+    from agent import Agent, AgentState
+    from protocol.context_marker import AgentContext
+
+
+def core_memory_append(self: Agent, name: str, content: str) -> list:
+    """MemGPT's signature."""
+    return [self, name, content]
+
+
+def send_message(self: "Agent", message: str) -> list:
+    """A quoted annotation under postponed evaluation."""
+    return [self, message]
+
+
+def archival_search(agent_state: AgentState, query: str, count: int = 5) -> list:
+    """Letta's signature."""
+    return [agent_state, query, count]
+
+
+def resolved_marker(memory: marker.AgentContext, n: int) -> list:
+    """Marked by a type the worker resolves."""
+    return [memory, n]
+
+
+def named_marker(ctx: AgentContext, n: int) -> list:
+    """Marked by the spelling "AgentContext", unresolvable here."""
+    return [ctx, n]
+
+
+def dotted_marker(ctx: protocol.context_marker.AgentContext, n: int) -> list:  # noqa: F821
+    """Marked by the dotted spelling, unresolvable here."""
+    return [ctx, n]
+
+
+def still_broken(self: Agent, n: Nope) -> int:  # noqa: F821
+    """An ordinary parameter's unresolvable annotation still costs the function."""
+    return n
+'''
+
+#: function -> (the schema's properties, the reserved parameter, the other arguments)
+RESERVED_CASES = {
+    "core_memory_append": (
+        {"name": {"type": "string"}, "content": {"type": "string"}},
+        "self",
+        {"name": "human", "content": "likes tea"},
+    ),
+    "send_message": ({"message": {"type": "string"}}, "self", {"message": "hi"}),
+    "archival_search": (
+        {"query": {"type": "string"}, "count": {"type": "integer", "default": 5}},
+        "agent_state",
+        {"query": "tea", "count": 2},
+    ),
+    "resolved_marker": ({"n": {"type": "integer"}}, "memory", {"n": 1}),
+    "named_marker": ({"n": {"type": "integer"}}, "ctx", {"n": 2}),
+    "dotted_marker": ({"n": {"type": "integer"}}, "ctx", {"n": 3}),
+}
+
+
+@pytest.fixture
+def reserved(fh, write_set):
+    return fh.load_function_set(write_set("reserved", RESERVED_SOURCE))
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_CASES))
+def test_reserved_parameter_never_costs_the_function(fh, reserved, name):
+    properties, hidden, arguments = RESERVED_CASES[name]
+    assert name in reserved, fh.function_sets["reserved"]["skipped"].get(name)
+    params = _params(reserved, name)
+    assert params["properties"] == properties
+    assert hidden not in params["required"]
+    # Without a context, the reserved parameter receives None.
+    assert fh.call(name, arguments) == [None, *arguments.values()]
+    # A context parameter is expected usage, not worth a warning.
+    warnings = fh.function_sets["reserved"]["warnings"].get(name, [])
+    assert not any(hidden in w for w in warnings)
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_CASES))
+def test_a_caller_cannot_set_a_reserved_parameter(fh, reserved, name):
+    _, hidden, arguments = RESERVED_CASES[name]
+    with pytest.raises(InvalidArguments) as info:
+        fh.call(name, {hidden: 1, **arguments})
+    assert info.value.path == hidden
+
+
+def test_unresolvable_ordinary_annotation_still_skips_beside_a_reserved_one(fh, reserved):
+    reason = fh.function_sets["reserved"]["skipped"]["still_broken"]
+    assert reason == "type annotations cannot be resolved: NameError: name 'Nope' is not defined"
+    assert "still_broken" not in reserved
+
+
 def test_parameters_object_is_closed(shapes, types_set):
     for loaded in (shapes, types_set):
         for name, entry in loaded.items():

@@ -16,9 +16,14 @@ from worker.typespec import ArgumentError, describe_value
 P = inspect.Parameter
 
 
-def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]:
+def bind(
+    spec: FunctionSpec, arguments: Any, context: Any = None
+) -> tuple[list[Any], dict[str, Any]]:
     """Return ``(args, kwargs)`` to call ``spec.function`` with.
 
+    - a reserved parameter gets ``context`` (the call's context proxy) if it
+      is one of ``spec.context_parameters`` and the call has a context,
+      else its default, or None;
     - unknown keys are rejected (the schema is closed);
     - a missing required parameter is rejected;
     - ``null`` for a parameter with a default that does not accept ``null``
@@ -37,10 +42,13 @@ def bind(spec: FunctionSpec, arguments: Any) -> tuple[list[Any], dict[str, Any]]
     kwargs: dict[str, Any] = {}
     for param in spec.parameters:
         if param.hidden:
+            filled = param.default
+            if context is not None and param.name in spec.context_parameters:
+                filled = context
             if param.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
-                args.append(param.default)
+                args.append(filled)
             elif param.kind is P.KEYWORD_ONLY:
-                kwargs[param.name] = param.default
+                kwargs[param.name] = filled
             continue
         present = param.name in arguments
         value: Any = arguments.get(param.name)

@@ -18,16 +18,29 @@ on a protocol violation by the host.
 
 from __future__ import annotations
 
+import _thread
 import inspect
+import itertools
 import os
 import select
 import traceback as tb
 from typing import Any, NoReturn
 
-from protocol import ErrorKind, FrameDecoder, ProtocolViolation, Request, decode_message
+from protocol import (
+    ErrorKind,
+    FrameDecoder,
+    ProtocolViolation,
+    Request,
+    Response,
+    Verb,
+    decode_message,
+    encode_message,
+)
 from protocol.conversation import Skip, Stop, WorkerConversation
+from protocol.values import to_wire
 from worker.binding import bind
 from worker.capture import OutputCapture
+from worker.context_proxy import ContextProxy, raise_answer_error
 from worker.results import encode_error, encode_result
 from worker.signature import FunctionSpec
 from worker.typespec import ArgumentError
@@ -89,6 +102,11 @@ class Server:
         #: The rules; it holds the calls received and not started yet.
         self.conversation = conversation
         self.recycling = False
+        #: A shutdown came while a call waited for the host's answer: exit
+        #: after that call's reply.
+        self.stopping = False
+        self._ask_ids = itertools.count(1)
+        self._thread = _thread.get_ident()
         self._poller = select.poll()
         self._poller.register(in_fd, select.POLLIN)
 
@@ -107,9 +125,12 @@ class Server:
             if call is not None:
                 self.handle_call(call)
 
-    def _receive(self) -> None:
-        """Read one chunk and take in its messages (blocking). Exits on EOF,
-        ``shutdown`` or a protocol violation."""
+    def _receive(self) -> Response | None:
+        """Read one chunk and take in its messages (blocking): queue calls,
+        confirm cancels, and return the answer to the running call's request
+        if it came. Exits on EOF, on ``shutdown`` between calls, or on a
+        protocol violation; a ``shutdown`` during a call (it waits for an
+        answer) makes the worker exit after that call's reply."""
         try:
             data = _read(self.in_fd, READ_CHUNK)
         except OSError as exc:
@@ -117,6 +138,7 @@ class Server:
         if not data:
             _exit(0)
         receive = self.conversation.receive
+        answer = None
         try:
             for body in self.decoder.feed(data):
                 event = receive(decode_message(body))
@@ -125,18 +147,68 @@ class Server:
                 elif type(event) is Stop:
                     # The calls waiting here never started: say so (the host
                     # sends them to the next worker, or fails them if it is
-                    # closing). Nothing after a shutdown matters.
+                    # closing). Nothing after a shutdown matters, but the
+                    # answer a running call waits for.
                     for msgid in event.never_started:
                         self._confirm_cancel(msgid)
-                    _exit(0)
+                    if self.conversation.running is None:
+                        _exit(0)
+                    self.stopping = True
+                elif type(event) is Response:
+                    answer = event
         except ProtocolViolation as exc:
             self._die(f"protocol violation by host: {exc}", 76)
+        return answer
+
+    def ask(
+        self, call: int, op: str, path: str, args: list[Any], kwargs: dict[str, Any], value: Any
+    ) -> Any:
+        """One request of the running call ``call`` to the host (its context);
+        blocks until the answer, taking in what else arrives meanwhile.
+
+        Returns the answer's value. Raises ``RuntimeError`` if ``call`` is
+        not running or this is not the thread that runs it, ``TypeError`` or
+        ``ValueError`` if the request cannot be sent (not data, too large),
+        and what the answer says otherwise (``raise_answer_error``). The
+        call's timeout bounds the wait: the host kills the worker at it.
+        """
+        conversation = self.conversation
+        if conversation.running != call or _thread.get_ident() != self._thread:
+            raise RuntimeError(
+                "the context can only be used during its call, from the thread that runs it"
+            )
+        request_id = next(self._ask_ids) % 0xFFFFFFFF + 1
+        params = {"call": call, "op": op, "path": path, "args": args, "kwargs": kwargs}
+        if op == "set":
+            params["value"] = value
+        try:
+            frame = encode_message(Request(request_id, Verb.ASK, params), default=to_wire)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(f"cannot send this to the host (only data crosses): {exc}") from None
+        if len(frame) > self.max_result_bytes:
+            raise ValueError(
+                f"the request to the host is {len(frame)} bytes; the limit is "
+                f"{self.max_result_bytes} (Limits.max_result_mb)"
+            )
+        conversation.asked(request_id)
+        write_all(self.out_fd, frame)
+        answer = None
+        while answer is None:
+            answer = self._receive()
+        if answer.error is not None:
+            raise_answer_error(
+                str(answer.error.get("type") or ""), str(answer.error.get("message") or "")
+            )
+        result = answer.result
+        if not isinstance(result, dict) or "value" not in result:
+            self._die(f"an answer without a value: {result!r:.100}", 76)
+        return result["value"]
 
     def _confirm_cancel(self, msgid: int) -> None:
         reply = encode_error(msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT)
         write_all(self.out_fd, reply)
 
-    def _die(self, why: str, code: int) -> None:
+    def _die(self, why: str, code: int) -> NoReturn:
         try:
             _write(2, f"fnhost worker: {why}\n".encode())
         finally:
@@ -148,6 +220,8 @@ class Server:
             _exit(0)  # a process forked by user code never answers
         self.conversation.reply_sent(msg.msgid, self.recycling)
         write_all(self.out_fd, frame)
+        if self.stopping:
+            _exit(0)  # a shutdown came while the call ran; it has been answered
         if self.recycling:
             # The host replaces us: the calls queued here must not start
             # (they go to the new worker; see the module docstring).
@@ -166,8 +240,9 @@ class Server:
                 f"no exported function named {name!r} (available: {available})",
                 self.capture.collect(),
             )
+        context = self._context(msg.msgid, params.get("context"))
         try:
-            args, kwargs = bind(spec, arguments)
+            args, kwargs = bind(spec, arguments, context)
         except ArgumentError as exc:
             return encode_error(
                 msg.msgid,
@@ -207,6 +282,24 @@ class Server:
             _exit(0)
         output = self.capture.collect()
         return encode_result(msg.msgid, value, output, self.max_result_bytes)
+
+    def _context(self, call: int, description: Any) -> ContextProxy | None:
+        """The call's context proxy, from what the host exposed (None without)."""
+        if description is None:
+            return None
+        kinds = description.get("paths") if isinstance(description, dict) else None
+        if not isinstance(kinds, dict) or not all(
+            isinstance(k, str) and v in ("method", "attribute") for k, v in kinds.items()
+        ):
+            self._die(f"a malformed context description: {description!r:.200}", 76)
+        ask = self.ask
+
+        def ask_for_this_call(
+            op: str, path: str, args: list[Any], kwargs: dict[str, Any], value: Any
+        ) -> Any:
+            return ask(call, op, path, args, kwargs, value)
+
+        return ContextProxy(kinds, ask_for_this_call)
 
     @staticmethod
     def _invoke(spec: FunctionSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.context_marker import MARKER_SPELLINGS, AgentContext
 from protocol.names import function_name_problem
 from worker.docstrings import parse_docstring
 from worker.named_types import json_default
@@ -24,9 +25,15 @@ from worker.typespec import (
     fail,
 )
 
-#: Parameter names reserved for the host (MemGPT passes the agent as
-#: ``self``); never in a schema, filled with their default or None.
-RESERVED_PARAMETERS = frozenset({"self", "cls"})
+#: Parameter names that will receive the call's context: MemGPT passes the
+#: agent as ``self``, Letta its state as ``agent_state``.
+CONTEXT_PARAMETER_NAMES = frozenset({"self", "agent_state"})
+
+#: Parameter names reserved for the host: never in a schema, never set by a
+#: caller, their annotations ignored (``self: "Agent"`` with ``Agent``
+#: imported only under ``TYPE_CHECKING`` costs nothing); filled with their
+#: default or None. A parameter annotated ``AgentContext`` is reserved too.
+RESERVED_PARAMETERS = CONTEXT_PARAMETER_NAMES | {"cls"}
 
 
 class FunctionSkipped(Exception):
@@ -51,6 +58,11 @@ class FunctionSpec:
     schema: JSON
     returns: JSON | None
     warnings: list[str] = field(default_factory=list)
+    #: The parameters that are to receive the call's context (``self``,
+    #: ``agent_state`` or annotated ``AgentContext``; not ``cls``, not
+    #: ``*args``/``**kwargs``), in signature order. Today they receive
+    #: their default or None, like every reserved parameter.
+    context_parameters: tuple[str, ...] = ()
     by_name: dict[str, ParameterSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,25 +83,31 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
         raise FunctionSkipped(f"signature cannot be read: {exc}")
-    try:
-        hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception as exc:  # NameError for an undefined forward reference, and worse
-        raise FunctionSkipped(f"type annotations cannot be resolved: {type(exc).__name__}: {exc}")
+    hints, marked = _type_hints(fn)
     doc = parse_docstring(fn)
     builder = new_builder()
     properties: JSON = {}
     required: list[str] = []
     params: list[ParameterSpec] = []
+    context: list[str] = []
     try:
         for p in signature.parameters.values():
-            if p.name in RESERVED_PARAMETERS:
+            if p.name in RESERVED_PARAMETERS or p.name in marked:
                 # Never in the schema. MemGPT-style tools take the agent as
-                # ``self``; no agent object crosses the process wall, so a
-                # reserved parameter gets its default, or None.
+                # ``self``: a context parameter receives the call's context
+                # proxy (worker.context_proxy), or without one its default,
+                # or None; ``cls`` always its default, or None.
                 value = None if p.default is p.empty else p.default
-                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                to_fill = p.name in CONTEXT_PARAMETER_NAMES or p.name in marked
+                if (
+                    not to_fill
+                    and p.default is p.empty
+                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                ):
                     builder.warnings.append(f"parameter {p.name!r} is reserved; it receives None")
                 params.append(ParameterSpec(p.name, p.kind, ANY, True, value, hidden=True))
+                if to_fill and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    context.append(p.name)
                 continue
             annotation = hints.get(p.name, inspect.Parameter.empty)
             where = f"parameter {p.name!r}"
@@ -153,7 +171,50 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
         schema=schema,
         returns=returns,
         warnings=builder.warnings,
+        context_parameters=tuple(context),
     )
+
+
+class _Annotations:
+    """What ``typing.get_type_hints`` reads of a function, with some annotations
+    left out: a stand-in, so the user's function is never changed."""
+
+    def __init__(self, annotations: dict[str, Any], fn: Any) -> None:
+        self.__annotations__ = annotations
+        # Python 3.12+ resolves a generic function's type parameters (def f[T]) from here.
+        self.__type_params__ = getattr(fn, "__type_params__", ())
+
+
+def _type_hints(fn: Any) -> tuple[dict[str, Any], set[str]]:
+    """The resolved annotations of ``fn``'s ordinary parameters and its return,
+    and the names of the parameters marked ``AgentContext``.
+
+    The annotations of reserved parameters are never evaluated (so one that
+    cannot be resolved costs nothing), nor those spelt as one of
+    ``MARKER_SPELLINGS``. Raises ``FunctionSkipped`` when any other cannot be
+    resolved (the exception's type and message are the reason).
+    """
+    raw = dict(getattr(fn, "__annotations__", None) or {})
+    marked = {
+        name
+        for name, value in raw.items()
+        if name != "return" and isinstance(value, str) and value in MARKER_SPELLINGS
+    }
+    kept = {name: value for name, value in raw.items() if name not in RESERVED_PARAMETERS | marked}
+    # The namespace typing.get_type_hints itself would use: the globals of
+    # the innermost function a decorator wrapped.
+    inner = fn
+    while hasattr(inner, "__wrapped__"):
+        inner = inner.__wrapped__
+    globalns = getattr(inner, "__globals__", {})
+    try:
+        hints = typing.get_type_hints(
+            _Annotations(kept, fn), globalns=globalns, include_extras=True
+        )
+    except Exception as exc:  # NameError for an undefined forward reference, and worse
+        raise FunctionSkipped(f"type annotations cannot be resolved: {type(exc).__name__}: {exc}")
+    marked |= {n for n, hint in hints.items() if n != "return" and hint is AgentContext}
+    return hints, marked
 
 
 def _variadic_list(item: TypeSpec) -> TypeSpec:

@@ -33,11 +33,15 @@ log = logging.getLogger("fnhost.dispatch")
 class ToolCaller(Protocol):
     """How dispatch runs one call (``FunctionHost`` is one)."""
 
-    def call_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
+    def call_detailed(
+        self, name: str, arguments: Any, timeout: float | None, *, context: Any = None
+    ) -> CallResult:
         """Run one call; every failure raises (``FunctionHost.call_detailed``)."""
         ...
 
-    async def acall_detailed(self, name: str, arguments: Any, timeout: float | None) -> CallResult:
+    async def acall_detailed(
+        self, name: str, arguments: Any, timeout: float | None, *, context: Any = None
+    ) -> CallResult:
         """asyncio ``call_detailed``."""
         ...
 
@@ -111,11 +115,13 @@ def run_sync(
     timeout: float | None,
     max_result_chars: MaxResultChars,
     heartbeats: bool,
+    context: Any = None,
 ) -> ToolResult | list[ToolResult]:
     """``FunctionHost.dispatch``: parse, run (a batch's sets on threads), render.
 
     ``heartbeats``: strip ``request_heartbeat`` from the arguments (unless
-    the function declares it) and report it on the result.
+    the function declares it) and report it on the result. ``context``:
+    every call's context (``FunctionHost.call``'s).
     """
     _check_options(timeout, max_result_chars)
     calls, batch = parse_tool_calls(payload)
@@ -125,7 +131,7 @@ def run_sync(
         arguments, heartbeat = _prepare(catalog, call, heartbeats)
         try:
             outcome: CallResult | BaseException = caller.call_detailed(
-                call.name, arguments, timeout
+                call.name, arguments, timeout, context=context
             )
         except Exception as exc:
             outcome = exc
@@ -154,6 +160,7 @@ async def run_async(
     timeout: float | None,
     max_result_chars: MaxResultChars,
     heartbeats: bool,
+    context: Any = None,
 ) -> ToolResult | list[ToolResult]:
     """``FunctionHost.adispatch``: ``run_sync`` with ``asyncio.gather`` for the sets."""
     _check_options(timeout, max_result_chars)
@@ -164,7 +171,7 @@ async def run_async(
         arguments, heartbeat = _prepare(catalog, call, heartbeats)
         try:
             outcome: CallResult | BaseException = await caller.acall_detailed(
-                call.name, arguments, timeout
+                call.name, arguments, timeout, context=context
             )
         except Exception as exc:
             outcome = exc

@@ -11,8 +11,9 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from host.api.call_arguments import call_arguments, call_timeout
@@ -21,6 +22,7 @@ from host.api.dispatch import run_async, run_sync
 from host.api.exit_close import close_at_exit
 from host.api.proxy import FunctionProxy
 from host.api.registry import ConflictPolicy, LoadedSet, Registry, json_schema
+from host.api.set_contexts import SetContexts
 from host.api.set_loading import SetLoader, close_handles
 from host.api.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
 from host.api.watcher import Watcher
@@ -30,6 +32,7 @@ from host.limits import Limits
 from host.tools.tool_calls import add_heartbeat
 from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
 from host.workers.call_result import CallResult
+from host.workers.context_door import ContextDoor
 from host.workers.set_workers import SetWorkers
 
 
@@ -90,6 +93,7 @@ class FunctionHost:
         self._closed = False
         self._atexit = close_at_exit(self)
         self._catalog = Catalog(self._registry, self._lock)
+        self._contexts = SetContexts()
         self._loader = SetLoader(
             self._registry, self._load_errors, self._lock, self._launcher, self._check_open
         )
@@ -99,17 +103,31 @@ class FunctionHost:
 
     def load_function_set(
         self,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | ModuleType,
         name: str | None = None,
         limits: Limits | None = None,
+        *,
+        context: Any = None,
+        expose: Sequence[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Load one function set in its own worker and return its functions.
 
-        ``source`` is a ``.py`` file or an importable module name (resolved in
-        the worker, never imported here). ``name`` defaults to the file stem
-        or the module's last component; ``limits`` to the host's.
+        ``source`` is a ``.py`` file, an importable module name (resolved in
+        the worker, never imported here), or an imported module object, as
+        MemGPT takes it (``import my_tools; fh.load_function_set(my_tools)``):
+        its file (``__file__``) runs in the worker exactly as if its path had
+        been given; the host's module object is never called or changed.
+        ``name`` defaults to the file stem (a package's name for its
+        ``__init__.py``) or the module's last component; ``limits`` to the
+        host's.
+        ``expose``: the dotted paths of a context object the set's functions
+        may use (methods to call, attributes to read and assign; nothing
+        else is reachable), and ``context``: the object, for calls that pass
+        none (see ``docs/context.md``). Without ``expose`` the set has no
+        way to its caller: its context parameters receive ``None``.
 
-        Returns ``{function: {"json_schema", "function"}}`` (``function``: a
+        Returns ``{function: {"json_schema", "function", "python_function"}}``
+        (``function`` and, under MemGPT's key, ``python_function``: the same
         callable proxy). Loading a set again from the same source returns it
         as it is.
 
@@ -125,32 +143,43 @@ class FunctionHost:
                 ``name=...`` or rename.
             HostClosed: the host is closed (also when it closed while the set
                 was loading).
-            ValueError: the set name is empty or contains a dot.
+            ValueError: the set name is empty or contains a dot; ``context``
+                without ``expose``; a malformed path in ``expose``.
+            TypeError: a module object without a Python source file (a
+                built-in module, a namespace package, an extension module);
+                nothing was started.
         """
+        exposed = SetContexts.check(context, expose)
         spec = worker_spec(source, name, limits or self.limits, self.env)
+        self._contexts.open([spec.set_name], context, exposed)
         loaded, errors = self._loader.load([spec], "explicit", self.limits.shutdown_grace)
         if errors:
             raise errors[0]
         return self._entries(loaded[0])
 
-    def load_all_function_sets(self, merge: bool = True) -> dict[str, Any]:
+    def load_all_function_sets(
+        self, merge: bool = True, *, context: Any = None, expose: Sequence[str] | None = None
+    ) -> dict[str, Any]:
         """Load the built-in sets, then every ``*.py`` in the user dirs, in parallel.
 
         Files starting with ``_`` are skipped. A set that fails to import is
         recorded in ``load_errors`` and the rest load. So is a file whose set
         name (its stem) is taken by a set loaded before it, a built-in one
         included: the earlier set keeps the name, and the error names both
-        files. Returns ``functions(merge)``.
+        files. Returns ``functions(merge)``. ``context`` and ``expose`` are
+        given to every set, as in ``load_function_set``.
 
         Raises ``NameConflict`` for a function name conflict, after every
         other set has been registered (the refused set is not); ``HostClosed``
         if the host is closed; ``ValueError`` for a file whose stem has a dot,
         before anything loads.
         """
+        exposed = SetContexts.check(context, expose)
         specs = [
             (worker_spec(path, None, self.limits, self.env), origin)
             for path, origin in found_sets(self.builtin_dir, self.user_dirs)
         ]
+        self._contexts.open([spec.set_name for spec, _ in specs], context, exposed)
         errors = self._loader.load_all(specs, self.limits.shutdown_grace)
         conflicts = [e for e in errors if isinstance(e, NameConflict)]
         if conflicts:
@@ -199,10 +228,15 @@ class FunctionHost:
 
     def _entry(self, loaded: LoadedSet, func: str, name: str) -> dict[str, Any]:
         schema = json_schema(loaded.functions[func], name)
-        return {"json_schema": schema, "function": FunctionProxy(self, loaded.name, func, schema)}
+        proxy = FunctionProxy(self, loaded.name, func, schema)
+        # "python_function" is MemGPT's key for the callable: code written
+        # against MemGPT's function dicts works unchanged.
+        return {"json_schema": schema, "function": proxy, "python_function": proxy}
 
     def functions(self, merge: bool = True) -> dict[str, Any]:
-        """``{name: {"json_schema", "function"}}`` or ``{set: {function: entry}}``."""
+        """``{name: {"json_schema", "function", "python_function"}}`` or
+        ``{set: {function: entry}}`` (``python_function``, MemGPT's key, is the
+        same callable proxy as ``function``)."""
         with self._lock:
             return self._registry.view(merge, self._entry)
 
@@ -249,7 +283,11 @@ class FunctionHost:
         """
         with self._lock:
             loaded = self._registry.sets[name]
-        return loaded.handle.protections()
+        report = loaded.handle.protections()
+        if report:
+            # The door through the wall to a context: open if anything is exposed.
+            report["context_door_closed"] = not self._contexts.exposed(name)
+        return report
 
     @property
     def function_sets(self) -> dict[str, dict[str, Any]]:
@@ -257,21 +295,27 @@ class FunctionHost:
         schema warnings, and the protections the worker reported applying to
         itself at start (each the result of the actual system call).
         """
-        return self._catalog.set_summaries()
+        summaries = self._catalog.set_summaries()
+        for name, summary in summaries.items():
+            summary["exposed"] = self._contexts.exposed(name)
+        return summaries
 
     # -- calling -------------------------------------------------------------
 
     def _prepare(
-        self, name: str, arguments: Any, timeout: float | None
-    ) -> tuple[SetWorkers, str, dict[str, Any], float | None]:
+        self, name: str, arguments: Any, timeout: float | None, context: Any
+    ) -> tuple[SetWorkers, str, dict[str, Any], float | None, ContextDoor | None]:
         self._check_open()
         loaded, func = self._registry.resolve(name)
         if type(arguments) is not dict:  # (the usual dict needs no normalising)
             arguments = call_arguments(loaded.name, func, arguments)
         timeout = call_timeout(timeout, loaded.handle.spec.limits.timeout)
-        return loaded.handle, func, arguments, timeout
+        door = self._contexts.door(loaded.name, context)
+        return loaded.handle, func, arguments, timeout, door
 
-    def call(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
+    def call(
+        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
+    ) -> Any:
         """Call ``name`` (``"func"`` or ``"set.func"``) in its set's worker.
 
         ``arguments``: a dict, a JSON object as text (what models send) or
@@ -280,7 +324,9 @@ class FunctionHost:
         worker runs one call at a time) and, from when the call starts, the
         function's run: the caller waits at most about twice ``timeout``. A
         call that waited behind one that crashed or timed out never started
-        and runs on the restarted worker; it does not fail.
+        and runs on the restarted worker; it does not fail. ``context``:
+        this call's context object (the set's default otherwise), reached
+        only through the set's ``expose`` list.
 
         Returns the function's value (JSON-like data as msgpack carries it).
 
@@ -318,21 +364,23 @@ class FunctionHost:
                 or ran past ``Limits.shutdown_grace``; every later call too.
             ValueError: ``timeout`` is not positive; nothing ran.
         """
-        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
-        return handle.call(func, arguments, timeout).value
+        handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
+        return handle.call(func, arguments, timeout, door).value
 
     def call_detailed(
-        self, name: str, arguments: Any = None, timeout: float | None = None
+        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
     ) -> CallResult:
         """``call``, returning a ``CallResult``: ``value``, what the call printed
         (``stdout``, ``stderr``: the last 65,536 characters of each),
         ``set_name`` and ``function``. Raises as ``call`` does (a
         ``CallError`` keeps what was printed in ``.stdout``/``.stderr``).
         """
-        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
-        return handle.call(func, arguments, timeout)
+        handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
+        return handle.call(func, arguments, timeout, door)
 
-    async def acall(self, name: str, arguments: Any = None, timeout: float | None = None) -> Any:
+    async def acall(
+        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
+    ) -> Any:
         """asyncio ``call``: the same arguments, value, timeout and errors.
 
         Never blocks the event loop, except to write a large argument (a
@@ -344,15 +392,15 @@ class FunctionHost:
         its end in the background, still under its timeout, and its reply
         is discarded. Either way the calls behind it go on.
         """
-        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
-        return (await handle.acall(func, arguments, timeout)).value
+        handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
+        return (await handle.acall(func, arguments, timeout, door)).value
 
     async def acall_detailed(
-        self, name: str, arguments: Any = None, timeout: float | None = None
+        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
     ) -> CallResult:
         """asyncio ``call_detailed`` (cancellation as in ``acall``)."""
-        handle, func, arguments, timeout = self._prepare(name, arguments, timeout)
-        return await handle.acall(func, arguments, timeout)
+        handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
+        return await handle.acall(func, arguments, timeout, door)
 
     # -- dispatch (host/api/dispatch.py; tool_calls.py, tool_results.py) -----------
 
@@ -362,6 +410,7 @@ class FunctionHost:
         *,
         timeout: float | None = None,
         max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+        context: Any = None,
     ) -> ToolResult | list[ToolResult]:
         """Run a model's tool call(s) and return the provider's result message(s).
 
@@ -376,6 +425,7 @@ class FunctionHost:
         (default: its set's ``Limits.timeout``); ``max_result_chars`` caps
         each result's text (``None``: no cap; a dict ``{name: cap}`` per
         function, ``"*"`` for the rest), see ``host.tools.tool_results``.
+        ``context``: each call's context, as in ``call``.
 
         Returns one ``ToolResult`` (a dict: the result message in the same
         provider's shape) or a list in the same order. A failed call, for
@@ -388,7 +438,9 @@ class FunctionHost:
         option is invalid.
         """
         heartbeats = self.request_heartbeat
-        return run_sync(self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats)
+        return run_sync(
+            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
+        )
 
     async def adispatch(
         self,
@@ -396,6 +448,7 @@ class FunctionHost:
         *,
         timeout: float | None = None,
         max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
+        context: Any = None,
     ) -> ToolResult | list[ToolResult]:
         """asyncio ``dispatch``: a list's sets run with ``asyncio.gather``.
 
@@ -405,7 +458,7 @@ class FunctionHost:
         """
         heartbeats = self.request_heartbeat
         return await run_async(
-            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats
+            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
         )
 
     # -- closing -------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Where function sets come from: the built-in and user directories, a source
-(a ``.py`` path or a module name) named as a set, and the files whose set
-name another file already holds. Pure, apart from listing directories."""
+(a ``.py`` path, a module name, or an imported module's file) named as a set,
+and the files whose set name another file already holds. Pure, apart from
+listing directories."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from host.errors import LoadError
 from host.launch.launcher import WorkerSpec
@@ -45,13 +47,48 @@ def found_sets(builtin_dir: Path, user_dirs: list[Path]) -> list[tuple[Path, str
     return [(path, origin) for origin, directory in dirs for path in set_files(directory)]
 
 
+def module_file(module: ModuleType) -> tuple[str, str]:
+    """``(file, set name)`` of an imported module: its ``__file__``, and the
+    file's stem (a package's last name component rather than ``__init__``).
+
+    The host only reads these two attributes; the file runs in a worker,
+    as if its path had been given. Raises ``TypeError`` naming the module
+    when it has no Python source file to run there: a built-in module, a
+    namespace package, an extension module or a sourceless ``.pyc``.
+    """
+    label = getattr(module, "__name__", None)
+    file = getattr(module, "__file__", None)
+    if not isinstance(file, str) or not file:
+        raise TypeError(
+            f"module {label!r} has no file (a built-in module or a namespace package); "
+            "a set runs from a .py file in its worker: pass the module's path or name"
+        )
+    if not file.endswith(".py"):
+        raise TypeError(
+            f"module {label!r} is not Python source ({file}); "
+            "a set runs from a .py file in its worker"
+        )
+    stem = Path(file).stem
+    if stem == "__init__" and isinstance(label, str) and label:
+        stem = label.rpartition(".")[2]
+    return file, stem
+
+
 def worker_spec(
-    source: str | os.PathLike[str], name: str | None, limits: Limits, env: dict[str, str]
+    source: str | os.PathLike[str] | ModuleType,
+    name: str | None,
+    limits: Limits,
+    env: dict[str, str],
 ) -> WorkerSpec:
     """The ``WorkerSpec`` of the set at ``source``: a ``.py`` file (or any
-    existing path, or text with a path separator) or else a module name,
-    resolved in the worker. ``name`` defaults to the file stem or the
-    module's last component. Raises ``ValueError`` for a set name with a dot."""
+    existing path, or text with a path separator), an imported module (its
+    file, see ``module_file``) or else a module name, resolved in the
+    worker. ``name`` defaults to the file stem or the module's last
+    component. Raises ``ValueError`` for a set name with a dot, and
+    ``TypeError`` for a module without a source file."""
+    if isinstance(source, ModuleType):
+        source, stem = module_file(source)
+        name = name or stem
     text = os.fspath(source)
     is_path = text.endswith(".py") or os.sep in text or os.path.exists(text)
     if is_path:

@@ -39,11 +39,12 @@ from host.wire.reply_reader import ReplyReader
 from protocol import (
     Notification,
     ProtocolViolation,
+    Request,
     Verb,
     encode_cancel,
     encode_message,
 )
-from protocol.conversation import Answered, HostConversation, Probed
+from protocol.conversation import Answered, Asked, HostConversation, Probed
 
 logger = logging.getLogger("fnhost")
 
@@ -75,6 +76,7 @@ class Channel:
         on_broken: Callable[[ProtocolViolation | None], None],
         exited: Callable[[], bool],
         on_recycle: Callable[[Pending], None] | None = None,
+        on_ask: Callable[[Pending, Request], None] | None = None,
     ) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
@@ -82,6 +84,7 @@ class Channel:
         self._reader = ReplyReader(read_fd, max_frame_size, decode_budget)
         self._on_broken = on_broken
         self._on_recycle = on_recycle
+        self._on_ask = on_ask
         self._exited = exited
         # One lock for the state. A follower sleeps on its pending's own
         # condition (on this lock), so a reply wakes only its caller, and the
@@ -150,6 +153,19 @@ class Channel:
                     pending.error = WorkerGone()
                     return
             self._write_locked(frame, pending.run_deadline)
+
+    def answer(self, pending: Pending, request_id: int, frame: bytes) -> bool:
+        """Write the answer ``frame`` to ``pending``'s request ``request_id``.
+
+        False (nothing written) if the call has ended meanwhile (answered,
+        or its worker gone): the answer is dropped. A write stopped by the
+        call's run deadline leaves the worker to its timeout kill.
+        """
+        with self._write_lock:
+            with self._lock:
+                if self._broken or not self._conversation.send_answer(pending, request_id):
+                    return False
+            return self._write_locked(frame, pending.run_deadline)
 
     def cancel(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
         """Ask the worker to skip ``pending`` if it has not started (it then
@@ -325,6 +341,11 @@ class Channel:
                 pending.on_exit()
             if completed and fut is not None and not pending.abandoned:
                 wake_future(fut)
+        elif type(event) is Asked:
+            asking: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
+            if self._on_ask is None:
+                raise ProtocolViolation("a request from the worker, which nobody answers here")
+            self._on_ask(asking, event.request)  # (it must not block: the answer comes later)
         elif type(event) is Probed:
             self.probed = msg  # the report comes first, before user code could write frames
         else:

@@ -27,7 +27,17 @@ class Pending(Call):
     leaves the pipe.
     """
 
-    __slots__ = ("function", "done", "result", "error", "future", "abandoned", "cond", "on_exit")
+    __slots__ = (
+        "function",
+        "done",
+        "result",
+        "error",
+        "future",
+        "abandoned",
+        "cond",
+        "on_exit",
+        "door",
+    )
 
     def __init__(self, msgid: int, function: str, timeout: float | None = None) -> None:
         # Call.__init__, inlined: every call's path.
@@ -36,6 +46,7 @@ class Pending(Call):
         self.started = False
         self.run_deadline: float | None = None
         self.cancel_sent = False
+        self.asking: int | None = None
         self.function = function
         self.done = False
         self.result: Any = None
@@ -44,6 +55,8 @@ class Pending(Call):
         self.abandoned = False
         self.cond: threading.Condition | None = None
         self.on_exit: Callable[[], None] | None = None
+        #: What answers the call's requests to its context (``ask``), if any.
+        self.door: Any = None
 
 
 def _resolve_future(fut: asyncio.Future) -> None:

@@ -24,6 +24,7 @@ from host.errors import CallTimeout, InvalidArguments, WorkerCrashed, error_from
 from host.wire.pending import Pending, WorkerGone, WorkerLost
 from host.workers.call_gate import CallGate
 from host.workers.call_result import CallResult
+from host.workers.context_door import ContextDoor
 from host.workers.death import NotStarted
 from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
 from protocol import ErrorKind, Response, encode_call
@@ -74,7 +75,13 @@ class CallPath:
         self._ids = itertools.count()
         self._log = log
 
-    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+    def call(
+        self,
+        function: str,
+        arguments: Any,
+        timeout: float | None,
+        door: ContextDoor | None = None,
+    ) -> CallResult:
         """Run ``function`` in the worker and wait for its result.
 
         Calls to one set run one at a time, in arrival order (the worker is
@@ -90,10 +97,12 @@ class CallPath:
         whole budget, and the caller waits at most about twice ``timeout``.
         A worker death fails only the call it was running: the calls behind
         it never started and go to the restarted worker. Other failures
-        raise the matching ``CallError`` subclass.
+        raise the matching ``CallError`` subclass. ``door``: the call's
+        context and what of it is exposed (``context_door``); its requests
+        are answered while the call runs, under the same timeout.
         """
         queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments)
+        msgid, frame = self._encode(function, arguments, door)
         weight = len(frame)
         gate = self._gate
         if not gate.acquire(queue_deadline, weight, timeout):
@@ -105,6 +114,7 @@ class CallPath:
                     # A (re)start gets the call's timeout too.
                     inc = self._life.ready_incarnation(function, _deadline(timeout))
                 pending = Pending(msgid, function, timeout)
+                pending.door = door
                 channel = inc.channel
                 channel.send(pending, frame)
                 while not channel.wait(
@@ -123,7 +133,13 @@ class CallPath:
         finally:
             gate.release(weight)
 
-    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
+    async def acall(
+        self,
+        function: str,
+        arguments: Any,
+        timeout: float | None,
+        door: ContextDoor | None = None,
+    ) -> CallResult:
         """``call`` for asyncio. Never blocks the loop, except the writing of a
         large argument (a start or restart of the worker runs in a thread).
         Cancelling while the call waits for its turn leaves the queue; once
@@ -132,7 +148,7 @@ class CallPath:
         discarded; either way the calls behind it go on.
         """
         queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments)
+        msgid, frame = self._encode(function, arguments, door)
         weight = len(frame)
         gate = self._gate
         if not gate.try_acquire(weight, timeout) and not await gate.acquire_async(
@@ -149,6 +165,7 @@ class CallPath:
                         self._life.ready_incarnation, function, _deadline(timeout)
                     )
                 pending = Pending(msgid, function, timeout)
+                pending.door = door
                 pending.future = loop.create_future()
                 channel = inc.channel
                 channel.send(pending, frame)
@@ -184,11 +201,14 @@ class CallPath:
             if release:
                 gate.release(weight)
 
-    def _encode(self, function: str, arguments: Any) -> tuple[int, bytes]:
+    def _encode(self, function: str, arguments: Any, door: ContextDoor | None) -> tuple[int, bytes]:
         """A request id (unique for this set) and the framed request."""
         msgid = next(self._ids) % 0xFFFFFFFF + 1
         try:
-            frame = encode_call(msgid, function, arguments)
+            if door is None:
+                frame = encode_call(msgid, function, arguments)
+            else:
+                frame = encode_call(msgid, function, arguments, door.describe())
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise self._not_sendable(function, str(exc)) from None
         limit = self._max_argument_bytes

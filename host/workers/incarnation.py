@@ -23,7 +23,8 @@ from host.errors import CallError, LoadError
 from host.launch.launcher import WorkerProcess, WorkerSpec
 from host.wire.channel import Channel
 from host.wire.pending import Pending
-from protocol import Notification, ProtocolViolation, Verb
+from host.workers.context_door import answer_in_thread
+from protocol import Notification, ProtocolViolation, Request, Verb
 from protocol.frame_limits import reply_frame_limit
 from protocol.messages import validate_error_map, validate_probed, validate_ready
 
@@ -79,6 +80,7 @@ class Incarnation:
             on_broken=lambda violation: on_broken(self, violation),
             exited=lambda: not proc.alive(),
             on_recycle=lambda pending: on_recycle(self, pending),
+            on_ask=self._on_ask,
         )
         # Calls waiting in the pipe must fit in it: a pipe can be as small as
         # one page when the user's pipe buffers are over their soft limit.
@@ -86,6 +88,20 @@ class Incarnation:
             self.pipe_capacity: int = fcntl.fcntl(proc.req_w, fcntl.F_GETPIPE_SZ)
         except OSError:
             self.pipe_capacity = 4096
+
+    def _on_ask(self, pending: Pending, request: Request) -> None:
+        """The running call asks its context something: answer on a thread
+        of its own (``context_door``), off the pipe's reader."""
+        future = pending.future
+        channel = self.channel
+        answer_in_thread(
+            pending.door,
+            request.msgid,
+            request.params,
+            future.get_loop() if future is not None else None,
+            lambda frame: channel.answer(pending, request.msgid, frame),
+            f"fnhost-context-{self.spec.set_name}",
+        )
 
     def kill(self, reason: str, message: str) -> None:
         """Kill the process group; the first reason given is the one kept."""

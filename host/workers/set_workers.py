@@ -4,11 +4,13 @@ take neither a union nor ``Any``."""
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from host.launch.launcher import WorkerSpec
     from host.workers.call_result import CallResult
+    from host.workers.context_door import ContextDoor
 
 
 class SetWorkers(Protocol):
@@ -25,9 +27,13 @@ class SetWorkers(Protocol):
 
     def wait_loaded(self) -> dict[str, Any]: ...
 
-    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult: ...
+    def call(
+        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+    ) -> CallResult: ...
 
-    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult: ...
+    def acall(
+        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+    ) -> Coroutine[Any, Any, CallResult]: ...
 
     def start_replacement(self) -> tuple[Any, dict[str, Any]]: ...
 

@@ -50,8 +50,9 @@ class WorkerHandle:
     directly: no extra frame or coroutine per call.
     """
 
-    call: Callable[[str, Any, float | None], CallResult]
-    acall: Callable[[str, Any, float | None], Coroutine[Any, Any, CallResult]]
+    # (function, arguments, timeout, door=None), as CallPath.call / acall.
+    call: Callable[..., CallResult]
+    acall: Callable[..., Coroutine[Any, Any, CallResult]]
 
     def __init__(self, spec: WorkerSpec, launcher: Launcher) -> None:
         self.spec = spec

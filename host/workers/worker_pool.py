@@ -10,11 +10,13 @@ directly.
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from host.errors import LoadError
 from host.launch.launcher import Launcher, WorkerSpec
 from host.workers.call_result import CallResult
+from host.workers.context_door import ContextDoor
 from host.workers.incarnation import Incarnation
 from host.workers.worker_handle import WorkerHandle
 
@@ -47,11 +49,15 @@ class WorkerPool:
 
     # -- calling -----------------------------------------------------------
 
-    def call(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
-        return self._pick().call(function, arguments, timeout)
+    def call(
+        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+    ) -> CallResult:
+        return self._pick().call(function, arguments, timeout, door)
 
-    async def acall(self, function: str, arguments: Any, timeout: float | None) -> CallResult:
-        return await self._pick().acall(function, arguments, timeout)
+    def acall(
+        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+    ) -> Coroutine[Any, Any, CallResult]:
+        return self._pick().acall(function, arguments, timeout, door)  # (no coroutine of our own)
 
     # -- reloading ---------------------------------------------------------
 

@@ -1,0 +1,193 @@
+"""The door through the wall to a call's context: an allow-list of paths.
+
+A set loaded with ``context=obj, expose=[...]`` (or a call given
+``context=``) lets its functions reach that host object, but only along
+the listed dotted paths: a path to a callable may be called, a path to
+anything else may be read and assigned. The worker holds no reference to
+the object; it sends a request naming the path (``Verb.ASK``) and gets data
+back. This module decides every such request, trusting nothing the worker
+sends: the path must be listed exactly (no prefix, no dunder, no segment
+starting with ``_``), the operation must fit what the path is, and the
+arguments and the value must be data (what msgpack decodes: no object can
+arrive). A refusal answers ``AttributeError`` or ``PermissionError`` inside
+the worker and never touches the host object.
+
+Requests run on a thread of their own (``answer_in_thread``), never on the
+thread reading the worker's pipe: a slow host method delays only its own
+call, whose timeout still bounds it (the worker is killed at its deadline;
+the host method is not interrupted, and its answer is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from protocol import ErrorKind, Response, encode_message
+from protocol.messages import make_error_map
+from protocol.values import to_wire
+
+logger = logging.getLogger("fnhost.context")
+
+#: What a request may do with a path: call a method, read or assign an attribute.
+OPS = ("call", "get", "set")
+
+
+class ContextRefused(Exception):
+    """A request the allow-list does not permit (sent back as ``exc_type``)."""
+
+    def __init__(self, exc_type: str, message: str) -> None:
+        super().__init__(message)
+        self.exc_type = exc_type
+
+
+def check_expose(expose: Sequence[str]) -> tuple[str, ...]:
+    """The allow-list as given, checked: ``ValueError`` names a bad path."""
+    if isinstance(expose, str) or not isinstance(expose, Sequence):
+        raise ValueError("expose must be a list of dotted paths, e.g. ['memory.edit_append']")
+    paths = []
+    for path in expose:
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"expose: {path!r} is not a dotted path")
+        for part in path.split("."):
+            if not part.isidentifier() or part.startswith("_"):
+                raise ValueError(
+                    f"expose: {path!r}: each part must be a name not starting with '_' "
+                    "(private attributes and dunders cannot be exposed)"
+                )
+        paths.append(path)
+    return tuple(dict.fromkeys(paths))
+
+
+class ContextDoor:
+    """One context object and the paths of it a set's functions may use."""
+
+    def __init__(self, obj: Any, expose: tuple[str, ...]) -> None:
+        self.obj = obj
+        self.expose = expose
+
+    def describe(self) -> dict[str, Any]:
+        """What the worker is told: each path and whether it is a method or
+        an attribute (looked up now). A path the object does not have (yet)
+        is an attribute: reading it raises ``AttributeError`` in the worker."""
+        kinds = {}
+        for path in self.expose:
+            try:
+                target = self._resolve(path)
+            except AttributeError:
+                kinds[path] = "attribute"
+                continue
+            kinds[path] = "method" if callable(target) else "attribute"
+        return {"paths": kinds}
+
+    def _resolve(self, path: str) -> Any:
+        target = self.obj
+        for part in path.split("."):
+            target = getattr(target, part)
+        return target
+
+    def perform(self, params: Any) -> Any:
+        """Carry out one request (``Verb.ASK`` params); its value, or raises
+        ``ContextRefused`` (nothing touched) or what the host method raised."""
+        if not isinstance(params, dict):
+            raise ContextRefused("PermissionError", "a malformed request")
+        op, path = params.get("op"), params.get("path")
+        if op not in OPS or not isinstance(path, str):
+            raise ContextRefused("PermissionError", f"a malformed request (op {op!r})")
+        if path not in self.expose:
+            listed = ", ".join(self.expose) or "nothing"
+            raise ContextRefused(
+                "AttributeError", f"{path!r} is not exposed by the host (exposed: {listed})"
+            )
+        if op == "set":
+            parent_path, _, name = path.rpartition(".")
+            parent = self._resolve(parent_path) if parent_path else self.obj
+            if callable(getattr(parent, name, None)):
+                raise ContextRefused("PermissionError", f"{path!r} is a method; it cannot be set")
+            setattr(parent, name, params.get("value"))
+            return None
+        target = self._resolve(path)
+        if op == "get":
+            if callable(target):
+                raise ContextRefused(
+                    "PermissionError", f"{path!r} is a method: call it, it cannot be read"
+                )
+            return target
+        if not callable(target):
+            raise ContextRefused("PermissionError", f"{path!r} is not a method")
+        args, kwargs = params.get("args", []), params.get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ContextRefused("PermissionError", "a malformed request (args, kwargs)")
+        if not all(isinstance(k, str) for k in kwargs):
+            raise ContextRefused("PermissionError", "a malformed request (keyword names)")
+        return target(*args, **kwargs)
+
+
+def answer(
+    door: ContextDoor | None, request_id: int, params: Any, loop: asyncio.AbstractEventLoop | None
+) -> bytes:
+    """The framed answer to one request: its value, or an error map naming
+    the exception (the worker raises the same built-in type, or
+    ``ContextError``). ``loop``: where an awaitable result is awaited (the
+    calling ``acall``'s loop); without one, in a loop of its own."""
+    try:
+        if door is None:
+            raise ContextRefused("AttributeError", "this call has no context (context=...)")
+        value = door.perform(params)
+        if inspect.isawaitable(value):
+            value = _await(value, loop)
+        try:
+            return encode_message(Response(request_id, None, {"value": value}), default=to_wire)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ContextRefused(
+                "TypeError", f"the host's answer is not data and cannot be sent: {exc}"
+            ) from None
+    except ContextRefused as exc:
+        error = make_error_map(ErrorKind.USER_EXCEPTION, str(exc), exc.exc_type)
+    except Exception as exc:
+        cls = type(exc)
+        module = cls.__module__
+        name = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+        error = make_error_map(ErrorKind.USER_EXCEPTION, _message(exc), name)
+    return encode_message(Response(request_id, error, {}))
+
+
+def _message(exc: Exception) -> str:
+    """``str(exc)``, but a ``KeyError``'s key as it was given, so that the
+    worker's ``KeyError(message)`` reads the same as the host's."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
+def _await(awaitable: Any, loop: asyncio.AbstractEventLoop | None) -> Any:
+    if loop is not None and loop.is_running():
+        return asyncio.run_coroutine_threadsafe(_as_coroutine(awaitable), loop).result()
+    return asyncio.run(_as_coroutine(awaitable))
+
+
+async def _as_coroutine(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def answer_in_thread(
+    door: ContextDoor | None,
+    request_id: int,
+    params: Any,
+    loop: asyncio.AbstractEventLoop | None,
+    send: Callable[[bytes], object],
+    name: str,
+) -> None:
+    """Compute the answer on a thread of its own, then ``send`` it."""
+
+    def run() -> None:
+        try:
+            send(answer(door, request_id, params, loop))
+        except Exception:  # a bug here must not kill the thread silently
+            logger.exception("answering a context request failed")
+
+    threading.Thread(target=run, name=name, daemon=True).start()
