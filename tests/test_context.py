@@ -425,6 +425,24 @@ def test_a_slow_host_method_delays_only_its_own_call(fh, write_set):
         assert waiting.result(30) == "released"
 
 
+def test_a_blocked_host_method_does_not_hold_up_another_calls_request(fh, write_set, agent):
+    """Requests are answered by threads that are reused when idle and added
+    when all are busy: while one host method blocks, another set's context
+    requests are answered, again and again."""
+    blocking = Blocking()
+    fh.load_function_set(write_set("slow", BLOCKING), context=blocking, expose=["block"])
+    fh.load_function_set(write_set("memgpt", MEMGPT), context=agent, expose=EXPOSE)
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(fh.call, "slow.wait_for_host", None, 30)
+        assert blocking.entered.wait(30)
+        for i in range(5):
+            fh.call("memgpt.send_message", {"message": f"m{i}"})
+        assert agent.interface.messages == [f"m{i}" for i in range(5)]
+        assert not waiting.done()
+        blocking.release.set()
+        assert waiting.result(30) == "released"
+
+
 def test_the_calls_timeout_bounds_a_host_method(fh, write_set):
     blocking = Blocking()
     fh.load_function_set(write_set("slow", BLOCKING), context=blocking, expose=["block"])

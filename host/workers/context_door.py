@@ -174,6 +174,59 @@ async def _as_coroutine(awaitable: Any) -> Any:
     return await awaitable
 
 
+class _Runner:
+    """Daemon threads that answer requests: an idle one takes the next job,
+    a new one starts when all are busy (so a slow host method never holds
+    up another call's request), and one idle for ``IDLE_SECONDS`` exits.
+    Daemon threads: a host method that never returns cannot keep the
+    process from exiting."""
+
+    IDLE_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_Hand] = []
+
+    def submit(self, job: Callable[[], object], name: str) -> None:
+        with self._lock:
+            hand = self._idle.pop() if self._idle else None
+        if hand is not None:
+            hand.job = job
+            hand.ready.set()
+            return
+        hand = _Hand(job)
+        threading.Thread(target=self._work, args=(hand,), name=name, daemon=True).start()
+
+    def _work(self, hand: _Hand) -> None:
+        while True:
+            job, hand.job = hand.job, None
+            if job is not None:
+                try:
+                    job()
+                except Exception:  # a bug here must not end the thread silently
+                    logger.exception("answering a context request failed")
+            hand.ready.clear()
+            with self._lock:
+                self._idle.append(hand)
+            if not hand.ready.wait(self.IDLE_SECONDS):
+                with self._lock:
+                    if hand in self._idle:  # not handed a job meanwhile
+                        self._idle.remove(hand)
+                        return
+                hand.ready.wait()  # handed one just now: it is on its way
+
+
+class _Hand:
+    __slots__ = ("job", "ready")
+
+    def __init__(self, job: Callable[[], object] | None) -> None:
+        self.job = job
+        self.ready = threading.Event()
+
+
+_runner = _Runner()
+
+
 def answer_in_thread(
     door: ContextDoor | None,
     request_id: int,
@@ -182,12 +235,5 @@ def answer_in_thread(
     send: Callable[[bytes], object],
     name: str,
 ) -> None:
-    """Compute the answer on a thread of its own, then ``send`` it."""
-
-    def run() -> None:
-        try:
-            send(answer(door, request_id, params, loop))
-        except Exception:  # a bug here must not kill the thread silently
-            logger.exception("answering a context request failed")
-
-    threading.Thread(target=run, name=name, daemon=True).start()
+    """Compute the answer off the caller's thread (``_Runner``), then ``send`` it."""
+    _runner.submit(lambda: send(answer(door, request_id, params, loop)), name)
