@@ -45,9 +45,10 @@ the answer), and never completes, starts or reorders a call, so the
 ordering rules above stay untouched: the call's reply may not come while
 its request is unanswered, and the host's answer (a response to the
 request's own id, which the worker chose) is dropped if the call has ended
-meanwhile. A later message kind that belongs to a call (progress, log
-lines) is added the same way: it names the running call and is an event of
-its own. Any other request from a worker, and any notification after the
+meanwhile. Progress reports and log lines (``progress``, ``log``
+notifications) follow the same rule: each names the running call, at most
+``MAX_NOTES_PER_CALL`` per call, and is an event of its own (``Noted``).
+Any other request from a worker, and any other notification after the
 handshake, is a ``ProtocolViolation``.
 
 Errors: ``ProtocolViolation`` when the *peer* broke a rule (the connection is
@@ -63,12 +64,14 @@ from typing import Any
 
 from protocol.errors import ErrorKind, ProtocolViolation
 from protocol.messages import (
+    MAX_NOTES_PER_CALL,
     Message,
     Notification,
     Request,
     Response,
     Verb,
     validate_call_result,
+    validate_note,
 )
 
 
@@ -94,6 +97,7 @@ class Phase(Enum):
 
 
 _SERVING = Phase.SERVING  # (a global lookup less on every call's path)
+_NOTES = (Verb.PROGRESS, Verb.LOG)
 
 
 class Call:
@@ -107,7 +111,7 @@ class Call:
     this.
     """
 
-    __slots__ = ("msgid", "timeout", "started", "run_deadline", "cancel_sent", "asking")
+    __slots__ = ("msgid", "timeout", "started", "run_deadline", "cancel_sent", "asking", "notes")
 
     def __init__(self, msgid: int, timeout: float | None = None) -> None:
         self.msgid = msgid
@@ -117,6 +121,8 @@ class Call:
         self.cancel_sent = False
         #: The id of the worker's unanswered request (``ask``) for this call.
         self.asking: int | None = None
+        #: Progress reports and log lines received for it.
+        self.notes = 0
 
     def _start(self, now: float) -> None:
         self.started = True
@@ -195,7 +201,18 @@ class Asked:
         self.request = request
 
 
-HostEvent = Probed | Ready | LoadFailed | Answered | Asked
+class Noted:
+    """The running ``call`` reports progress or a log line (``note``, its
+    params checked by ``messages.validate_note``). Nothing to answer."""
+
+    __slots__ = ("call", "note")
+
+    def __init__(self, call: Call, note: Notification) -> None:
+        self.call = call
+        self.note = note
+
+
+HostEvent = Probed | Ready | LoadFailed | Answered | Asked | Noted
 
 
 class HostConversation:
@@ -322,6 +339,8 @@ class HostConversation:
         if type(msg) is not Response:
             if type(msg) is Request and msg.method == Verb.ASK:
                 return self._asked(msg)
+            if type(msg) is Notification and msg.method in _NOTES and self.phase is _SERVING:
+                return self._noted(msg)
             return self._handshake(msg)
         if self.phase is not _SERVING or self.recycling:
             raise self._misplaced_reply()
@@ -389,6 +408,22 @@ class HostConversation:
             )
         head.asking = msg.msgid
         return Asked(head, msg)
+
+    def _noted(self, msg: Notification) -> Noted:
+        params = validate_note(msg.method, msg.params)
+        target = params.get("call")
+        head = next(iter(self._inflight.values()), None)
+        if self.recycling or head is None or not head.started or head.msgid != target:
+            running = head.msgid if head is not None and head.started else None
+            raise ProtocolViolation(
+                f"a {msg.method} for call {target!r}, but the running call is {running}"
+            )
+        if head.notes >= MAX_NOTES_PER_CALL:
+            raise ProtocolViolation(
+                f"call {target} sent more than {MAX_NOTES_PER_CALL} progress reports and log lines"
+            )
+        head.notes += 1
+        return Noted(head, msg)
 
     def _misplaced_reply(self) -> ProtocolViolation:
         if self.recycling:
@@ -576,6 +611,14 @@ class WorkerConversation:
         if self.asking is not None:
             raise ConversationMisuse(f"request {request_id} while {self.asking} is unanswered")
         self.asking = request_id
+
+    def noted(self) -> int:
+        """Before writing a progress report or log line: the running call's
+        ``msgid`` (the note names it). Raises ``ConversationMisuse`` if no
+        call runs."""
+        if self.running is None:
+            raise ConversationMisuse("a progress report with no call running")
+        return self.running
 
     def reply_sent(self, msgid: int, recycle: bool = False) -> None:
         """Before writing the reply to the running call ``msgid``; with

@@ -33,6 +33,9 @@ MAX_ERROR_MESSAGE = 8192
 MAX_ERROR_TYPE = 512
 MAX_ERROR_TRACEBACK = 32768
 MAX_OUTPUT_TAIL = 65536
+#: Progress reports and log lines one call may send, and their text's length.
+MAX_NOTES_PER_CALL = 10000
+MAX_NOTE_TEXT = 8192
 
 
 class Verb(StrEnum):
@@ -55,6 +58,11 @@ class Verb(StrEnum):
     # "value": any}. The host answers with a response to its id: {"value": v},
     # or an error map (kind user_exception, the host exception's type).
     ASK = "ask"
+    # notifications, only from the running call: {"call": msgid, "done":
+    # number, "total": number | None, "message": str | None} and {"call":
+    # msgid, "text": str}. At most MAX_NOTES_PER_CALL per call.
+    PROGRESS = "progress"
+    LOG = "log"
 
 
 class _Message:
@@ -378,3 +386,24 @@ __all__ = [
     "validate_error_map",
     "validate_ready",
 ]
+
+
+def validate_note(method: str, params: Any) -> dict[str, Any]:
+    """Check a ``progress`` or ``log`` notification's params (not its call)."""
+    if not isinstance(params, dict):
+        raise ProtocolViolation(f"{method} params must be a map, got {_describe(params)}")
+    if method == Verb.PROGRESS:
+        done, total, message = params.get("done"), params.get("total"), params.get("message")
+        if not _is_number(done) or not (total is None or _is_number(total)):
+            raise ProtocolViolation(f"progress needs numbers done and total, got {params!r:.100}")
+        if message is not None and (not isinstance(message, str) or len(message) > MAX_NOTE_TEXT):
+            raise ProtocolViolation("progress message must be text of at most 8192 characters")
+    else:
+        text = params.get("text")
+        if not isinstance(text, str) or len(text) > MAX_NOTE_TEXT:
+            raise ProtocolViolation("a log line must be text of at most 8192 characters")
+    return params
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and value == value  # not NaN

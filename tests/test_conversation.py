@@ -1432,3 +1432,67 @@ def test_worker_shutdown_while_a_call_waits_for_its_answer() -> None:
         worker.receive(call_request(3))
     worker.reply_sent(1)
     assert worker.next_call() is None
+
+
+# -- progress reports and log lines during a call -----------------------------------
+
+
+def progress_note(call: Any, done: Any = 1, **extra: Any) -> Notification:
+    return Notification("progress", {"call": call, "done": done, "total": None, **extra})
+
+
+def test_host_the_running_call_may_report_progress_and_log() -> None:
+    from protocol.conversation import Noted
+    from protocol.messages import MAX_NOTES_PER_CALL
+
+    host, (first, second) = host_with_calls(5.0, 5.0)
+    event = host.receive(progress_note(1, 0.5, message="half"), 11.0)
+    assert type(event) is Noted and event.call is first
+    event = host.receive(Notification("log", {"call": 1, "text": "a line"}), 11.0)
+    assert type(event) is Noted and event.note.params["text"] == "a line"
+    assert first.notes == 2
+    assert_unchanged(host, [first, second], 15.0)
+    first.notes = MAX_NOTES_PER_CALL - 1
+    host.receive(progress_note(1), 12.0)
+    with violation(f"call 1 sent more than {MAX_NOTES_PER_CALL} progress reports and log lines"):
+        host.receive(progress_note(1), 12.0)
+
+
+@pytest.mark.parametrize(
+    "note, message",
+    [
+        (progress_note(2), "a progress for call 2, but the running call is 1"),
+        (progress_note(None), "a progress for call None, but the running call is 1"),
+        (progress_note(1, "x"), "progress needs numbers done and total, got "),
+        (progress_note(1, float("nan")), "progress needs numbers done and total, got "),
+        (progress_note(1, message=7), "progress message must be text of at most 8192 characters"),
+        (Notification("log", {"call": 1}), "a log line must be text of at most 8192 characters"),
+        (Notification("log", [1]), "log params must be a map, got "),
+    ],
+    ids=["waiting-call", "no-call", "text-done", "nan", "bad-message", "no-text", "not-a-map"],
+)
+def test_host_a_bad_report_is_a_violation(note: Notification, message: str) -> None:
+    host, (first, second) = host_with_calls(5.0, 5.0)
+    with pytest.raises(ProtocolViolation, match=f"^{re.escape(message)}"):
+        host.receive(note, 11.0)
+    assert first.notes == 0
+    assert_unchanged(host, [first, second], 15.0)
+
+
+def test_host_no_report_before_ready_or_with_no_call() -> None:
+    host = serving_host()
+    with violation("a progress for call 1, but the running call is None"):
+        host.receive(progress_note(1), 1.0)
+    starting = HostConversation()
+    starting.receive(probed(), 0.0)
+    with violation("expected ready or load_failed, got 'progress'"):
+        starting.receive(progress_note(1), 1.0)
+
+
+def test_worker_notes_name_the_running_call() -> None:
+    worker = serving_worker()
+    with misuse("a progress report with no call running"):
+        worker.noted()
+    worker.receive(call_request(4))
+    worker.next_call()
+    assert worker.noted() == 4

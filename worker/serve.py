@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 from protocol import (
     ErrorKind,
     FrameDecoder,
+    Notification,
     ProtocolViolation,
     Request,
     Response,
@@ -38,6 +39,7 @@ from protocol import (
 )
 from protocol.conversation import Skip, Stop, WorkerConversation
 from protocol.values import to_wire
+from worker import progress
 from worker.binding import bind
 from worker.capture import OutputCapture
 from worker.context_proxy import ContextProxy, raise_answer_error
@@ -107,6 +109,7 @@ class Server:
         self.stopping = False
         self._ask_ids = itertools.count(1)
         self._thread = _thread.get_ident()
+        progress.server = self
         self._poller = select.poll()
         self._poller.register(in_fd, select.POLLIN)
 
@@ -159,6 +162,23 @@ class Server:
         except ProtocolViolation as exc:
             self._die(f"protocol violation by host: {exc}", 76)
         return answer
+
+    def note(self, method: str, params: dict[str, Any]) -> None:
+        """Send a progress report or log line of the running call (see
+        ``worker.progress``). Raises ``RuntimeError`` outside a call or from
+        another thread, ``TypeError`` for values that are not numbers."""
+        if self.conversation.running is None or _thread.get_ident() != self._thread:
+            raise RuntimeError(
+                "progress can only be reported during a call, from the thread that runs it"
+            )
+        if method == "progress":
+            done, total = params["done"], params["total"]
+            if type(done) not in (int, float) or not (total is None or type(total) in (int, float)):
+                raise TypeError("progress: done and total must be numbers")
+            if done != done or total != total:
+                raise ValueError("progress: done and total must not be NaN")
+        params["call"] = self.conversation.noted()
+        write_all(self.out_fd, encode_message(Notification(method, params)))
 
     def ask(
         self, call: int, op: str, path: str, args: list[Any], kwargs: dict[str, Any], value: Any

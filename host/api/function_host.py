@@ -31,6 +31,7 @@ from host.launch.launcher import Launcher
 from host.limits import Limits
 from host.tools.tool_calls import add_heartbeat
 from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
+from host.workers.call_path import OnProgress
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.set_workers import SetWorkers
@@ -305,6 +306,7 @@ class FunctionHost:
     def _prepare(
         self, name: str, arguments: Any, timeout: float | None, context: Any
     ) -> tuple[SetWorkers, str, dict[str, Any], float | None, ContextDoor | None]:
+        # (on_progress is passed straight through by the callers.)
         self._check_open()
         loaded, func = self._registry.resolve(name)
         if type(arguments) is not dict:  # (the usual dict needs no normalising)
@@ -314,7 +316,13 @@ class FunctionHost:
         return loaded.handle, func, arguments, timeout, door
 
     def call(
-        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
+        self,
+        name: str,
+        arguments: Any = None,
+        timeout: float | None = None,
+        *,
+        context: Any = None,
+        on_progress: OnProgress | None = None,
     ) -> Any:
         """Call ``name`` (``"func"`` or ``"set.func"``) in its set's worker.
 
@@ -326,7 +334,10 @@ class FunctionHost:
         call that waited behind one that crashed or timed out never started
         and runs on the restarted worker; it does not fail. ``context``:
         this call's context object (the set's default otherwise), reached
-        only through the set's ``expose`` list.
+        only through the set's ``expose`` list. ``on_progress(done, total,
+        message)``: called for each progress report of the function
+        (``worker.progress``); with ``acall`` on its event loop, with
+        ``call`` on the thread reading the worker's pipe (keep it quick).
 
         Returns the function's value (JSON-like data as msgpack carries it).
 
@@ -365,10 +376,16 @@ class FunctionHost:
             ValueError: ``timeout`` is not positive; nothing ran.
         """
         handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
-        return handle.call(func, arguments, timeout, door).value
+        return handle.call(func, arguments, timeout, door, on_progress).value
 
     def call_detailed(
-        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
+        self,
+        name: str,
+        arguments: Any = None,
+        timeout: float | None = None,
+        *,
+        context: Any = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult:
         """``call``, returning a ``CallResult``: ``value``, what the call printed
         (``stdout``, ``stderr``: the last 65,536 characters of each),
@@ -376,10 +393,16 @@ class FunctionHost:
         ``CallError`` keeps what was printed in ``.stdout``/``.stderr``).
         """
         handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
-        return handle.call(func, arguments, timeout, door)
+        return handle.call(func, arguments, timeout, door, on_progress)
 
     async def acall(
-        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
+        self,
+        name: str,
+        arguments: Any = None,
+        timeout: float | None = None,
+        *,
+        context: Any = None,
+        on_progress: OnProgress | None = None,
     ) -> Any:
         """asyncio ``call``: the same arguments, value, timeout and errors.
 
@@ -393,14 +416,20 @@ class FunctionHost:
         is discarded. Either way the calls behind it go on.
         """
         handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
-        return (await handle.acall(func, arguments, timeout, door)).value
+        return (await handle.acall(func, arguments, timeout, door, on_progress)).value
 
     async def acall_detailed(
-        self, name: str, arguments: Any = None, timeout: float | None = None, *, context: Any = None
+        self,
+        name: str,
+        arguments: Any = None,
+        timeout: float | None = None,
+        *,
+        context: Any = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult:
         """asyncio ``call_detailed`` (cancellation as in ``acall``)."""
         handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
-        return await handle.acall(func, arguments, timeout, door)
+        return await handle.acall(func, arguments, timeout, door, on_progress)
 
     # -- dispatch (host/api/dispatch.py; tool_calls.py, tool_results.py) -----------
 

@@ -27,12 +27,13 @@ at stderr while serving; load errors and logs go to stderr).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
 import os
 import signal
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,10 +159,25 @@ class FunctionHostMCPServer:
     async def _on_call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        return await self.call_tool(params.name, params.arguments)
+        # The function's progress reports (worker.progress) become MCP
+        # progress notifications; the session drops them if the client sent
+        # no progress token. All are sent before the result.
+        sent: list[asyncio.Future[Any]] = []
+
+        def on_progress(done: float, total: float | None, message: str | None) -> None:
+            sent.append(asyncio.ensure_future(ctx.session.report_progress(done, total, message)))
+
+        try:
+            return await self.call_tool(params.name, params.arguments, on_progress)
+        finally:
+            if sent:
+                await asyncio.gather(*sent, return_exceptions=True)
 
     async def call_tool(
-        self, name: str, arguments: Mapping[str, Any] | None
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        on_progress: Callable[[float, float | None, str | None], object] | None = None,
     ) -> types.CallToolResult:
         """Run one tool through the host; never raises (bar cancellation).
 
@@ -173,7 +189,9 @@ class FunctionHostMCPServer:
             entry = self._catalog.get(name)
             if entry is None:
                 entry = self.refresh().get(name)  # a name that appeared since the last list
-            result = await self.fh.acall_detailed(name, dict(arguments or {}))
+            result = await self.fh.acall_detailed(
+                name, dict(arguments or {}), on_progress=on_progress
+            )
         except CallError as exc:
             if isinstance(exc, WorkerCrashed | ProtocolError):
                 # The full story for the operator: the sentence, then the

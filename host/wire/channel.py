@@ -44,7 +44,7 @@ from protocol import (
     encode_cancel,
     encode_message,
 )
-from protocol.conversation import Answered, Asked, HostConversation, Probed
+from protocol.conversation import Answered, Asked, HostConversation, Noted, Probed
 
 logger = logging.getLogger("fnhost")
 
@@ -77,6 +77,7 @@ class Channel:
         exited: Callable[[], bool],
         on_recycle: Callable[[Pending], None] | None = None,
         on_ask: Callable[[Pending, Request], None] | None = None,
+        on_note: Callable[[Pending, Notification], None] | None = None,
     ) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
@@ -85,6 +86,7 @@ class Channel:
         self._on_broken = on_broken
         self._on_recycle = on_recycle
         self._on_ask = on_ask
+        self._on_note = on_note
         self._exited = exited
         # One lock for the state. A follower sleeps on its pending's own
         # condition (on this lock), so a reply wakes only its caller, and the
@@ -341,6 +343,10 @@ class Channel:
                 pending.on_exit()
             if completed and fut is not None and not pending.abandoned:
                 wake_future(fut)
+        elif type(event) is Noted:
+            if self._on_note is not None:
+                noted: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
+                self._on_note(noted, event.note)
         elif type(event) is Asked:
             asking: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
             if self._on_ask is None:

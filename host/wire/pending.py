@@ -37,6 +37,7 @@ class Pending(Call):
         "cond",
         "on_exit",
         "door",
+        "on_progress",
     )
 
     def __init__(self, msgid: int, function: str, timeout: float | None = None) -> None:
@@ -47,6 +48,7 @@ class Pending(Call):
         self.run_deadline: float | None = None
         self.cancel_sent = False
         self.asking: int | None = None
+        self.notes = 0
         self.function = function
         self.done = False
         self.result: Any = None
@@ -57,6 +59,8 @@ class Pending(Call):
         self.on_exit: Callable[[], None] | None = None
         #: What answers the call's requests to its context (``ask``), if any.
         self.door: Any = None
+        #: Called with (done, total, message) for each progress report.
+        self.on_progress: Callable[[float, float | None, str | None], object] | None = None
 
 
 def _resolve_future(fut: asyncio.Future) -> None:

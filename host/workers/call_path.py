@@ -18,6 +18,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from host.errors import CallTimeout, InvalidArguments, WorkerCrashed, error_from_map
@@ -28,6 +29,9 @@ from host.workers.context_door import ContextDoor
 from host.workers.death import NotStarted
 from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
 from protocol import ErrorKind, Response, encode_call
+
+#: ``on_progress(done, total, message)``.
+OnProgress = Callable[[float, float | None, str | None], object]
 
 #: How long past a running call's deadline the calls behind it wait before
 #: killing the worker themselves (its own caller does so at the deadline,
@@ -81,6 +85,7 @@ class CallPath:
         arguments: Any,
         timeout: float | None,
         door: ContextDoor | None = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult:
         """Run ``function`` in the worker and wait for its result.
 
@@ -100,6 +105,9 @@ class CallPath:
         raise the matching ``CallError`` subclass. ``door``: the call's
         context and what of it is exposed (``context_door``); its requests
         are answered while the call runs, under the same timeout.
+        ``on_progress(done, total, message)``: called for each progress
+        report of the running function (``worker.progress``), on the thread
+        reading the worker's pipe: it must be quick; what it raises is logged.
         """
         queue_deadline = _deadline(timeout)
         msgid, frame = self._encode(function, arguments, door)
@@ -115,6 +123,7 @@ class CallPath:
                     inc = self._life.ready_incarnation(function, _deadline(timeout))
                 pending = Pending(msgid, function, timeout)
                 pending.door = door
+                pending.on_progress = on_progress
                 channel = inc.channel
                 channel.send(pending, frame)
                 while not channel.wait(
@@ -139,6 +148,7 @@ class CallPath:
         arguments: Any,
         timeout: float | None,
         door: ContextDoor | None = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult:
         """``call`` for asyncio. Never blocks the loop, except the writing of a
         large argument (a start or restart of the worker runs in a thread).
@@ -166,6 +176,7 @@ class CallPath:
                     )
                 pending = Pending(msgid, function, timeout)
                 pending.door = door
+                pending.on_progress = on_progress
                 pending.future = loop.create_future()
                 channel = inc.channel
                 channel.send(pending, frame)

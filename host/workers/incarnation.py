@@ -81,6 +81,7 @@ class Incarnation:
             exited=lambda: not proc.alive(),
             on_recycle=lambda pending: on_recycle(self, pending),
             on_ask=self._on_ask,
+            on_note=self._on_note,
         )
         # Calls waiting in the pipe must fit in it: a pipe can be as small as
         # one page when the user's pipe buffers are over their soft limit.
@@ -102,6 +103,27 @@ class Incarnation:
             lambda frame: channel.answer(pending, request.msgid, frame),
             f"fnhost-context-{self.spec.set_name}",
         )
+
+    def _on_note(self, pending: Pending, note: Notification) -> None:
+        """A progress report or log line of the running call (on the thread
+        reading the pipe: the caller's ``on_progress`` must be quick; an
+        ``acall``'s runs on its own event loop)."""
+        params = note.params
+        if note.method == Verb.LOG:
+            self.log.info("%s: %s", pending.function, params["text"])
+            return
+        callback = pending.on_progress
+        if callback is None:
+            return
+        args = (params["done"], params.get("total"), params.get("message"))
+        future = pending.future
+        if future is not None:
+            try:
+                future.get_loop().call_soon_threadsafe(_report, callback, args, self.log)
+            except RuntimeError:
+                pass  # the caller's loop is closed: nobody is listening
+        else:
+            _report(callback, args, self.log)
 
     def kill(self, reason: str, message: str) -> None:
         """Kill the process group; the first reason given is the one kept."""
@@ -225,3 +247,10 @@ def _load_failure_text(err: dict[str, Any]) -> str:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _report(callback: Callable[..., object], args: tuple[Any, ...], log: logging.Logger) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("the on_progress callback failed")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from host.launch.launcher import WorkerSpec
+    from host.workers.call_path import OnProgress
     from host.workers.call_result import CallResult
     from host.workers.context_door import ContextDoor
 
@@ -28,11 +29,21 @@ class SetWorkers(Protocol):
     def wait_loaded(self) -> dict[str, Any]: ...
 
     def call(
-        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+        self,
+        function: str,
+        arguments: Any,
+        timeout: float | None,
+        door: ContextDoor | None = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult: ...
 
     def acall(
-        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+        self,
+        function: str,
+        arguments: Any,
+        timeout: float | None,
+        door: ContextDoor | None = None,
+        on_progress: OnProgress | None = None,
     ) -> Coroutine[Any, Any, CallResult]: ...
 
     def start_replacement(self) -> tuple[Any, dict[str, Any]]: ...

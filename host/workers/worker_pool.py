@@ -15,6 +15,7 @@ from typing import Any
 
 from host.errors import LoadError
 from host.launch.launcher import Launcher, WorkerSpec
+from host.workers.call_path import OnProgress
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.incarnation import Incarnation
@@ -50,14 +51,25 @@ class WorkerPool:
     # -- calling -----------------------------------------------------------
 
     def call(
-        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+        self,
+        function: str,
+        arguments: Any,
+        timeout: float | None,
+        door: ContextDoor | None = None,
+        on_progress: OnProgress | None = None,
     ) -> CallResult:
-        return self._pick().call(function, arguments, timeout, door)
+        return self._pick().call(function, arguments, timeout, door, on_progress)
 
     def acall(
-        self, function: str, arguments: Any, timeout: float | None, door: ContextDoor | None = None
+        self,
+        function: str,
+        arguments: Any,
+        timeout: float | None,
+        door: ContextDoor | None = None,
+        on_progress: OnProgress | None = None,
     ) -> Coroutine[Any, Any, CallResult]:
-        return self._pick().acall(function, arguments, timeout, door)  # (no coroutine of our own)
+        # (The member's coroutine itself: no coroutine of our own per call.)
+        return self._pick().acall(function, arguments, timeout, door, on_progress)
 
     # -- reloading ---------------------------------------------------------
 
