@@ -220,7 +220,8 @@ def test_host_second_message_must_be_ready_or_load_failed(second: Any, message: 
     assert type(host.receive(ready(), 3.0)) is Ready
 
 
-@pytest.mark.parametrize("method", ["ready", "probed", "load_failed", "cancel", "progress"])
+@pytest.mark.parametrize("method", ["ready", "probed", "load_failed", "cancel", "stream"])
+# (progress and log are a running call's notes: test_host_a_bad_report_is_a_violation.)
 def test_host_no_notification_after_ready(method: str) -> None:
     host, (first,) = host_with_calls(5.0)
     with violation(f"unexpected notification {method!r} after start"):
