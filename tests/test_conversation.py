@@ -1,4 +1,5 @@
-"""The conversation's rules, both ends, without a process (``protocol.conversation``).
+"""The conversation's rules, both ends, without a process (``protocol.conversation``,
+``protocol.worker_conversation``).
 
 Every legal and illegal sequence of the host's end (``HostConversation``) and
 of the worker's end (``WorkerConversation``): the event each message means
@@ -19,22 +20,20 @@ from typing import Any
 import pytest
 
 from protocol.conversation import (
-    IGNORED,
     Answered,
     Asked,
     Call,
     ConversationMisuse,
     HostConversation,
     LoadFailed,
+    Noted,
     Phase,
     Probed,
     Ready,
-    Skip,
-    Stop,
-    WorkerConversation,
 )
 from protocol.errors import ErrorKind, ProtocolViolation
-from protocol.messages import Notification, Request, Response, make_error_map
+from protocol.messages import MAX_NOTES_PER_CALL, Notification, Request, Response, make_error_map
+from protocol.worker_conversation import IGNORED, Skip, Stop, WorkerConversation
 
 # -- messages as the decoder hands them over (methods are plain strings) --------
 
@@ -1443,9 +1442,6 @@ def progress_note(call: Any, done: Any = 1, **extra: Any) -> Notification:
 
 
 def test_host_the_running_call_may_report_progress_and_log() -> None:
-    from protocol.conversation import Noted
-    from protocol.messages import MAX_NOTES_PER_CALL
-
     host, (first, second) = host_with_calls(5.0, 5.0)
     event = host.receive(progress_note(1, 0.5, message="half"), 11.0)
     assert type(event) is Noted and event.call is first

@@ -37,8 +37,8 @@ from protocol import (
     decode_message,
     encode_message,
 )
-from protocol.conversation import Skip, Stop, WorkerConversation
 from protocol.values import to_wire
+from protocol.worker_conversation import Skip, Stop, WorkerConversation
 from worker import progress
 from worker.binding import bind
 from worker.capture import OutputCapture

@@ -43,9 +43,9 @@ from protocol import (
     Verb,
     encode_message,
 )
-from protocol.conversation import WorkerConversation
 from protocol.messages import make_error_map
 from protocol.worker_config import WorkerConfig
+from protocol.worker_conversation import WorkerConversation
 from worker import confinement, enclosure, private_view, sandbox
 from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module

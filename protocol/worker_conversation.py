@@ -1,0 +1,168 @@
+"""The worker's end of the conversation (``protocol.conversation`` has the
+rules and the host's end): the handshake's order, the queue of calls that
+have not started, the one that is running, and its request to the host.
+
+Driven by ``worker.serve`` (and ``worker.start`` for the handshake); no
+I/O, no clock, not thread-safe.
+"""
+
+from __future__ import annotations
+
+from protocol.conversation import ConversationMisuse, Phase
+from protocol.errors import ProtocolViolation
+from protocol.messages import Message, Notification, Request, Response, Verb
+
+_SERVING = Phase.SERVING  # (a global lookup less on every call's path)
+
+
+class Skip:
+    """The host cancelled a call that had not started: answer ``msgid``
+    ``cancelled`` now (it has left the queue)."""
+
+    __slots__ = ("msgid",)
+
+    def __init__(self, msgid: int) -> None:
+        self.msgid = msgid
+
+
+class Stop:
+    """``shutdown``: answer each of ``never_started`` ``cancelled``, then exit."""
+
+    __slots__ = ("never_started",)
+
+    def __init__(self, never_started: list[int]) -> None:
+        self.never_started = never_started
+
+
+#: A cancel for a call that has started or finished: nothing to do.
+IGNORED = None
+
+#: A ``Request`` (a call) as an event: it arrived and waits for its turn
+#: (``WorkerConversation.next_call``).
+WorkerEvent = Request | Response | Skip | Stop | None
+
+
+class WorkerConversation:
+    """The worker's end: the handshake's order, the queue of calls that have
+    not started, and the one that is running."""
+
+    def __init__(self) -> None:
+        self.phase = Phase.PROBING
+        #: The ``msgid`` of the call running now (its reply not yet written).
+        self.running: int | None = None
+        #: The last reply asked for a recycle: no call starts any more.
+        self.recycling = False
+        #: The id of the running call's request the host has not answered.
+        self.asking: int | None = None
+        self._queue: dict[int, Request] = {}
+
+    # -- the handshake ------------------------------------------------------
+
+    def probed_sent(self) -> None:
+        """Before writing ``probed``. Raises ``ConversationMisuse`` if not first."""
+        self._advance(Phase.PROBING, Phase.STARTING, "probed")
+
+    def ready_sent(self) -> None:
+        """Before writing ``ready``. Raises ``ConversationMisuse`` unless ``probed`` went first."""
+        self._advance(Phase.STARTING, Phase.SERVING, "ready")
+
+    def load_failed_sent(self) -> None:
+        """Before writing ``load_failed`` (the worker then exits)."""
+        self._advance(Phase.STARTING, Phase.LOAD_FAILED, "load_failed")
+
+    def _advance(self, expected: Phase, to: Phase, what: str) -> None:
+        if self.phase is not expected:
+            raise ConversationMisuse(f"{what} sent in phase {self.phase.value}")
+        self.phase = to
+
+    # -- calls ------------------------------------------------------------------
+
+    @property
+    def waiting(self) -> bool:
+        """Calls have arrived that have not started."""
+        return bool(self._queue)
+
+    def receive(self, msg: Message) -> WorkerEvent:
+        """What ``msg`` from the host means.
+
+        Returns the ``Request`` (a call, queued to run in its turn), ``Skip`` (a cancelled
+        call that never started: answer it now), ``Stop`` (shutdown: answer
+        the waiting calls ``cancelled`` and exit) or ``IGNORED`` (a cancel
+        for a call that started or finished).
+
+        While the running call waits for the host's answer (``asked``), the
+        ``Response`` to that request is returned as it is (the answer).
+        After ``shutdown`` only that answer may still come.
+
+        Raises ``ProtocolViolation`` for anything else (the worker should
+        exit: the host ends it anyway); the state is unchanged.
+        """
+        if type(msg) is Response:
+            if self.asking is None or msg.msgid != self.asking:
+                raise ProtocolViolation(
+                    f"an answer to request {msg.msgid}, but the request waiting is {self.asking}"
+                )
+            self.asking = None
+            return msg
+        if self.phase is not _SERVING:
+            raise ProtocolViolation(f"a message from the host in phase {self.phase.value}")
+        if type(msg) is Request and msg.method == Verb.CALL:
+            msgid = msg.msgid
+            if msgid in self._queue or msgid == self.running:
+                raise ProtocolViolation(f"request id {msgid} is already in flight")
+            self._queue[msgid] = msg
+            return msg
+        if isinstance(msg, Notification) and msg.method == Verb.CANCEL:
+            params = msg.params
+            target = params.get("msgid") if isinstance(params, dict) else None
+            if type(target) is not int:
+                raise ProtocolViolation(f"cancel needs an integer msgid, got {params!r:.100}")
+            if self._queue.pop(target, None) is None:
+                return IGNORED  # started or finished already: not ours to stop
+            return Skip(target)
+        if isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
+            never_started = list(self._queue)
+            self._queue.clear()
+            self.phase = Phase.CLOSED
+            return Stop(never_started)
+        raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
+
+    def next_call(self) -> Request | None:
+        """The call to run now (it leaves the queue and is ``running``), or
+        ``None`` if none waits, one is running, or the worker must not start
+        any more (recycling, shut down)."""
+        if self.running is not None or self.recycling or not self._queue:
+            return None
+        msgid = next(iter(self._queue))
+        self.running = msgid
+        return self._queue.pop(msgid)
+
+    def asked(self, request_id: int) -> None:
+        """Before writing a request of the running call (``ask``); the call
+        then waits for the answer (``receive`` returns it). Raises
+        ``ConversationMisuse`` if no call runs or one request is unanswered."""
+        if self.running is None:
+            raise ConversationMisuse("a request with no call running")
+        if self.asking is not None:
+            raise ConversationMisuse(f"request {request_id} while {self.asking} is unanswered")
+        self.asking = request_id
+
+    def noted(self) -> int:
+        """Before writing a progress report or log line: the running call's
+        ``msgid`` (the note names it). Raises ``ConversationMisuse`` if no
+        call runs."""
+        if self.running is None:
+            raise ConversationMisuse("a progress report with no call running")
+        return self.running
+
+    def reply_sent(self, msgid: int, recycle: bool = False) -> None:
+        """Before writing the reply to the running call ``msgid``; with
+        ``recycle`` it is the last (the worker exits instead of starting the
+        next). Raises ``ConversationMisuse`` if ``msgid`` is not running."""
+        if msgid != self.running:
+            raise ConversationMisuse(f"reply to {msgid}, but the running call is {self.running}")
+        if self.asking is not None:
+            raise ConversationMisuse(f"reply to {msgid} while request {self.asking} is unanswered")
+        self.running = None
+        if recycle:
+            self.recycling = True
