@@ -74,6 +74,7 @@ USER_TURNS = [
     "Where do I keep my bees? I'm moving to Porto, by the way.",
 ]
 
+
 class ScriptedModel:
     """Stands in for ``client.chat.completions.create``: returns the next
     scripted assistant message, whatever it is shown."""
