@@ -62,8 +62,11 @@ def make_client() -> tuple[object, str]:
 
 def main(question: str) -> str:
     client, model = make_client()
-    with FunctionHost(user_dirs=[SETS], limits=Limits(timeout=10)) as fh:
-        fh.load_all_function_sets()
+    with FunctionHost(limits=Limits(timeout=10)) as fh:
+        # The example sets, one by one: not load_all_function_sets(), whose
+        # built-ins are an agent's memory tools (examples/memgpt_agent.py).
+        for path in sorted(SETS.glob("*.py")):
+            fh.load_function_set(path)
         tools = fh.tools(format="anthropic")
         messages: list = [{"role": "user", "content": question}]
         for _ in range(5):

@@ -4,6 +4,7 @@ The public API is what this module exports; everything else is private.
 """
 
 from host.api.function_host import FunctionHost
+from host.api.reference_agent import MEMGPT_EXPOSE, Agent, CoreMemory
 from host.errors import (
     CallError,
     CallTimeout,
@@ -28,9 +29,12 @@ from host.workers.call_result import CallResult
 
 __all__ = [
     "DEFAULT_MAX_RESULT_CHARS",
+    "MEMGPT_EXPOSE",
+    "Agent",
     "CallError",
     "CallResult",
     "CallTimeout",
+    "CoreMemory",
     "FunctionHost",
     "HostClosed",
     "HostError",

@@ -170,9 +170,12 @@ def test_default_user_dir_from_environment(make_host, write_set, sets_dir, monke
 
 
 def test_bundled_builtins_load_by_default(make_host):
+    """The bundled built-ins (MemGPT's memory tools) load with the rest;
+    what they do with their agent is tests/test_builtins.py's."""
     fh = make_host(builtin_dir=None)
     fns = fh.load_all_function_sets()
-    assert fns["word_count"]["function"](text="a b c") == 3
+    assert "core_memory_append" in fns and "send_message" in fns
+    assert fh.function_sets["memgpt"]["origin"] == "builtin"
 
 
 def test_conflict_error_names_both_sets(fh, write_set, tmp_path):
@@ -216,21 +219,21 @@ def sub(a: int, b: int) -> int:
 def test_a_user_set_named_like_a_builtin_fails_alone(make_host, write_set, tmp_path):
     """The bundled built-in set keeps its name; the user file of that name is
     a load error naming both files; every other set loads."""
-    user_text = write_set("text", "def shout_louder(text: str) -> str:\n    return text\n")
+    user_text = write_set("memgpt", "def shout_louder(text: str) -> str:\n    return text\n")
     write_set("maths", ADD)
     fh = make_host(builtin_dir=None, user_dirs=[tmp_path / "sets"])
     fns = fh.load_all_function_sets()
-    assert "add" in fns and "word_count" in fns and "shout_louder" not in fns
-    assert fh.function_sets["text"]["origin"] == "builtin"
-    err = fh.load_errors["text"]
+    assert "add" in fns and "send_message" in fns and "shout_louder" not in fns
+    assert fh.function_sets["memgpt"]["origin"] == "builtin"
+    err = fh.load_errors["memgpt"]
     assert isinstance(err, LoadError) and err.source == str(user_text)
-    builtin_text = fh.function_sets["text"]["source"]
+    builtin_text = fh.function_sets["memgpt"]["source"]
     assert builtin_text != str(user_text)
     assert str(user_text) in str(err) and builtin_text in str(err)
     assert "built-in" in str(err)
     assert fh.call("add", {"a": 1, "b": 2}) == 3
     assert set(fh.load_all_function_sets()) == set(fns)  # again: the same outcome
-    assert fh.load_errors["text"].source == str(user_text)
+    assert fh.load_errors["memgpt"].source == str(user_text)
 
 
 def test_of_two_user_sets_with_one_name_the_first_dir_wins(make_host, write_set, tmp_path):

@@ -43,6 +43,7 @@ def test_every_snippet_is_one_this_file_runs():
     known = {"import asyncio", 'fh.tools(format="openai")  # Chat Completions tools'}
     known.add("# OpenAI Chat Completions")
     known.add("fh.load_function_set(")
+    known.add("from host import MEMGPT_EXPOSE, Agent, FunctionHost")
     assert {s.splitlines()[0].strip() for s in SNIPPETS} == known
 
 
@@ -138,3 +139,21 @@ def test_the_context_door_snippet_runs_against_a_host_agent(fh, monkeypatch):
         "rebuild_memory",
         "pause_heartbeats_minutes",
     ]
+
+
+def test_the_builtins_snippet_runs_and_changes_its_agent(tmp_path, monkeypatch, capsys):
+    """The built-ins, in workers, change the snippet's own agent; nothing of
+    the reader's ~/.fnhost/functions is loaded (user_dirs=[])."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    namespace: dict = {}
+    exec(_snippet("from host import MEMGPT_EXPOSE, Agent, FunctionHost"), namespace)
+    agent = namespace["agent"]
+    assert agent.memory.human == "Name: Ada."
+    assert "<human>\nName: Ada.\n</human>" in agent.core_memory_text
+    assert [p["content"] for p in agent.persistence_manager.archival_memory.passages] == [
+        "Ada keeps bees in Lisbon."
+    ]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Showing 1 of 1 results (page 0/0): ")
+    assert "memory: Ada keeps bees in Lisbon." in out[0]
+    assert out[1] == "Name: Ada."

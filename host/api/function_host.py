@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 from host.api.call_arguments import call_arguments, call_timeout
 from host.api.catalog import Catalog
@@ -29,7 +29,7 @@ from host.api.watcher import Watcher
 from host.errors import HostClosed, LoadError, NameConflict
 from host.launch.launcher import Launcher
 from host.limits import Limits
-from host.tools.tool_calls import add_heartbeat
+from host.tools.tool_calls import add_heartbeat, check_heartbeat_options, tool_name
 from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, MaxResultChars, ToolResult
 from host.workers.call_path import OnProgress
 from host.workers.call_result import CallResult
@@ -62,10 +62,18 @@ class FunctionHost:
       itself if it cannot run.
     - ``watch``: reload a set when its file changes (polled every
       ``watch_interval`` seconds); see ``reload``.
-    - ``request_heartbeat``: MemGPT-style heartbeats: ``tools()`` adds an
-      optional ``request_heartbeat`` boolean to every tool (required under
-      OpenAI strict mode) and ``dispatch`` strips it from the arguments and
+    - ``request_heartbeat``: MemGPT-style heartbeats. ``True``: ``tools()``
+      adds an optional ``request_heartbeat`` boolean to every tool (required
+      under OpenAI strict mode). ``"memgpt"``: as MemGPT does, a required
+      one, with MemGPT's description, on every tool except those that end
+      the agent's turn (``send_message`` and ``pause_heartbeats``). Either
+      way ``dispatch`` strips it from the arguments of every call and
       reports it as ``ToolResult.heartbeat_requested``.
+    - ``heartbeat_exempt``: the tools (as ``tools()`` names them) that get no
+      ``request_heartbeat``, instead of those defaults (none under ``True``).
+
+    Raises ``ValueError`` for a ``request_heartbeat`` other than ``False``,
+    ``True`` or ``"memgpt"``, or a ``heartbeat_exempt`` without one.
     """
 
     def __init__(
@@ -76,7 +84,8 @@ class FunctionHost:
         env: dict[str, str] | None = None,
         on_conflict: ConflictPolicy = "error",
         start_method: str = "zygote",
-        request_heartbeat: bool = False,
+        request_heartbeat: bool | Literal["memgpt"] = False,
+        heartbeat_exempt: Iterable[str] | None = None,
         watch: bool = False,
         watch_interval: float = 1.0,
     ) -> None:
@@ -86,7 +95,9 @@ class FunctionHost:
         )
         self.limits = limits or Limits()
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        self.request_heartbeat = request_heartbeat
+        self.request_heartbeat, self.heartbeat_exempt = check_heartbeat_options(
+            request_heartbeat, heartbeat_exempt
+        )
         self._registry = Registry(on_conflict)
         self._load_errors: dict[str, LoadError] = {}
         self._lock = threading.RLock()
@@ -254,12 +265,19 @@ class FunctionHost:
         mode. Names are the merged names (``<set>__<func>`` for prefixed
         collisions). Raises ``SchemaFormatError`` naming the function and the
         parameter when the format cannot express a type as it is. With
-        ``request_heartbeat=True`` on the host, every tool gets a
-        ``request_heartbeat`` parameter.
+        ``request_heartbeat`` on the host, every tool but those in
+        ``heartbeat_exempt`` gets a ``request_heartbeat`` parameter (see
+        the class).
         """
         tools = self._catalog.tools(format, strict)
         if self.request_heartbeat:
-            tools = [add_heartbeat(t, format, strict) for t in tools]
+            memgpt = self.request_heartbeat == "memgpt"
+            tools = [
+                t
+                if tool_name(t, format) in self.heartbeat_exempt
+                else add_heartbeat(t, format, strict, memgpt=memgpt)
+                for t in tools
+            ]
         return tools
 
     @property
@@ -466,7 +484,7 @@ class FunctionHost:
         recognisable tool call (or lacks the id its result must echo) or an
         option is invalid.
         """
-        heartbeats = self.request_heartbeat
+        heartbeats = bool(self.request_heartbeat)
         return run_sync(
             self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
         )
@@ -485,7 +503,7 @@ class FunctionHost:
         cancels every call of the batch as ``acall`` describes, and
         ``CancelledError`` propagates: no result is returned.
         """
-        heartbeats = self.request_heartbeat
+        heartbeats = bool(self.request_heartbeat)
         return await run_async(
             self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
         )

@@ -7,6 +7,7 @@ or a function set failed to load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from host.api.function_host import FunctionHost
-from host.errors import CallError, HostError, WorkerCrashed
+from host.api.reference_agent import MEMGPT_EXPOSE, Agent
+from host.errors import CallError, HostError, LoadError, WorkerCrashed
 from host.limits import Limits
 from host.sandbox import Sandbox
 from host.tools.formats import FORMATS
@@ -242,13 +244,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     _step(f"Loading the built-in sets and {directory} (one worker process per set)")
     start = time.perf_counter()
+    # The built-in memory tools act on an agent that lives here, in the host;
+    # only they get the door to it. The example sets load without one.
+    agent = Agent(persona="I am the fnhost demo agent.")
     fh = FunctionHost(
-        user_dirs=[directory],
+        user_dirs=[],
         limits=Limits(timeout=5.0),
         env={"WEATHER_API_KEY": "demo-key"},
     )
     with fh:
-        fh.load_all_function_sets()
+        fh.load_all_function_sets(context=agent, expose=MEMGPT_EXPOSE)
+        for path in sorted(directory.glob("*.py")):
+            if not path.name.startswith("_"):
+                with contextlib.suppress(LoadError):  # kept in fh.load_errors, shown below
+                    fh.load_function_set(path)
         ms = (time.perf_counter() - start) * 1000
         for name, info in fh.function_sets.items():
             print(f"  {name:<12} pid {info['pid']:<7} {', '.join(info['functions'])}")
@@ -263,9 +272,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _demo_call(fh, "add", {"a": 2, "b": 40})
         _demo_call(fh, "get_weather", '{"city": "Paris", "units": "imperial"}')
         _demo_call(fh, "calculator.mean", {"values": [1, 2, 3], "weights": [3, 2, 1]})
-        _demo_call(fh, "word_count", {"text": "one process per function set"})
         _demo_call(fh, "api_key_configured", {})
         _demo_call(fh, "shout", {"text": "hello"})
+
+        _step("Built-in memory tools, in the sandbox, change the agent in this process")
+        _demo_call(fh, "core_memory_append", {"name": "human", "content": "Name: Ada."})
+        _demo_call(fh, "archival_memory_insert", {"content": "Ada's cat is called Turing."})
+        _demo_call(fh, "archival_memory_search", {"query": "cat"})
+        print(f"  agent.memory.human == {agent.memory.human!r}")
 
         _step("Bad input becomes a clear error")
         _demo_call(fh, "get_weather", {"city": "Paris", "units": "kelvin"})

@@ -18,7 +18,7 @@ Tool-call shapes understood (detected automatically):
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,19 @@ HEARTBEAT_SCHEMA: dict[str, Any] = {
         "if you want to send a follow-up message or call another function."
     ),
 }
+#: ``request_heartbeat="memgpt"``: the parameter as MemGPT's schemas have it
+#: (required, with MemGPT's own description, so prompts written for it fit).
+MEMGPT_HEARTBEAT_SCHEMA: dict[str, Any] = {
+    "type": "boolean",
+    "description": (
+        "Request an immediate heartbeat after function execution. Set to 'true' if you "
+        "want to send a follow-up message or run a follow-up function."
+    ),
+}
+#: The functions that end the agent's turn, so take no heartbeat in MemGPT.
+MEMGPT_HEARTBEAT_EXEMPT = ("send_message", "pause_heartbeats")
+#: What ``FunctionHost(request_heartbeat=...)`` accepts.
+HEARTBEAT_MODES = (False, True, "memgpt")
 
 DISPATCH_FORMATS = ("openai", "openai-responses", "anthropic", "gemini")
 
@@ -219,13 +232,24 @@ def _parameters_of(tool: dict[str, Any], fmt: str) -> dict[str, Any] | None:
     return tool.get("parameters")
 
 
-def add_heartbeat(tool: dict[str, Any], fmt: str, strict: bool = False) -> dict[str, Any]:
+def tool_name(tool: dict[str, Any], fmt: str) -> str:
+    """The name a ``tools(format=fmt)`` entry publishes."""
+    if fmt == "openai":
+        return str(tool.get("function", {}).get("name", ""))
+    return str(tool.get("name", ""))
+
+
+def add_heartbeat(
+    tool: dict[str, Any], fmt: str, strict: bool = False, *, memgpt: bool = False
+) -> dict[str, Any]:
     """Add the ``request_heartbeat`` boolean to a tool definition (in place; returned).
 
     ``tool`` is one ``tools(format=fmt)`` entry. The parameter is optional,
-    except under OpenAI strict mode, where every property is required. A
-    function that declares a ``request_heartbeat`` parameter itself is left
-    as it is (its own parameter wins, and dispatch passes it through).
+    except under OpenAI strict mode, where every property is required, and
+    with ``memgpt``: then it is required with MemGPT's description, as
+    MemGPT's own schemas have it. A function that declares a
+    ``request_heartbeat`` parameter itself is left as it is (its own
+    parameter wins, and dispatch passes it through).
     """
     params = _parameters_of(tool, fmt)
     if params is None:
@@ -233,12 +257,38 @@ def add_heartbeat(tool: dict[str, Any], fmt: str, strict: bool = False) -> dict[
     props = params.setdefault("properties", {})
     if HEARTBEAT in props:
         return tool
-    props[HEARTBEAT] = dict(HEARTBEAT_SCHEMA)
-    if strict:
+    props[HEARTBEAT] = dict(MEMGPT_HEARTBEAT_SCHEMA if memgpt else HEARTBEAT_SCHEMA)
+    if strict or memgpt:
         required = params.setdefault("required", [])
         if HEARTBEAT not in required:
             required.append(HEARTBEAT)
     return tool
+
+
+def check_heartbeat_options(
+    mode: Any, exempt: Iterable[str] | None
+) -> tuple[bool | str, frozenset[str]]:
+    """``FunctionHost``'s ``request_heartbeat`` and ``heartbeat_exempt``, checked.
+
+    Returns the mode and the names of the tools that get no heartbeat
+    parameter: ``exempt`` as given, or by default MemGPT's turn-ending
+    functions under ``"memgpt"`` and none under ``True``. Raises
+    ``ValueError`` for another mode, ``exempt`` without a heartbeat mode,
+    or ``exempt`` that is not a collection of names.
+    """
+    if not (mode is True or mode is False or mode == "memgpt"):
+        raise ValueError(f"request_heartbeat must be False, True or 'memgpt', not {mode!r}")
+    if exempt is None:
+        return mode, frozenset(MEMGPT_HEARTBEAT_EXEMPT if mode == "memgpt" else ())
+    if not mode:
+        raise ValueError("heartbeat_exempt= needs request_heartbeat=True or 'memgpt'")
+    wrong = f"heartbeat_exempt must be a collection of function names, not {exempt!r}"
+    if isinstance(exempt, str) or not isinstance(exempt, Iterable):
+        raise ValueError(wrong)
+    names = tuple(exempt)
+    if not all(isinstance(n, str) for n in names):
+        raise ValueError(wrong)
+    return mode, frozenset(names)
 
 
 def _truthy(value: Any) -> bool:
