@@ -132,8 +132,10 @@ def answer(
 ) -> bytes:
     """The framed answer to one request: its value, or an error map naming
     the exception (the worker raises the same built-in type, or
-    ``ContextError``). ``loop``: where an awaitable result is awaited (the
-    calling ``acall``'s loop); without one, in a loop of its own."""
+    ``ContextError``), a ``BaseException`` of the host method included
+    (``SystemExit``, an async method's ``CancelledError``). ``loop``: where
+    an awaitable result is awaited (the calling ``acall``'s loop); without
+    one, in a loop of its own."""
     try:
         if door is None:
             raise ContextRefused("AttributeError", "this call has no context (context=...)")
@@ -148,7 +150,7 @@ def answer(
             ) from None
     except ContextRefused as exc:
         error = make_error_map(ErrorKind.USER_EXCEPTION, str(exc), exc.exc_type)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit, CancelledError too: the worker waits for an answer
         cls = type(exc)
         module = cls.__module__
         name = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
@@ -156,7 +158,7 @@ def answer(
     return encode_message(Response(request_id, error, {}))
 
 
-def _message(exc: Exception) -> str:
+def _message(exc: BaseException) -> str:
     """``str(exc)``, but a ``KeyError``'s key as it was given, so that the
     worker's ``KeyError(message)`` reads the same as the host's."""
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
