@@ -212,6 +212,7 @@ def remember(self, text: str) -> str:
 def test_what_is_exposed_is_reported(memgpt, fh, write_set):
     assert memgpt.function_sets["memgpt"]["exposed"] == EXPOSE
     assert memgpt.protections("memgpt")["context_door_closed"] is False
+    assert memgpt.function_sets["memgpt"]["protections"]["context_door_closed"] is False
     fh.load_function_set(write_set("closed", "def f() -> int:\n    return 1\n"))
     assert fh.function_sets["closed"]["exposed"] == []
     assert fh.protections("closed")["context_door_closed"] is True
@@ -233,7 +234,15 @@ def test_a_context_needs_an_allow_list(fh, write_set, agent):
     path = write_set("nolist", "def f(self) -> int:\n    return 1\n")
     with pytest.raises(ValueError, match="needs expose"):
         fh.load_function_set(path, context=agent)
-    for bad in (["__class__"], ["memory.__dict__"], ["memory._private"], ["a..b"], "memory"):
+    bad_lists = (
+        ["__class__"],
+        ["memory.__dict__"],
+        ["memory._private"],
+        ["a..b"],
+        "memory",
+        ["memory", "memory.edit_append"],  # a path that leads to another
+    )
+    for bad in bad_lists:
         with pytest.raises(ValueError, match="expose"):
             fh.load_function_set(path, context=agent, expose=bad)
     assert "nolist" not in fh.function_sets

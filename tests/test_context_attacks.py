@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from host import HostClosed, Limits, NameConflict
+from host import HostClosed, Limits, NameConflict, ProtocolError
 
 PLAIN = '''
 def plain() -> str:
@@ -296,3 +296,14 @@ def test_a_worker_that_stops_reading_its_answer_does_not_block_the_event_loop(ma
             with pytest.raises(HostClosed):
                 attacker.result(30)
             loop_thread.result(30)
+
+
+def test_a_worker_that_does_not_read_its_answer_is_killed(make_host, write_set):
+    """It asked and must read at once: after ``ANSWER_GRACE`` without
+    reading, the worker is killed and its call is a ``ProtocolError`` that
+    says so; the pipe's write lock is free again for the next call."""
+    fh = make_host(limits=Limits(timeout=None))
+    fh.load_function_set(write_set("stalling", STALLING), context=Noted(), expose=["note"])
+    with pytest.raises(ProtocolError, match="did not read the answer to its request"):
+        fh.call("stalling.stall")
+    assert fh.call("stalling.echo", {"x": 7}) == 7

@@ -9,9 +9,10 @@ holds them together with the registry and the lock they share.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from host.api.dispatch import run_async, run_sync
 from host.api.exit_close import close_at_exit
 from host.api.proxy import FunctionProxy
 from host.api.registry import ConflictPolicy, LoadedSet, Registry, json_schema
-from host.api.set_contexts import SetContexts
+from host.api.set_contexts import SetContexts, WhereExposed
 from host.api.set_loading import SetLoader, close_handles
 from host.api.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
 from host.api.watcher import Watcher
@@ -163,8 +164,8 @@ class FunctionHost:
         """
         exposed = SetContexts.check(context, expose)
         spec = worker_spec(source, name, limits or self.limits, self.env)
-        self._contexts.open([spec.set_name], context, exposed)
-        loaded, errors = self._loader.load([spec], "explicit", self.limits.shutdown_grace)
+        with self._doors_for([spec.set_name], context, exposed):
+            loaded, errors = self._loader.load([spec], "explicit", self.limits.shutdown_grace)
         if errors:
             raise errors[0]
         return self._entries(loaded[0])
@@ -191,12 +192,30 @@ class FunctionHost:
             (worker_spec(path, None, self.limits, self.env), origin)
             for path, origin in found_sets(self.builtin_dir, self.user_dirs)
         ]
-        self._contexts.open([spec.set_name for spec, _ in specs], context, exposed)
-        errors = self._loader.load_all(specs, self.limits.shutdown_grace)
+        with self._doors_for([spec.set_name for spec, _ in specs], context, exposed):
+            errors = self._loader.load_all(specs, self.limits.shutdown_grace)
         conflicts = [e for e in errors if isinstance(e, NameConflict)]
         if conflicts:
             raise conflicts[0]
         return self.functions(merge)
+
+    @contextlib.contextmanager
+    def _doors_for(
+        self, names: list[str], context: Any, exposed: tuple[str, ...] | None
+    ) -> Iterator[None]:
+        """Open the doors before the sets load (a first call may come as soon
+        as one is registered), and keep only those of the sets registered by
+        this load (``SetContexts.settle``), whatever happens."""
+        with self._lock:
+            before = set(self._registry.sets)
+        saved = self._contexts.snapshot(names)
+        self._contexts.open(names, context, exposed)
+        try:
+            yield
+        finally:
+            with self._lock:
+                after = set(self._registry.sets)
+            self._contexts.settle(saved, before, after)
 
     # -- reloading -------------------------------------------------------------
 
@@ -316,7 +335,9 @@ class FunctionHost:
         """
         summaries = self._catalog.set_summaries()
         for name, summary in summaries.items():
-            summary["exposed"] = self._contexts.exposed(name)
+            summary["exposed"] = exposed = self._contexts.exposed(name)
+            if summary.get("protections"):
+                summary["protections"]["context_door_closed"] = not exposed
         return summaries
 
     # -- calling -------------------------------------------------------------
@@ -472,7 +493,9 @@ class FunctionHost:
         (default: its set's ``Limits.timeout``); ``max_result_chars`` caps
         each result's text (``None``: no cap; a dict ``{name: cap}`` per
         function, ``"*"`` for the rest), see ``host.tools.tool_results``.
-        ``context``: each call's context, as in ``call``.
+        ``context``: each call's context, as in ``call``, for the sets that
+        have an allow-list (``expose``); the tools of the other sets run
+        without it.
 
         Returns one ``ToolResult`` (a dict: the result message in the same
         provider's shape) or a list in the same order. A failed call, for
@@ -485,8 +508,9 @@ class FunctionHost:
         option is invalid.
         """
         heartbeats = bool(self.request_heartbeat)
+        where = None if context is None else WhereExposed(context)
         return run_sync(
-            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
+            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, where
         )
 
     async def adispatch(
@@ -504,8 +528,9 @@ class FunctionHost:
         ``CancelledError`` propagates: no result is returned.
         """
         heartbeats = bool(self.request_heartbeat)
+        where = None if context is None else WhereExposed(context)
         return await run_async(
-            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, context
+            self, self._catalog, tool_calls, timeout, max_result_chars, heartbeats, where
         )
 
     # -- closing -------------------------------------------------------------

@@ -17,6 +17,16 @@ from typing import Any
 from host.workers.context_door import ContextDoor, check_expose
 
 
+class WhereExposed:
+    """A context for the sets that have an allow-list; the others run
+    without it (``dispatch``'s: one agent, tools of every kind)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+
 class SetContexts:
     """Per set name: its allow-list and default context. Thread-safe."""
 
@@ -39,6 +49,29 @@ class SetContexts:
             return None
         return check_expose(expose)
 
+    def snapshot(self, names: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+        """What ``names`` have now, for ``restore``."""
+        with self._lock:
+            return {n: (self._expose.get(n), self._defaults.get(n)) for n in names}
+
+    def restore(self, saved: dict[str, tuple[Any, Any]]) -> None:
+        """Put back what ``snapshot`` saw (a load that was refused, or that
+        returned a set already loaded, changes no door)."""
+        with self._lock:
+            for name, (expose, default) in saved.items():
+                for table, value in ((self._expose, expose), (self._defaults, default)):
+                    if value is None:
+                        table.pop(name, None)
+                    else:
+                        table[name] = value
+
+    def settle(self, saved: dict[str, tuple[Any, Any]], before: set[str], after: set[str]) -> None:
+        """After a load: keep the doors of the sets it registered (in
+        ``after``, not in ``before``); put back what the others had (a set
+        that was refused, failed, or was loaded already and returned as it
+        was)."""
+        self.restore({n: v for n, v in saved.items() if n in before or n not in after})
+
     def open(self, names: Iterable[str], context: Any, expose: tuple[str, ...] | None) -> None:
         """Give each set in ``names`` the allow-list (and default context), or none."""
         with self._lock:
@@ -53,10 +86,15 @@ class SetContexts:
 
     def door(self, set_name: str, context: Any) -> ContextDoor | None:
         """The door for one call: its own ``context`` or the set's default.
-        ``ValueError`` if it passes a context to a set without an allow-list."""
+        ``ValueError`` if it passes a context to a set without an allow-list
+        (unless it is ``WhereExposed``: that set then gets none)."""
         if context is None:
             return self._defaults.get(set_name)
         expose = self._expose.get(set_name)
+        if type(context) is WhereExposed:
+            if expose is None:
+                return None
+            context = context.obj
         if expose is None:
             raise ValueError(
                 f"function set {set_name!r} was loaded without expose=[...]: "

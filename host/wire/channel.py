@@ -145,29 +145,48 @@ class Channel:
         timeout and kill the worker.
         """
         with self._write_lock:
-            with self._lock:
-                # Broken, recycled or told to shut down (a reload, a close):
-                # it will not start this call; the caller sends it elsewhere.
-                # Registered in the same critical section as the broken check,
-                # so a worker death from now on fails this call too.
-                if self._broken or not self._conversation.send_call(pending, time.monotonic()):
-                    pending.done = True
-                    pending.error = WorkerGone()
-                    return
-            self._write_locked(frame, pending.run_deadline)
+            self._send_locked(pending, frame)
 
-    def answer(self, pending: Pending, request_id: int, frame: bytes) -> bool:
+    def _send_locked(self, pending: Pending, frame: bytes) -> None:
+        with self._lock:
+            # Broken, recycled or told to shut down (a reload, a close):
+            # it will not start this call; the caller sends it elsewhere.
+            # Registered in the same critical section as the broken check,
+            # so a worker death from now on fails this call too.
+            if self._broken or not self._conversation.send_call(pending, time.monotonic()):
+                pending.done = True
+                pending.error = WorkerGone()
+                return
+        self._write_locked(frame, pending.run_deadline)
+
+    def answer(
+        self, pending: Pending, request_id: int, frame: bytes, deadline: float | None
+    ) -> bool:
         """Write the answer ``frame`` to ``pending``'s request ``request_id``.
 
-        False (nothing written) if the call has ended meanwhile (answered,
-        or its worker gone): the answer is dropped. A write stopped by the
-        call's run deadline leaves the worker to its timeout kill.
+        True once written, or dropped (nothing written) because the call has
+        ended meanwhile (answered, or its worker gone). False if the worker
+        did not read it all by ``deadline``: part of a frame may be in the
+        pipe, so the caller must kill the worker.
         """
         with self._write_lock:
             with self._lock:
                 if self._broken or not self._conversation.send_answer(pending, request_id):
-                    return False
-            return self._write_locked(frame, pending.run_deadline)
+                    return True
+            return self._write_locked(frame, deadline)
+
+    def try_send(self, pending: Pending, frame: bytes) -> bool:
+        """``send``, unless another thread is writing (an answer the worker
+        is slow to read, a large argument): then False, nothing registered
+        or written. An event loop's thread uses it, never to wait for the
+        write lock (``send`` from a thread instead)."""
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            self._send_locked(pending, frame)
+        finally:
+            self._write_lock.release()
+        return True
 
     def cancel(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
         """Ask the worker to skip ``pending`` if it has not started (it then

@@ -179,7 +179,10 @@ class CallPath:
                 pending.on_progress = on_progress
                 pending.future = loop.create_future()
                 channel = inc.channel
-                channel.send(pending, frame)
+                if not channel.try_send(pending, frame):
+                    # Another thread is writing to this pipe: wait for it
+                    # off the loop, which must never block on a lock.
+                    await asyncio.to_thread(channel.send, pending, frame)
                 try:
                     while not await channel.wait_async(
                         pending,

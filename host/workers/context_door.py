@@ -21,6 +21,7 @@ the host method is not interrupted, and its answer is dropped).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import threading
@@ -60,6 +61,13 @@ def check_expose(expose: Sequence[str]) -> tuple[str, ...]:
                     "(private attributes and dunders cannot be exposed)"
                 )
         paths.append(path)
+    for path in paths:
+        inner = next((p for p in paths if p.startswith(path + ".")), None)
+        if inner is not None:
+            raise ValueError(
+                f"expose: {path!r} and {inner!r}: a path cannot also lead to another "
+                "(list the methods and attributes themselves, not what holds them)"
+            )
     return tuple(dict.fromkeys(paths))
 
 
@@ -72,16 +80,29 @@ class ContextDoor:
 
     def describe(self) -> dict[str, Any]:
         """What the worker is told: each path and whether it is a method or
-        an attribute (looked up now). A path the object does not have (yet)
-        is an attribute: reading it raises ``AttributeError`` in the worker."""
+        an attribute, looked up now without running a getter of the last
+        part (``inspect.getattr_static``; the parts before it are read). A
+        path the object does not have (yet), or whose parent cannot be read,
+        is an attribute: reading it raises that error in the worker, and
+        nothing fails before the call."""
         kinds = {}
         for path in self.expose:
+            parent_path, _, name = path.rpartition(".")
             try:
-                target = self._resolve(path)
-            except AttributeError:
+                parent = self._resolve(parent_path) if parent_path else self.obj
+                static = inspect.getattr_static(parent, name)
+            except Exception:
                 kinds[path] = "attribute"
                 continue
-            kinds[path] = "method" if callable(target) else "attribute"
+            if isinstance(static, staticmethod | classmethod):
+                method = True
+            elif isinstance(static, property) or not callable(static):
+                method = False
+            else:
+                # A plain function on the class, or a callable held on the
+                # instance (a bound method, a functools.partial): callable.
+                method = True
+            kinds[path] = "method" if method else "attribute"
         return {"paths": kinds}
 
     def _resolve(self, path: str) -> Any:
@@ -128,14 +149,20 @@ class ContextDoor:
 
 
 def answer(
-    door: ContextDoor | None, request_id: int, params: Any, loop: asyncio.AbstractEventLoop | None
+    door: ContextDoor | None,
+    request_id: int,
+    params: Any,
+    loop: asyncio.AbstractEventLoop | None,
+    max_bytes: int,
 ) -> bytes:
     """The framed answer to one request: its value, or an error map naming
     the exception (the worker raises the same built-in type, or
     ``ContextError``), a ``BaseException`` of the host method included
     (``SystemExit``, an async method's ``CancelledError``). ``loop``: where
     an awaitable result is awaited (the calling ``acall``'s loop); without
-    one, in a loop of its own."""
+    one, in a loop of its own. ``max_bytes``: the largest frame the worker
+    reads (``frame_limits.request_frame_limit``); a larger answer is a
+    ``ValueError`` in the function instead."""
     try:
         if door is None:
             raise ContextRefused("AttributeError", "this call has no context (context=...)")
@@ -143,11 +170,18 @@ def answer(
         if inspect.isawaitable(value):
             value = _await(value, loop)
         try:
-            return encode_message(Response(request_id, None, {"value": value}), default=to_wire)
-        except (TypeError, ValueError, OverflowError) as exc:
+            frame = encode_message(Response(request_id, None, {"value": value}), default=_data)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise ContextRefused(
                 "TypeError", f"the host's answer is not data and cannot be sent: {exc}"
             ) from None
+        if len(frame) > max_bytes:
+            raise ContextRefused(
+                "ValueError",
+                f"the host's answer is {len(frame)} bytes; the function may receive at most "
+                f"{max_bytes} (Limits.max_argument_mb)",
+            )
+        return frame
     except ContextRefused as exc:
         error = make_error_map(ErrorKind.USER_EXCEPTION, str(exc), exc.exc_type)
     except BaseException as exc:  # SystemExit, CancelledError too: the worker waits for an answer
@@ -156,6 +190,19 @@ def answer(
         name = cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
         error = make_error_map(ErrorKind.USER_EXCEPTION, _message(exc), name)
     return encode_message(Response(request_id, error, {}))
+
+
+def _data(obj: Any) -> Any:
+    """``to_wire`` for answers, but a dataclass without its ``_private``
+    fields, and shallow (its fields are converted in turn, never deep-copied):
+    only what is public of a host object crosses."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: getattr(obj, f.name)
+            for f in dataclasses.fields(obj)
+            if not f.name.startswith("_")
+        }
+    return to_wire(obj)
 
 
 def _message(exc: BaseException) -> str:
@@ -236,6 +283,7 @@ def answer_in_thread(
     loop: asyncio.AbstractEventLoop | None,
     send: Callable[[bytes], object],
     name: str,
+    max_bytes: int,
 ) -> None:
     """Compute the answer off the caller's thread (``_Runner``), then ``send`` it."""
-    _runner.submit(lambda: send(answer(door, request_id, params, loop)), name)
+    _runner.submit(lambda: send(answer(door, request_id, params, loop, max_bytes)), name)

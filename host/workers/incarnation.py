@@ -25,11 +25,13 @@ from host.wire.channel import Channel
 from host.wire.pending import Pending
 from host.workers.context_door import answer_in_thread
 from protocol import Notification, ProtocolViolation, Request, Verb
-from protocol.frame_limits import reply_frame_limit
+from protocol.frame_limits import reply_frame_limit, request_frame_limit
 from protocol.messages import validate_error_map, validate_probed, validate_ready
 
 #: How long to wait for a killed worker to be reaped before giving up on it.
 REAP_TIMEOUT = 5.0
+#: How long a worker has to read the answer to its request (it waits for it).
+ANSWER_GRACE = 5.0
 
 # Why the host ended an incarnation on purpose (``Incarnation.kill_reason[0]``).
 #: A call running on it timed out.
@@ -95,13 +97,28 @@ class Incarnation:
         of its own (``context_door``), off the pipe's reader."""
         future = pending.future
         channel = self.channel
+
+        def send(frame: bytes) -> None:
+            # The worker waits for this answer and reads it at once; one that
+            # does not read it within ANSWER_GRACE (or its call's deadline:
+            # its timeout kill then) is killed, so the pipe's write lock is
+            # never held longer.
+            deadline = time.monotonic() + ANSWER_GRACE
+            run_deadline = pending.run_deadline
+            if run_deadline is not None and run_deadline < deadline:
+                deadline = run_deadline
+            if not channel.answer(pending, request.msgid, frame, deadline):
+                if run_deadline is None or time.monotonic() < run_deadline:
+                    self.kill(PROTOCOL, "it did not read the answer to its request")
+
         answer_in_thread(
             pending.door,
             request.msgid,
             request.params,
             future.get_loop() if future is not None else None,
-            lambda frame: channel.answer(pending, request.msgid, frame),
+            send,
             f"fnhost-context-{self.spec.set_name}",
+            request_frame_limit(self.spec.limits.max_argument_bytes),
         )
 
     def _on_note(self, pending: Pending, note: Notification) -> None:
