@@ -430,3 +430,22 @@ def test_env_passes_only_the_named_variables(tools_dir, errlog):
         "FNHOST_TEST_TOKEN": "from-server",
         "FNHOST_TEST_GIVEN": "given",
     }
+
+
+@pytest.mark.timeout(60)
+def test_the_memory_tools_are_not_served_without_an_agent(tools_dir, errlog):
+    """The built-ins (MemGPT's memory tools) act on an agent, which the
+    server has not: they are not listed even without --no-builtins."""
+
+    async def scenario() -> set[str]:
+        params = StdioServerParameters(
+            command=sys.executable, args=["-m", "host", "mcp", str(tools_dir)], cwd=str(ROOT)
+        )
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return {t.name for t in (await session.list_tools()).tools}
+
+    listed = asyncio.run(scenario())
+    assert "add" in listed
+    assert not listed & {"send_message", "core_memory_append", "archival_memory_search"}

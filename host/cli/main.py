@@ -119,7 +119,8 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
 
 def cmd_call(args: argparse.Namespace) -> int:
     limits = _sandbox_limits(args)
-    with _host_for(args.paths, limits=limits, builtins=not args.no_builtins) as fh:
+    # No built-ins: MemGPT's memory tools act on an agent, and there is none here.
+    with _host_for(args.paths, limits=limits, builtins=False) as fh:
         _report_load_errors(fh)
         try:
             result = fh.call_detailed(args.name, args.arguments)
@@ -153,7 +154,8 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
     limits = _sandbox_limits(args)
     env = _worker_env(args.env)
-    with _host_for(args.paths, limits=limits, env=env, builtins=not args.no_builtins) as fh:
+    # No built-ins: MemGPT's memory tools act on an agent, and the server has none.
+    with _host_for(args.paths, limits=limits, env=env, builtins=False) as fh:
         _report_load_errors(fh)  # stderr: stdout carries the protocol
         if not fh.function_sets:
             print("fnhost: no function set loaded; nothing to serve", file=sys.stderr)
@@ -325,7 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("name", help='"function" or "set.function"')
     call.add_argument("arguments", help="a JSON object of arguments")
     call.add_argument("--timeout", type=float, default=30.0)
-    call.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
+    call.add_argument(
+        "--no-builtins",
+        action="store_true",
+        help="accepted for compatibility: the built-in memory tools need an agent, "
+        "which the command line has not, so they are never loaded here",
+    )
     _add_sandbox_options(call)
     call.set_defaults(func=cmd_call)
 
@@ -354,7 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds a call may run before its worker is killed (default: 30)",
     )
-    mcp.add_argument("--no-builtins", action="store_true", help="skip the built-in sets")
+    mcp.add_argument(
+        "--no-builtins",
+        action="store_true",
+        help="accepted for compatibility: the built-in memory tools need an agent, "
+        "which the server has not, so they are never served",
+    )
     mcp.add_argument(
         "--env",
         action="append",
