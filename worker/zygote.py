@@ -43,6 +43,7 @@ import os
 import select
 import signal
 import sys
+import time
 from typing import NoReturn
 
 from protocol.zygote_control import (
@@ -60,6 +61,8 @@ from protocol.zygote_control import (
 from worker import confinement, enclosure, sandbox, start
 
 MAX_FDS = SPAWN_FDS
+#: How long a closing zygote reaps what it killed (the host waits 1 s for it).
+LEAVE_REAP_SECONDS = 0.8
 PR_SET_NAME, PR_GET_NAME = 15, 16
 
 
@@ -260,6 +263,18 @@ def main() -> None:
 
     def leave() -> NoReturn:
         kill_orphans(everyone=True)
+        # Reap them before exiting (a subreaper: a killed warden's init and
+        # worker come to us too), so that once the host sees the zygote gone,
+        # no process of ours is left. Within the host's grace for our exit.
+        deadline = time.monotonic() + LEAVE_REAP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break  # none left
+            if pid == 0:
+                kill_orphans(everyone=True)  # the ones adopted since
+                select.select([], [], [], 0.002)
         os._exit(0)
 
     # What every worker inherits stays out of its collector's way: a
