@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from host import CallTimeout, ProtocolError, UserFunctionError
+from tests.forging import FORGE_PRELUDE
 
 MEMGPT = '''
 from __future__ import annotations
@@ -465,27 +466,9 @@ def test_the_calls_timeout_bounds_a_host_method(fh, write_set):
         blocking.release.set()
 
 
-FORGING = '''
-import json
-import os
-import struct
-import sys
-import time
-
-import msgpack
-
-
-def _send(message) -> None:
-    body = msgpack.packb(message)
-    os.write(json.loads(sys.argv[1])["out_fd"], struct.pack(">I", len(body)) + body)
-
-
-def _running_call() -> int:
-    frame = sys._getframe()
-    while not hasattr(frame.f_locals.get("msg"), "msgid"):
-        frame = frame.f_back
-    return frame.f_locals["msg"].msgid
-
+FORGING = (
+    FORGE_PRELUDE
+    + '''
 
 def forge(kind: str) -> str:
     """Send a request the worker may not send."""
@@ -510,6 +493,7 @@ def echo(x: int) -> int:
     """Echo."""
     return x
 '''
+)
 
 
 @pytest.mark.parametrize("kind", ["other_call", "no_call", "two_at_once", "unknown_method"])

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from host import ProtocolError
+from tests.forging import FORGE_PRELUDE
 
 STEPS = '''
 from worker.progress import log, report_progress
@@ -123,27 +124,9 @@ def test_outside_a_worker_reporting_does_nothing():
     assert progress.log("x") is None
 
 
-FORGER = '''
-import json
-import os
-import struct
-import sys
-import time
-
-import msgpack
-
-
-def _send(message) -> None:
-    body = msgpack.packb(message)
-    os.write(json.loads(sys.argv[1])["out_fd"], struct.pack(">I", len(body)) + body)
-
-
-def _running_call() -> int:
-    frame = sys._getframe()
-    while not hasattr(frame.f_locals.get("msg"), "msgid"):
-        frame = frame.f_back
-    return frame.f_locals["msg"].msgid
-
+FORGER = (
+    FORGE_PRELUDE
+    + '''
 
 def forge(kind: str) -> str:
     """Send a progress report the worker may not send."""
@@ -157,6 +140,7 @@ def forge(kind: str) -> str:
     time.sleep(5)
     return "unanswered"
 '''
+)
 
 
 @pytest.mark.parametrize(
