@@ -651,3 +651,29 @@ def test_deadline_timer_resolves_each_future_at_its_deadline():
         return order
 
     assert asyncio.run(main()) == ["early", "mid", "late"]
+
+
+def test_stop_on_cancel_kills_the_running_call_and_the_next_call_works(work):
+    """With ``stop_on_cancel``, a cancelled acall whose function is running
+    does not hold its set until the timeout: its worker is killed at once
+    and restarted; the call behind it (sent, never started) runs there."""
+
+    async def main() -> tuple[int, int]:
+        pid = work.function_sets["work"]["pid"]
+        running = asyncio.ensure_future(
+            work.acall("work.slow_echo", {"x": 1, "seconds": 600}, stop_on_cancel=True)
+        )
+        await asyncio.sleep(0.3)  # it runs
+        behind = asyncio.ensure_future(work.acall("work.echo", {"x": 2}))
+        await asyncio.sleep(0.05)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        # Well before the 10 s timeout: the worker was killed, not waited for.
+        value = await asyncio.wait_for(behind, 8)
+        return value, pid
+
+    value, old_pid = asyncio.run(main())
+    assert value == 2
+    assert work.function_sets["work"]["pid"] != old_pid
+    assert work.call("work.echo", {"x": 3}) == 3

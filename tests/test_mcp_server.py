@@ -449,3 +449,25 @@ def test_the_memory_tools_are_not_served_without_an_agent(tools_dir, errlog):
     listed = asyncio.run(scenario())
     assert "add" in listed
     assert not listed & {"send_message", "core_memory_append", "archival_memory_search"}
+
+
+@pytest.mark.timeout(60)
+def test_a_clients_cancel_stops_the_running_call(write_set, sets_dir, errlog):
+    """The client gives up (its read timeout sends notifications/cancelled):
+    the call's worker is killed, so the next call does not wait behind it
+    for the server's --timeout (here 600 s)."""
+    write_set("slow", SLOW)
+
+    async def scenario() -> tuple[bool, CallToolResult]:
+        async with mcp_session(sets_dir, errlog=errlog, timeout=600) as session:
+            try:
+                await session.call_tool("hang", {"seconds": 600}, read_timeout_seconds=0.5)
+                gave_up = False
+            except Exception:
+                gave_up = True
+            # A second tool of the same set: it needs the set's worker.
+            return gave_up, await asyncio.wait_for(session.call_tool("hang", {"seconds": 0}), 20)
+
+    gave_up, after = asyncio.run(scenario())
+    assert gave_up
+    assert not after.is_error

@@ -442,6 +442,7 @@ class FunctionHost:
         *,
         context: Any = None,
         on_progress: OnProgress | None = None,
+        stop_on_cancel: bool = False,
     ) -> Any:
         """asyncio ``call``: the same arguments, value, timeout and errors.
 
@@ -452,10 +453,14 @@ class FunctionHost:
         propagates at once. A call still waiting for its turn leaves the
         queue (the worker is told to skip it); one that has started runs to
         its end in the background, still under its timeout, and its reply
-        is discarded. Either way the calls behind it go on.
+        is discarded, or with ``stop_on_cancel=True`` its worker is killed
+        at once (and restarted, as after a timeout: what the function did so
+        far is not undone). Either way the calls behind it go on.
         """
         handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
-        return (await handle.acall(func, arguments, timeout, door, on_progress)).value
+        return (
+            await handle.acall(func, arguments, timeout, door, on_progress, stop_on_cancel)
+        ).value
 
     async def acall_detailed(
         self,
@@ -465,10 +470,11 @@ class FunctionHost:
         *,
         context: Any = None,
         on_progress: OnProgress | None = None,
+        stop_on_cancel: bool = False,
     ) -> CallResult:
         """asyncio ``call_detailed`` (cancellation as in ``acall``)."""
         handle, func, arguments, timeout, door = self._prepare(name, arguments, timeout, context)
-        return await handle.acall(func, arguments, timeout, door, on_progress)
+        return await handle.acall(func, arguments, timeout, door, on_progress, stop_on_cancel)
 
     # -- dispatch (host/api/dispatch.py; tool_calls.py, tool_results.py) -----------
 

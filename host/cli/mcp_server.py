@@ -189,8 +189,10 @@ class FunctionHostMCPServer:
             entry = self._catalog.get(name)
             if entry is None:
                 entry = self.refresh().get(name)  # a name that appeared since the last list
+            # A client's cancel stops the call: the set is not held busy
+            # until its timeout by a result nobody will read.
             result = await self.fh.acall_detailed(
-                name, dict(arguments or {}), on_progress=on_progress
+                name, dict(arguments or {}), on_progress=on_progress, stop_on_cancel=True
             )
         except CallError as exc:
             if isinstance(exc, WorkerCrashed | ProtocolError):

@@ -149,13 +149,15 @@ class CallPath:
         timeout: float | None,
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
+        stop_on_cancel: bool = False,
     ) -> CallResult:
         """``call`` for asyncio. Never blocks the loop, except the writing of a
         large argument (a start or restart of the worker runs in a thread).
         Cancelling while the call waits for its turn leaves the queue; once
         sent, the worker is asked to skip it if it has not started, and if
         it has, it runs to its end (under its timeout) and its reply is
-        discarded; either way the calls behind it go on.
+        discarded, or with ``stop_on_cancel`` its worker is killed (and
+        restarted, as after a timeout); either way the calls behind it go on.
         """
         queue_deadline = _deadline(timeout)
         msgid, frame = self._encode(function, arguments, door)
@@ -203,9 +205,12 @@ class CallPath:
                     # meanwhile a watchdog keeps its timeout.
                     if not channel.abandon(pending, lambda: gate.release(weight)):
                         release = False
-                        cancelled = channel.cancel(pending, lock_timeout=0)  # never block the loop
-                        if not cancelled or timeout is not None:
-                            self._watch(inc, pending, cancel=not cancelled)
+                        if stop_on_cancel and pending.started:
+                            self._kill_cancelled(inc, pending)
+                        else:
+                            cancelled = channel.cancel(pending, lock_timeout=0)  # never blocks
+                            if not cancelled or timeout is not None:
+                                self._watch(inc, pending, cancel=not cancelled)
                     raise
                 if pending.error is None and pending.result.error is None:
                     return self._outcome(inc, pending)  # the usual case, checked inline
@@ -346,6 +351,17 @@ class CallPath:
             TIMEOUT,
             f"was killed because a call to {self.name}.{pending.function} "
             "timed out before this call finished",
+        )
+        self._life.restart_in_background(dying=inc)
+
+    def _kill_cancelled(self, inc: Incarnation, pending: Pending) -> None:
+        """The caller of a running call was cancelled and asked for it to
+        stop: kill its worker (restarted as after a timeout; the calls behind
+        it never started and go to the new one)."""
+        inc.kill(
+            TIMEOUT,
+            f"was killed because a call to {self.name}.{pending.function} "
+            "was cancelled while it ran",
         )
         self._life.restart_in_background(dying=inc)
 

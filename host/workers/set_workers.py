@@ -44,6 +44,7 @@ class SetWorkers(Protocol):
         timeout: float | None,
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
+        stop_on_cancel: bool = False,
     ) -> Coroutine[Any, Any, CallResult]: ...
 
     def start_replacement(self) -> tuple[Any, dict[str, Any]]: ...

@@ -67,9 +67,10 @@ class WorkerPool:
         timeout: float | None,
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
+        stop_on_cancel: bool = False,
     ) -> Coroutine[Any, Any, CallResult]:
         # (The member's coroutine itself: no coroutine of our own per call.)
-        return self._pick().acall(function, arguments, timeout, door, on_progress)
+        return self._pick().acall(function, arguments, timeout, door, on_progress, stop_on_cancel)
 
     # -- reloading ---------------------------------------------------------
 
