@@ -380,8 +380,16 @@ def test_a_timeout_kills_every_child_in_the_workers_process_group(make_host, wri
 
 
 def _holds_a_pipe(pid: int) -> bool:
-    fds = os.listdir(f"/proc/{pid}/fd")
-    return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:") for fd in fds)
+    """``pid`` has a pipe open. An fd may close between the listing and its
+    reading (while the daemon execs, its launcher's own status pipe goes):
+    such an fd is skipped, not an error."""
+    held = False
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            held = held or os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:")
+        except FileNotFoundError:
+            continue
+    return held
 
 
 @both_start_methods
