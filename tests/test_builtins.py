@@ -9,11 +9,12 @@ host serving two agents; an agent that is not ``host.Agent``.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from host import MEMGPT_EXPOSE, Agent, UserFunctionError
+from tests.ticks import T0, Ticks
 
 TOOLS = {
     "send_message": ["message"],
@@ -25,19 +26,6 @@ TOOLS = {
     "archival_memory_insert": ["content"],
     "archival_memory_search": ["query", "page"],
 }
-
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
-
-
-class Ticks:
-    """A clock that moves one hour per reading, from T0."""
-
-    def __init__(self) -> None:
-        self.now = T0 - timedelta(hours=1)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(hours=1)
-        return self.now
 
 
 @pytest.fixture

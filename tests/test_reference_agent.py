@@ -12,19 +12,7 @@ import pytest
 
 from host import MEMGPT_EXPOSE, Agent, CoreMemory
 from host.workers.context_door import ContextDoor
-
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
-
-
-class Ticks:
-    """A clock that moves one hour per reading, from T0."""
-
-    def __init__(self) -> None:
-        self.now = T0 - timedelta(hours=1)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(hours=1)
-        return self.now
+from tests.ticks import T0, Ticks
 
 
 @pytest.fixture
