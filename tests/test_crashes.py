@@ -91,6 +91,13 @@ def forge_reply() -> str:
     return "genuine"
 
 
+def close_pipe_and_stay() -> str:
+    # The worker can never answer now, but it does not exit.
+    os.close(_protocol_fd())
+    time.sleep(120)
+    return "never"
+
+
 def garbage() -> str:
     os.write(_protocol_fd(), b"\\x00\\x00\\x00\\x05\\xc1\\xc1\\xc1\\xc1\\xc1")
     time.sleep(5)
@@ -285,6 +292,37 @@ def test_crash_loop_parks_the_set(make_host, write_set):
     assert "parked" in str(info.value)
     assert "3 times" in str(info.value)
     assert fh.call("ping") == "pong"
+
+
+def test_each_crash_counts_once_towards_the_crash_limit(make_host, write_set):
+    """A crash is counted when the worker's pipe closes (its replacement
+    starts then) and must not be counted again when its exit is seen: two
+    crashes under crash_limit=3 leave the set serving."""
+    fh = make_host(limits=Limits(crash_limit=3, crash_window=30.0))
+    fh.load_function_set(write_set("hostile", HOSTILE))
+    for _ in range(2):
+        with pytest.raises(WorkerCrashed) as info:
+            fh.call("segfault")
+        assert "parked" not in str(info.value)
+    assert fh.call("echo", {"x": 1}) == 1
+
+
+def test_a_worker_that_closes_its_pipe_and_stays_is_killed_as_a_protocol_error(
+    make_host, write_set
+):
+    """With no call timeout, a worker that closed its end of the pipe but
+    lives on used to hold its call forever: now it is killed after the reap
+    grace, the call fails with ProtocolError saying why, and the replacement
+    (started when the pipe closed) serves the next call."""
+    fh = make_host(limits=Limits(timeout=None))
+    fh.load_function_set(write_set("hostile", HOSTILE))
+    old_pid = fh.function_sets["hostile"]["pid"]
+    with pytest.raises(ProtocolError) as info:
+        fh.call("close_pipe_and_stay")
+    assert "closed its end of the pipe and did not exit" in str(info.value)
+    assert info.value.signal == "SIGKILL"
+    assert fh.call("echo", {"x": 2}) == 2
+    assert fh.function_sets["hostile"]["pid"] != old_pid
 
 
 def test_parked_set_recovers_after_window(make_host, write_set):

@@ -18,7 +18,6 @@ import json
 import os
 import queue
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -265,7 +264,7 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
     except BaseException:
         for fd in fds:
             os.close(fd)
-        shutil.rmtree(workdir, ignore_errors=True)
+        _discard_workdir(workdir)
         raise
     for fd in (req_r, resp_w, out, err):
         os.close(fd)
@@ -280,8 +279,23 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
         if popen is not None:
             popen.kill()
             popen.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+        _discard_workdir(workdir)
         raise
+
+
+def _discard_workdir(workdir: str) -> None:
+    """Remove the directory of a worker that did not start. Without opening
+    anything first: a spawn that failed for want of fds (EMFILE) left at most
+    the capture files and an empty scratch, which unlink and rmdir remove
+    where ``remove_tree`` (which must open directories) cannot."""
+    for name in ("stdout", "stderr"):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(workdir, name))
+    for path in (os.path.join(workdir, "scratch"), workdir):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+    if os.path.lexists(workdir):
+        remove_tree(workdir)
 
 
 def sweep_stale_workdirs() -> int:

@@ -62,7 +62,11 @@ class Channel:
     ``on_broken(violation)`` is called once, by whichever caller is leading
     when the worker exits (``violation is None``) or breaks the protocol;
     it must fail the remaining calls with ``fail_all`` and may kill the
-    process. Thread-safe; usable from several threads and event loops.
+    process. ``on_eof()`` is called once, by the leader, when the response
+    pipe reaches EOF before the channel broke: the worker closed it (it
+    exited, or user code closed the fd) and can never answer again; the
+    exit itself is still learned from the pidfd. It must not block.
+    Thread-safe; usable from several threads and event loops.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class Channel:
         on_recycle: Callable[[Pending], None] | None = None,
         on_ask: Callable[[Pending, Request], None] | None = None,
         on_note: Callable[[Pending, Notification], None] | None = None,
+        on_eof: Callable[[], None] | None = None,
     ) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
@@ -87,6 +92,7 @@ class Channel:
         self._on_recycle = on_recycle
         self._on_ask = on_ask
         self._on_note = on_note
+        self._on_eof = on_eof
         self._exited = exited
         # One lock for the state. A follower sleeps on its pending's own
         # condition (on this lock), so a reply wakes only its caller, and the
@@ -335,6 +341,13 @@ class Channel:
         try:
             if self._reader.pump(self._deliver):
                 self._poller.unregister(self.read_fd)  # at EOF: it stays readable
+                if self._on_eof is not None:
+                    # Once (unregistered now): the worker can never answer
+                    # again, and its exit is on its way (the pidfd decides).
+                    try:
+                        self._on_eof()
+                    except Exception:
+                        logger.exception("handling a worker's closed pipe failed")
         except ProtocolViolation as exc:
             self._break(exc)
             return False

@@ -64,6 +64,7 @@ class Incarnation:
         log: logging.Logger,
         on_broken: Callable[[Incarnation, ProtocolViolation | None], None],
         on_recycle: Callable[[Incarnation, Pending], None],
+        on_eof: Callable[[Incarnation], None] | None = None,
     ) -> None:
         self.spec = spec
         self.proc = proc
@@ -73,6 +74,8 @@ class Incarnation:
         self.load_error: LoadError | None = None
         self.kill_reason: tuple[str, str] | None = None
         self.timed_out: set[int] = set()
+        #: Its death was counted towards the crash limit when its pipe closed.
+        self.death_counted = False
         self.channel = Channel(
             read_fd=proc.resp_r,
             write_fd=proc.req_w,
@@ -84,6 +87,7 @@ class Incarnation:
             on_recycle=lambda pending: on_recycle(self, pending),
             on_ask=self._on_ask,
             on_note=self._on_note,
+            on_eof=None if on_eof is None else (lambda: on_eof(self)),
         )
         # Calls waiting in the pipe must fit in it: a pipe can be as small as
         # one page when the user's pipe buffers are over their soft limit.

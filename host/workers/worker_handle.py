@@ -82,7 +82,7 @@ class WorkerHandle:
             raise LoadError(
                 self.name, f"cannot start a worker process: {exc}", source=self.spec.source
             )
-        inc = Incarnation(self.spec, proc, self._log, self._on_broken, self._recycle)
+        inc = Incarnation(self.spec, proc, self._log, self._on_broken, self._recycle, self._on_eof)
         self._gate.resize(min(PIPE_BUDGET, inc.pipe_capacity // 2))
         return inc
 
@@ -184,14 +184,18 @@ class WorkerHandle:
                 ) from exc
             return inc
 
-    def restart_in_background(self, dying: Incarnation | None = None) -> None:
+    def restart_in_background(
+        self, dying: Incarnation | None = None, overdue: tuple[str, str] | None = None
+    ) -> None:
         """Start a replacement for the current worker if it is dead.
 
         With ``dying`` (a worker being killed on purpose: a timeout, a
-        recycle), the replacement is forked at once, in parallel with its
-        death, instead of after it has been reaped; ``dying`` is retired: its
-        calls fail as usual when its exit is seen, and a reaper thread
-        releases its pipes and files.
+        recycle; or one whose pipe closed as it exits, ``_on_eof``), the
+        replacement is forked at once, in parallel with its death, instead
+        of after it has been reaped; ``dying`` is retired: its calls fail as
+        usual when its exit is seen, and a reaper thread releases its pipes
+        and files, killing it (with the reason ``overdue``, if given) if it
+        has not exited within ``REAP_TIMEOUT``.
         """
 
         def job() -> None:
@@ -212,7 +216,7 @@ class WorkerHandle:
                     self._retiring.add(inc)
                     threading.Thread(
                         target=self._stop,
-                        args=(inc, time.monotonic() + REAP_TIMEOUT),
+                        args=(inc, time.monotonic() + REAP_TIMEOUT, overdue),
                         name=f"fnhost-reap-{self.name}",
                         daemon=True,
                     ).start()
@@ -235,12 +239,41 @@ class WorkerHandle:
 
     # -- dying ---------------------------------------------------------------
 
+    def _on_eof(self, inc: Incarnation) -> None:
+        """The serving incarnation's pipe closed, and not because the host
+        ended it: it is exiting by itself (a crash, ``os._exit``, the OOM
+        killer) or user code closed the pipe. Count the death and start the
+        replacement now, beside the exit, instead of after the exit has
+        been seen and reaped (a worker in its own PID namespace is seen to
+        exit only after its init and warden, ~2 ms later). Its calls still
+        fail when the exit is seen (``_on_broken``); one that closed its
+        pipe but does not exit is killed after ``REAP_TIMEOUT`` as a
+        protocol error. Runs on the thread leading the channel: never blocks.
+        """
+        if (
+            inc.ready is None
+            or inc.kill_reason is not None
+            or self._closed
+            or inc is not self.current
+            or inc.death_counted
+        ):
+            return
+        inc.death_counted = True
+        if self._record_death():
+            return  # parked: no replacement until the window has passed
+        self.restart_in_background(
+            dying=inc, overdue=(PROTOCOL, "it closed its end of the pipe and did not exit")
+        )
+
     def _on_broken(self, inc: Incarnation, violation: ProtocolViolation | None) -> None:
         """The incarnation exited or broke the protocol: reap, fail calls, restart."""
         death = Death.reap(inc, violation)
         reason = death.reason
         inc.channel.fail_all(death.error_for)
-        if reason is None or reason[0] in (PROTOCOL, LOAD_FAILED, START):
+        if not inc.death_counted and (
+            reason is None or reason[0] in (PROTOCOL, LOAD_FAILED, START)
+        ):
+            inc.death_counted = True
             self._record_death()
         if (
             inc.ready is not None
@@ -258,7 +291,8 @@ class WorkerHandle:
         if inc.ready is not None and (reason is None or reason[0] == PROTOCOL):
             self._log.warning("worker (pid %d) %s", inc.proc.pid, death.how)
 
-    def _record_death(self) -> None:
+    def _record_death(self) -> bool:
+        """Count an unintended death; True if it parks the set."""
         now = time.monotonic()
         limits = self.spec.limits
         with self._deaths_lock:
@@ -266,13 +300,14 @@ class WorkerHandle:
             while self._deaths and self._deaths[0] < now - limits.crash_window:
                 self._deaths.popleft()
             if len(self._deaths) < limits.crash_limit:
-                return
+                return False
             self._deaths.clear()
             self._park_reason = (
                 f"its worker died {limits.crash_limit} times within {limits.crash_window:g}s"
             )
             self._parked_until = now + limits.crash_window
         self._log.error("function set %r parked: %s", self.name, self._park_reason)
+        return True
 
     # -- reloading -----------------------------------------------------------
 
@@ -332,11 +367,17 @@ class WorkerHandle:
 
         threading.Thread(target=reap, name=f"fnhost-retire-{self.name}", daemon=True).start()
 
-    def _stop(self, inc: Incarnation, deadline: float | None) -> None:
-        """Wait for ``inc`` to exit until ``deadline``, then kill; release it."""
+    def _stop(
+        self, inc: Incarnation, deadline: float | None, overdue: tuple[str, str] | None = None
+    ) -> None:
+        """Wait for ``inc`` to exit until ``deadline``, then kill (with the
+        reason ``overdue``, unless it has one); release it."""
         ch = inc.channel
         if not ch.wait(ch.exit, deadline):
-            inc.proc.kill_group()
+            if overdue is not None:
+                inc.kill(*overdue)
+            else:
+                inc.proc.kill_group()
             ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT)
         ch.close()
         inc.proc.remove_workdir()
