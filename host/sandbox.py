@@ -54,6 +54,13 @@ class Sandbox:
       instance (the host's terminals are absent), ``/proc`` shows only the
       worker's own processes, SysV shared memory is private and capped at
       ``memory_mb``, and every process the worker starts dies with it.
+    - ``memory_cgroup``: where the host may make memory cgroups (root with
+      cgroup v1, or a delegated cgroup v2 subtree), each worker runs in one
+      of its own whose limit is ``memory_mb + disk_mb`` and counts all of
+      its memory: heap, page cache, its tmpfs (scratch, ``/dev/shm``), SysV
+      shared memory it detached, ``memfd`` pages. Past it the kernel's OOM
+      killer ends the worker and the call fails with ``OutOfMemory``.
+      Elsewhere the report says ``memory_cgroup: False``.
     - ``required``: ``False`` (default) degrades cleanly where the kernel lacks
       a layer (``fh.protections(set)`` shows what holds). ``True`` makes
       loading the set fail (``LoadError``) unless every layer asked for is
@@ -76,6 +83,7 @@ class Sandbox:
     own_uid: bool = True
     uid_base: int = 0x70000000
     private_namespaces: bool = True
+    memory_cgroup: bool = True
     required: bool = False
 
     def __post_init__(self) -> None:

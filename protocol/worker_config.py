@@ -71,6 +71,7 @@ _FIELDS = frozenset(
         "max_frame_size",
         "max_result_bytes",
         "sandbox",
+        "memory_cgroup",
         "parent_pid",
     }
 )
@@ -88,6 +89,10 @@ class WorkerConfig(NamedTuple):
     - ``max_frame_size``: the largest request frame the worker accepts
       (``frame_limits.request_frame_limit``); ``max_result_bytes``: the
       largest reply frame it sends with a result.
+    - ``memory_cgroup``: the directory under which the worker joins (or,
+      forked ahead by the zygote, has joined) a memory cgroup of its own
+      (``protocol.memory_cgroup``); ``None``: none (unavailable, or the
+      policy says no).
     - ``parent_pid``: the process whose death must kill the worker, when it
       is not the host (the zygote, for a worker it forked).
     """
@@ -104,6 +109,7 @@ class WorkerConfig(NamedTuple):
     max_frame_size: int
     max_result_bytes: int
     sandbox: dict[str, Any]
+    memory_cgroup: str | None = None
     parent_pid: int | None = None
 
     @property
@@ -165,6 +171,7 @@ class WorkerConfig(NamedTuple):
             max_frame_size=max_frame_size,
             max_result_bytes=integer(fields, "max_result_bytes", WHAT, minimum=0),
             sandbox=_policy(present(fields, "sandbox", WHAT)),
+            memory_cgroup=optional_text(fields, "memory_cgroup", WHAT),
             parent_pid=optional_integer(fields, "parent_pid", WHAT, minimum=1),
         )
 

@@ -24,7 +24,15 @@ from typing import Any, NamedTuple
 
 from protocol.errors import ProtocolViolation
 from protocol.framing import pack, unpack
-from protocol.wire_fields import describe, fields_of, integer, present, text, text_map
+from protocol.wire_fields import (
+    describe,
+    fields_of,
+    integer,
+    optional_text,
+    present,
+    text,
+    text_map,
+)
 from protocol.worker_config import WorkerConfig
 
 #: How many fds travel with a ``SpawnRequest`` (see the module docstring).
@@ -32,11 +40,13 @@ SPAWN_FDS = 4
 
 
 class ZygoteConfig(NamedTuple):
-    """The zygote's start parameters: its end of the control socket and the
-    host, whose death must kill it."""
+    """The zygote's start parameters: its end of the control socket, the
+    host, whose death must kill it, and the directory of its workers'
+    memory cgroups, which its spares join ahead (``None``: none)."""
 
     control_fd: int
     host_pid: int
+    memory_cgroup: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready map."""
@@ -51,6 +61,7 @@ class ZygoteConfig(NamedTuple):
         return cls(
             control_fd=integer(fields, "control_fd", what, minimum=0),
             host_pid=integer(fields, "host_pid", what, minimum=1),
+            memory_cgroup=optional_text(fields, "memory_cgroup", what),
         )
 
 

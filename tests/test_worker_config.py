@@ -38,6 +38,7 @@ def make_config(**changes: Any) -> WorkerConfig:
         "max_frame_size": request_frame_limit(limits.max_argument_bytes),
         "max_result_bytes": limits.max_result_bytes,
         "sandbox": Sandbox(network=True, writable_paths=("/srv/out",)).worker_policy(),
+        "memory_cgroup": "/sys/fs/cgroup/memory/fnhost-1234-1",
     }
     return WorkerConfig(**{**fields, **changes})
 
@@ -55,6 +56,13 @@ def test_round_trip_of_a_module_set_with_a_parent():
     config = make_config(path=None, module="pkg.tools", parent_pid=99)
     wire = config.to_wire()
     assert wire["parent_pid"] == 99
+    assert WorkerConfig.from_wire(json.loads(json.dumps(wire))) == config
+
+
+def test_a_worker_without_a_memory_cgroup_says_so_on_the_wire():
+    config = make_config(memory_cgroup=None)
+    wire = config.to_wire()
+    assert wire["memory_cgroup"] is None  # said, not left out
     assert WorkerConfig.from_wire(json.loads(json.dumps(wire))) == config
 
 
@@ -129,6 +137,7 @@ REQUIRED = [
     "max_frame_size",
     "max_result_bytes",
     "sandbox",
+    "memory_cgroup",
 ]
 
 
@@ -153,6 +162,7 @@ BAD_VALUES = [
     ("max_frame_size", 0, "'max_frame_size' must be an integer >= 1"),
     ("max_frame_size", MAX_FRAME_LIMIT + 1, "'max_frame_size' must be at most"),
     ("max_result_bytes", -5, "'max_result_bytes' must be an integer >= 0"),
+    ("memory_cgroup", 5, "'memory_cgroup' must be a string, got int"),
     ("parent_pid", "99", "'parent_pid' must be an integer >= 1"),
     ("parent_pid", 0, "'parent_pid' must be an integer >= 1"),
     ("limits", [256], "worker config 'limits' must be a map, got list"),

@@ -41,8 +41,10 @@ def a_request() -> SpawnRequest:
 
 def test_zygote_config_round_trip():
     config = ZygoteConfig(control_fd=9, host_pid=4242)
-    assert config.to_wire() == {"control_fd": 9, "host_pid": 4242}
+    assert config.to_wire() == {"control_fd": 9, "host_pid": 4242, "memory_cgroup": None}
     assert ZygoteConfig.from_wire(json.loads(json.dumps(config.to_wire()))) == config
+    with_cgroup = config._replace(memory_cgroup="/sys/fs/cgroup/memory/fnhost-4242-1")
+    assert ZygoteConfig.from_wire(json.loads(json.dumps(with_cgroup.to_wire()))) == with_cgroup
 
 
 @pytest.mark.parametrize(

@@ -43,10 +43,11 @@ from protocol import (
     Verb,
     encode_message,
 )
+from protocol.memory_cgroup import limit_bytes
 from protocol.messages import make_error_map
 from protocol.worker_config import WorkerConfig
 from protocol.worker_conversation import WorkerConversation
-from worker import confinement, enclosure, private_view, sandbox
+from worker import confinement, enclosure, memory_cgroup, private_view, sandbox
 from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module
 from worker.serve import Server, describe_exception, write_all
@@ -97,6 +98,15 @@ def run(config: WorkerConfig) -> NoReturn:
             "parent_death_signal": sandbox.die_with_parent(config.death_parent),
         }
     protections["no_new_privileges"] = sandbox.no_new_privileges()
+    # All of the worker's memory under one limit (protocol.memory_cgroup):
+    # joined before its warden's init and the worker proper are forked, so
+    # they are born inside. A spare entered ahead joined at its fork, and
+    # the zygote set the request's limit when it took the request.
+    cgroup_limit = limit_bytes(config.limits)
+    if ahead is None and config.memory_cgroup is not None and cgroup_limit is not None:
+        joined = memory_cgroup.join(config.memory_cgroup, os.getpid())
+        if joined is not None:
+            memory_cgroup.set_limit(joined, cgroup_limit)
     limits = sandbox.SandboxLimits(**config.limits)
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
     policy = config.sandbox
@@ -134,6 +144,13 @@ def run(config: WorkerConfig) -> NoReturn:
                 pass
 
     os.register_at_fork(after_in_child=_close_protocol_in_child)
+    # Checked here, in the worker's PID namespace, before Landlock may hide
+    # /sys: what the kernel says, not what join() returned.
+    in_cgroup = (
+        config.memory_cgroup is not None
+        and cgroup_limit is not None
+        and memory_cgroup.verify(config.memory_cgroup, os.getpid(), cgroup_limit)
+    )
 
     # Namespaces, Landlock, then probes of what they claim; see confinement.py.
     report, unmet = confinement.apply(
@@ -147,6 +164,9 @@ def run(config: WorkerConfig) -> NoReturn:
         host_uid=config.host_uid,
     )
     protections.update(report)
+    protections["memory_cgroup"] = in_cgroup
+    if config.memory_cgroup is not None and cgroup_limit is not None and not in_cgroup:
+        unmet.append("memory_cgroup (not in a memory cgroup under its limit)")
     # The report leaves before any user code runs: nothing the module does
     # at import can change what the host believes (the host takes the
     # report from this message only).

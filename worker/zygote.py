@@ -46,6 +46,7 @@ import sys
 import time
 from typing import NoReturn
 
+from protocol.memory_cgroup import limit_bytes, worker_dir_name
 from protocol.zygote_control import (
     SPAWN_FDS,
     BadSpawnRequest,
@@ -58,7 +59,7 @@ from protocol.zygote_control import (
     decode_spawn_request,
     encode_reply,
 )
-from worker import confinement, enclosure, sandbox, start
+from worker import confinement, enclosure, memory_cgroup, sandbox, start
 
 MAX_FDS = SPAWN_FDS
 #: How long a closing zygote reaps what it killed (the host waits 1 s for it).
@@ -182,7 +183,7 @@ def main() -> None:
             return
         if pid == 0:
             ours.close()
-            _wait_as_spare(theirs, sock, (wake_r, wake_w), me)
+            _wait_as_spare(theirs, sock, (wake_r, wake_w), me, config.memory_cgroup)
         theirs.close()
         spare.append((pid, ours))
 
@@ -190,7 +191,7 @@ def main() -> None:
         while spare:
             spare.pop()[1].close()  # EOF: it exits
 
-    def hand_to_spare(data: bytes, fds: list[int]) -> int | None:
+    def hand_to_spare(request: SpawnRequest, data: bytes, fds: list[int]) -> int | None:
         """Give the request to the spare; its pid, or None if it is gone or
         does not confirm within ``SPARE_ACK_TIMEOUT`` (stopped, say: a
         worker allowed to signal others could do that), then killed."""
@@ -204,6 +205,16 @@ def main() -> None:
             conn.close()
             _kill(pid)
             return None
+        # A spare joins its memory cgroup before it forks; one that has not
+        # run yet (alone in its tree) is moved in now, so that what it forks
+        # is born inside. The limit is the request's (its worker checks it
+        # before its report).
+        limit = limit_bytes(request.config.limits)
+        parent = request.config.memory_cgroup
+        if parent is not None and limit is not None:
+            if len(tree) == 1:
+                memory_cgroup.join(parent, pid, process=pid)
+            memory_cgroup.set_limit(os.path.join(parent, worker_dir_name(pid)), limit)
         try:
             conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
             ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
@@ -328,7 +339,7 @@ def main() -> None:
             request, data, fds = None, b"", []
             continue
         fits = enclosure.fits_ahead(request.config.sandbox)
-        pid = hand_to_spare(data, fds) if fits else None
+        pid = hand_to_spare(request, data, fds) if fits else None
         if pid is None:
             try:
                 pid = os.fork()
@@ -418,7 +429,11 @@ def _detach(sock: _socket.socket, wake: tuple[int, int]) -> None:
 
 
 def _wait_as_spare(
-    conn: _socket.socket, sock: _socket.socket, wake: tuple[int, int], zygote_pid: int
+    conn: _socket.socket,
+    sock: _socket.socket,
+    wake: tuple[int, int],
+    zygote_pid: int,
+    cgroup_parent: str | None,
 ) -> None:
     """A spare: wait for one spawn request from the zygote, then become that
     worker; exit on EOF (the zygote dropped it, or died). Never returns.
@@ -436,7 +451,10 @@ def _wait_as_spare(
     """
     try:
         _detach(sock, wake)
-        comm = _rename(SPARE_NAME)
+        comm = _rename(SPARE_NAME)  # first: ps tells a spare from a worker by it
+        if cgroup_parent is not None:
+            # Before the forks below: init and the worker-to-be are born in it.
+            memory_cgroup.join(cgroup_parent, os.getpid())
         os.setsid()  # the warden leads the session; init and worker join it
         # The socket to the zygote stays with the worker-to-be alone.
         entered = enclosure.enter(

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 
 from host.api.function_host import FunctionHost
+from host.launch.memory_cgroups import limit_of
 
 SYS_LANDLOCK_CREATE_RULESET = 444  # x86_64 and aarch64
 LANDLOCK_CREATE_RULESET_VERSION = 1
@@ -85,6 +86,7 @@ def _outside_view(pid: int) -> dict:
 
     inner = tree[-1]
     return {
+        "memory_cgroup_limit": limit_of(inner),
         "ppid": int(stat[1]),
         "own_uid": bool(uids) and os.getuid() not in uids,
         "pid_namespace": ns(inner, "pid") not in (None, ns(os.getpid(), "pid")),
@@ -115,6 +117,13 @@ def diagnose() -> list[Layer]:
         for key in ("own_uid", "pid_namespace", "mount_namespace"):
             if key in reported:
                 reported[key] = reported[key] and outside[key]
+        if "memory_cgroup" in reported:
+            limits = fh.limits
+            expected = ((limits.memory_mb or 0) + (limits.disk_mb or 0)) << 20
+            limit = outside["memory_cgroup_limit"]
+            reported["memory_cgroup"] = reported["memory_cgroup"] and (
+                limit is not None and limit <= expected
+            )
     shutil.rmtree(workdir, ignore_errors=True)
     names = {
         "own_session": "own session (setsid); timeouts kill the process group",
@@ -146,6 +155,8 @@ def diagnose() -> list[Layer]:
         "sysv_memory_capped": "SysV shared memory capped at memory_mb",
         "host_limits_protected": "probe: prlimit on the host fails",
         "memfd_refused": "probe: memfd_create fails (memory no rlimit counts)",
+        "memory_cgroup": "own memory cgroup: heap, tmpfs, shared memory under one limit "
+        "(memory_mb + disk_mb; seen from here)",
     }
     for key, text in names.items():
         if key in reported:

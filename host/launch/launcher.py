@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from host.launch.memory_cgroups import MemoryCgroups
 from host.launch.tree_removal import remove_tree
 from host.launch.zygote import Zygote, ZygoteError
 from host.limits import Limits
@@ -74,8 +75,10 @@ class WorkerProcess:
         workdir: str,
         popen: subprocess.Popen | None = None,
         zygote: Zygote | None = None,
+        cgroups: MemoryCgroups | None = None,
     ) -> None:
         self.pid = pid
+        self.cgroups = cgroups
         self.req_w = req_w
         self.resp_r = resp_r
         self.workdir = workdir
@@ -155,14 +158,22 @@ class WorkerProcess:
         except OSError:
             return ""
 
+    def oom_killed(self) -> bool:
+        """Once it has died: True if the kernel's OOM killer killed a process
+        in its memory cgroup (its limit counts all its memory)."""
+        return self.cgroups is not None and self.cgroups.oom_killed(self.pid)
+
     def remove_workdir(self) -> None:
-        """Remove the worker's directory (scratch and capture files), once reaped.
+        """Remove the worker's directory (scratch and capture files) and its
+        memory cgroup, once reaped.
 
         The pipe fds and the pidfd belong to the ``Channel`` built on them.
         Never raises: whatever the worker made there is removed (see
         ``tree_removal``); what cannot be is logged and left.
         """
         remove_tree(self.workdir)
+        if self.cgroups is not None:
+            self.cgroups.release(self.pid)
 
 
 def describe_exit(returncode: int | None) -> tuple[int | None, str | None, str]:
@@ -207,8 +218,15 @@ def worker_env(spec: WorkerSpec, scratch: str) -> dict[str, str]:
     return env
 
 
-def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None) -> WorkerProcess:
-    """Start one worker, forked by ``zygote`` or as a new interpreter.
+def spawn_process(
+    spec: WorkerSpec,
+    host_pid: int,
+    zygote: Zygote | None = None,
+    cgroups: MemoryCgroups | None = None,
+) -> WorkerProcess:
+    """Start one worker, forked by ``zygote`` or as a new interpreter, in a
+    memory cgroup of its own under ``cgroups`` (where available and the
+    set's sandbox asks for it).
 
     Raises ``OSError`` (``ZygoteError`` for a zygote failure), leaving
     nothing behind.
@@ -242,6 +260,9 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
             max_frame_size=request_frame_limit(limits.max_argument_bytes),
             max_result_bytes=limits.max_result_bytes,
             sandbox=limits.sandbox.worker_policy(),
+            memory_cgroup=(
+                cgroups.parent if cgroups is not None and limits.sandbox.memory_cgroup else None
+            ),
         )
         popen = None
         if zygote is not None:
@@ -272,7 +293,9 @@ def spawn_process(spec: WorkerSpec, host_pid: int, zygote: Zygote | None = None)
     os.set_blocking(req_w, False)
     os.set_blocking(resp_r, False)
     try:
-        return WorkerProcess(pid, req_w, resp_r, workdir, popen=popen, zygote=zygote)
+        return WorkerProcess(
+            pid, req_w, resp_r, workdir, popen=popen, zygote=zygote, cgroups=cgroups
+        )
     except OSError:
         os.close(req_w)
         os.close(resp_r)
@@ -343,6 +366,7 @@ class Launcher:
         self._zygote: Zygote | None = None
         self._zygote_failures = 0
         self.host_pid = os.getpid()
+        self.cgroups = MemoryCgroups()
         global _swept
         if not _swept:
             _swept = True
@@ -402,19 +426,21 @@ class Launcher:
         if self._zygote is None or not self._zygote.alive:
             if self._zygote is not None:
                 self._zygote.close()
-            self._zygote = Zygote(self.host_pid, {"PATH": BASE_PATH, "LANG": "C.UTF-8"})
+            self._zygote = Zygote(
+                self.host_pid, {"PATH": BASE_PATH, "LANG": "C.UTF-8"}, self.cgroups.parent
+            )
         return self._zygote
 
     def _spawn(self, spec: WorkerSpec) -> WorkerProcess:
         """On the launcher thread: fork from the zygote, or fall back to a spawn."""
         while self.start_method == "zygote" and self._zygote_failures < 2:
             try:
-                process = spawn_process(spec, self.host_pid, self._ensure_zygote())
+                process = spawn_process(spec, self.host_pid, self._ensure_zygote(), self.cgroups)
                 self._zygote_failures = 0
                 return process
             except ZygoteError:
                 self._zygote_failures += 1
-        return spawn_process(spec, self.host_pid)
+        return spawn_process(spec, self.host_pid, cgroups=self.cgroups)
 
     def close(self) -> None:
         with self._lock:
@@ -433,3 +459,4 @@ class Launcher:
         if self._zygote is not None and self._zygote is not zygote:
             # Started by a job still running when we closed the first one.
             self._zygote.close()
+        self.cgroups.close()

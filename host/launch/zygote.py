@@ -43,10 +43,14 @@ class Zygote:
     """One zygote process. Thread-safe. Must be created on the launcher thread
     (its parent-death signal is tied to the creating thread)."""
 
-    def __init__(self, host_pid: int, env: dict[str, str]) -> None:
+    def __init__(
+        self, host_pid: int, env: dict[str, str], memory_cgroup: str | None = None
+    ) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            config = ZygoteConfig(control_fd=theirs.fileno(), host_pid=host_pid)
+            config = ZygoteConfig(
+                control_fd=theirs.fileno(), host_pid=host_pid, memory_cgroup=memory_cgroup
+            )
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-m", "worker.zygote", json.dumps(config.to_wire())],
                 stdin=subprocess.DEVNULL,

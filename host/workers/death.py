@@ -16,8 +16,15 @@ import os
 import re
 from typing import Any
 
-from host.errors import CallTimeout, HostClosed, LoadError, ProtocolError, WorkerCrashed
-from host.launch.launcher import STDERR_TAIL_BYTES, describe_exit
+from host.errors import (
+    CallTimeout,
+    HostClosed,
+    LoadError,
+    OutOfMemory,
+    ProtocolError,
+    WorkerCrashed,
+)
+from host.launch.launcher import STDERR_TAIL_BYTES, WorkerSpec, describe_exit
 from host.wire.pending import Pending
 from host.workers.incarnation import CLOSING, PROTOCOL, REAP_TIMEOUT, Incarnation
 from protocol import ProtocolViolation
@@ -31,7 +38,7 @@ class NotStarted(Exception):
 class Death:
     """How one incarnation ended, once its process has been reaped."""
 
-    __slots__ = ("inc", "reason", "exit_code", "signal", "how", "stderr_tail", "dump")
+    __slots__ = ("inc", "reason", "exit_code", "signal", "how", "stderr_tail", "dump", "oom")
 
     def __init__(
         self,
@@ -51,6 +58,9 @@ class Death:
         self.how = how
         self.stderr_tail = stderr_tail
         self.dump = dump
+        #: Killed by the kernel's OOM killer in its memory cgroup (it died by
+        #: itself of SIGKILL, and the cgroup counted an OOM kill).
+        self.oom = self.reason is None and signal == "SIGKILL" and inc.proc.oom_killed()
 
     @classmethod
     def reap(cls, inc: Incarnation, violation: ProtocolViolation | None) -> Death:
@@ -83,6 +93,10 @@ class Death:
         exit_code, sig, tail, dump = self.exit_code, self.signal, self.stderr_tail, self.dump
         if p is inc.channel.handshake:
             why = reason[1] if reason else f"the worker {how} while importing the module"
+            if self.oom:
+                why = (
+                    f"the worker ran out of memory while importing the module ({_oom_cause(spec)})"
+                )
             return LoadError(
                 name,
                 why,
@@ -107,6 +121,8 @@ class Death:
             return WorkerCrashed(
                 name, p.function, reason[1], details={"cause": reason[0]}, **fields
             )
+        if self.oom:
+            return OutOfMemory(name, p.function, _oom_cause(spec), **fields)
         # One sentence; the dump and the stderr stay in their attributes.
         text = f"{how} during the call"
         site = _crash_site(dump, spec.path)
@@ -117,6 +133,15 @@ class Death:
         elif tail:
             text += "; what it wrote to stderr is in .stderr_tail"
         return WorkerCrashed(name, p.function, text, traceback=dump, **fields)
+
+
+def _oom_cause(spec: WorkerSpec) -> str:
+    limits = spec.limits
+    total = (limits.memory_mb or 0) + (limits.disk_mb or 0)
+    return (
+        f"the kernel's OOM killer ended the worker at its memory cgroup's limit, "
+        f"{total} MiB (memory_mb + disk_mb: heap, scratch and shared memory together)"
+    )
 
 
 _DUMP_FRAME = re.compile(r'^\s*File "(?P<file>.+)", line (?P<line>\d+) in (?P<func>\S+)', re.M)

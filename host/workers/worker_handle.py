@@ -289,7 +289,12 @@ class WorkerHandle:
         # load failure (Incarnation.handshake), with the reason; its exit
         # status alone ("exited with status 0" after a failed import) says nothing.
         if inc.ready is not None and (reason is None or reason[0] == PROTOCOL):
-            self._log.warning("worker (pid %d) %s", inc.proc.pid, death.how)
+            how = (
+                "was killed by the kernel's OOM killer at its memory limit"
+                if death.oom
+                else death.how
+            )
+            self._log.warning("worker (pid %d) %s", inc.proc.pid, how)
 
     def _record_death(self) -> bool:
         """Count an unintended death; True if it parks the set."""

@@ -1,0 +1,90 @@
+"""The worker's own memory cgroup: joined, limited and checked before user code.
+
+See ``protocol.memory_cgroup`` for the contract. Three callers, all trusted
+code that runs before any user code, as the host's uid:
+
+- a worker started fresh (forked by the zygote, or spawned) ``join``s
+  ``<parent>/w<its pid>`` first thing and ``set_limit``s it, before its
+  start sequence forks its warden's init and the worker proper, which are
+  born inside;
+- the zygote's spare ``join``s its own at once, ahead of any request, and
+  the zygote ``set_limit``s it when it hands the spare a request (the limit
+  is the request's); a spare taken before it got to run is moved in by the
+  zygote (it has no children yet: they will be born inside);
+- the worker ``verify``s, after its namespaces and before its probes are
+  reported, that the kernel has it in that cgroup under that limit.
+
+Every function returns a failure as ``False``/``None``: the layer is then
+reported missing (``memory_cgroup: false``), never claimed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from protocol.memory_cgroup import V1, V2, ControllerFiles, own_cgroup, swap_value, worker_dir_name
+
+
+def _write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _files(directory: str) -> ControllerFiles:
+    return V2 if os.path.exists(os.path.join(directory, V2.limit)) else V1
+
+
+def join(parent: str, pid: int, process: int | None = None) -> str | None:
+    """Make ``parent``'s cgroup for the worker known as ``pid`` (or take the
+    one left by a dead worker of that pid) and move ``process`` (default:
+    this one) into it; its path, or ``None`` if either step failed."""
+    path = os.path.join(parent, worker_dir_name(pid))
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        _write(os.path.join(path, "cgroup.procs"), str(process or os.getpid()))
+    except OSError:
+        return None
+    return path
+
+
+def set_limit(path: str, limit: int) -> bool:
+    """Limit the cgroup at ``path`` to ``limit`` bytes, swap included.
+    True if the limit was written (swap accounting may be absent)."""
+    files = _files(path)
+    try:
+        # v1: memory+swap may never be below memory, so memory first.
+        _write(os.path.join(path, files.limit), str(limit))
+    except OSError:
+        return False
+    try:
+        _write(os.path.join(path, files.swap), swap_value(files, limit))
+    except FileNotFoundError:
+        pass  # no swap accounting: no swap to count
+    except OSError:
+        return False
+    return True
+
+
+def verify(parent: str, pid: int, limit: int) -> bool:
+    """True if the kernel has this process in ``parent``'s cgroup for
+    ``pid`` and that cgroup's limit is at most ``limit`` bytes."""
+    path = os.path.join(parent, worker_dir_name(pid))
+    files = _files(path)
+    try:
+        with open("/proc/self/cgroup") as f:
+            mine = own_cgroup(f.read(), 2 if files is V2 else 1)
+        with open(os.path.join(path, files.limit)) as f:
+            value = f.read().strip()
+    except OSError:
+        return False
+    if not mine or mine == "/" or not path.endswith(mine):
+        return False
+    return value.isdigit() and int(value) <= limit
