@@ -4,8 +4,9 @@ No thread is dedicated to reading. A waiting caller becomes the *leader*:
 it polls the response pipe and the worker's pidfd with its own deadline,
 reads what is there and hands each reply to its waiter; other waiters sleep
 on their own condition until their reply arrives or they are asked to lead
-(a leader/follower scheme). An asyncio caller takes the same role from its
-event loop's reader callback. This keeps thread hand-offs off the hot path.
+(a leader/follower scheme, ``host.wire.leadership``). An asyncio caller
+takes the same role from its event loop's reader callback. This keeps
+thread hand-offs off the hot path.
 
 Several calls may be in the pipe at once (see ``host.workers.call_gate``). What
 each message from the worker means (which call a reply answers, when the
@@ -15,7 +16,7 @@ conversation's state machine, ``protocol.conversation.HostConversation``;
 this module only moves bytes, holds the lock around that object, and wakes
 the callers. What goes to the worker is written by
 ``host.wire.request_writer`` (one frame at a time, in the conversation's
-order); this module reads, delivers and wakes.
+order); this module reads and delivers what comes back.
 
 Process exit is learned from the pidfd, never from pipe EOF (an escaped
 grandchild may hold the pipe open forever). When the worker exits, or sends
@@ -35,8 +36,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from host.wire.leadership import Leadership
 from host.wire.loop_watch import LoopWatch
-from host.wire.pending import Pending, WorkerGone, WorkerLost, wake_future
+from host.wire.pending import Pending, WorkerLost, wake_future
 from host.wire.reply_reader import ReplyReader
 from host.wire.request_writer import RequestWriter
 from protocol import Notification, ProtocolViolation, Request
@@ -90,11 +92,13 @@ class Channel:
         # (C) rather than a condition's Python-level __enter__: on the
         # one-caller path this is most of the host's overhead.
         self._lock = threading.Lock()
-        self._followers: list[threading.Condition] = []
         # Held while a frame is written (taken before ``_lock``).
         self._write_lock = threading.Lock()
-        self._leader = False
         self._broken = False
+        #: Who reads: one waiting caller at a time leads, the others follow.
+        self._leadership = Leadership(
+            self._lock, self._lead_once, lambda: self._broken and self.exit.done
+        )
         #: The rules: what each message means, which calls are in flight.
         self._conversation = HostConversation()
         #: Calls, answers, cancels and notifications out, one frame at a time.
@@ -197,25 +201,12 @@ class Channel:
 
     # -- leading -----------------------------------------------------------
 
-    def _try_lead(self) -> bool:
-        with self._lock:
-            if self._leader:
-                return False
-            self._leader = True
-            return True
-
-    def _release_lead(self) -> None:
-        with self._lock:
-            self._leader = False
-            if self._followers:
-                self._followers[0].notify()  # one of them leads next
-
     def _read_while_full(self, ms: int) -> bool:
         """The request pipe is full and the worker may itself be blocked
         writing a reply: lead for up to ``ms`` milliseconds, reading (and
         handling an exit) until the pipe is writable. False, doing nothing,
         if another caller leads (it reads)."""
-        if not self._try_lead():
+        if not self._leadership.try_lead():
             return False
         try:
             poller = select.poll()
@@ -225,7 +216,7 @@ class Channel:
                 poller.register(self.pidfd, select.POLLIN)
             self._handle_events(poller.poll(ms))
         finally:
-            self._release_lead()
+            self._leadership.release()
         return True
 
     def _lead_once(self, deadline: float | None) -> None:
@@ -351,41 +342,7 @@ class Channel:
         A deadline already in the past still gets one look at the pipe, so a
         reply (or a ``ready``) that is waiting there is never missed.
         """
-        while True:
-            with self._lock:
-                while True:
-                    if pending.done:
-                        if not self._leader and self._followers:
-                            # We may have been the one asked to lead next:
-                            # pass that on, or nobody reads.
-                            self._followers[0].notify()
-                        return True
-                    if self._broken and self.exit.done:
-                        # Registered after the breakage was handled: nobody
-                        # else will ever complete it.
-                        pending.error = pending.error or WorkerGone()
-                        pending.done = True
-                        return True
-                    expired = deadline is not None and time.monotonic() >= deadline
-                    if not self._leader:
-                        self._leader = True
-                        break
-                    if expired:
-                        return False
-                    cond = pending.cond
-                    if cond is None:
-                        cond = pending.cond = threading.Condition(self._lock)
-                    self._followers.append(cond)
-                    try:
-                        cond.wait(None if deadline is None else deadline - time.monotonic())
-                    finally:
-                        self._followers.remove(cond)
-            try:
-                self._lead_once(deadline)
-            finally:
-                self._release_lead()
-            if expired or pending.done:
-                return pending.done
+        return self._leadership.wait(pending, deadline)
 
     async def wait_async(self, pending: Pending, deadline: float | None) -> bool:
         """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
@@ -431,25 +388,25 @@ class Channel:
         """The reply pipe is readable: read and deliver (no extra poll)."""
         if self._loops.idle_here():
             return
-        if not self._try_lead():
+        if not self._leadership.try_lead():
             return  # a thread is leading and will deliver our reply
         try:
             if not self._broken:
                 self._pump()
         finally:
-            self._release_lead()
+            self._leadership.release()
         self._loops.stop_reading(self._reader.eof, self._broken)
 
     def _on_loop_exit(self) -> None:
         """The pidfd is readable: the worker exited."""
-        if self._loops.idle_here() or not self._try_lead():
+        if self._loops.idle_here() or not self._leadership.try_lead():
             return
         try:
             if not self._broken:
                 assert self.pidfd is not None  # only watched when there is one
                 self._handle_events([(self.pidfd, select.POLLIN)])
         finally:
-            self._release_lead()
+            self._leadership.release()
         self._loops.stop_reading(self._reader.eof, self._broken)
 
     def abandon(self, pending: Pending, on_exit: Callable[[], None] | None = None) -> bool:
