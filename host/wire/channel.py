@@ -199,7 +199,7 @@ class Channel:
         """
         return self._writer.notify(method, params, timeout)
 
-    # -- leading -----------------------------------------------------------
+    # -- reading: the leader's work (whose turn: host.wire.leadership) ------
 
     def _read_while_full(self, ms: int) -> bool:
         """The request pipe is full and the worker may itself be blocked
