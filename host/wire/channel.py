@@ -4,8 +4,9 @@ No thread is dedicated to reading. A waiting caller becomes the *leader*:
 it polls the response pipe and the worker's pidfd with its own deadline,
 reads what is there and hands each reply to its waiter; other waiters sleep
 on their own condition until their reply arrives or they are asked to lead
-(a leader/follower scheme). An asyncio caller takes the same role from its
-event loop's reader callback. This keeps thread hand-offs off the hot path.
+(a leader/follower scheme, ``host.wire.leadership``). An asyncio caller
+takes the same role from its event loop's reader callback. This keeps
+thread hand-offs off the hot path.
 
 Several calls may be in the pipe at once (see ``host.workers.call_gate``). What
 each message from the worker means (which call a reply answers, when the
@@ -13,7 +14,9 @@ next call starts, whether a cancel confirmation is legal, which calls never
 started when the worker died or asked to be recycled) is decided by the
 conversation's state machine, ``protocol.conversation.HostConversation``;
 this module only moves bytes, holds the lock around that object, and wakes
-the callers.
+the callers. What goes to the worker is written by
+``host.wire.request_writer`` (one frame at a time, in the conversation's
+order); this module reads and delivers what comes back.
 
 Process exit is learned from the pidfd, never from pipe EOF (an escaped
 grandchild may hold the pipe open forever). When the worker exits, or sends
@@ -33,17 +36,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from host.wire.leadership import Leadership
 from host.wire.loop_watch import LoopWatch
-from host.wire.pending import Pending, WorkerGone, WorkerLost, wake_future
+from host.wire.pending import Pending, WorkerLost, wake_future
 from host.wire.reply_reader import ReplyReader
-from protocol import (
-    Notification,
-    ProtocolViolation,
-    Request,
-    Verb,
-    encode_cancel,
-    encode_message,
-)
+from host.wire.request_writer import RequestWriter
+from protocol import Notification, ProtocolViolation, Request
 from protocol.conversation import Answered, Asked, HostConversation, Noted, Probed
 
 logger = logging.getLogger("fnhost")
@@ -100,12 +98,25 @@ class Channel:
         # (C) rather than a condition's Python-level __enter__: on the
         # one-caller path this is most of the host's overhead.
         self._lock = threading.Lock()
-        self._followers: list[threading.Condition] = []
+        # Held while a frame is written (taken before ``_lock``).
         self._write_lock = threading.Lock()
-        self._leader = False
         self._broken = False
+        #: Who reads: one waiting caller at a time leads, the others follow.
+        self._leadership = Leadership(
+            self._lock, self._lead_once, lambda: self._broken and self.exit.done
+        )
         #: The rules: what each message means, which calls are in flight.
         self._conversation = HostConversation()
+        #: Calls, answers, cancels and notifications out, one frame at a time.
+        self._writer = RequestWriter(
+            write_fd,
+            self._write_lock,
+            self._lock,
+            self._conversation,
+            broken=lambda: self._broken,
+            usable=self._usable,
+            read_while_full=self._read_while_full,
+        )
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
         if pidfd is not None:
@@ -127,7 +138,7 @@ class Channel:
         #: Completed once the worker's exit (or breakage) has been handled.
         self.exit = Pending(0, "<exit>")
 
-    # -- sending -----------------------------------------------------------
+    # -- writing (host.wire.request_writer) --------------------------------
 
     @property
     def broken(self) -> bool:
@@ -150,20 +161,7 @@ class Channel:
         frame the write stops there: the caller must treat that as its
         timeout and kill the worker.
         """
-        with self._write_lock:
-            self._send_locked(pending, frame)
-
-    def _send_locked(self, pending: Pending, frame: bytes) -> None:
-        with self._lock:
-            # Broken, recycled or told to shut down (a reload, a close):
-            # it will not start this call; the caller sends it elsewhere.
-            # Registered in the same critical section as the broken check,
-            # so a worker death from now on fails this call too.
-            if self._broken or not self._conversation.send_call(pending, time.monotonic()):
-                pending.done = True
-                pending.error = WorkerGone()
-                return
-        self._write_locked(frame, pending.run_deadline)
+        self._writer.send(pending, frame)
 
     def answer(
         self, pending: Pending, request_id: int, frame: bytes, deadline: float | None
@@ -175,24 +173,14 @@ class Channel:
         did not read it all by ``deadline``: part of a frame may be in the
         pipe, so the caller must kill the worker.
         """
-        with self._write_lock:
-            with self._lock:
-                if self._broken or not self._conversation.send_answer(pending, request_id):
-                    return True
-            return self._write_locked(frame, deadline)
+        return self._writer.answer(pending, request_id, frame, deadline)
 
     def try_send(self, pending: Pending, frame: bytes) -> bool:
         """``send``, unless another thread is writing (an answer the worker
         is slow to read, a large argument): then False, nothing registered
         or written. An event loop's thread uses it, never to wait for the
         write lock (``send`` from a thread instead)."""
-        if not self._write_lock.acquire(blocking=False):
-            return False
-        try:
-            self._send_locked(pending, frame)
-        finally:
-            self._write_lock.release()
-        return True
+        return self._writer.try_send(pending, frame)
 
     def cancel(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
         """Ask the worker to skip ``pending`` if it has not started (it then
@@ -200,22 +188,7 @@ class Channel:
         once the request is written; the tiny frame is written whole or not
         at all, so False leaves the stream intact and the caller may try
         again (``lock_timeout``: how long to wait for another writer)."""
-        frame = encode_cancel(pending.msgid)
-        if not self._write_lock.acquire(timeout=lock_timeout):
-            return False
-        try:
-            with self._lock:
-                # (Marked sent before the write: the confirmation may be read
-                # before this thread runs again.)
-                if pending.done or self._broken or not self._conversation.send_cancel(pending):
-                    return False
-            if self._write_locked(frame, time.monotonic()):
-                return True
-            with self._lock:
-                self._conversation.cancel_unsent(pending)
-            return False
-        finally:
-            self._write_lock.release()
+        return self._writer.cancel(pending, lock_timeout)
 
     @property
     def head(self) -> Pending | None:
@@ -230,81 +203,27 @@ class Channel:
         writing a large argument, or the worker does not read): the caller
         should then kill the worker instead.
         """
-        frame = encode_message(Notification(method, params))
-        first_shutdown = False
-        if method == Verb.SHUTDOWN:
-            # Marked before the write: the worker answers the calls waiting in
-            # its pipe "cancelled" (never started) and exits, maybe before
-            # this thread runs again.
-            with self._lock:
-                first_shutdown = self._conversation.send_shutdown()
-        if self._write(frame, time.monotonic() + timeout, lock_timeout=timeout):
-            return True
-        if first_shutdown:
-            with self._lock:
-                self._conversation.shutdown_unsent()  # not written at all
-        return False
+        return self._writer.notify(method, params, timeout)
 
-    def _write(self, frame: bytes, deadline: float | None, lock_timeout: float = -1) -> bool:
-        """Write a whole frame; False if the deadline passed or the worker is gone."""
-        if not self._write_lock.acquire(timeout=lock_timeout):
+    # -- reading: the leader's work (whose turn: host.wire.leadership) ------
+
+    def _read_while_full(self, ms: int) -> bool:
+        """The request pipe is full and the worker may itself be blocked
+        writing a reply: lead for up to ``ms`` milliseconds, reading (and
+        handling an exit) until the pipe is writable. False, doing nothing,
+        if another caller leads (it reads)."""
+        if not self._leadership.try_lead():
             return False
         try:
-            return self._write_locked(frame, deadline)
-        finally:
-            self._write_lock.release()
-
-    def _write_locked(self, frame: bytes, deadline: float | None) -> bool:
-        view = memoryview(frame)
-        while view and not self._broken and not self._fds_closed:
-            try:
-                view = view[os.write(self.write_fd, view) :]
-                continue
-            except BlockingIOError:
-                pass
-            except OSError:
-                return False  # the worker is gone; its exit fails the pending call
-            # The pipe is full: the worker may itself be blocked writing a
-            # reply, so keep reading while we wait to write.
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            self._wait_writable(deadline)
-        return not view
-
-    def _wait_writable(self, deadline: float | None) -> None:
-        timeout = EXIT_POLL_INTERVAL
-        if deadline is not None:
-            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
-        if self._try_lead():
-            try:
-                poller = select.poll()
-                poller.register(self.write_fd, select.POLLOUT)
-                poller.register(self.read_fd, select.POLLIN)
-                if self.pidfd is not None:
-                    poller.register(self.pidfd, select.POLLIN)
-                events = poller.poll(_ms(timeout))
-                self._handle_events(events)
-            finally:
-                self._release_lead()
-        else:
             poller = select.poll()
             poller.register(self.write_fd, select.POLLOUT)
-            poller.poll(_ms(timeout))
-
-    # -- leading -----------------------------------------------------------
-
-    def _try_lead(self) -> bool:
-        with self._lock:
-            if self._leader:
-                return False
-            self._leader = True
-            return True
-
-    def _release_lead(self) -> None:
-        with self._lock:
-            self._leader = False
-            if self._followers:
-                self._followers[0].notify()  # one of them leads next
+            poller.register(self.read_fd, select.POLLIN)
+            if self.pidfd is not None:
+                poller.register(self.pidfd, select.POLLIN)
+            self._handle_events(poller.poll(ms))
+        finally:
+            self._leadership.release()
+        return True
 
     def _lead_once(self, deadline: float | None) -> None:
         """Poll until something happens or ``deadline``; handle it. Leader only."""
@@ -316,7 +235,7 @@ class Channel:
             timeout = max(0.0, deadline - time.monotonic())
             if self.pidfd is None:
                 timeout = min(timeout, EXIT_POLL_INTERVAL)
-        # _ms inlined: poll() takes whole milliseconds, rounded up.
+        # poll() takes whole milliseconds, rounded up.
         ms = -1 if timeout == -1 else min(math.ceil(timeout * 1000), 2**31 - 1)
         self._handle_events(self._poller.poll(ms))
         if self.pidfd is None and not self._broken and self._exited():
@@ -436,41 +355,7 @@ class Channel:
         A deadline already in the past still gets one look at the pipe, so a
         reply (or a ``ready``) that is waiting there is never missed.
         """
-        while True:
-            with self._lock:
-                while True:
-                    if pending.done:
-                        if not self._leader and self._followers:
-                            # We may have been the one asked to lead next:
-                            # pass that on, or nobody reads.
-                            self._followers[0].notify()
-                        return True
-                    if self._broken and self.exit.done:
-                        # Registered after the breakage was handled: nobody
-                        # else will ever complete it.
-                        pending.error = pending.error or WorkerGone()
-                        pending.done = True
-                        return True
-                    expired = deadline is not None and time.monotonic() >= deadline
-                    if not self._leader:
-                        self._leader = True
-                        break
-                    if expired:
-                        return False
-                    cond = pending.cond
-                    if cond is None:
-                        cond = pending.cond = threading.Condition(self._lock)
-                    self._followers.append(cond)
-                    try:
-                        cond.wait(None if deadline is None else deadline - time.monotonic())
-                    finally:
-                        self._followers.remove(cond)
-            try:
-                self._lead_once(deadline)
-            finally:
-                self._release_lead()
-            if expired or pending.done:
-                return pending.done
+        return self._leadership.wait(pending, deadline)
 
     async def wait_async(self, pending: Pending, deadline: float | None) -> bool:
         """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
@@ -516,25 +401,25 @@ class Channel:
         """The reply pipe is readable: read and deliver (no extra poll)."""
         if self._loops.idle_here():
             return
-        if not self._try_lead():
+        if not self._leadership.try_lead():
             return  # a thread is leading and will deliver our reply
         try:
             if not self._broken:
                 self._pump()
         finally:
-            self._release_lead()
+            self._leadership.release()
         self._loops.stop_reading(self._reader.eof, self._broken)
 
     def _on_loop_exit(self) -> None:
         """The pidfd is readable: the worker exited."""
-        if self._loops.idle_here() or not self._try_lead():
+        if self._loops.idle_here() or not self._leadership.try_lead():
             return
         try:
             if not self._broken:
                 assert self.pidfd is not None  # only watched when there is one
                 self._handle_events([(self.pidfd, select.POLLIN)])
         finally:
-            self._release_lead()
+            self._leadership.release()
         self._loops.stop_reading(self._reader.eof, self._broken)
 
     def abandon(self, pending: Pending, on_exit: Callable[[], None] | None = None) -> bool:
@@ -566,8 +451,3 @@ class Channel:
                     os.close(fd)
                 except OSError:
                     pass
-
-
-def _ms(seconds: float) -> int:
-    """poll() milliseconds: rounded up, capped at what poll() accepts."""
-    return min(math.ceil(seconds * 1000), 2**31 - 1)
