@@ -96,6 +96,7 @@ def run(config: WorkerConfig) -> NoReturn:
             "own_session": sandbox.in_own_session(),
             "parent_death_signal": sandbox.die_with_parent(config.death_parent),
         }
+    enclosure.prepare_ids(config.sandbox)  # runs setuid tools: before no_new_privs
     protections["no_new_privileges"] = sandbox.no_new_privileges()
     limits = sandbox.SandboxLimits(**config.limits)
     protections.update({f"rlimit_{k}": v for k, v in sandbox.apply_limits(limits).items()})
