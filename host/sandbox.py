@@ -44,8 +44,11 @@ class Sandbox:
       gid of its own, ``uid_base + pid`` (no supplementary groups): the
       kernel refuses it ``prlimit``, ``setpriority``, CPU affinity and
       scheduling, signals and ptrace against the host and other workers, and
-      every file it creates is its own. A host that is not root cannot give
-      away its uid: the report says ``own_uid: False``.
+      every file it creates is its own. A host that is not root gives its
+      workers ids of the range ``/etc/subuid`` and ``/etc/subgid`` grant its
+      user (through ``newuidmap``/``newgidmap``, package ``uidmap``), except
+      to a set with ``writable_paths`` or a module file others may not
+      read; without a range the report says ``own_uid: False``.
     - ``uid_base``: the first uid of the range (default ``0x70000000``;
       ``uid_base`` .. ``uid_base + 4,194,303`` must be unused on the machine).
     - ``private_namespaces``: when the host runs as root, each worker gets

@@ -62,11 +62,11 @@ HOST_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def nobody_home():
-    """A directory nobody can use: a venv of the system's Python holding
-    copies of fnhost, msgpack and docstring_parser, the script and a set."""
-    home = tempfile.mkdtemp(prefix="fnhost-nobody-")
+def make_home(uid: int, gid: int, prefix: str) -> str:
+    """A directory user ``uid`` can use: a venv of the system's Python
+    holding copies of fnhost, msgpack and docstring_parser, the scripts, a
+    set, and ``tmp`` (the host's TMPDIR, 0700, the user's)."""
+    home = tempfile.mkdtemp(prefix=prefix)
     os.chmod(home, 0o755)
     venv = os.path.join(home, "venv")
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", venv], check=True)
@@ -103,7 +103,7 @@ def nobody_home():
     os.mkdir(os.path.join(home, "empty"))
     tmp = os.path.join(home, "tmp")
     os.mkdir(tmp)
-    os.chown(tmp, NOBODY, NOBODY)
+    os.chown(tmp, uid, gid)
     for root, dirs, files in os.walk(home):
         for name in dirs:
             os.chmod(os.path.join(root, name), 0o755 if name != "tmp" else 0o700)
@@ -111,6 +111,26 @@ def nobody_home():
             path = os.path.join(root, name)
             if not os.path.islink(path):  # a link's target is the system's
                 os.chmod(path, 0o644)
+    return home
+
+
+def run_as(uid: int, gid: int, home: str, script: str, *args: str, **popen):
+    """Run ``script`` of ``home`` with the venv's Python as ``uid``/``gid``
+    (no other groups), TMPDIR ``home/tmp``: a ``subprocess.run`` result, or
+    with ``popen`` given a ``Popen`` (its keyword arguments)."""
+    argv = [
+        "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+        os.path.join(home, "venv", "bin", "python"), os.path.join(home, script), *args,
+    ]  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": os.path.join(home, "tmp")}
+    if popen:
+        return subprocess.Popen(argv, cwd=home, env=env, **popen)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=home, env=env)
+
+
+@pytest.fixture(scope="module")
+def nobody_home():
+    home = make_home(NOBODY, NOBODY, "fnhost-nobody-")
     yield home
     shutil.rmtree(home, ignore_errors=True)
 
@@ -118,17 +138,9 @@ def nobody_home():
 @pytest.mark.parametrize("method", ["zygote", "spawn"])
 def test_a_host_that_is_not_root_gets_a_pid_namespace_but_no_own_uid(nobody_home, method):
     home = nobody_home
-    result = subprocess.run(
-        [
-            "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-            os.path.join(home, "venv", "bin", "python"), os.path.join(home, "host_script.py"),
-            method, os.path.join(home, "attacks.py"), os.path.join(home, "empty"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=home,
-        env={"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": os.path.join(home, "tmp")},
+    result = run_as(
+        NOBODY, NOBODY, home, "host_script.py",
+        method, os.path.join(home, "attacks.py"), os.path.join(home, "empty"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     facts = json.loads(result.stdout)
@@ -149,16 +161,10 @@ def test_a_host_that_is_not_root_gets_a_pid_namespace_but_no_own_uid(nobody_home
 
 def test_workers_of_a_host_that_is_not_root_die_with_their_zygote(nobody_home):
     home = nobody_home
-    host = subprocess.Popen(
-        [
-            "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-            os.path.join(home, "venv", "bin", "python"), os.path.join(home, "waiting_host.py"),
-            os.path.join(home, "attacks.py"), os.path.join(home, "empty"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=home,
-        env={"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": os.path.join(home, "tmp")},
+    host = run_as(
+        NOBODY, NOBODY, home, "waiting_host.py",
+        os.path.join(home, "attacks.py"), os.path.join(home, "empty"),
+        stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         warden = json.loads(host.stdout.readline())["warden"]

@@ -6,10 +6,14 @@ forks or registers fork hooks, and before any user code, in two phases.
 ``enter`` (phase A; needs nothing of the request, so the zygote's spare
 runs it ahead of one, off the restart's path):
 
-1. a host that is not root first enters a user namespace that maps its
-   uid to 0 (capabilities over the namespaces made from it, none over the
-   host's; the worker later leaves it for a nested one with nothing
-   mapped, in ``worker.confinement``);
+1. a host that is not root first enters a user namespace in which its
+   uid is 0 (capabilities over the namespaces made from it, none over the
+   host's): where ``/etc/subuid`` and ``/etc/subgid`` grant the host's
+   user a range, the one ``worker.subordinate_ids`` made with
+   ``newuidmap``/``newgidmap``, in which the worker will have an id of
+   the range; otherwise one of its own that maps only the host's uid. The
+   worker later leaves it for a nested one with nothing mapped, in
+   ``worker.confinement``;
 2. new mount, IPC and PID namespaces (``unshare``);
 3. a split in three (a PID namespace takes effect for children only):
 
@@ -29,12 +33,15 @@ runs it ahead of one, off the restart's path):
 
 ``finish`` (phase B, in the worker, with the request): a network
 namespace for a set without network access, the filesystem view
-(``worker.private_view``), and the drop to its own uid and gid,
-``uid_base + warden pid`` (unique on the machine while the warden lives),
-where the host is root: the kernel then refuses ``prlimit``,
-``setpriority``, ``sched_setaffinity``, ``ioprio_set``, signals and
-``ptrace`` against the host and other workers, and every file the worker
-creates is its own.
+(``worker.private_view``), and the drop to its own uid and gid:
+``uid_base + warden pid`` (unique on the machine while the warden lives)
+where the host is root; where it is not, an id of its subordinate range
+(``Grant.worker_id``), unless the set needs the host's uid (a
+``writable_paths`` entry, or a module file others may not read: both
+would need an idmapped mount, which only root may make). The kernel then
+refuses ``prlimit``, ``setpriority``, ``sched_setaffinity``,
+``ioprio_set``, signals and ``ptrace`` against the host and other
+workers, and every file the worker creates is its own.
 
 Neither raises for a layer the kernel refuses: the result says what holds
 and ``worker.confinement`` probes it. ``enter`` raises ``OSError`` only if
@@ -47,7 +54,7 @@ import ctypes
 import os
 from typing import NoReturn
 
-from worker import private_view, sandbox, warden
+from worker import private_view, sandbox, subordinate_ids, warden
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -76,8 +83,8 @@ class Enclosure:
         self.uid: int | None = None
         self.own_uid = self.namespaces = self.network = False
         self.view = private_view.View()
-        #: In a user namespace of our own with our uid mapped to root (a
-        #: host that is not root); the worker must leave it (nested, unmapped).
+        #: In a user namespace with the host's uid mapped to root (a host
+        #: that is not root); the worker must leave it (nested, unmapped).
         self.mapped = False
 
     def report(self) -> dict[str, bool]:
@@ -105,14 +112,17 @@ class Entered:
     """
 
     __slots__ = (
-        "role", "uid", "mapped", "namespaces", "warden_pid", "init_pid", "status_r",
-        "life_w", "parent_death", "network", "host_net", "view", "taken",
+        "role", "uid", "mapped", "subordinate", "namespaces", "warden_pid", "init_pid",
+        "status_r", "life_w", "parent_death", "network", "host_net", "view", "taken",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.role = "alone"
         self.uid: int | None = None
         self.mapped = self.namespaces = self.parent_death = self.network = False
+        #: In the namespace of the host's subordinate ids (a host that is
+        #: not root): ``uid`` is the worker's id there, not the host's.
+        self.subordinate = False
         #: The network namespace we left (an fd), to go back to for a
         #: request with network access (entered ahead, root only); or -1.
         self.host_net = -1
@@ -154,12 +164,33 @@ def _c() -> ctypes.CDLL:
 
 
 def prepare() -> None:
-    """Open libc now (the zygote calls it, so its children skip the work)."""
+    """Open libc now, and make the namespace of the host's subordinate ids
+    (a host that is not root; ``worker.subordinate_ids``): the zygote calls
+    it, so its children skip the work."""
     try:
         _c()
     except OSError:
         pass
     private_view.load()
+    subordinate_ids.prepare()
+
+
+def prepare_ids(policy: dict) -> None:
+    """In a worker that is not the zygote's: make the namespace of the
+    host's subordinate ids now if ``enter`` will use it (a host that is not
+    root, a policy with ``own_uid``, private and user namespaces). Before
+    ``no_new_privs``: the tools it runs are setuid."""
+    if _wants_ids(policy):
+        subordinate_ids.prepare()
+
+
+def _wants_ids(policy: dict) -> bool:
+    return (
+        os.geteuid() != 0
+        and bool(policy.get("private_namespaces", True))
+        and bool(policy.get("user_namespace", True))
+        and bool(policy.get("own_uid", True))
+    )
 
 
 #: A worker entered ahead, set by the zygote's spare before the start sequence.
@@ -231,7 +262,14 @@ def enter(
     Raises ``OSError`` if a fork fails."""
     entered = Entered()
     private = policy.get("private_namespaces", True)
-    if os.geteuid() != 0:
+    # Whatever happens, this process gives up its fd of the subordinate ids'
+    # namespace here (enter does, or release): no user code may hold it.
+    grant = subordinate_ids.enter() if _wants_ids(policy) else None
+    subordinate_ids.release()
+    if grant is not None:
+        entered.mapped = entered.subordinate = True
+        entered.uid = grant.worker_id(entered.warden_pid)
+    elif os.geteuid() != 0:
         if not (private and policy.get("user_namespace", True) and _root_in_own_userns()):
             return entered
         entered.mapped = True
@@ -315,6 +353,8 @@ def finish(
     result = Enclosure()
     result.mapped, result.namespaces = entered.mapped, entered.namespaces
     uid = entered.uid
+    if entered.subordinate and not _may_leave_host_uid(entered, policy, granted):
+        uid = None  # stays root here (the host's uid), then leaves as without a range
     if entered.namespaces:
         wants_network = bool(policy.get("network", False))
         if wants_network and entered.network:
@@ -329,22 +369,58 @@ def finish(
         result.network = entered.network and not wants_network
         _close_fds([entered.host_net])
         result.view = private_view.build(entered.view, policy, limits, scratch, uid, reach, granted)
-        if not result.view.tmpfs:
+        if entered.subordinate and not result.view.tmpfs:
+            # Its scratch would be the host's directory, which the host could
+            # not clean up once a subordinate uid owned it.
+            uid = None
+        elif not result.view.tmpfs:
             _share_scratch(scratch, uid)
     else:
         _share_scratch(scratch, uid)
     if uid is not None:
-        for fd in (1, 2):  # the capture files: /dev/stdout must open as ours
-            try:
-                os.fchown(fd, uid, uid)
-            except OSError:
-                pass
+        _open_capture_files(uid, entered.subordinate)
         parent = os.getppid()
         result.own_uid = _become(uid)
+        if entered.subordinate:
+            # Its uid and gid as the kernel maps them: neither is the host's
+            # (ours were 0 here, the host's ids).
+            result.own_uid = result.own_uid and all(
+                subordinate_ids.outside(uid, kind) not in (None, subordinate_ids.outside(0, kind))
+                for kind in ("uid", "gid")
+            )
         result.uid = uid if result.own_uid else None
         # A change of uid disarms the parent-death signal: arm it again.
         sandbox.die_with_parent(parent)
     return result
+
+
+def _may_leave_host_uid(entered: Entered, policy: dict, granted: list[str]) -> bool:
+    """Whether a worker of a host that is not root may take its
+    subordinate id: the policy wants an own uid, and nothing needs the
+    host's (a writable path, a module file others may not read: a root host
+    gives its workers those through idmapped mounts, which need root)."""
+    return (
+        entered.namespaces
+        and bool(policy.get("own_uid", True))
+        and not policy.get("writable_paths")
+        and all(private_view.open_to_others(path, 0o004) for path in granted)
+    )
+
+
+def _open_capture_files(uid: int, subordinate: bool) -> None:
+    """Let the worker's uid open its capture files (fd 1/2) again:
+    ``open("/dev/stdout")`` reopens them. A root host gives them to it; a
+    host that is not root keeps them and gives the worker's gid write
+    access (they lie in the host's directory, out of the worker's view)."""
+    for fd in (1, 2):
+        try:
+            if subordinate:
+                os.fchown(fd, -1, uid)
+                os.fchmod(fd, 0o620)
+            else:
+                os.fchown(fd, uid, uid)
+        except OSError:
+            pass
 
 
 def _root_in_own_userns() -> bool:

@@ -240,6 +240,29 @@ def _outermost(paths: list[str]) -> list[str]:
     return kept
 
 
+def _reached_through(path: str, root: str) -> bool:
+    """``path`` is ``root``, or beneath it with every directory from
+    ``root`` down to its parent searchable by others."""
+    if path == root:
+        return True
+    if not path.startswith(root.rstrip("/") + "/"):
+        return False
+    parts = path.split("/")
+    first = len(root.rstrip("/").split("/"))
+    return all(open_to_others("/".join(parts[:i]), 0o001) for i in range(first, len(parts)))
+
+
+def _without_reached(paths: list[str]) -> list[str]:
+    """``paths`` without those that revealing another one reveals too (not
+    a worker directory in a 0700 ``tmp`` inside a reachable home: that one
+    needs a reveal of its own)."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(_reached_through(path, k) for k in kept):
+            kept.append(path)
+    return kept
+
+
 #: How a path is put into a worker's view (``_place``).
 REVEAL, READ, WRITE = "reveal", "read", "write"
 
@@ -262,7 +285,7 @@ def _place(paths: list[tuple[str, str]], uid: int, idmap_writes: bool) -> bool:
     plan: list[tuple[str, str, str | None]] = []  # (path, how, blocked ancestor)
     # A file others may read needs no idmap: reaching it is enough.
     paths = [(p, REVEAL if how == READ and open_to_others(p, 0o004) else how) for p, how in paths]
-    reveal = _outermost([os.path.realpath(p) for p, how in paths if how == REVEAL])
+    reveal = _without_reached([os.path.realpath(p) for p, how in paths if how == REVEAL])
     others = sorted({(os.path.realpath(p), how) for p, how in paths if how != REVEAL})
     for path, how in [*[(p, REVEAL) for p in reveal], *others]:
         if not path or not os.path.exists(path):

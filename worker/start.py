@@ -97,6 +97,7 @@ def run(config: WorkerConfig) -> NoReturn:
             "own_session": sandbox.in_own_session(),
             "parent_death_signal": sandbox.die_with_parent(config.death_parent),
         }
+    enclosure.prepare_ids(config.sandbox)  # runs setuid tools: before no_new_privs
     protections["no_new_privileges"] = sandbox.no_new_privileges()
     # All of the worker's memory under one limit (protocol.memory_cgroup):
     # joined before its warden's init and the worker proper are forked, so

@@ -144,7 +144,7 @@ def diagnose() -> list[Layer]:
         "writes_confined": "probe: creating a file outside the scratch dir fails",
         "host_signals_blocked": "probe: kill(host, 0) fails (Landlock signal scope)",
         "host_memory_hidden": "probe: /proc/<host>/environ unreadable, no ptrace",
-        "own_uid": "own uid and gid (root host): seen from here on every worker process",
+        "own_uid": "own uid and gid (root host or subuid range): seen from here on every process",
         "pid_namespace": "own PID namespace: host invisible (seen from here)",
         "mount_namespace": "own mount namespace (seen from here)",
         "ipc_namespace": "own IPC namespace: private SysV memory and queues",
