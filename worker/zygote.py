@@ -59,7 +59,7 @@ from protocol.zygote_control import (
     decode_spawn_request,
     encode_reply,
 )
-from worker import confinement, enclosure, memory_cgroup, sandbox, start
+from worker import confinement, enclosure, memory_cgroup, rehearsal, sandbox, start
 
 MAX_FDS = SPAWN_FDS
 #: How long a closing zygote reaps what it killed (the host waits 1 s for it).
@@ -99,45 +99,6 @@ AHEAD_NAME = "fnhost-ahead"
 SPARE_ACK_TIMEOUT = 0.1
 
 
-def _warm_up() -> None:
-    """Build a schema once, so every child inherits warm caches (regexes in
-    docstring-parser, typing's caches): about 2 ms off each worker start."""
-    from worker.signature import describe_function
-
-    def sample(a: int, b: list[str] | None = None, *, c: dict[str, float] | None = None) -> int:
-        """Summary.
-
-        Args:
-            a: First.
-            b: Second.
-            c: Third.
-        """
-        return a
-
-    def numpy_style(x: float) -> float:
-        """Summary.
-
-        Parameters
-        ----------
-        x : float
-            A value.
-        """
-        return x
-
-    def rest_style(x: str) -> str:
-        """Summary.
-
-        :param x: A value.
-        """
-        return x
-
-    for fn in (sample, numpy_style, rest_style):
-        try:
-            describe_function(fn.__name__, fn)
-        except Exception:  # an optimisation only
-            pass
-
-
 def _preload() -> None:
     import importlib
 
@@ -158,7 +119,7 @@ def main() -> None:
     # process group) are re-parented to us instead of to init, so we can
     # kill them: nothing a worker starts outlives it for long.
     sandbox.become_subreaper()
-    _warm_up()
+    rehearsal.warm_up()
     confinement.prepare(host_pid, os.getpid())
     enclosure.prepare()
     wake_r, wake_w = os.pipe()
@@ -463,6 +424,7 @@ def _wait_as_spare(
         if entered.role == "warden":
             conn.detach()  # closed by enter
             enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
+        rehearsal.rehearse()  # its copy-on-write faults now, not on the restart's path
         data, fds = _recv_fds(conn)
         if not data or len(fds) != MAX_FDS:
             os._exit(0)
