@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from host import FunctionHost, Limits, OutOfMemory, Sandbox
+from host import FunctionHost, Limits, OutOfMemory, Sandbox, WorkerCrashed
 from protocol.memory_cgroup import limit_bytes, oom_kills, own_cgroup
 
 from .conftest import both_start_methods
@@ -103,6 +103,39 @@ def test_each_worker_has_a_memory_cgroup_of_its_own_limited_to_memory_and_disk(
     assert pid in members and len(members) >= 2
     other = _cgroup_dir(fh.function_sets["other"]["pid"])
     assert other != directory
+
+
+@pytest.mark.parametrize(
+    "sandbox",
+    [Sandbox(own_uid=False, private_namespaces=False), Sandbox.off()],
+    ids=["no-namespaces", "off"],
+)
+def test_workers_of_other_policies_are_in_their_cgroups_after_restarts_too(
+    make_host, write_set, sandbox
+):
+    """A policy the zygote's spare does not fit is started fresh, then (after
+    the first such request) from a plain spare that joined its cgroup ahead:
+    every incarnation is in a cgroup of its own under its limit."""
+    fh = make_host(limits=Limits(timeout=20.0, memory_mb=128, disk_mb=64, sandbox=sandbox))
+    fh.load_function_set(write_set("hog", HOG))
+    seen = set()
+    for _ in range(3):
+        assert fh.protections("hog")["memory_cgroup"] is AVAILABLE
+        pid = fh.function_sets["hog"]["pid"]
+        if AVAILABLE:
+            directory = _cgroup_dir(pid)
+            assert directory is not None and directory.endswith(f"/w{pid}")
+            assert _limit(directory) == (128 + 64) << 20
+            seen.add(directory)
+        os.kill(pid, 9)
+        for _ in range(3):  # the first call may meet the dead worker
+            try:
+                assert fh.call("small") == 8 << 20
+                break
+            except WorkerCrashed:
+                pass
+        assert fh.function_sets["hog"]["pid"] != pid
+    assert len(seen) == (3 if AVAILABLE else 0)
 
 
 @both_start_methods

@@ -131,10 +131,16 @@ def main() -> None:
     workers: set[int] = set()
     #: Orphans we killed: as each dies, its own children are handed to us.
     doomed: set[int] = set()
-    #: (pid, socket) of the child forked ahead of the next request, if any.
-    spare: list[tuple[int, _socket.socket]] = []
+    #: (pid, socket) of the children forked ahead of the next request, if
+    #: any: by whether they entered a worker's namespaces ahead (the spare
+    #: for requests that fit, always kept) or not (a plain spare, kept once
+    #: a request did not fit: it has joined its memory cgroup, which takes
+    #: the kernel ~12 ms, an RCU grace period, off a restart's path).
+    spares: dict[bool, list[tuple[int, _socket.socket]]] = {True: [], False: []}
+    spare = spares[True]
+    want_plain = False
 
-    def fork_spare() -> None:
+    def fork_spare(ahead: bool = True) -> None:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         try:
             pid = os.fork()
@@ -144,37 +150,43 @@ def main() -> None:
             return
         if pid == 0:
             ours.close()
-            _wait_as_spare(theirs, sock, (wake_r, wake_w), me, config.memory_cgroup)
+            _wait_as_spare(theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead)
         theirs.close()
-        spare.append((pid, ours))
+        spares[ahead].append((pid, ours))
 
     def drop_spare() -> None:
-        while spare:
-            spare.pop()[1].close()  # EOF: it exits
+        for kind in spares.values():
+            while kind:
+                kind.pop()[1].close()  # EOF: it exits
 
-    def hand_to_spare(request: SpawnRequest, data: bytes, fds: list[int]) -> int | None:
-        """Give the request to the spare; its pid, or None if it is gone or
-        does not confirm within ``SPARE_ACK_TIMEOUT`` (stopped, say: a
-        worker allowed to signal others could do that), then killed."""
-        if not spare:
+    def hand_to_spare(
+        request: SpawnRequest, data: bytes, fds: list[int], ahead: bool = True
+    ) -> int | None:
+        """Give the request to a spare of that kind; its pid, or None if
+        there is none, or it is gone or does not confirm within
+        ``SPARE_ACK_TIMEOUT`` (stopped, say: a worker allowed to signal
+        others could do that), then killed."""
+        if not spares[ahead]:
             return None
-        pid, conn = spare.pop()
+        pid, conn = spares[ahead].pop()
         # Stopped (a SIGSTOP) or gone, the spare or a process below it (its
         # init, its worker-to-be): a fresh fork takes the request.
         tree = _tree(pid)
-        if len(tree) not in (1, 3) or any(_state(p) not in ("S", "R", "D") for p in tree):
+        if len(tree) not in ((1, 3) if ahead else (1,)) or any(
+            _state(p) not in ("S", "R", "D") for p in tree
+        ):
             conn.close()
             _kill(pid)
             return None
         # A spare joins its memory cgroup before it forks; one that has not
-        # run yet (alone in its tree) is moved in now, so that what it forks
-        # is born inside. The limit is the request's (its worker checks it
-        # before its report).
+        # got to it yet (the request came at once) is moved in now, so that
+        # what it forks is born inside. The limit is the request's (its
+        # worker checks it before its report).
         limit = limit_bytes(request.config.limits)
         parent = request.config.memory_cgroup
         if parent is not None and limit is not None:
             if len(tree) == 1:
-                memory_cgroup.join(parent, pid, process=pid)
+                memory_cgroup.join(parent, pid, process=pid)  # a check if it has
             memory_cgroup.set_limit(os.path.join(parent, worker_dir_name(pid)), limit)
         try:
             conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
@@ -210,9 +222,11 @@ def main() -> None:
                 workers.discard(pid)
                 send(Exited(pid, os.waitstatus_to_exitcode(status)))
                 kill_orphans()
-            elif spare and spare[0][0] == pid:
-                # The spare died waiting: forget it before its pid is reused.
-                spare.pop()[1].close()
+            elif any(kind and kind[0][0] == pid for kind in spares.values()):
+                # A spare died waiting: forget it before its pid is reused.
+                for kind in spares.values():
+                    if kind and kind[0][0] == pid:
+                        kind.pop()[1].close()
             elif pid in doomed:
                 # Its children (a daemon whose parent stayed in the dead
                 # worker's group, say) became ours as it died: they go too.
@@ -223,7 +237,7 @@ def main() -> None:
     def kill_orphans(everyone: bool = False) -> None:
         """SIGKILL our children that are not workers (adopted escapees), with
         their process groups; with ``everyone``, the workers too."""
-        keep = set() if everyone else workers | {pid for pid, _ in spare}
+        keep = set() if everyone else workers | {p for kind in spares.values() for p, _ in kind}
         for pid in _children(me):
             if pid not in keep:
                 doomed.add(pid)
@@ -271,6 +285,8 @@ def main() -> None:
             drop_spare()  # forked before the preload
             request, data, fds = None, b"", []
             fork_spare()
+            if want_plain:
+                fork_spare(ahead=False)
             continue
         if wake_r in readable:
             try:
@@ -300,7 +316,8 @@ def main() -> None:
             request, data, fds = None, b"", []
             continue
         fits = enclosure.fits_ahead(request.config.sandbox)
-        pid = hand_to_spare(request, data, fds) if fits else None
+        pid = hand_to_spare(request, data, fds, ahead=fits)
+        want_plain = want_plain or not fits
         if pid is None:
             try:
                 pid = os.fork()
@@ -321,6 +338,8 @@ def main() -> None:
         request, data, fds = None, b"", []
         if not spare:
             fork_spare()  # after the reply: the next request finds it waiting
+        if want_plain and not spares[False]:
+            fork_spare(ahead=False)
 
 
 def _tree(pid: int) -> list[int]:
@@ -395,6 +414,7 @@ def _wait_as_spare(
     wake: tuple[int, int],
     zygote_pid: int,
     cgroup_parent: str | None,
+    ahead: bool = True,
 ) -> None:
     """A spare: wait for one spawn request from the zygote, then become that
     worker; exit on EOF (the zygote dropped it, or died). Never returns.
@@ -409,6 +429,10 @@ def _wait_as_spare(
     request's pipes and files, which a fresh fork then holds. The zygote
     hands a spare only requests it fits (``enclosure.fits_ahead``) and only
     while no process of it is stopped.
+
+    Not ``ahead``: a plain spare, for the requests that do not fit; it only
+    joins its memory cgroup (the kernel's slow step) and rehearses, then
+    starts the worker from the beginning, as a fresh fork would.
     """
     try:
         _detach(sock, wake)
@@ -416,14 +440,16 @@ def _wait_as_spare(
         if cgroup_parent is not None:
             # Before the forks below: init and the worker-to-be are born in it.
             memory_cgroup.join(cgroup_parent, os.getpid())
-        os.setsid()  # the warden leads the session; init and worker join it
-        # The socket to the zygote stays with the worker-to-be alone.
-        entered = enclosure.enter(
-            enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True, worker_name=AHEAD_NAME
-        )
-        if entered.role == "warden":
-            conn.detach()  # closed by enter
-            enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
+        entered = None
+        if ahead:
+            os.setsid()  # the warden leads the session; init and worker join it
+            # The socket to the zygote stays with the worker-to-be alone.
+            entered = enclosure.enter(
+                enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True, worker_name=AHEAD_NAME
+            )
+            if entered.role == "warden":
+                conn.detach()  # closed by enter
+                enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
         rehearsal.rehearse()  # its copy-on-write faults now, not on the restart's path
         data, fds = _recv_fds(conn)
         if not data or len(fds) != MAX_FDS:
@@ -431,18 +457,18 @@ def _wait_as_spare(
         if comm:
             _rename(comm)  # before "k": the zygote's reply finds us renamed
         conn.send(b"k")  # alive: the zygote reports our (warden's) pid
-        if entered.role == "worker":
-            # Nothing happens on the request's pipes and files before the
-            # zygote has taken us: one it gave up on (and is killing) must
-            # not touch what a fresh fork now holds.
-            if conn.recv(1) != b"g":
-                os._exit(0)
+        # Nothing happens on the request's pipes and files before the zygote
+        # has taken us: one it gave up on (and is killing) must not touch
+        # what a fresh fork now holds.
+        if conn.recv(1) != b"g":
+            os._exit(0)
+        if entered is not None and entered.role == "worker":
             enclosure.use_ahead(entered)
         conn.close()
         request = decode_spawn_request(data)  # read by the zygote already
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
-    _child(request, fds, zygote_pid, session=entered.role == "alone")
+    _child(request, fds, zygote_pid, session=entered is None or entered.role == "alone")
 
 
 def _rename(name: str) -> str | None:

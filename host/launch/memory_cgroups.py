@@ -21,6 +21,7 @@ import errno
 import itertools
 import logging
 import os
+import queue
 import threading
 import time
 
@@ -45,6 +46,9 @@ class MemoryCgroups:
         #: Workers' cgroups that were busy when released (retried at close).
         self._left: set[str] = set()
         self._lock = threading.Lock()
+        #: Released cgroups, removed by ``_remover`` (started on first use).
+        self._released: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._remover: threading.Thread | None = None
         try:
             self.parent = _make_parent()
         except OSError as exc:
@@ -67,18 +71,34 @@ class MemoryCgroups:
         return False
 
     def release(self, pid: int) -> None:
-        """Remove ``pid``'s cgroup (its processes are gone); one still busy
-        (a namespace tearing down) is retried at ``close``."""
+        """Have ``pid``'s cgroup removed (its processes are gone), on a
+        thread of its own: an ``rmdir`` waits while any process on the
+        machine is being moved between cgroups (a spare joining its own
+        takes the kernel ~12 ms), and the caller may be a crashed call's.
+        One still busy (a namespace tearing down) is retried at ``close``."""
         path = self.worker_dir(pid)
         if path is None:
             return
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            with self._lock:
-                self._left.add(path)
+        with self._lock:
+            if self._remover is None:
+                self._remover = threading.Thread(
+                    target=self._remove_released, name="fnhost-cgroups", daemon=True
+                )
+                self._remover.start()
+        self._released.put(path)
+
+    def _remove_released(self) -> None:
+        while True:
+            path = self._released.get()
+            if path is None:
+                return
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                with self._lock:
+                    self._left.add(path)
 
     def close(self) -> None:
         """Remove every worker's cgroup and the directory (the workers have
@@ -86,6 +106,10 @@ class MemoryCgroups:
         past ``CLOSE_RETRY_SECONDS`` is logged and left to the next host."""
         if self.parent is None:
             return
+        remover = self._remover
+        if remover is not None:
+            self._released.put(None)
+            remover.join(CLOSE_RETRY_SECONDS)
         deadline = time.monotonic() + CLOSE_RETRY_SECONDS
         while True:
             busy = _remove_parent(self.parent)
