@@ -22,7 +22,7 @@ import pytest
 
 from host import FunctionHost, Limits, Sandbox
 from worker.enclosure import INIT_NAME as _INIT_NAME
-from worker.zygote import AHEAD_NAME, SPARE_NAME
+from worker.spare import AHEAD_NAME, SPARE_NAME
 
 INIT_NAME = _INIT_NAME.decode()
 

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from host import Limits, Sandbox, WorkerCrashed
-from worker.zygote import IDLE_AFTER, SPARE_NAME
+from worker.spare import SPARE_NAME
+from worker.zygote import IDLE_AFTER
 
 from .conftest import (
     NO_PID_NAMESPACE,

@@ -12,7 +12,7 @@ the user module. A fork costs a few milliseconds; a fresh interpreter tens.
 To keep the fork off a restart's path, the zygote forks one child ahead of
 the next request (a *spare*, named ``fnhost-spare`` while it waits). The
 spare enters the worker's namespaces ahead too and splits into warden,
-init and worker-to-be (``worker.enclosure``; see ``_wait_as_spare``): the
+init and worker-to-be (``worker.enclosure``; see ``worker.spare``): the
 request and its fds go over a private socket straight to the
 worker-to-be, and a new spare is forked after the reply (from a frame that
 no longer holds the served request, which belongs to another set). The
@@ -36,7 +36,6 @@ parent-death signal; init and the worker follow their warden).
 from __future__ import annotations
 
 import _socket  # not socket: its enums cost ~3 ms of every host's first start
-import ctypes
 import gc
 import json
 import os
@@ -59,26 +58,12 @@ from protocol.zygote_control import (
     decode_spawn_request,
     encode_reply,
 )
-from worker import confinement, enclosure, memory_cgroup, rehearsal, sandbox, start
+from worker import confinement, enclosure, memory_cgroup, rehearsal, sandbox
+from worker import spare as spare_life
 
 MAX_FDS = SPAWN_FDS
 #: How long a closing zygote reaps what it killed (the host waits 1 s for it).
 LEAVE_REAP_SECONDS = 0.8
-PR_SET_NAME, PR_GET_NAME = 15, 16
-
-
-def _recv_fds(sock: _socket.socket) -> tuple[bytes, list[int]]:
-    """One message and the fds passed with it (``socket.recv_fds``, inlined)."""
-    data, ancdata, _, _ = sock.recvmsg(1 << 20, _socket.CMSG_LEN(MAX_FDS * 4))
-    fds: list[int] = []
-    for level, kind, payload in ancdata:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            usable = len(payload) - len(payload) % 4
-            fds += [
-                int.from_bytes(payload[i : i + 4], sys.byteorder, signed=True)
-                for i in range(0, usable, 4)
-            ]
-    return data, fds
 
 
 #: Imported once the zygote has been idle for a while, so that they never
@@ -90,11 +75,6 @@ def _recv_fds(sock: _socket.socket) -> tuple[bytes, list[int]]:
 IDLE_PRELOADS = ("asyncio",)
 IDLE_AFTER = 1.0
 
-#: What ``ps`` calls a spare while it waits (a worker takes back the name).
-SPARE_NAME = "fnhost-spare"
-#: ... and the worker a spare has entered its namespaces for (its init keeps
-#: the spare's name until it serves).
-AHEAD_NAME = "fnhost-ahead"
 #: How long a spare has to confirm a request before a fresh fork takes it.
 SPARE_ACK_TIMEOUT = 0.1
 
@@ -150,7 +130,9 @@ def main() -> None:
             return
         if pid == 0:
             ours.close()
-            _wait_as_spare(theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead)
+            spare_life.wait_as_spare(
+                theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead
+            )
         theirs.close()
         spares[ahead].append((pid, ours))
 
@@ -298,7 +280,7 @@ def main() -> None:
         if control not in readable:
             continue
         try:
-            data, fds = _recv_fds(sock)
+            data, fds = spare_life.recv_request(sock)
         except OSError:
             leave()
         if not data:
@@ -327,8 +309,8 @@ def main() -> None:
                 send(SpawnFailed(request.id, f"fork failed: {exc}"))
                 continue
             if pid == 0:
-                _detach(sock, (wake_r, wake_w))
-                _child(request, fds, me)
+                spare_life.detach(sock, (wake_r, wake_w))
+                spare_life.become_worker(request, fds, me)
         for fd in fds:
             os.close(fd)
         workers.add(pid)
@@ -397,121 +379,6 @@ def _children(parent: int) -> list[int]:
 
 def _pack_fds(fds: list[int]) -> bytes:
     return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
-
-
-def _detach(sock: _socket.socket, wake: tuple[int, int]) -> None:
-    """In a fresh child: drop the zygote's signal handling and its fds."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    sock.close()
-    for fd in wake:
-        os.close(fd)
-
-
-def _wait_as_spare(
-    conn: _socket.socket,
-    sock: _socket.socket,
-    wake: tuple[int, int],
-    zygote_pid: int,
-    cgroup_parent: str | None,
-    ahead: bool = True,
-) -> None:
-    """A spare: wait for one spawn request from the zygote, then become that
-    worker; exit on EOF (the zygote dropped it, or died). Never returns.
-
-    While it waits it has already entered the worker's namespaces and split
-    into warden (this process, which goes straight to waiting for its
-    worker's end), init and the worker-to-be (``enclosure.enter``, with the
-    default policy). The worker-to-be holds the socket to the zygote and
-    takes the request itself, so a restart skips an ``unshare``, two forks
-    and a hop. It confirms with ``k`` and goes on only after the zygote's
-    ``g``: a spare the zygote gave up on, and killed, must not touch the
-    request's pipes and files, which a fresh fork then holds. The zygote
-    hands a spare only requests it fits (``enclosure.fits_ahead``) and only
-    while no process of it is stopped.
-
-    Not ``ahead``: a plain spare, for the requests that do not fit; it only
-    joins its memory cgroup (the kernel's slow step) and rehearses, then
-    starts the worker from the beginning, as a fresh fork would.
-    """
-    try:
-        _detach(sock, wake)
-        comm = _rename(SPARE_NAME)  # first: ps tells a spare from a worker by it
-        if cgroup_parent is not None:
-            # Before the forks below: init and the worker-to-be are born in it.
-            memory_cgroup.join(cgroup_parent, os.getpid())
-        entered = None
-        if ahead:
-            os.setsid()  # the warden leads the session; init and worker join it
-            # The socket to the zygote stays with the worker-to-be alone.
-            entered = enclosure.enter(
-                enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True, worker_name=AHEAD_NAME
-            )
-            if entered.role == "warden":
-                conn.detach()  # closed by enter
-                enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
-        rehearsal.rehearse()  # its copy-on-write faults now, not on the restart's path
-        data, fds = _recv_fds(conn)
-        if not data or len(fds) != MAX_FDS:
-            os._exit(0)
-        if comm:
-            _rename(comm)  # before "k": the zygote's reply finds us renamed
-        conn.send(b"k")  # alive: the zygote reports our (warden's) pid
-        # Nothing happens on the request's pipes and files before the zygote
-        # has taken us: one it gave up on (and is killing) must not touch
-        # what a fresh fork now holds.
-        if conn.recv(1) != b"g":
-            os._exit(0)
-        if entered is not None and entered.role == "worker":
-            enclosure.use_ahead(entered)
-        conn.close()
-        request = decode_spawn_request(data)  # read by the zygote already
-    except BaseException:  # noqa: BLE001 - a spare that fails only exits
-        os._exit(0)
-    _child(request, fds, zygote_pid, session=entered is None or entered.role == "alone")
-
-
-def _rename(name: str) -> str | None:
-    """Set this process's name (``ps``, ``/proc/<pid>/comm``); the old one,
-    or None if it could not be read and changed. ``prctl``, not a write to
-    ``/proc/self/comm``: a warden that dropped its uid and is not dumpable
-    may not open its own ``/proc`` files."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        old = ctypes.create_string_buffer(16)
-        if libc.prctl(PR_GET_NAME, old, 0, 0, 0) != 0:
-            return None
-        if libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) != 0:
-            return None
-        return old.value.decode(errors="replace")
-    except (OSError, AttributeError):
-        return None
-
-
-def _child(request: SpawnRequest, fds: list[int], zygote_pid: int, session: bool = True) -> None:
-    """Become a worker (``session``: in a session of its own; a worker
-    entered ahead is in its warden's already). Never returns."""
-    try:
-        if session and os.getsid(0) != os.getpid():
-            os.setsid()
-        req_r, resp_w, out, err = fds
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        os.close(out)
-        os.close(err)
-        os.chdir(request.cwd)
-        os.environ.clear()
-        os.environ.update(request.env)
-        config = request.config.handed_over(in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid)
-        # As a spawned worker sees it (user code may read its out_fd there).
-        sys.argv = [sys.argv[0], json.dumps(config.to_wire())]
-        start.run(config)
-    except BaseException as exc:  # noqa: BLE001 - report, then never return to the loop
-        try:
-            os.write(2, f"fnhost zygote child failed to start: {exc!r}\n".encode())
-        finally:
-            os._exit(71)
-    os._exit(71)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""A spare: a child the zygote forks ahead of its next request, and how any
+child of the zygote becomes a worker.
+
+The zygote (``worker.zygote``) keeps two kinds of spare. The *spare*
+proper enters the default policy's namespaces while it waits and splits
+into warden, init and worker-to-be (``worker.enclosure``), so that a
+restart skips an ``unshare``, two forks and a hop; a *plain spare*, kept
+once a request did not fit that policy, only joins its memory cgroup
+(``worker.memory_cgroup``: the kernel's slow step) and starts the worker
+from the beginning when it gets a request. Both rehearse their start while
+they wait (``worker.rehearsal``), and both hand-shake the request with the
+zygote: ``k`` (alive, renamed), then nothing is touched before the zygote's
+``g``, so a spare the zygote gave up on never acts on the pipes and files
+a fresh fork then holds. A spare exits on EOF (the zygote dropped it, or
+died).
+"""
+
+from __future__ import annotations
+
+import _socket  # not socket: its enums cost ~3 ms of every host's first start
+import ctypes
+import json
+import os
+import signal
+import sys
+
+from protocol.zygote_control import SPAWN_FDS, SpawnRequest, decode_spawn_request
+from worker import enclosure, memory_cgroup, rehearsal, start
+
+PR_SET_NAME, PR_GET_NAME = 15, 16
+
+#: What ``ps`` calls a spare while it waits (a worker takes back the name).
+SPARE_NAME = "fnhost-spare"
+#: ... and the worker a spare has entered its namespaces for (its init keeps
+#: the spare's name until it serves).
+AHEAD_NAME = "fnhost-ahead"
+
+
+def recv_request(sock: _socket.socket) -> tuple[bytes, list[int]]:
+    """One message and the fds passed with it (``socket.recv_fds``, inlined)."""
+    data, ancdata, _, _ = sock.recvmsg(1 << 20, _socket.CMSG_LEN(SPAWN_FDS * 4))
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += [
+                int.from_bytes(payload[i : i + 4], sys.byteorder, signed=True)
+                for i in range(0, usable, 4)
+            ]
+    return data, fds
+
+
+def detach(sock: _socket.socket, wake: tuple[int, int]) -> None:
+    """In a fresh child: drop the zygote's signal handling and its fds."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    sock.close()
+    for fd in wake:
+        os.close(fd)
+
+
+def wait_as_spare(
+    conn: _socket.socket,
+    sock: _socket.socket,
+    wake: tuple[int, int],
+    zygote_pid: int,
+    cgroup_parent: str | None,
+    ahead: bool = True,
+) -> None:
+    """A spare: wait for one spawn request from the zygote, then become that
+    worker; exit on EOF (the zygote dropped it, or died). Never returns.
+
+    While it waits it has already entered the worker's namespaces and split
+    into warden (this process, which goes straight to waiting for its
+    worker's end), init and the worker-to-be (``enclosure.enter``, with the
+    default policy). The worker-to-be holds the socket to the zygote and
+    takes the request itself, so a restart skips an ``unshare``, two forks
+    and a hop. It confirms with ``k`` and goes on only after the zygote's
+    ``g``: a spare the zygote gave up on, and killed, must not touch the
+    request's pipes and files, which a fresh fork then holds. The zygote
+    hands a spare only requests it fits (``enclosure.fits_ahead``) and only
+    while no process of it is stopped.
+
+    Not ``ahead``: a plain spare, for the requests that do not fit; it only
+    joins its memory cgroup (the kernel's slow step) and rehearses, then
+    starts the worker from the beginning, as a fresh fork would.
+    """
+    try:
+        detach(sock, wake)
+        comm = _rename(SPARE_NAME)  # first: ps tells a spare from a worker by it
+        if cgroup_parent is not None:
+            # Before the forks below: init and the worker-to-be are born in it.
+            memory_cgroup.join(cgroup_parent, os.getpid())
+        entered = None
+        if ahead:
+            os.setsid()  # the warden leads the session; init and worker join it
+            # The socket to the zygote stays with the worker-to-be alone.
+            entered = enclosure.enter(
+                enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True, worker_name=AHEAD_NAME
+            )
+            if entered.role == "warden":
+                conn.detach()  # closed by enter
+                enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
+        rehearsal.rehearse()  # its copy-on-write faults now, not on the restart's path
+        data, fds = recv_request(conn)
+        if not data or len(fds) != SPAWN_FDS:
+            os._exit(0)
+        if comm:
+            _rename(comm)  # before "k": the zygote's reply finds us renamed
+        conn.send(b"k")  # alive: the zygote reports our (warden's) pid
+        # Nothing happens on the request's pipes and files before the zygote
+        # has taken us: one it gave up on (and is killing) must not touch
+        # what a fresh fork now holds.
+        if conn.recv(1) != b"g":
+            os._exit(0)
+        if entered is not None and entered.role == "worker":
+            enclosure.use_ahead(entered)
+        conn.close()
+        request = decode_spawn_request(data)  # read by the zygote already
+    except BaseException:  # noqa: BLE001 - a spare that fails only exits
+        os._exit(0)
+    become_worker(request, fds, zygote_pid, session=entered is None or entered.role == "alone")
+
+
+def _rename(name: str) -> str | None:
+    """Set this process's name (``ps``, ``/proc/<pid>/comm``); the old one,
+    or None if it could not be read and changed. ``prctl``, not a write to
+    ``/proc/self/comm``: a warden that dropped its uid and is not dumpable
+    may not open its own ``/proc`` files."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        old = ctypes.create_string_buffer(16)
+        if libc.prctl(PR_GET_NAME, old, 0, 0, 0) != 0:
+            return None
+        if libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0) != 0:
+            return None
+        return old.value.decode(errors="replace")
+    except (OSError, AttributeError):
+        return None
+
+
+def become_worker(
+    request: SpawnRequest, fds: list[int], zygote_pid: int, session: bool = True
+) -> None:
+    """Become a worker (``session``: in a session of its own; a worker
+    entered ahead is in its warden's already). Never returns."""
+    try:
+        if session and os.getsid(0) != os.getpid():
+            os.setsid()
+        req_r, resp_w, out, err = fds
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.close(out)
+        os.close(err)
+        os.chdir(request.cwd)
+        os.environ.clear()
+        os.environ.update(request.env)
+        config = request.config.handed_over(in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid)
+        # As a spawned worker sees it (user code may read its out_fd there).
+        sys.argv = [sys.argv[0], json.dumps(config.to_wire())]
+        start.run(config)
+    except BaseException as exc:  # noqa: BLE001 - report, then never return to the loop
+        try:
+            os.write(2, f"fnhost zygote child failed to start: {exc!r}\n".encode())
+        finally:
+            os._exit(71)
+    os._exit(71)
