@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from host import ProtocolError
+from host import InvalidArguments, ProtocolError
 from tests.forging import FORGE_PRELUDE
 
 STEPS = '''
@@ -56,6 +56,16 @@ def echo(x: int) -> int:
     return x
 '''
 
+# No import of fnhost: the reporter comes as a reserved parameter.
+PLAIN = '''
+def count(n: int, report_progress=None) -> int:
+    """Count to n, reporting each step."""
+    for i in range(n):
+        if report_progress is not None:
+            report_progress(i + 1, n, f"at {i + 1}")
+    return n
+'''
+
 
 @pytest.fixture
 def steps(fh, write_set):
@@ -88,6 +98,18 @@ def test_acall_gets_its_progress_on_its_event_loop(steps):
     value, seen = asyncio.run(main())
     assert value == "finished"
     assert seen == [(i, 3, f"step {i}") for i in range(1, 4)]
+
+
+def test_a_report_progress_parameter_reports_without_importing_fnhost(fh, write_set):
+    fh.load_function_set(write_set("plain", PLAIN))
+    schema = fh.schemas()["count"]
+    assert list(schema["parameters"]["properties"]) == ["n"]  # reserved: not in the schema
+    seen: list[tuple] = []
+    assert fh.call("count", {"n": 3}, on_progress=lambda *a: seen.append(a)) == 3
+    assert seen == [(1, 3, "at 1"), (2, 3, "at 2"), (3, 3, "at 3")]
+    # A caller cannot set it.
+    with pytest.raises(InvalidArguments):
+        fh.call("count", {"n": 1, "report_progress": "x"})
 
 
 def test_log_lines_go_to_the_sets_logger(steps, caplog):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from worker.progress import report_progress
 from worker.signature import FunctionSpec
 from worker.typespec import ArgumentError, describe_value
 
@@ -22,8 +23,9 @@ def bind(
     """Return ``(args, kwargs)`` to call ``spec.function`` with.
 
     - a reserved parameter gets ``context`` (the call's context proxy) if it
-      is one of ``spec.context_parameters`` and the call has a context,
-      else its default, or None;
+      is one of ``spec.context_parameters`` and the call has a context, the
+      progress reporter (``worker.progress.report_progress``) if it is named
+      ``report_progress``, else its default, or None;
     - unknown keys are rejected (the schema is closed);
     - a missing required parameter is rejected;
     - ``null`` for a parameter with a default that does not accept ``null``
@@ -45,6 +47,8 @@ def bind(
             filled = param.default
             if context is not None and param.name in spec.context_parameters:
                 filled = context
+            elif param.name in spec.progress_parameters:
+                filled = report_progress
             if param.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD):
                 args.append(filled)
             elif param.kind is P.KEYWORD_ONLY:

@@ -29,11 +29,16 @@ from worker.typespec import (
 #: agent as ``self``, Letta its state as ``agent_state``.
 CONTEXT_PARAMETER_NAMES = frozenset({"self", "agent_state"})
 
+#: A parameter of this name receives ``worker.progress.report_progress``
+#: during a call: a function reports progress without importing fnhost (run
+#: outside fnhost, it gets its default).
+PROGRESS_PARAMETER = "report_progress"
+
 #: Parameter names reserved for the host: never in a schema, never set by a
 #: caller, their annotations ignored (``self: "Agent"`` with ``Agent``
 #: imported only under ``TYPE_CHECKING`` costs nothing); filled with their
 #: default or None. A parameter annotated ``AgentContext`` is reserved too.
-RESERVED_PARAMETERS = CONTEXT_PARAMETER_NAMES | {"cls"}
+RESERVED_PARAMETERS = CONTEXT_PARAMETER_NAMES | {"cls", PROGRESS_PARAMETER}
 
 
 class FunctionSkipped(Exception):
@@ -63,6 +68,8 @@ class FunctionSpec:
     #: ``*args``/``**kwargs``), in signature order. Today they receive
     #: their default or None, like every reserved parameter.
     context_parameters: tuple[str, ...] = ()
+    #: The parameter that receives the progress reporter (``report_progress``).
+    progress_parameters: tuple[str, ...] = ()
     by_name: dict[str, ParameterSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +97,7 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
     required: list[str] = []
     params: list[ParameterSpec] = []
     context: list[str] = []
+    progress: list[str] = []
     try:
         for p in signature.parameters.values():
             if p.name in RESERVED_PARAMETERS or p.name in marked:
@@ -99,6 +107,13 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
                 # or None; ``cls`` always its default, or None.
                 value = None if p.default is p.empty else p.default
                 to_fill = p.name in CONTEXT_PARAMETER_NAMES or p.name in marked
+                if p.name == PROGRESS_PARAMETER:
+                    # Filled by the binding with the progress reporter.
+                    to_fill = True
+                    if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                        progress.append(p.name)
+                    params.append(ParameterSpec(p.name, p.kind, ANY, True, value, hidden=True))
+                    continue
                 if (
                     not to_fill
                     and p.default is p.empty
@@ -172,6 +187,7 @@ def describe_function(name: str, fn: Any) -> FunctionSpec:
         returns=returns,
         warnings=builder.warnings,
         context_parameters=tuple(context),
+        progress_parameters=tuple(progress),
     )
 
 
