@@ -50,6 +50,11 @@ request's own id, which the worker chose) is dropped if the call has ended
 meanwhile. Progress reports and log lines (``progress``, ``log``
 notifications) follow the same rule: each names the running call, at most
 ``MAX_NOTES_PER_CALL`` per call, and is an event of its own (``Noted``).
+So do a stream's items (``item``), for a call sent with ``"stream": true``
+only, and only as many as its credit allows: ``STREAM_WINDOW`` at first,
+plus what each ``more`` from the host adds (``send_more``); the host stops
+a running stream with a ``cancel`` (``send_stop``), which the worker
+answers with an ordinary reply.
 Any other request from a worker, and any other notification after the
 handshake, is a ``ProtocolViolation``.
 
@@ -66,7 +71,9 @@ from typing import Any
 
 from protocol.errors import ErrorKind, ProtocolViolation
 from protocol.messages import (
+    MAX_MORE,
     MAX_NOTES_PER_CALL,
+    STREAM_WINDOW,
     Message,
     Notification,
     Request,
@@ -99,7 +106,7 @@ class Phase(Enum):
 
 
 _SERVING = Phase.SERVING  # (a global lookup less on every call's path)
-_NOTES = (Verb.PROGRESS, Verb.LOG)
+_NOTES = (Verb.PROGRESS, Verb.LOG, Verb.ITEM)
 
 
 class Call:
@@ -113,9 +120,18 @@ class Call:
     this.
     """
 
-    __slots__ = ("msgid", "timeout", "started", "run_deadline", "cancel_sent", "asking", "notes")
+    __slots__ = (
+        "msgid",
+        "timeout",
+        "started",
+        "run_deadline",
+        "cancel_sent",
+        "asking",
+        "notes",
+        "credit",
+    )
 
-    def __init__(self, msgid: int, timeout: float | None = None) -> None:
+    def __init__(self, msgid: int, timeout: float | None = None, stream: bool = False) -> None:
         self.msgid = msgid
         self.timeout = timeout
         self.started = False
@@ -125,6 +141,10 @@ class Call:
         self.asking: int | None = None
         #: Progress reports and log lines received for it.
         self.notes = 0
+        #: A stream (sent with ``"stream": true``): the items its worker may
+        #: still send (``STREAM_WINDOW``, plus what ``send_more`` allowed,
+        #: less what came). -1: not a stream.
+        self.credit = STREAM_WINDOW if stream else -1
 
     def _start(self, now: float) -> None:
         self.started = True
@@ -294,6 +314,43 @@ class HostConversation:
         call.cancel_sent = True  # before the write: the confirmation may come at once
         return True
 
+    def send_stop(self, call: Call) -> bool:
+        """May a ``cancel`` that stops the running stream ``call`` be written?
+        True marks it sent: the worker stops at the stream's next item and
+        answers with an ordinary result. False (nothing changes) if ``call``
+        is not a stream, is not the running call, or a cancel went already;
+        if the driver then fails to write the frame it must call
+        ``cancel_unsent``."""
+        if (
+            call.credit < 0
+            or not call.started
+            or call.cancel_sent
+            or self.phase is not Phase.SERVING
+            or self._inflight.get(call.msgid) is not call
+        ):
+            return False
+        call.cancel_sent = True
+        return True
+
+    def send_more(self, call: Call, n: int) -> bool:
+        """May a ``more`` letting the stream ``call`` send ``n`` more items be
+        written? True adds them to its credit (before the write: the items
+        may come at once). False, changing nothing, if ``call`` is not a
+        stream still in flight, or ``n`` is not in 1..``MAX_MORE``."""
+        if (
+            call.credit < 0
+            or not 0 < n <= MAX_MORE
+            or self.phase is not Phase.SERVING
+            or self._inflight.get(call.msgid) is not call
+        ):
+            return False
+        call.credit += n
+        return True
+
+    def more_unsent(self, call: Call, n: int) -> None:
+        """The ``more`` that ``send_more`` allowed was not written."""
+        call.credit -= n
+
     def cancel_unsent(self, call: Call) -> None:
         """The cancel ``send_cancel`` allowed was not written (the stream is intact)."""
         call.cancel_sent = False
@@ -420,6 +477,15 @@ class HostConversation:
             raise ProtocolViolation(
                 f"a {msg.method} for call {target!r}, but the running call is {running}"
             )
+        if msg.method == Verb.ITEM:
+            if head.credit <= 0:
+                raise ProtocolViolation(
+                    f"an item for call {target}, which is not a stream"
+                    if head.credit < 0
+                    else f"call {target} sent more items than the host made room for"
+                )
+            head.credit -= 1
+            return Noted(head, msg)
         if head.notes >= MAX_NOTES_PER_CALL:
             raise ProtocolViolation(
                 f"call {target} sent more than {MAX_NOTES_PER_CALL} progress reports and log lines"

@@ -35,18 +35,28 @@ MAX_ERROR_TRACEBACK = 32768
 MAX_OUTPUT_TAIL = 65536
 #: Progress reports and log lines one call may send, and their text's length.
 MAX_NOTES_PER_CALL = 10000
+#: Items a stream may send before the host's first ``more``: the host holds
+#: at most this many of a stream's items that its caller has not taken.
+STREAM_WINDOW = 32
+#: The most a single ``more`` may allow.
+MAX_MORE = 1 << 20
 MAX_NOTE_TEXT = 8192
 
 
 class Verb(StrEnum):
     # host -> worker
     # request: {"function": str, "arguments": {str: any}} and, if the call has
-    # a context, "context": {"paths": {dotted path: "method" | "attribute"}}
+    # a context, "context": {"paths": {dotted path: "method" | "attribute"}};
+    # "stream": true to receive a generator's items as they come (``item``)
     CALL = "call"
     SHUTDOWN = "shutdown"  # notification: {}
     # notification: {"msgid": int}. Skip that call if it has not started; its
-    # reply is then a "cancelled" error. Ignored if it started or finished.
+    # reply is then a "cancelled" error. For a running stream: stop it at its
+    # next item (the reply is then an ordinary result). Otherwise ignored.
     CANCEL = "cancel"
+    # notification: {"msgid": int, "n": int}: the running stream may send n
+    # more items (see STREAM_WINDOW). Ignored for a call that has ended.
+    MORE = "more"
     # worker -> host
     # notification, first message: {"protections": {str: bool}}, the
     # sandbox report, sent before any user code runs.
@@ -63,6 +73,10 @@ class Verb(StrEnum):
     # msgid, "text": str}. At most MAX_NOTES_PER_CALL per call.
     PROGRESS = "progress"
     LOG = "log"
+    # notification, only from a running call sent with "stream": true:
+    # {"call": msgid, "value": any}. At most STREAM_WINDOW plus what the
+    # host's "more" allowed.
+    ITEM = "item"
 
 
 class _Message:
@@ -140,14 +154,21 @@ def encode_message(msg: Message, default: Any = None, strict: bool = False) -> b
 
 
 def encode_call(
-    msgid: int, function: str, arguments: Any, context: dict[str, Any] | None = None
+    msgid: int,
+    function: str,
+    arguments: Any,
+    context: dict[str, Any] | None = None,
+    stream: bool = False,
 ) -> bytes:
     """``encode_message(Request(msgid, "call", {...}))`` without building the
     Request: every call's path. ``context``: what the call's context exposes
-    (``{"paths": {path: kind}}``), if it has one."""
+    (``{"paths": {path: kind}}``), if it has one; ``stream``: the worker
+    sends a generator's items as ``item`` notifications as they come."""
     params: dict[str, Any] = {"function": function, "arguments": arguments}
     if context is not None:
         params["context"] = context
+    if stream:
+        params["stream"] = True
     return encode_frame(msgpack.packb([REQUEST, msgid, _CALL, params], **PACK_OPTIONS))
 
 
@@ -389,10 +410,13 @@ __all__ = [
 
 
 def validate_note(method: str, params: Any) -> dict[str, Any]:
-    """Check a ``progress`` or ``log`` notification's params (not its call)."""
+    """Check a ``progress``, ``log`` or ``item`` notification's params (not its call)."""
     if not isinstance(params, dict):
         raise ProtocolViolation(f"{method} params must be a map, got {_describe(params)}")
-    if method == Verb.PROGRESS:
+    if method == Verb.ITEM:
+        if "value" not in params:
+            raise ProtocolViolation("an item needs a value")
+    elif method == Verb.PROGRESS:
         done, total, message = params.get("done"), params.get("total"), params.get("message")
         if not _is_number(done) or not (total is None or _is_number(total)):
             raise ProtocolViolation(f"progress needs numbers done and total, got {params!r:.100}")

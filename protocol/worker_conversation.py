@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from protocol.conversation import ConversationMisuse, Phase
 from protocol.errors import ProtocolViolation
-from protocol.messages import Message, Notification, Request, Response, Verb
+from protocol.messages import (
+    MAX_MORE,
+    STREAM_WINDOW,
+    Message,
+    Notification,
+    Request,
+    Response,
+    Verb,
+)
 
 _SERVING = Phase.SERVING  # (a global lookup less on every call's path)
 
@@ -54,6 +62,11 @@ class WorkerConversation:
         self.recycling = False
         #: The id of the running call's request the host has not answered.
         self.asking: int | None = None
+        #: A running stream's room: the items it may send now (None: the
+        #: running call is no stream).
+        self.credit: int | None = None
+        #: The host stopped the running stream: it ends at its next item.
+        self.halted = False
         self._queue: dict[int, Request] = {}
 
     # -- the handshake ------------------------------------------------------
@@ -118,8 +131,19 @@ class WorkerConversation:
             if type(target) is not int:
                 raise ProtocolViolation(f"cancel needs an integer msgid, got {params!r:.100}")
             if self._queue.pop(target, None) is None:
+                if target == self.running and self.credit is not None:
+                    self.halted = True  # a running stream: it stops at its next item
                 return IGNORED  # started or finished already: not ours to stop
             return Skip(target)
+        if isinstance(msg, Notification) and msg.method == Verb.MORE:
+            params = msg.params
+            target = params.get("msgid") if isinstance(params, dict) else None
+            n = params.get("n") if isinstance(params, dict) else None
+            if type(target) is not int or type(n) is not int or not 0 < n <= MAX_MORE:
+                raise ProtocolViolation(f"more needs a msgid and a count, got {params!r:.100}")
+            if target == self.running and self.credit is not None:
+                self.credit += n
+            return IGNORED  # (for a stream that has ended: late, harmless)
         if isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
             never_started = list(self._queue)
             self._queue.clear()
@@ -135,7 +159,23 @@ class WorkerConversation:
             return None
         msgid = next(iter(self._queue))
         self.running = msgid
-        return self._queue.pop(msgid)
+        call = self._queue.pop(msgid)
+        params = call.params
+        stream = isinstance(params, dict) and params.get("stream") is True
+        self.credit = STREAM_WINDOW if stream else None
+        self.halted = False
+        return call
+
+    def item_sent(self) -> int:
+        """Before writing an item of the running stream: its ``msgid`` (the
+        item names it). Raises ``ConversationMisuse`` if no stream runs or
+        it has no room (wait for the host's ``more``: ``receive``)."""
+        if self.running is None or self.credit is None:
+            raise ConversationMisuse("an item with no stream running")
+        if self.credit <= 0:
+            raise ConversationMisuse("an item with no room: wait for the host's more")
+        self.credit -= 1
+        return self.running
 
     def asked(self, request_id: int) -> None:
         """Before writing a request of the running call (``ask``); the call
@@ -164,5 +204,7 @@ class WorkerConversation:
         if self.asking is not None:
             raise ConversationMisuse(f"reply to {msgid} while request {self.asking} is unanswered")
         self.running = None
+        self.credit = None
+        self.halted = False
         if recycle:
             self.recycling = True

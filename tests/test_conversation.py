@@ -32,7 +32,15 @@ from protocol.conversation import (
     Ready,
 )
 from protocol.errors import ErrorKind, ProtocolViolation
-from protocol.messages import MAX_NOTES_PER_CALL, Notification, Request, Response, make_error_map
+from protocol.messages import (
+    MAX_MORE,
+    MAX_NOTES_PER_CALL,
+    STREAM_WINDOW,
+    Notification,
+    Request,
+    Response,
+    make_error_map,
+)
 from protocol.worker_conversation import IGNORED, Skip, Stop, WorkerConversation
 
 # -- messages as the decoder hands them over (methods are plain strings) --------
@@ -798,6 +806,115 @@ def serving_worker() -> WorkerConversation:
     worker.probed_sent()
     worker.ready_sent()
     return worker
+
+
+# == streams: items, room and stop (both ends) ====================================
+
+
+def item(call: int, value: Any = 1) -> Notification:
+    return Notification("item", {"call": call, "value": value})
+
+
+def stream_request(msgid: int) -> Request:
+    return Request(msgid, "call", {"function": "f", "arguments": {}, "stream": True})
+
+
+def test_host_an_item_for_a_call_that_is_no_stream_is_a_violation() -> None:
+    host, calls = host_with_calls(None)
+    with violation("an item for call 1, which is not a stream"):
+        host.receive(item(1), 11.0)
+
+
+def test_host_a_stream_takes_a_window_of_items_then_only_what_more_allowed() -> None:
+    host = serving_host()
+    call = Call(1, None, stream=True)
+    assert host.send_call(call, 10.0)
+    for i in range(STREAM_WINDOW):
+        event = host.receive(item(1, i), 11.0)
+        assert type(event) is Noted and event.call is call and event.note.params["value"] == i
+    with violation("call 1 sent more items than the host made room for"):
+        host.receive(item(1), 11.0)
+    assert host.send_more(call, 2) is True
+    host.receive(item(1), 11.0)
+    host.more_unsent(call, 1)  # one of the two was not written after all
+    with violation("call 1 sent more items than the host made room for"):
+        host.receive(item(1), 11.0)
+
+
+def test_host_items_for_a_stream_that_has_not_started_are_a_violation() -> None:
+    host = serving_host()
+    first, second = Call(1, None), Call(2, None, stream=True)
+    host.send_call(first, 10.0)
+    host.send_call(second, 10.0)
+    with violation("a item for call 2, but the running call is 1"):
+        host.receive(item(2), 11.0)
+
+
+def test_host_more_and_stop_only_for_a_running_stream() -> None:
+    host = serving_host()
+    plain, stream, waiting = Call(1, None), Call(2, None, stream=True), Call(3, None, stream=True)
+    host.send_call(plain, 10.0)
+    host.send_call(stream, 10.0)
+    host.send_call(waiting, 10.0)
+    assert host.send_more(plain, 1) is False
+    assert host.send_stop(plain) is False
+    host.receive(ok(1), 11.0)  # the stream starts
+    assert host.send_more(stream, 0) is False
+    assert host.send_more(stream, MAX_MORE + 1) is False
+    assert host.send_stop(waiting) is False  # not started: a plain cancel skips it
+    assert host.send_stop(stream) is True
+    assert host.send_stop(stream) is False  # once
+    answered = host.receive(ok(2), 12.0)  # a stopped stream ends with an ordinary reply
+    assert type(answered) is Answered and answered.call is stream and not answered.cancelled
+    assert host.send_more(stream, 1) is False  # it has left the conversation
+
+
+def test_worker_a_stream_has_a_window_of_room_and_more_adds_to_it() -> None:
+    worker = serving_worker()
+    worker.receive(stream_request(1))
+    assert worker.next_call() is not None and worker.credit == STREAM_WINDOW
+    for _ in range(STREAM_WINDOW):
+        assert worker.item_sent() == 1
+    with misuse("an item with no room: wait for the host's more"):
+        worker.item_sent()
+    assert worker.receive(Notification("more", {"msgid": 1, "n": 3})) is IGNORED
+    assert worker.credit == 3
+    assert worker.receive(Notification("more", {"msgid": 9, "n": 3})) is IGNORED  # not running
+    assert worker.credit == 3
+    worker.reply_sent(1)
+    assert worker.credit is None
+    with misuse("an item with no stream running"):
+        worker.item_sent()
+
+
+def test_worker_a_call_that_is_no_stream_sends_no_items() -> None:
+    worker = serving_worker()
+    worker.receive(call_request(1))
+    worker.next_call()
+    assert worker.credit is None
+    with misuse("an item with no stream running"):
+        worker.item_sent()
+
+
+def test_worker_a_cancel_of_the_running_stream_halts_it() -> None:
+    worker = serving_worker()
+    worker.receive(stream_request(1))
+    worker.next_call()
+    assert worker.receive(cancel_note(1)) is IGNORED
+    assert worker.halted is True
+    worker.reply_sent(1)
+    assert worker.halted is False
+    worker.receive(call_request(2))
+    worker.next_call()
+    worker.receive(cancel_note(2))  # a running plain call is not halted
+    assert worker.halted is False
+
+
+@pytest.mark.parametrize("params", [{"msgid": 1}, {"msgid": 1, "n": 0}, {"msgid": "1", "n": 2}])
+def test_worker_a_malformed_more_is_a_violation(params: Any) -> None:
+    worker = serving_worker()
+    with pytest.raises(ProtocolViolation, match="more needs a msgid and a count"):
+        worker.receive(Notification("more", params))
 
 
 def test_worker_handshake_probed_then_ready() -> None:

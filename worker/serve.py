@@ -83,6 +83,15 @@ def describe_exception(exc: BaseException) -> tuple[str, str, str]:
     return type_name, message, trace
 
 
+class _ItemRefused(Exception):
+    """A streamed item cannot be sent (``kind``: not data, or too large)."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
 class Server:
     def __init__(
         self,
@@ -274,7 +283,9 @@ class Server:
                 got=exc.got,
             )
         try:
-            value = self._invoke(spec, args, kwargs)
+            value = self._drain(self._invoke(spec, args, kwargs), params.get("stream") is True)
+        except _ItemRefused as refused:
+            return encode_error(msg.msgid, refused.kind, refused.message, self.capture.collect())
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user errors
             if _getpid() != self.pid:
                 _exit(0)
@@ -302,6 +313,83 @@ class Server:
             _exit(0)
         output = self.capture.collect()
         return encode_result(msg.msgid, value, output, self.max_result_bytes)
+
+    # -- generators and streams ------------------------------------------------
+
+    def _drain(self, value: Any, streaming: bool) -> Any:
+        """The call's value once a generator has run: for a stream, its
+        items go out as ``item`` notifications and the value is what the
+        generator returned (a plain value is one item, and the value None);
+        otherwise the items, as a list. What the generator raises
+        propagates (the call's error); so does ``_ItemRefused``."""
+        if inspect.isgenerator(value):
+            return self._stream(value) if streaming else list(value)
+        if inspect.isasyncgen(value):
+            import asyncio
+
+            agen = value
+            if streaming:
+                return asyncio.run(self._stream_async(agen))
+
+            async def collect() -> list[Any]:
+                return [item async for item in agen]
+
+            return asyncio.run(collect())
+        if streaming:
+            self._send_item(value)
+            return None
+        return value
+
+    def _stream(self, gen: Any) -> Any:
+        try:
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+                if not self._send_item(item):
+                    return None  # stopped by the host: closed below
+        finally:
+            gen.close()  # its finally blocks run; a stop is an ordinary end
+
+    async def _stream_async(self, agen: Any) -> None:
+        try:
+            async for item in agen:
+                if not self._send_item(item):
+                    break
+        finally:
+            await agen.aclose()
+
+    def _send_item(self, value: Any) -> bool:
+        """Send one item of the running stream, waiting for room (the host's
+        ``more``) if it has none; False if the host stopped the stream. The
+        wait takes in what else arrives and counts in the call's timeout.
+        Raises ``_ItemRefused`` for an item that is not data or too large."""
+        conversation = self.conversation
+        if self._poller.poll(0):
+            self._receive()  # a stop (or room) that came meanwhile
+        while not conversation.halted and conversation.credit == 0:
+            self._receive()
+        if conversation.halted:
+            return False
+        try:
+            frame = encode_message(
+                Notification(Verb.ITEM, {"call": conversation.running, "value": value}),
+                default=to_wire,
+            )
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise _ItemRefused(
+                ErrorKind.RESULT_NOT_SERIALIZABLE, f"a streamed item cannot be sent: {exc}"
+            ) from None
+        if len(frame) > self.max_result_bytes:
+            raise _ItemRefused(
+                ErrorKind.RESULT_TOO_LARGE,
+                f"a streamed item is {len(frame)} bytes; the limit is "
+                f"{self.max_result_bytes} (Limits.max_result_mb)",
+            )
+        conversation.item_sent()
+        write_all(self.out_fd, frame)
+        return True
 
     def _context(self, call: int, description: Any) -> ContextProxy | None:
         """The call's context proxy, from what the host exposed (None without)."""

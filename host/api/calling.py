@@ -1,5 +1,6 @@
 """Calling a host's functions: ``call``, ``call_detailed``, ``acall``,
-``acall_detailed``, and a model's tool calls, ``dispatch`` and ``adispatch``.
+``acall_detailed``, streams (``call_stream``, ``acall_stream``), and a
+model's tool calls, ``dispatch`` and ``adispatch``.
 
 ``FunctionHost`` inherits these methods from ``Calling``; its sets are
 loaded, listed and closed in ``host.api.function_host``. A call reaches
@@ -11,7 +12,7 @@ the set's workers (``host.workers.call_path``); dispatch also asks the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from host.api.call_arguments import call_arguments, call_timeout
@@ -23,6 +24,7 @@ from host.workers.call_path import OnProgress
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.set_workers import SetWorkers
+from host.workers.stream import iterate, iterate_async
 
 #: Where a call goes: its set's workers, the function, the arguments, the
 #: timeout and the context door (``None``: the call reaches no context).
@@ -203,6 +205,61 @@ class Calling:
             name, arguments, timeout, context
         )
         return await handle.acall(func, arguments, timeout, door, on_progress, stop_on_cancel)
+
+    def call_stream(
+        self,
+        name: str,
+        arguments: Any = None,
+        timeout: float | None = None,
+        *,
+        context: Any = None,
+        on_progress: OnProgress | None = None,
+    ) -> Iterator[Any]:
+        """Run a generator function and yield its items as the worker
+        produces them (``call`` of the same function returns them as a
+        list). A function that is not a generator yields its value as one
+        item. The call starts at the first ``next``.
+
+        Raises as ``call`` does, with the same ``timeout`` (it bounds the
+        whole stream, including time the worker waits for this iterator to
+        take items): name, arguments and ``timeout`` problems here, at once;
+        the call's own errors from the iterator, after the items that came
+        before them. A streamed item that is not data, or larger than
+        ``Limits.max_result_mb``, ends the stream with ``ResultError``.
+
+        Flow control: the worker runs at most ``STREAM_WINDOW`` (32) items
+        ahead of this iterator, then waits for it. Closing the iterator
+        early (``break``, ``close()``) stops the stream at its next item:
+        the generator is closed in the worker (its ``finally`` blocks run)
+        and its set is free for the next call; a stream that computes for
+        long without yielding is stopped only at its next item or timeout.
+        """
+        handle, func, arguments, timeout, door = self._route.target(
+            name, arguments, timeout, context
+        )
+        return iterate(
+            lambda sink: handle.call(func, arguments, timeout, door, on_progress, sink), func
+        )
+
+    def acall_stream(
+        self,
+        name: str,
+        arguments: Any = None,
+        timeout: float | None = None,
+        *,
+        context: Any = None,
+        on_progress: OnProgress | None = None,
+    ) -> AsyncIterator[Any]:
+        """asyncio ``call_stream``: ``async for item in fh.acall_stream(...)``.
+        The same items, timeout, errors and early stop; never blocks the
+        event loop. Cancelling the task reading it stops the stream as
+        closing does."""
+        handle, func, arguments, timeout, door = self._route.target(
+            name, arguments, timeout, context
+        )
+        return iterate_async(
+            lambda sink: handle.acall(func, arguments, timeout, door, on_progress, False, sink)
+        )
 
     # -- a model's tool calls (host/api/dispatch.py; tool_calls.py, tool_results.py) --
 

@@ -190,6 +190,21 @@ class Channel:
         again (``lock_timeout``: how long to wait for another writer)."""
         return self._writer.cancel(pending, lock_timeout)
 
+    def stop(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
+        """Ask the worker to stop the running stream ``pending`` at its next
+        item (it closes the generator and answers with an ordinary reply).
+        True once written; False (the stream intact) if ``pending`` is not a
+        running stream, was stopped already, or the pipe could not take the
+        tiny frame within ``lock_timeout``: the caller may try again."""
+        return self._writer.stop(pending, lock_timeout)
+
+    def more(self, pending: Pending, n: int, lock_timeout: float = 0.05) -> bool:
+        """Let the stream ``pending`` send ``n`` more items. True once
+        written; False (nothing allowed) if it is no stream in flight or the
+        frame could not be written within ``lock_timeout``: try again, or the
+        worker waits for room until the call's timeout."""
+        return self._writer.more(pending, n, lock_timeout)
+
     @property
     def head(self) -> Pending | None:
         """The call the worker is running (the oldest unanswered), if any."""

@@ -38,6 +38,7 @@ class Pending(Call):
         "on_exit",
         "door",
         "on_progress",
+        "on_item",
     )
 
     def __init__(self, msgid: int, function: str, timeout: float | None = None) -> None:
@@ -49,6 +50,7 @@ class Pending(Call):
         self.cancel_sent = False
         self.asking: int | None = None
         self.notes = 0
+        self.credit = -1  # not a stream; ``host.workers.stream`` makes one
         self.function = function
         self.done = False
         self.result: Any = None
@@ -61,6 +63,8 @@ class Pending(Call):
         self.door: Any = None
         #: Called with (done, total, message) for each progress report.
         self.on_progress: Callable[[float, float | None, str | None], object] | None = None
+        #: A stream's: called with each item (``host.workers.stream``).
+        self.on_item: Any = None
 
 
 def _resolve_future(fut: asyncio.Future) -> None:

@@ -117,6 +117,42 @@ class RequestWriter:
         finally:
             self._write_lock.release()
 
+    def stop(self, pending: Pending, lock_timeout: float) -> bool:
+        """``Channel.stop`` (see there)."""
+        frame = encode_cancel(pending.msgid)
+        if not self._write_lock.acquire(timeout=lock_timeout):
+            return False
+        try:
+            with self._lock:
+                if pending.done or self._broken() or not self._conversation.send_stop(pending):
+                    return False
+            if self._write_locked(frame, time.monotonic()):
+                return True
+            with self._lock:
+                self._conversation.cancel_unsent(pending)
+            return False
+        finally:
+            self._write_lock.release()
+
+    def more(self, pending: Pending, n: int, lock_timeout: float) -> bool:
+        """``Channel.more`` (see there)."""
+        frame = encode_message(Notification(Verb.MORE, {"msgid": pending.msgid, "n": n}))
+        if not self._write_lock.acquire(timeout=lock_timeout):
+            return False
+        try:
+            with self._lock:
+                # (Counted before the write: the items may come at once.)
+                if pending.done or self._broken() or not self._conversation.send_more(pending, n):
+                    return False
+            # Smaller than PIPE_BUF: written whole or not at all.
+            if self._write_locked(frame, time.monotonic()):
+                return True
+            with self._lock:
+                self._conversation.more_unsent(pending, n)
+            return False
+        finally:
+            self._write_lock.release()
+
     def notify(self, method: str, params: Any, timeout: float) -> bool:
         """``Channel.notify`` (see there)."""
         frame = encode_message(Notification(method, params))

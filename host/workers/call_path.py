@@ -28,7 +28,9 @@ from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.death import NotStarted
 from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
+from host.workers.stream import StreamSink
 from protocol import ErrorKind, Response, encode_call
+from protocol.messages import STREAM_WINDOW
 
 #: ``on_progress(done, total, message)``.
 OnProgress = Callable[[float, float | None, str | None], object]
@@ -86,6 +88,7 @@ class CallPath:
         timeout: float | None,
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
+        stream: StreamSink | None = None,
     ) -> CallResult:
         """Run ``function`` in the worker and wait for its result.
 
@@ -108,9 +111,10 @@ class CallPath:
         ``on_progress(done, total, message)``: called for each progress
         report of the running function (``worker.progress``), on the thread
         reading the worker's pipe: it must be quick; what it raises is logged.
+        ``stream``: the call's items go there as they come (``stream``).
         """
         queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments, door)
+        msgid, frame = self._encode(function, arguments, door, stream is not None)
         weight = len(frame)
         gate = self._gate
         if not gate.acquire(queue_deadline, weight, timeout):
@@ -124,6 +128,9 @@ class CallPath:
                 pending = Pending(msgid, function, timeout)
                 pending.door = door
                 pending.on_progress = on_progress
+                if stream is not None:
+                    pending.on_item = stream
+                    pending.credit = STREAM_WINDOW
                 channel = inc.channel
                 channel.send(pending, frame)
                 while not channel.wait(
@@ -150,6 +157,7 @@ class CallPath:
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
         stop_on_cancel: bool = False,
+        stream: StreamSink | None = None,
     ) -> CallResult:
         """``call`` for asyncio. Never blocks the loop, except the writing of a
         large argument (a start or restart of the worker runs in a thread).
@@ -160,7 +168,7 @@ class CallPath:
         restarted, as after a timeout); either way the calls behind it go on.
         """
         queue_deadline = _deadline(timeout)
-        msgid, frame = self._encode(function, arguments, door)
+        msgid, frame = self._encode(function, arguments, door, stream is not None)
         weight = len(frame)
         gate = self._gate
         if not gate.try_acquire(weight, timeout) and not await gate.acquire_async(
@@ -179,6 +187,9 @@ class CallPath:
                 pending = Pending(msgid, function, timeout)
                 pending.door = door
                 pending.on_progress = on_progress
+                if stream is not None:
+                    pending.on_item = stream
+                    pending.credit = STREAM_WINDOW
                 pending.future = loop.create_future()
                 channel = inc.channel
                 if not channel.try_send(pending, frame):
@@ -220,14 +231,17 @@ class CallPath:
             if release:
                 gate.release(weight)
 
-    def _encode(self, function: str, arguments: Any, door: ContextDoor | None) -> tuple[int, bytes]:
+    def _encode(
+        self, function: str, arguments: Any, door: ContextDoor | None, stream: bool = False
+    ) -> tuple[int, bytes]:
         """A request id (unique for this set) and the framed request."""
         msgid = next(self._ids) % 0xFFFFFFFF + 1
         try:
-            if door is None:
+            if door is None and not stream:
                 frame = encode_call(msgid, function, arguments)
             else:
-                frame = encode_call(msgid, function, arguments, door.describe())
+                context = None if door is None else door.describe()
+                frame = encode_call(msgid, function, arguments, context, stream)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise self._not_sendable(function, str(exc)) from None
         limit = self._max_argument_bytes

@@ -130,6 +130,11 @@ class Incarnation:
         reading the pipe: the caller's ``on_progress`` must be quick; an
         ``acall``'s runs on its own event loop)."""
         params = note.params
+        if note.method == Verb.ITEM:
+            sink = pending.on_item
+            if sink is not None:  # (the conversation takes items of streams only)
+                sink.received(params["value"], self.channel, pending)
+            return
         if note.method == Verb.LOG:
             self.log.info("%s: %s", pending.function, params["text"])
             return

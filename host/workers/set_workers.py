@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from host.workers.call_path import OnProgress
     from host.workers.call_result import CallResult
     from host.workers.context_door import ContextDoor
+    from host.workers.stream import StreamSink
 
 
 class SetWorkers(Protocol):
@@ -35,6 +36,7 @@ class SetWorkers(Protocol):
         timeout: float | None,
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
+        stream: StreamSink | None = None,
     ) -> CallResult: ...
 
     def acall(
@@ -45,6 +47,7 @@ class SetWorkers(Protocol):
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
         stop_on_cancel: bool = False,
+        stream: StreamSink | None = None,
     ) -> Coroutine[Any, Any, CallResult]: ...
 
     def start_replacement(self) -> tuple[Any, dict[str, Any]]: ...

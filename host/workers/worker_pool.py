@@ -19,6 +19,7 @@ from host.workers.call_path import OnProgress
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.incarnation import Incarnation
+from host.workers.stream import StreamSink
 from host.workers.worker_handle import WorkerHandle
 
 
@@ -57,8 +58,9 @@ class WorkerPool:
         timeout: float | None,
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
+        stream: StreamSink | None = None,
     ) -> CallResult:
-        return self._pick().call(function, arguments, timeout, door, on_progress)
+        return self._pick().call(function, arguments, timeout, door, on_progress, stream)
 
     def acall(
         self,
@@ -68,9 +70,12 @@ class WorkerPool:
         door: ContextDoor | None = None,
         on_progress: OnProgress | None = None,
         stop_on_cancel: bool = False,
+        stream: StreamSink | None = None,
     ) -> Coroutine[Any, Any, CallResult]:
         # (The member's coroutine itself: no coroutine of our own per call.)
-        return self._pick().acall(function, arguments, timeout, door, on_progress, stop_on_cancel)
+        return self._pick().acall(
+            function, arguments, timeout, door, on_progress, stop_on_cancel, stream
+        )
 
     # -- reloading ---------------------------------------------------------
 
