@@ -6,6 +6,7 @@ namespace), the test checks what the report says instead of the attack.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from host import Limits, Sandbox
+from host import Limits, Sandbox, WorkerCrashed
 from tests.conftest import both_start_methods, process_tree, wait_for
 
 ROOT = os.geteuid() == 0
@@ -462,3 +463,54 @@ def test_a_set_in_a_private_directory_loads_but_its_neighbours_stay_hidden(make_
     fh.load_function_set(str(private / "tool.py"))  # its own module: readable
     assert fh.call("read_text", {"path": str(secret)}) == "ENOENT"
     assert fh.call("listing", {"path": str(private)}) == ["tool.py"]
+
+
+FD_LISTER = """
+import json
+import os
+import sys
+
+
+def fds() -> list:
+    config = json.loads(sys.argv[1])
+    mine = {config["in_fd"], config["out_fd"]}
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own fd, closed by now
+        if fd not in mine and target.startswith(("socket:", "pipe:", "anon_inode:")):
+            found.append(f"{fd} -> {target}")
+    return found
+"""
+
+
+@both_start_methods
+def test_a_worker_holds_no_socket_or_pipe_but_its_own(make_host, write_set, tmp_path):
+    """A worker that held the zygote's end of a spare's socket could send that
+    spare a request of its own making (its own policy, pipes it holds) and
+    get a worker without the sandbox. With a plain spare present (a set whose
+    policy the spare does not fit came first), no worker of either policy
+    holds a socket, or a pipe other than its two protocol pipes."""
+    fh = make_host(on_conflict="prefix")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    fh.load_function_set(
+        write_set("weak", FD_LISTER, directory=plain),
+        limits=Limits(timeout=10.0, sandbox=Sandbox(own_uid=False)),
+    )
+    fh.load_function_set(write_set("strong", FD_LISTER))
+    for name in ("weak", "strong"):
+        assert fh.call(f"{name}.fds") == []
+        # And a worker restarted from a spare.
+        old = fh.function_sets[name]["pid"]
+        os.kill(old, 9)
+        for _ in range(50):
+            with contextlib.suppress(WorkerCrashed):
+                listed = fh.call(f"{name}.fds")
+                if fh.function_sets[name]["pid"] != old:
+                    break
+        assert fh.function_sets[name]["pid"] != old
+        assert listed == []

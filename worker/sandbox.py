@@ -122,3 +122,22 @@ def detach_stdin() -> None:
 
 def in_own_session() -> bool:
     return os.getsid(0) == os.getpid()
+
+
+def close_inherited_fds(keep: set[int]) -> list[int]:
+    """Close every open fd not in ``keep``; the fds closed (an fd that
+    cannot be listed or closed is left: the caller's probes judge)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return []
+    closed = []
+    for fd in fds:
+        if fd in keep:
+            continue
+        try:
+            os.close(fd)
+        except OSError:
+            continue  # (the listing's own fd, already closed)
+        closed.append(fd)
+    return closed

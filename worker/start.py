@@ -185,6 +185,11 @@ def run(config: WorkerConfig) -> NoReturn:
         if entry not in sys.path:
             sys.path.append(entry)
 
+    # Nothing inherited reaches user code but what the worker uses: no
+    # socket or pipe of the zygote, a spare or the host that a bug elsewhere
+    # left open (a worker holding a spare's socket could start a worker of
+    # its own making).
+    sandbox.close_inherited_fds({0, 1, 2, in_fd, out_fd, *capture.fds})
     my_pid = os.getpid()
     try:
         module = import_module(config.path, config.module, config.set_name, missing)

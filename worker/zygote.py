@@ -130,11 +130,20 @@ def main() -> None:
             return
         if pid == 0:
             ours.close()
+            close_spare_sockets()  # the other spares' ends: no child may hold one
             spare_life.wait_as_spare(
                 theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead
             )
         theirs.close()
         spares[ahead].append((pid, ours))
+
+    def close_spare_sockets() -> None:
+        """In a fresh child: close our ends of the spares' sockets. A worker
+        holding one could hand that spare a request of its own making and
+        get a worker under a policy of its choosing."""
+        for kind in spares.values():
+            for _, conn in kind:
+                conn.close()
 
     def drop_spare() -> None:
         for kind in spares.values():
@@ -309,6 +318,7 @@ def main() -> None:
                 send(SpawnFailed(request.id, f"fork failed: {exc}"))
                 continue
             if pid == 0:
+                close_spare_sockets()
                 spare_life.detach(sock, (wake_r, wake_w))
                 spare_life.become_worker(request, fds, me)
         for fd in fds:
