@@ -325,6 +325,21 @@ def test_a_worker_that_closes_its_pipe_and_stays_is_killed_as_a_protocol_error(
     assert fh.function_sets["hostile"]["pid"] != old_pid
 
 
+def test_a_worker_that_closes_its_pipe_and_stays_is_killed_even_when_that_parks_the_set(
+    make_host, write_set
+):
+    """The same worker, when its death parks the set (crash_limit=1): no
+    replacement is started, and it must still not hold its call forever."""
+    fh = make_host(limits=Limits(timeout=None, crash_limit=1, crash_window=60.0))
+    fh.load_function_set(write_set("hostile", HOSTILE))
+    with pytest.raises(ProtocolError) as info:
+        fh.call("close_pipe_and_stay")
+    assert "closed its end of the pipe and did not exit" in str(info.value)
+    with pytest.raises(WorkerCrashed) as parked:
+        fh.call("echo", {"x": 1})
+    assert "parked" in str(parked.value)
+
+
 def test_parked_set_recovers_after_window(make_host, write_set):
     fh = make_host(limits=Limits(crash_limit=2, crash_window=0.5))
     fh.load_function_set(write_set("hostile", HOSTILE))

@@ -195,14 +195,19 @@ class WorkerHandle:
         of after it has been reaped; ``dying`` is retired: its calls fail as
         usual when its exit is seen, and a reaper thread releases its pipes
         and files, killing it (with the reason ``overdue``, if given) if it
-        has not exited within ``REAP_TIMEOUT``.
+        has not exited within ``REAP_TIMEOUT``. With ``overdue``, a ``dying``
+        that is not retired here (the set closed or parked meanwhile, or a
+        caller restarting it first) is still killed then if it lingers.
         """
 
         def job() -> None:
             # Runs on the launcher thread. A caller holding the lock may be
             # waiting for this very thread to spawn, so never block on it:
             # if the lock is taken, that caller is restarting the worker.
+            retired = False
             if not self._lock.acquire(blocking=False):
+                if dying is not None and overdue is not None:
+                    self._kill_if_it_stays(dying, overdue)
                 return
             try:
                 inc = self.current
@@ -213,6 +218,7 @@ class WorkerHandle:
                 elif inc is dying:
                     # Retired first: whatever happens to the spawn (a close,
                     # a failure), the reaper releases the old one.
+                    retired = True
                     self._retiring.add(inc)
                     threading.Thread(
                         target=self._stop,
@@ -227,8 +233,21 @@ class WorkerHandle:
                 pass
             finally:
                 self._lock.release()
+                if not retired and dying is not None and overdue is not None:
+                    self._kill_if_it_stays(dying, overdue)
 
         self._launcher.submit(job)
+
+    def _kill_if_it_stays(self, inc: Incarnation, reason: tuple[str, str]) -> None:
+        """On a thread of its own: kill ``inc`` with ``reason`` if it has not
+        exited within ``REAP_TIMEOUT`` (its exit is handled as usual)."""
+
+        def watch() -> None:
+            ch = inc.channel
+            if not ch.wait(ch.exit, time.monotonic() + REAP_TIMEOUT):
+                inc.kill(*reason)
+
+        threading.Thread(target=watch, name=f"fnhost-eof-{self.name}", daemon=True).start()
 
     def _recycle(self, inc: Incarnation, pending: Pending) -> None:
         """The worker asked to be replaced (it ran out of memory and may
@@ -259,11 +278,13 @@ class WorkerHandle:
         ):
             return
         inc.death_counted = True
+        overdue = (PROTOCOL, "it closed its end of the pipe and did not exit")
         if self._record_death():
-            return  # parked: no replacement until the window has passed
-        self.restart_in_background(
-            dying=inc, overdue=(PROTOCOL, "it closed its end of the pipe and did not exit")
-        )
+            # Parked: no replacement until the window has passed; a worker
+            # that closed its pipe but lives on is still killed.
+            self._kill_if_it_stays(inc, overdue)
+            return
+        self.restart_in_background(dying=inc, overdue=overdue)
 
     def _on_broken(self, inc: Incarnation, violation: ProtocolViolation | None) -> None:
         """The incarnation exited or broke the protocol: reap, fail calls, restart."""
