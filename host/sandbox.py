@@ -58,7 +58,7 @@ class Sandbox:
       worker's own processes, SysV shared memory is private and capped at
       ``memory_mb``, and every process the worker starts dies with it.
     - ``memory_cgroup``: where the host may make memory cgroups (root with
-      cgroup v1, or a delegated cgroup v2 subtree), each worker runs in one
+      cgroup v1; on v2 only a host in the root cgroup), each worker runs in one
       of its own whose limit is ``memory_mb + disk_mb`` and counts all of
       its memory: heap, page cache, its tmpfs (scratch, ``/dev/shm``), SysV
       shared memory it detached, ``memfd`` pages. Past it the kernel's OOM

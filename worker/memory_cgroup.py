@@ -22,6 +22,7 @@ reported missing (``memory_cgroup: false``), never claimed.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from protocol.memory_cgroup import V1, V2, ControllerFiles, own_cgroup, swap_value, worker_dir_name
@@ -49,7 +50,15 @@ def join(parent: str, pid: int, process: int | None = None) -> str | None:
     try:
         os.mkdir(path, 0o755)
     except FileExistsError:
-        pass
+        # Left by a dead process of the same pid (its limit, its OOM count):
+        # made anew, unless something is still in it.
+        try:
+            os.rmdir(path)
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        except OSError:
+            pass
     except OSError:
         return None
     try:
@@ -75,10 +84,17 @@ def set_limit(path: str, limit: int) -> bool:
     True if the limit was written (swap accounting may be absent)."""
     files = _files(path)
     try:
-        # v1: memory+swap may never be below memory, so memory first.
+        # v1: memory+swap may never be below memory: memory first when
+        # lowering, memory+swap first when raising (EINVAL the other way).
         _write(os.path.join(path, files.limit), str(limit))
-    except OSError:
-        return False
+    except OSError as exc:
+        if exc.errno != errno.EINVAL or files is not V1:
+            return False
+        try:
+            _write(os.path.join(path, files.swap), swap_value(files, limit))
+            _write(os.path.join(path, files.limit), str(limit))
+        except OSError:
+            return False
     try:
         _write(os.path.join(path, files.swap), swap_value(files, limit))
     except FileNotFoundError:
@@ -100,4 +116,28 @@ def verify(parent: str, pid: int, limit: int) -> bool:
             value = f.read().strip()
     except OSError:
         return False
-    return value.isdigit() and int(value) <= limit
+    return value.isdigit() and int(value) == limit
+
+
+def locked(parent: str, pid: int) -> bool:
+    """True if this process cannot change its cgroup's limit: opening the
+    limit file for writing is refused (its own uid, a read-only view, a
+    Landlock ruleset). A worker that may still write it (root, no
+    namespaces) has no limit worth the name."""
+    directory = os.path.join(parent, worker_dir_name(pid))
+    path = os.path.join(directory, _files(directory).limit)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    os.close(fd)
+    return False
+
+
+def remove(parent: str, pid: int) -> None:
+    """Remove the cgroup of ``pid`` if it exists and is empty (the zygote,
+    for the spares it reaps)."""
+    try:
+        os.rmdir(os.path.join(parent, worker_dir_name(pid)))
+    except OSError:
+        pass

@@ -165,9 +165,16 @@ def run(config: WorkerConfig) -> NoReturn:
         host_uid=config.host_uid,
     )
     protections.update(report)
+    # With every layer in place: a worker that can still rewrite its limit
+    # (root without namespaces) has none.
+    in_cgroup = (
+        in_cgroup
+        and config.memory_cgroup is not None
+        and memory_cgroup.locked(config.memory_cgroup, os.getpid())
+    )
     protections["memory_cgroup"] = in_cgroup
     if config.memory_cgroup is not None and cgroup_limit is not None and not in_cgroup:
-        unmet.append("memory_cgroup (not in a memory cgroup under its limit)")
+        unmet.append("memory_cgroup (not in a memory cgroup under its limit it cannot change)")
     # The report leaves before any user code runs: nothing the module does
     # at import can change what the host believes (the host takes the
     # report from this message only).

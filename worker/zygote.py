@@ -213,7 +213,12 @@ def main() -> None:
                 workers.discard(pid)
                 send(Exited(pid, os.waitstatus_to_exitcode(status)))
                 kill_orphans()
-            elif any(kind and kind[0][0] == pid for kind in spares.values()):
+                continue
+            if config.memory_cgroup is not None:
+                # A spare that died, was dropped or given up on: the host
+                # never knew it (a worker's cgroup is the host's to remove).
+                memory_cgroup.remove(config.memory_cgroup, pid)
+            if any(kind and kind[0][0] == pid for kind in spares.values()):
                 # A spare died waiting: forget it before its pid is reused.
                 for kind in spares.values():
                     if kind and kind[0][0] == pid:

@@ -158,10 +158,11 @@ class WorkerProcess:
         except OSError:
             return ""
 
-    def oom_killed(self) -> bool:
-        """Once it has died: True if the kernel's OOM killer killed a process
-        in its memory cgroup (its limit counts all its memory)."""
-        return self.cgroups is not None and self.cgroups.oom_killed(self.pid)
+    def oom_killed(self) -> str | None:
+        """Once it has died: ``"limit"`` if the kernel's OOM killer killed a
+        process in its memory cgroup at the cgroup's limit, ``"machine"`` if
+        the machine ran out of memory, else None (``MemoryCgroups``)."""
+        return None if self.cgroups is None else self.cgroups.oom_killed(self.pid)
 
     def remove_workdir(self) -> None:
         """Remove the worker's directory (scratch and capture files) and its

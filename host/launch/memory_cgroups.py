@@ -25,7 +25,15 @@ import queue
 import threading
 import time
 
-from protocol.memory_cgroup import PARENT_PREFIX, V1, V2, oom_kills, own_cgroup, worker_dir_name
+from protocol.memory_cgroup import (
+    PARENT_PREFIX,
+    V1,
+    V2,
+    ControllerFiles,
+    oom_kills,
+    own_cgroup,
+    worker_dir_name,
+)
 
 logger = logging.getLogger("fnhost")
 
@@ -57,18 +65,33 @@ class MemoryCgroups:
 
     def worker_dir(self, pid: int) -> str | None:
         """The cgroup directory of the worker known as ``pid``, or None."""
-        return None if self.parent is None else os.path.join(self.parent, worker_dir_name(pid))
+        parent = self.parent  # (read once: close() may clear it meanwhile)
+        return None if parent is None else os.path.join(parent, worker_dir_name(pid))
 
-    def oom_killed(self, pid: int) -> bool:
-        """True if the kernel's OOM killer killed a process in ``pid``'s
-        cgroup (read once the worker has died, before ``release``)."""
+    def oom_killed(self, pid: int) -> str | None:
+        """Once the worker has died, before ``release``: ``"limit"`` if the
+        kernel's OOM killer killed a process in ``pid``'s cgroup after the
+        cgroup reached its limit, ``"machine"`` if it did while the cgroup
+        was under it (the whole machine was short), else None."""
         path = self.worker_dir(pid)
         if path is None:
-            return False
+            return None
         for files in (V1, V2):
-            with contextlib.suppress(OSError), open(os.path.join(path, files.events)) as f:
-                return oom_kills(f.read()) > 0
-        return False
+            try:
+                with open(os.path.join(path, files.events)) as f:
+                    events = f.read()
+            except OSError:
+                continue
+            if oom_kills(events) == 0:
+                return None
+            return "limit" if _limit_reached(path, files, events) else "machine"
+        return None
+
+    def _take_left(self) -> list[str]:
+        with self._lock:
+            left = list(self._left)
+            self._left.clear()
+        return left
 
     def release(self, pid: int) -> None:
         """Have ``pid``'s cgroup removed (its processes are gone), on a
@@ -92,13 +115,15 @@ class MemoryCgroups:
             path = self._released.get()
             if path is None:
                 return
-            try:
-                os.rmdir(path)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                with self._lock:
-                    self._left.add(path)
+            # Those busy before (a namespace was tearing down) are tried again.
+            for each in [path, *self._take_left()]:
+                try:
+                    os.rmdir(each)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    with self._lock:
+                        self._left.add(each)
 
     def close(self) -> None:
         """Remove every worker's cgroup and the directory (the workers have
@@ -142,6 +167,26 @@ def _make_parent() -> str:
             os.rmdir(parent)
         raise
     return parent
+
+
+def _limit_reached(path: str, files: ControllerFiles, events: str) -> bool:
+    """Whether the cgroup at ``path`` reached its limit: v2 counts it as
+    ``max`` in ``memory.events``; v1 (whose ``failcnt`` this kernel does not
+    keep) shows its peak in ``memory.max_usage_in_bytes``."""
+    if files is V2:
+        for line in events.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max" and value.strip().isdigit():
+                return int(value) > 0
+        return False
+    try:
+        with open(os.path.join(path, "memory.max_usage_in_bytes")) as f:
+            peak = int(f.read().strip())
+        with open(os.path.join(path, V1.limit)) as f:
+            limit = int(f.read().strip())
+    except (OSError, ValueError):
+        return False
+    return peak >= limit
 
 
 def limit_of(pid: int) -> int | None:

@@ -58,9 +58,10 @@ class Death:
         self.how = how
         self.stderr_tail = stderr_tail
         self.dump = dump
-        #: Killed by the kernel's OOM killer in its memory cgroup (it died by
-        #: itself of SIGKILL, and the cgroup counted an OOM kill).
-        self.oom = self.reason is None and signal == "SIGKILL" and inc.proc.oom_killed()
+        #: Killed by the kernel's OOM killer (it died by itself of SIGKILL and
+        #: its memory cgroup counted an OOM kill): "limit" at the cgroup's
+        #: limit, "machine" with the machine short; else None.
+        self.oom = inc.proc.oom_killed() if self.reason is None and signal == "SIGKILL" else None
 
     @classmethod
     def reap(cls, inc: Incarnation, violation: ProtocolViolation | None) -> Death:
@@ -94,9 +95,8 @@ class Death:
         if p is inc.channel.handshake:
             why = reason[1] if reason else f"the worker {how} while importing the module"
             if self.oom:
-                why = (
-                    f"the worker ran out of memory while importing the module ({_oom_cause(spec)})"
-                )
+                cause = _oom_cause(spec, self.oom)
+                why = f"the worker ran out of memory while importing the module ({cause})"
             return LoadError(
                 name,
                 why,
@@ -122,7 +122,7 @@ class Death:
                 name, p.function, reason[1], details={"cause": reason[0]}, **fields
             )
         if self.oom:
-            return OutOfMemory(name, p.function, _oom_cause(spec), **fields)
+            return OutOfMemory(name, p.function, _oom_cause(spec, self.oom), **fields)
         # One sentence; the dump and the stderr stay in their attributes.
         text = f"{how} during the call"
         site = _crash_site(dump, spec.path)
@@ -135,7 +135,9 @@ class Death:
         return WorkerCrashed(name, p.function, text, traceback=dump, **fields)
 
 
-def _oom_cause(spec: WorkerSpec) -> str:
+def _oom_cause(spec: WorkerSpec, where: str) -> str:
+    if where != "limit":
+        return "the kernel's OOM killer ended the worker: the machine ran out of memory"
     limits = spec.limits
     total = (limits.memory_mb or 0) + (limits.disk_mb or 0)
     return (

@@ -311,7 +311,8 @@ class WorkerHandle:
         # status alone ("exited with status 0" after a failed import) says nothing.
         if inc.ready is not None and (reason is None or reason[0] == PROTOCOL):
             how = (
-                "was killed by the kernel's OOM killer at its memory limit"
+                "was killed by the kernel's OOM killer "
+                + ("at its memory limit" if death.oom == "limit" else "(the machine was short)")
                 if death.oom
                 else death.how
             )
