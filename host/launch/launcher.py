@@ -21,7 +21,6 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 
 from host.launch.memory_cgroups import MemoryCgroups
 from host.launch.tree_removal import remove_tree
+from host.launch.workdirs import discard_workdir, make_workdir, sweep_stale_workdirs
 from host.launch.zygote import Zygote, ZygoteError
 from host.limits import Limits
 from protocol.frame_limits import request_frame_limit
@@ -234,7 +234,7 @@ def spawn_process(
     """
     limits = spec.limits
     fds: list[int] = []
-    workdir = tempfile.mkdtemp(prefix=f"fnhost-{_safe(spec.set_name)}-{host_pid}-")
+    workdir = make_workdir(spec.set_name, host_pid)
     try:
         scratch = os.path.join(workdir, "scratch")
         os.mkdir(scratch, 0o700)
@@ -286,7 +286,7 @@ def spawn_process(
     except BaseException:
         for fd in fds:
             os.close(fd)
-        _discard_workdir(workdir)
+        discard_workdir(workdir)
         raise
     for fd in (req_r, resp_w, out, err):
         os.close(fd)
@@ -303,52 +303,8 @@ def spawn_process(
         if popen is not None:
             popen.kill()
             popen.wait()
-        _discard_workdir(workdir)
+        discard_workdir(workdir)
         raise
-
-
-def _discard_workdir(workdir: str) -> None:
-    """Remove the directory of a worker that did not start. Without opening
-    anything first: a spawn that failed for want of fds (EMFILE) left at most
-    the capture files and an empty scratch, which unlink and rmdir remove
-    where ``remove_tree`` (which must open directories) cannot."""
-    for name in ("stdout", "stderr"):
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(workdir, name))
-    for path in (os.path.join(workdir, "scratch"), workdir):
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
-    if os.path.lexists(workdir):
-        remove_tree(workdir)
-
-
-def sweep_stale_workdirs() -> int:
-    """Remove worker directories of hosts that died without cleaning up
-    (a SIGKILLed host cannot). Returns how many were removed.
-
-    Never raises: a directory that cannot be removed is logged and left,
-    so it cannot stop a host from starting."""
-    removed = 0
-    try:
-        entries = os.listdir(tempfile.gettempdir())
-    except OSError:
-        return 0
-    for name in entries:
-        if not name.startswith("fnhost-"):
-            continue
-        parts = name.rsplit("-", 2)
-        if len(parts) != 3 or not parts[1].isdigit():
-            continue
-        pid = int(parts[1])
-        if pid == os.getpid() or os.path.exists(f"/proc/{pid}"):
-            continue
-        if remove_tree(os.path.join(tempfile.gettempdir(), name)):
-            removed += 1
-    return removed
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:40]
 
 
 class Launcher:

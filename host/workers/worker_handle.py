@@ -12,7 +12,6 @@ a loop. Each call's own path (its turn, deadlines, cancel, resend) is
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
@@ -25,6 +24,7 @@ from host.wire.pending import Pending
 from host.workers.call_gate import PIPE_BUDGET, CallGate
 from host.workers.call_path import CallPath
 from host.workers.call_result import CallResult
+from host.workers.crash_loop import CrashLoop
 from host.workers.death import Death
 from host.workers.incarnation import (
     CLOSING,
@@ -61,12 +61,9 @@ class WorkerHandle:
         self._lock = threading.Lock()
         #: The incarnation calls go to (read by them without the lock).
         self.current: Incarnation | None = None
-        self._deaths: collections.deque[float] = collections.deque()
-        self._deaths_lock = threading.Lock()
+        self._crashes = CrashLoop(spec.limits.crash_limit, spec.limits.crash_window)
         self._retiring: set[Incarnation] = set()
         self._gate = CallGate()  # FIFO way into the worker's pipe
-        self._parked_until = 0.0
-        self._park_reason = ""
         self._closed = False
         self._log = logger.getChild(f"worker.{self.name}")
         calls = CallPath(self, self.name, self._gate, spec.limits.max_argument_bytes, self._log)
@@ -149,12 +146,12 @@ class WorkerHandle:
                 inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             try:
                 if inc is None or inc.channel.broken or inc.load_error is not None:
-                    if time.monotonic() < self._parked_until:
-                        left = self._parked_until - time.monotonic()
+                    if self._crashes.parked():
+                        left = self._crashes.seconds_left()
                         raise WorkerCrashed(
                             self.name,
                             function,
-                            f"is parked: {self._park_reason}; it will be restarted on a call "
+                            f"is parked: {self._crashes.reason}; it will be restarted on a call "
                             f"in {left:.1f}s",
                             details={"cause": "parked"},
                         )
@@ -211,7 +208,7 @@ class WorkerHandle:
                 return
             try:
                 inc = self.current
-                if self._closed or time.monotonic() < self._parked_until:
+                if self._closed or self._crashes.parked():
                     return
                 if inc is None or inc.channel.broken:
                     self._replace(inc)
@@ -299,7 +296,7 @@ class WorkerHandle:
         if (
             inc.ready is not None
             and not self._closed
-            and time.monotonic() >= self._parked_until
+            and not self._crashes.parked()
             and (reason is None or reason[0] in (TIMEOUT, PROTOCOL, RECYCLE))
         ):
             self.restart_in_background()
@@ -319,21 +316,10 @@ class WorkerHandle:
             self._log.warning("worker (pid %d) %s", inc.proc.pid, how)
 
     def _record_death(self) -> bool:
-        """Count an unintended death; True if it parks the set."""
-        now = time.monotonic()
-        limits = self.spec.limits
-        with self._deaths_lock:
-            self._deaths.append(now)
-            while self._deaths and self._deaths[0] < now - limits.crash_window:
-                self._deaths.popleft()
-            if len(self._deaths) < limits.crash_limit:
-                return False
-            self._deaths.clear()
-            self._park_reason = (
-                f"its worker died {limits.crash_limit} times within {limits.crash_window:g}s"
-            )
-            self._parked_until = now + limits.crash_window
-        self._log.error("function set %r parked: %s", self.name, self._park_reason)
+        """Count an unintended death; True if it parks the set (logged)."""
+        if not self._crashes.record_death():
+            return False
+        self._log.error("function set %r parked: %s", self.name, self._crashes.reason)
         return True
 
     # -- reloading -----------------------------------------------------------
@@ -443,7 +429,7 @@ class WorkerHandle:
     def parked(self) -> bool:
         """True while a call would fail at once because the set is parked
         after a crash loop (its worker is dead and not being restarted)."""
-        if time.monotonic() >= self._parked_until:
+        if not self._crashes.parked():
             return False
         inc = self.current
         return inc is None or inc.channel.broken or inc.load_error is not None
