@@ -259,24 +259,27 @@ def test_a_stale_cgroup_of_the_same_pid_is_made_anew_and_limits_can_rise():
 
     parent = os.path.join(_cgroup_dir(os.getpid()), f"fnhost-test-{os.getpid()}")
     os.mkdir(parent)
-    read, write = os.pipe()
+    go_r, go_w = os.pipe()
+    back_r, back_w = os.pipe()
     pid = os.fork()
-    if pid == 0:
-        os.read(read, 1)
+    if pid == 0:  # the new process of that pid joins its cgroup itself
+        os.read(go_r, 1)
+        joined = memory_cgroup.join(parent, os.getpid())
+        os.write(back_w, str(_limit(joined) if joined else -1).encode())
+        os.read(go_r, 1)
         os._exit(0)
+    stale = os.path.join(parent, f"w{pid}")
     try:
-        stale = os.path.join(parent, f"w{pid}")
         os.mkdir(stale)
         with open(os.path.join(stale, "memory.limit_in_bytes"), "w") as f:
             f.write(str(100 << 20))
-        joined = memory_cgroup.join(parent, pid, process=pid)
-        assert joined == stale
-        assert _limit(stale) > 1 << 40  # made anew: no limit yet
+        os.write(go_w, b"x")
+        assert int(os.read(back_r, 64)) > 1 << 40  # made anew: no limit yet
         assert memory_cgroup.set_limit(stale, 100 << 20)
         assert memory_cgroup.set_limit(stale, 300 << 20)  # raising: memsw first
         assert _limit(stale) == 300 << 20
     finally:
-        os.write(write, b"x")
+        os.write(go_w, b"x")
         os.waitpid(pid, 0)
         for d in (os.path.join(parent, f"w{pid}"), parent):
             with contextlib.suppress(OSError):

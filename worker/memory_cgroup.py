@@ -22,6 +22,7 @@ reported missing (``memory_cgroup: false``), never claimed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 
@@ -51,14 +52,12 @@ def join(parent: str, pid: int, process: int | None = None) -> str | None:
         os.mkdir(path, 0o755)
     except FileExistsError:
         # Left by a dead process of the same pid (its limit, its OOM count):
-        # made anew, unless something is still in it.
-        try:
-            os.rmdir(path)
-            os.mkdir(path, 0o755)
-        except FileExistsError:
-            pass
-        except OSError:
-            pass
+        # made anew, unless something is in it. Only by the process itself:
+        # the zygote moving a spare in may meet the spare making it.
+        if process is None:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+                os.mkdir(path, 0o755)
     except OSError:
         return None
     try:

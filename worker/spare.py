@@ -66,6 +66,7 @@ def wait_as_spare(
     zygote_pid: int,
     cgroup_parent: str | None,
     ahead: bool = True,
+    name_before: str | None = None,
 ) -> None:
     """A spare: wait for one spawn request from the zygote, then become that
     worker; exit on EOF (the zygote dropped it, or died). Never returns.
@@ -87,7 +88,9 @@ def wait_as_spare(
     """
     try:
         detach(sock, wake)
-        comm = _rename(SPARE_NAME)  # first: ps tells a spare from a worker by it
+        # Born with the spare's name (the zygote took it for the fork): ps
+        # never shows a spare as a worker. ``comm`` is the one to take back.
+        comm = name_before
         if cgroup_parent is not None:
             # Before the forks below: init and the worker-to-be are born in it.
             memory_cgroup.join(cgroup_parent, os.getpid())
@@ -106,7 +109,7 @@ def wait_as_spare(
         if not data or len(fds) != SPAWN_FDS:
             os._exit(0)
         if comm:
-            _rename(comm)  # before "k": the zygote's reply finds us renamed
+            rename(comm)  # before "k": the zygote's reply finds us renamed
         conn.send(b"k")  # alive: the zygote reports our (warden's) pid
         # Nothing happens on the request's pipes and files before the zygote
         # has taken us: one it gave up on (and is killing) must not touch
@@ -122,7 +125,7 @@ def wait_as_spare(
     become_worker(request, fds, zygote_pid, session=entered is None or entered.role == "alone")
 
 
-def _rename(name: str) -> str | None:
+def rename(name: str) -> str | None:
     """Set this process's name (``ps``, ``/proc/<pid>/comm``); the old one,
     or None if it could not be read and changed. ``prctl``, not a write to
     ``/proc/self/comm``: a warden that dropped its uid and is not dumpable

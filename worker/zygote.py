@@ -122,17 +122,23 @@ def main() -> None:
 
     def fork_spare(ahead: bool = True) -> None:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        # The spare is born with its name: there is no moment when ps shows
+        # it as a worker of ours (our name) before it renames itself.
+        name = spare_life.rename(spare_life.SPARE_NAME)
         try:
             pid = os.fork()
         except OSError:
             ours.close()
             theirs.close()
             return
+        finally:
+            if name is not None and os.getpid() == me:
+                spare_life.rename(name)
         if pid == 0:
             ours.close()
             close_spare_sockets()  # the other spares' ends: no child may hold one
             spare_life.wait_as_spare(
-                theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead
+                theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead, name
             )
         theirs.close()
         spares[ahead].append((pid, ours))

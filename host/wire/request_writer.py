@@ -100,6 +100,19 @@ class RequestWriter:
 
     def cancel(self, pending: Pending, lock_timeout: float) -> bool:
         """``Channel.cancel`` (see there)."""
+        conversation = self._conversation
+        return self._write_cancel(pending, conversation.send_cancel, lock_timeout)
+
+    def stop(self, pending: Pending, lock_timeout: float) -> bool:
+        """``Channel.stop`` (see there)."""
+        conversation = self._conversation
+        return self._write_cancel(pending, conversation.send_stop, lock_timeout)
+
+    def _write_cancel(
+        self, pending: Pending, allowed: Callable[[Pending], bool], lock_timeout: float
+    ) -> bool:
+        """Write ``pending``'s ``cancel`` if ``allowed(pending)`` (the
+        conversation's ``send_cancel`` or ``send_stop``, which marks it sent)."""
         frame = encode_cancel(pending.msgid)
         if not self._write_lock.acquire(timeout=lock_timeout):
             return False
@@ -107,24 +120,7 @@ class RequestWriter:
             with self._lock:
                 # (Marked sent before the write: the confirmation may be read
                 # before this thread runs again.)
-                if pending.done or self._broken() or not self._conversation.send_cancel(pending):
-                    return False
-            if self._write_locked(frame, time.monotonic()):
-                return True
-            with self._lock:
-                self._conversation.cancel_unsent(pending)
-            return False
-        finally:
-            self._write_lock.release()
-
-    def stop(self, pending: Pending, lock_timeout: float) -> bool:
-        """``Channel.stop`` (see there)."""
-        frame = encode_cancel(pending.msgid)
-        if not self._write_lock.acquire(timeout=lock_timeout):
-            return False
-        try:
-            with self._lock:
-                if pending.done or self._broken() or not self._conversation.send_stop(pending):
+                if pending.done or self._broken() or not allowed(pending):
                     return False
             if self._write_locked(frame, time.monotonic()):
                 return True
