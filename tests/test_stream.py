@@ -10,6 +10,7 @@ not send (``ProtocolError``): each with real workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 
@@ -94,6 +95,11 @@ def returns_value():
 
 def echo(x: int) -> int:
     return x
+
+
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "rested"
 '''
 
 
@@ -206,6 +212,34 @@ def test_acall_stream_yields_items_and_stops_early(gen, tmp_path):
     assert first == [0, 1, 2, 3, 4]
     assert gen.call("echo", {"x": 5}, timeout=10) == 5
     assert os.path.exists(tmp_path / "count.closed")
+
+
+def test_a_stream_closed_before_it_started_is_stopped_at_its_first_item(
+    make_host, write_set, tmp_path
+):
+    """Its reader gave up while it waited behind another call: when it
+    starts, its first item stops it (no call timeout here: without the stop
+    the worker would wait for room forever and hold the set)."""
+    fh = make_host(limits=Limits(timeout=None, sandbox=Sandbox(writable_paths=(tmp_path,))))
+    fh.load_function_set(write_set("gen", GEN))
+    count = tmp_path / "count"
+
+    async def main() -> int:
+        napping = asyncio.create_task(fh.acall("nap", {"seconds": 1.0}))
+        await asyncio.sleep(0.1)  # the nap runs; the stream will wait behind it
+        stream = fh.acall_stream("counted", {"path": str(count)})
+        first = asyncio.create_task(stream.__anext__())
+        await asyncio.sleep(0.2)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        await stream.aclose()
+        assert await napping == "rested"
+        return await fh.acall("echo", {"x": 9}, timeout=10)
+
+    assert asyncio.run(main()) == 9
+    # Stopped soon after its first item, not after a window of them.
+    assert int((tmp_path / "count.closed").read_text()) < STREAM_WINDOW
 
 
 def test_unknown_names_fail_at_once(gen):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
@@ -67,7 +68,7 @@ class StreamSink:
             self._where = (channel, pending)
             closed = self.closed
         if closed:
-            channel.stop(pending, lock_timeout=0)
+            _stop(channel, pending)
             return
         self._put(value)
 
@@ -143,7 +144,25 @@ class StreamSink:
             self.closed = True
             where = self._where
         if where is not None:
-            where[0].stop(where[1], lock_timeout=0)
+            _stop(*where)
+
+
+def _stop(channel: Channel, pending: Pending) -> None:
+    """Stop the stream ``pending``: at once if the pipe's write lock is free
+    (never waiting for it: this may run on an event loop or on the thread
+    reading the pipe), else from a thread of its own, until it is written
+    or the call has ended. Without it the worker would wait for room that
+    never comes, until the call's timeout (or forever, without one)."""
+    if channel.stop(pending, lock_timeout=0) or pending.done or pending.cancel_sent:
+        return
+
+    def retry() -> None:
+        while not (pending.done or pending.cancel_sent or channel.broken):
+            if channel.stop(pending, lock_timeout=RETRY_ROOM):
+                return
+            time.sleep(RETRY_ROOM / 10)  # (refused at once: not running yet)
+
+    threading.Thread(target=retry, name="fnhost-stream-stop", daemon=True).start()
 
 
 def end_of(entry: Any) -> _End | None:
