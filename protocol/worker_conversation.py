@@ -148,6 +148,8 @@ class WorkerConversation:
             never_started = list(self._queue)
             self._queue.clear()
             self.phase = Phase.CLOSED
+            if self.credit is not None:
+                self.halted = True  # a running stream ends at its next item
             return Stop(never_started)
         raise ProtocolViolation(f"unexpected message from host: {msg!r:.200}")
 

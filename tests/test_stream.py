@@ -242,6 +242,20 @@ def test_a_stream_closed_before_it_started_is_stopped_at_its_first_item(
     assert int((tmp_path / "count.closed").read_text()) < STREAM_WINDOW
 
 
+def test_closing_the_host_ends_a_stream_waiting_for_room(make_host, write_set, tmp_path):
+    """The host's shutdown reaches a stream that waits for its reader: it
+    ends at its next item (its finally runs) instead of being killed when
+    the grace runs out."""
+    fh = make_host(limits=Limits(timeout=None, sandbox=Sandbox(writable_paths=(tmp_path,))))
+    fh.load_function_set(write_set("gen", GEN))
+    count = tmp_path / "count"
+    stream = fh.call_stream("counted", {"path": str(count)})
+    assert next(stream) == 0
+    time.sleep(0.3)  # the worker fills the window and waits for room
+    fh.close()
+    assert (tmp_path / "count.closed").exists()
+
+
 def test_unknown_names_fail_at_once(gen):
     from host import UnknownFunction
 

@@ -124,20 +124,18 @@ def in_own_session() -> bool:
     return os.getsid(0) == os.getpid()
 
 
-def close_inherited_fds(keep: set[int]) -> list[int]:
-    """Close every open fd not in ``keep``; the fds closed (an fd that
-    cannot be listed or closed is left: the caller's probes judge)."""
+def close_inherited_fds(keep: set[int]) -> None:
+    """Close every fd not in ``keep``, up to the open-files limit (without
+    listing ``/proc``: ``close_range`` where the kernel has it)."""
     try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        return []
-    closed = []
-    for fd in fds:
-        if fd in keep:
-            continue
-        try:
-            os.close(fd)
-        except OSError:
-            continue  # (the listing's own fd, already closed)
-        closed.append(fd)
-    return closed
+        top = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    except (OSError, ValueError):
+        top = 1 << 20
+    if top == resource.RLIM_INFINITY or top > 1 << 20:
+        top = 1 << 20
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = max(low, fd + 1)
+    os.closerange(low, top)

@@ -119,6 +119,8 @@ def main() -> None:
     spares: dict[bool, list[tuple[int, _socket.socket]]] = {True: [], False: []}
     spare = spares[True]
     want_plain = False
+    #: Spares forked and not handed a request: their cgroups are ours to remove.
+    spare_pids: set[int] = set()
 
     def fork_spare(ahead: bool = True) -> None:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
@@ -142,6 +144,7 @@ def main() -> None:
             )
         theirs.close()
         spares[ahead].append((pid, ours))
+        spare_pids.add(pid)
 
     def close_spare_sockets() -> None:
         """In a fresh child: close our ends of the spares' sockets. A worker
@@ -220,10 +223,12 @@ def main() -> None:
                 send(Exited(pid, os.waitstatus_to_exitcode(status)))
                 kill_orphans()
                 continue
-            if config.memory_cgroup is not None:
-                # A spare that died, was dropped or given up on: the host
-                # never knew it (a worker's cgroup is the host's to remove).
-                memory_cgroup.remove(config.memory_cgroup, pid)
+            if pid in spare_pids:
+                spare_pids.discard(pid)
+                if config.memory_cgroup is not None:
+                    # A spare that died, was dropped or given up on: the host
+                    # never knew it (a worker's cgroup is the host's to remove).
+                    memory_cgroup.remove(config.memory_cgroup, pid)
             if any(kind and kind[0][0] == pid for kind in spares.values()):
                 # A spare died waiting: forget it before its pid is reused.
                 for kind in spares.values():
@@ -334,6 +339,7 @@ def main() -> None:
                 spare_life.become_worker(request, fds, me)
         for fd in fds:
             os.close(fd)
+        spare_pids.discard(pid)  # a worker now: its cgroup is the host's
         workers.add(pid)
         send(Spawned(request.id, pid))
         # The next spare must not inherit this request (another set's
