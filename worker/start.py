@@ -13,10 +13,12 @@ What the host tells the worker is ``protocol.worker_config``.
    own uid and mount/IPC/PID namespaces (worker/enclosure.py: this process
    becomes a warden, and the worker continues in its namespace, under the
    warden's pid number).
-   Then the stronger layers the set's policy asks for (user/network
-   namespaces, Landlock, a seccomp filter), each probed; see
-   worker/confinement.py.
-5. Send the probed report (``probed``): before any user code.
+   Before that split, a memory cgroup of its own (worker/memory_cgroup.py;
+   a spare joined its own at its fork). Then the stronger layers the set's
+   policy asks for (user/network namespaces, Landlock, a seccomp filter),
+   each probed; see worker/confinement.py.
+5. Send the probed report (``probed``): before any user code. Close every
+   inherited fd but the protocol pipes and the capture files.
 6. Import the user module.  7. Discover functions.  8. Build each schema.
 9. Send ``ready`` (or ``load_failed``), then serve.
 
