@@ -51,8 +51,9 @@ meanwhile. Progress reports and log lines (``progress``, ``log``
 notifications) follow the same rule: each names the running call, at most
 ``MAX_NOTES_PER_CALL`` per call, and is an event of its own (``Noted``).
 So do a stream's items (``item``), for a call sent with ``"stream": true``
-only, and only as many as its credit allows: ``STREAM_WINDOW`` at first,
-plus what each ``more`` from the host adds (``send_more``); the host stops
+only, and only as much as its credit allows: ``STREAM_WINDOW`` items and
+the call's result limit in bytes at first, plus what each ``more`` from the
+host adds (``send_more``); the host stops
 a running stream with a ``cancel`` (``send_stop``), which the worker
 answers with an ordinary reply.
 Any other request from a worker, and any other notification after the
@@ -129,9 +130,12 @@ class Call:
         "asking",
         "notes",
         "credit",
+        "byte_credit",
     )
 
-    def __init__(self, msgid: int, timeout: float | None = None, stream: bool = False) -> None:
+    def __init__(
+        self, msgid: int, timeout: float | None = None, stream: bool = False, stream_bytes: int = 0
+    ) -> None:
         self.msgid = msgid
         self.timeout = timeout
         self.started = False
@@ -145,6 +149,10 @@ class Call:
         #: still send (``STREAM_WINDOW``, plus what ``send_more`` allowed,
         #: less what came). -1: not a stream.
         self.credit = STREAM_WINDOW if stream else -1
+        #: ... and the bytes (message bodies) its items may still take: the
+        #: call's result limit at first (``stream_bytes``), plus what
+        #: ``send_more`` allowed, less what came.
+        self.byte_credit = stream_bytes
 
     def _start(self, now: float) -> None:
         self.started = True
@@ -224,14 +232,16 @@ class Asked:
 
 
 class Noted:
-    """The running ``call`` reports progress or a log line (``note``, its
-    params checked by ``messages.validate_note``). Nothing to answer."""
+    """The running ``call`` reports progress or a log line, or a stream's
+    item (``note``, its params checked by ``messages.validate_note``;
+    ``size``: its message's bytes). Nothing to answer."""
 
-    __slots__ = ("call", "note")
+    __slots__ = ("call", "note", "size")
 
-    def __init__(self, call: Call, note: Notification) -> None:
+    def __init__(self, call: Call, note: Notification, size: int = 0) -> None:
         self.call = call
         self.note = note
+        self.size = size
 
 
 HostEvent = Probed | Ready | LoadFailed | Answered | Asked | Noted
@@ -332,24 +342,28 @@ class HostConversation:
         call.cancel_sent = True
         return True
 
-    def send_more(self, call: Call, n: int) -> bool:
-        """May a ``more`` letting the stream ``call`` send ``n`` more items be
-        written? True adds them to its credit (before the write: the items
-        may come at once). False, changing nothing, if ``call`` is not a
-        stream still in flight, or ``n`` is not in 1..``MAX_MORE``."""
+    def send_more(self, call: Call, n: int, nbytes: int) -> bool:
+        """May a ``more`` letting the stream ``call`` send ``n`` more items of
+        ``nbytes`` more bytes be written? True adds them to its credit
+        (before the write: the items may come at once). False, changing
+        nothing, if ``call`` is not a stream still in flight, or ``n`` is
+        not in 1..``MAX_MORE`` or ``nbytes`` negative."""
         if (
             call.credit < 0
             or not 0 < n <= MAX_MORE
+            or nbytes < 0
             or self.phase is not Phase.SERVING
             or self._inflight.get(call.msgid) is not call
         ):
             return False
         call.credit += n
+        call.byte_credit += nbytes
         return True
 
-    def more_unsent(self, call: Call, n: int) -> None:
+    def more_unsent(self, call: Call, n: int, nbytes: int) -> None:
         """The ``more`` that ``send_more`` allowed was not written."""
         call.credit -= n
+        call.byte_credit -= nbytes
 
     def cancel_unsent(self, call: Call) -> None:
         """The cancel ``send_cancel`` allowed was not written (the stream is intact)."""
@@ -383,13 +397,16 @@ class HostConversation:
 
     # -- what the worker says ------------------------------------------------
 
-    def receive(self, msg: Message, now: float) -> HostEvent:
+    def receive(self, msg: Message, now: float, size: int = 0) -> HostEvent:
         """What ``msg`` from the worker means.
 
         Returns an event: ``Probed``, ``Ready`` or ``LoadFailed`` during the
         handshake, ``Answered`` for a reply (the call has left the
         conversation; if it was the running one, the next call in line has
         started at ``now``).
+
+        ``size``: the message's body in bytes, which a stream's items count
+        against its byte credit.
 
         Raises ``ProtocolViolation`` if the message breaks a rule (see the
         module docstring); the state is unchanged, and the driver must end
@@ -399,7 +416,7 @@ class HostConversation:
             if type(msg) is Request and msg.method == Verb.ASK:
                 return self._asked(msg)
             if type(msg) is Notification and msg.method in _NOTES and self.phase is _SERVING:
-                return self._noted(msg)
+                return self._noted(msg, size)
             return self._handshake(msg)
         if self.phase is not _SERVING or self.recycling:
             raise self._misplaced_reply()
@@ -468,7 +485,7 @@ class HostConversation:
         head.asking = msg.msgid
         return Asked(head, msg)
 
-    def _noted(self, msg: Notification) -> Noted:
+    def _noted(self, msg: Notification, size: int) -> Noted:
         params = validate_note(msg.method, msg.params)
         target = params.get("call")
         head = next(iter(self._inflight.values()), None)
@@ -484,8 +501,13 @@ class HostConversation:
                     if head.credit < 0
                     else f"call {target} sent more items than the host made room for"
                 )
+            if size > head.byte_credit:
+                raise ProtocolViolation(
+                    f"call {target} sent an item of {size} bytes with room for {head.byte_credit}"
+                )
             head.credit -= 1
-            return Noted(head, msg)
+            head.byte_credit -= size
+            return Noted(head, msg, size)
         if head.notes >= MAX_NOTES_PER_CALL:
             raise ProtocolViolation(
                 f"call {target} sent more than {MAX_NOTES_PER_CALL} progress reports and log lines"

@@ -54,8 +54,9 @@ class Verb(StrEnum):
     # reply is then a "cancelled" error. For a running stream: stop it at its
     # next item (the reply is then an ordinary result). Otherwise ignored.
     CANCEL = "cancel"
-    # notification: {"msgid": int, "n": int}: the running stream may send n
-    # more items (see STREAM_WINDOW). Ignored for a call that has ended.
+    # notification: {"msgid": int, "n": int, "bytes": int}: the running
+    # stream may send n more items of that many more bytes (see
+    # STREAM_WINDOW). Ignored for a call that has ended.
     MORE = "more"
     # worker -> host
     # notification, first message: {"protections": {str: bool}}, the
@@ -74,8 +75,9 @@ class Verb(StrEnum):
     PROGRESS = "progress"
     LOG = "log"
     # notification, only from a running call sent with "stream": true:
-    # {"call": msgid, "value": any}. At most STREAM_WINDOW plus what the
-    # host's "more" allowed.
+    # {"call": msgid, "value": any}. At most STREAM_WINDOW items and the
+    # worker's result limit in bytes (message bodies), plus what the host's
+    # "more" allowed.
     ITEM = "item"
 
 

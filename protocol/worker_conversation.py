@@ -65,6 +65,11 @@ class WorkerConversation:
         #: A running stream's room: the items it may send now (None: the
         #: running call is no stream).
         self.credit: int | None = None
+        #: ... and the bytes its items may still take (``stream_bytes`` at
+        #: first, plus what each ``more`` adds).
+        self.byte_credit = 0
+        #: A stream's first byte credit: the worker's result limit.
+        self.stream_bytes = 0
         #: The host stopped the running stream: it ends at its next item.
         self.halted = False
         self._queue: dict[int, Request] = {}
@@ -139,10 +144,20 @@ class WorkerConversation:
             params = msg.params
             target = params.get("msgid") if isinstance(params, dict) else None
             n = params.get("n") if isinstance(params, dict) else None
-            if type(target) is not int or type(n) is not int or not 0 < n <= MAX_MORE:
-                raise ProtocolViolation(f"more needs a msgid and a count, got {params!r:.100}")
+            nbytes = params.get("bytes") if isinstance(params, dict) else None
+            if (
+                type(target) is not int
+                or type(n) is not int
+                or type(nbytes) is not int
+                or not 0 < n <= MAX_MORE
+                or nbytes < 0
+            ):
+                raise ProtocolViolation(
+                    f"more needs a msgid, a count and bytes, got {params!r:.100}"
+                )
             if target == self.running and self.credit is not None:
                 self.credit += n
+                self.byte_credit += nbytes
             return IGNORED  # (for a stream that has ended: late, harmless)
         if isinstance(msg, Notification) and msg.method == Verb.SHUTDOWN:
             never_started = list(self._queue)
@@ -165,18 +180,25 @@ class WorkerConversation:
         params = call.params
         stream = isinstance(params, dict) and params.get("stream") is True
         self.credit = STREAM_WINDOW if stream else None
+        self.byte_credit = self.stream_bytes if stream else 0
         self.halted = False
         return call
 
-    def item_sent(self) -> int:
-        """Before writing an item of the running stream: its ``msgid`` (the
-        item names it). Raises ``ConversationMisuse`` if no stream runs or
-        it has no room (wait for the host's ``more``: ``receive``)."""
+    def has_room(self, size: int) -> bool:
+        """The running stream may send an item of ``size`` bytes now."""
+        return self.credit is not None and self.credit > 0 and size <= self.byte_credit
+
+    def item_sent(self, size: int) -> int:
+        """Before writing an item (a message of ``size`` bytes) of the
+        running stream: its ``msgid`` (the item names it). Raises
+        ``ConversationMisuse`` if no stream runs or it has no room for it
+        (wait for the host's ``more``: ``receive``)."""
         if self.running is None or self.credit is None:
             raise ConversationMisuse("an item with no stream running")
-        if self.credit <= 0:
+        if not self.has_room(size):
             raise ConversationMisuse("an item with no room: wait for the host's more")
         self.credit -= 1
+        self.byte_credit -= size
         return self.running
 
     def asked(self, request_id: int) -> None:

@@ -827,18 +827,31 @@ def test_host_an_item_for_a_call_that_is_no_stream_is_a_violation() -> None:
 
 def test_host_a_stream_takes_a_window_of_items_then_only_what_more_allowed() -> None:
     host = serving_host()
-    call = Call(1, None, stream=True)
+    call = Call(1, None, stream=True, stream_bytes=1000)
     assert host.send_call(call, 10.0)
     for i in range(STREAM_WINDOW):
-        event = host.receive(item(1, i), 11.0)
+        event = host.receive(item(1, i), 11.0, 10)
         assert type(event) is Noted and event.call is call and event.note.params["value"] == i
+        assert event.size == 10
     with violation("call 1 sent more items than the host made room for"):
-        host.receive(item(1), 11.0)
-    assert host.send_more(call, 2) is True
-    host.receive(item(1), 11.0)
-    host.more_unsent(call, 1)  # one of the two was not written after all
+        host.receive(item(1), 11.0, 10)
+    assert host.send_more(call, 2, 20) is True
+    host.receive(item(1), 11.0, 10)
+    host.more_unsent(call, 1, 10)  # one of the two was not written after all
     with violation("call 1 sent more items than the host made room for"):
-        host.receive(item(1), 11.0)
+        host.receive(item(1), 11.0, 10)
+
+
+def test_host_a_streams_items_may_take_only_the_bytes_it_has_room_for() -> None:
+    host = serving_host()
+    call = Call(1, None, stream=True, stream_bytes=100)
+    host.send_call(call, 10.0)
+    host.receive(item(1), 11.0, 60)
+    with violation("call 1 sent an item of 60 bytes with room for 40"):
+        host.receive(item(1), 11.0, 60)
+    assert host.send_more(call, 1, 60) is True
+    host.receive(item(1), 11.0, 60)
+    assert call.byte_credit == 40
 
 
 def test_host_items_for_a_stream_that_has_not_started_are_a_violation() -> None:
@@ -856,35 +869,39 @@ def test_host_more_and_stop_only_for_a_running_stream() -> None:
     host.send_call(plain, 10.0)
     host.send_call(stream, 10.0)
     host.send_call(waiting, 10.0)
-    assert host.send_more(plain, 1) is False
+    assert host.send_more(plain, 1, 0) is False
     assert host.send_stop(plain) is False
     host.receive(ok(1), 11.0)  # the stream starts
-    assert host.send_more(stream, 0) is False
-    assert host.send_more(stream, MAX_MORE + 1) is False
+    assert host.send_more(stream, 0, 0) is False
+    assert host.send_more(stream, MAX_MORE + 1, 0) is False
+    assert host.send_more(stream, 1, -1) is False
     assert host.send_stop(waiting) is False  # not started: a plain cancel skips it
     assert host.send_stop(stream) is True
     assert host.send_stop(stream) is False  # once
     answered = host.receive(ok(2), 12.0)  # a stopped stream ends with an ordinary reply
     assert type(answered) is Answered and answered.call is stream and not answered.cancelled
-    assert host.send_more(stream, 1) is False  # it has left the conversation
+    assert host.send_more(stream, 1, 0) is False  # it has left the conversation
 
 
 def test_worker_a_stream_has_a_window_of_room_and_more_adds_to_it() -> None:
     worker = serving_worker()
+    worker.stream_bytes = 10 * STREAM_WINDOW
     worker.receive(stream_request(1))
     assert worker.next_call() is not None and worker.credit == STREAM_WINDOW
     for _ in range(STREAM_WINDOW):
-        assert worker.item_sent() == 1
+        assert worker.item_sent(10) == 1
     with misuse("an item with no room: wait for the host's more"):
-        worker.item_sent()
-    assert worker.receive(Notification("more", {"msgid": 1, "n": 3})) is IGNORED
-    assert worker.credit == 3
-    assert worker.receive(Notification("more", {"msgid": 9, "n": 3})) is IGNORED  # not running
+        worker.item_sent(0)
+    assert worker.receive(Notification("more", {"msgid": 1, "n": 3, "bytes": 5})) is IGNORED
+    assert worker.credit == 3 and worker.byte_credit == 5
+    assert worker.has_room(5) and not worker.has_room(6)  # bytes bound it too
+    more = Notification("more", {"msgid": 9, "n": 3, "bytes": 5})
+    assert worker.receive(more) is IGNORED  # not running
     assert worker.credit == 3
     worker.reply_sent(1)
     assert worker.credit is None
     with misuse("an item with no stream running"):
-        worker.item_sent()
+        worker.item_sent(1)
 
 
 def test_worker_a_call_that_is_no_stream_sends_no_items() -> None:
@@ -893,7 +910,7 @@ def test_worker_a_call_that_is_no_stream_sends_no_items() -> None:
     worker.next_call()
     assert worker.credit is None
     with misuse("an item with no stream running"):
-        worker.item_sent()
+        worker.item_sent(1)
 
 
 def test_worker_a_cancel_of_the_running_stream_halts_it() -> None:
@@ -910,10 +927,18 @@ def test_worker_a_cancel_of_the_running_stream_halts_it() -> None:
     assert worker.halted is False
 
 
-@pytest.mark.parametrize("params", [{"msgid": 1}, {"msgid": 1, "n": 0}, {"msgid": "1", "n": 2}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"msgid": 1, "n": 1},
+        {"msgid": 1, "n": 0, "bytes": 1},
+        {"msgid": "1", "n": 2, "bytes": 1},
+        {"msgid": 1, "n": 2, "bytes": -1},
+    ],
+)
 def test_worker_a_malformed_more_is_a_violation(params: Any) -> None:
     worker = serving_worker()
-    with pytest.raises(ProtocolViolation, match="more needs a msgid and a count"):
+    with pytest.raises(ProtocolViolation, match="more needs a msgid, a count and bytes"):
         worker.receive(Notification("more", params))
 
 

@@ -57,6 +57,16 @@ def counted(path: str):
             f.write(str(i))
 
 
+def blobs(path: str, kb: int):
+    """Yield items of ``kb`` KiB forever, writing how many it has made."""
+    i = 0
+    while True:
+        with open(path, "w") as f:
+            f.write(str(i))
+        yield b"x" * (kb << 10)
+        i += 1
+
+
 def handshake(path: str):
     """Yield one item, then wait until the reader has seen it (it creates
     ``path``) before the second: only a real stream gets past."""
@@ -139,6 +149,22 @@ def test_the_worker_runs_at_most_a_window_ahead_of_the_reader(gen, tmp_path):
     # Taking items makes room: the worker goes on.
     taken = [next(stream) for _ in range(3 * STREAM_WINDOW)]
     assert taken == list(range(1, 3 * STREAM_WINDOW + 1))
+    stream.close()
+
+
+def test_large_items_are_bounded_in_bytes_too(make_host, write_set, tmp_path):
+    """The room is counted in bytes as well as items: with a 1 MiB result
+    limit, a reader that takes nothing holds about 1 MiB of 300 KiB items,
+    not a window of 32 of them (9.4 MiB)."""
+    limits = Limits(timeout=20.0, max_result_mb=1, sandbox=Sandbox(writable_paths=(tmp_path,)))
+    fh = make_host(limits=limits)
+    fh.load_function_set(write_set("gen", GEN))
+    count = tmp_path / "count"
+    stream = fh.call_stream("blobs", {"path": str(count), "kb": 300})
+    assert len(next(stream)) == 300 << 10
+    time.sleep(0.5)  # the worker sends what it has room for, then waits
+    assert int(count.read_text()) <= 1 + 4  # the first, and 1 MiB's worth more
+    assert all(len(next(stream)) == 300 << 10 for _ in range(20))  # room comes back
     stream.close()
 
 

@@ -112,6 +112,8 @@ class Server:
         self.pid = _getpid()
         #: The rules; it holds the calls received and not started yet.
         self.conversation = conversation
+        # A stream's items may take this many bytes before the host's more.
+        conversation.stream_bytes = max_result_bytes
         self.recycling = False
         #: A shutdown came while a call waited for the host's answer: exit
         #: after that call's reply.
@@ -362,16 +364,11 @@ class Server:
 
     def _send_item(self, value: Any) -> bool:
         """Send one item of the running stream, waiting for room (the host's
-        ``more``) if it has none; False if the host stopped the stream. The
-        wait takes in what else arrives and counts in the call's timeout.
-        Raises ``_ItemRefused`` for an item that is not data or too large."""
+        ``more``: items and bytes) if it has none for it; False if the host
+        stopped the stream. The wait takes in what else arrives and counts
+        in the call's timeout. Raises ``_ItemRefused`` for an item that is
+        not data or too large."""
         conversation = self.conversation
-        if self._poller.poll(0):
-            self._receive()  # a stop (or room) that came meanwhile
-        while not conversation.halted and conversation.credit == 0:
-            self._receive()
-        if conversation.halted:
-            return False
         try:
             frame = encode_message(
                 Notification(Verb.ITEM, {"call": conversation.running, "value": value}),
@@ -381,13 +378,20 @@ class Server:
             raise _ItemRefused(
                 ErrorKind.RESULT_NOT_SERIALIZABLE, f"a streamed item cannot be sent: {exc}"
             ) from None
-        if len(frame) > self.max_result_bytes:
+        size = len(frame) - 4  # the message's body, as the host counts it
+        if size > self.max_result_bytes:
             raise _ItemRefused(
                 ErrorKind.RESULT_TOO_LARGE,
-                f"a streamed item is {len(frame)} bytes; the limit is "
+                f"a streamed item is {size} bytes; the limit is "
                 f"{self.max_result_bytes} (Limits.max_result_mb)",
             )
-        conversation.item_sent()
+        if self._poller.poll(0):
+            self._receive()  # a stop (or room) that came meanwhile
+        while not conversation.halted and not conversation.has_room(size):
+            self._receive()
+        if conversation.halted:
+            return False
+        conversation.item_sent(size)
         write_all(self.out_fd, frame)
         return True
 

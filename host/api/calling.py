@@ -227,8 +227,9 @@ class Calling:
         before them. A streamed item that is not data, or larger than
         ``Limits.max_result_mb``, ends the stream with ``ResultError``.
 
-        Flow control: the worker runs at most ``STREAM_WINDOW`` (32) items
-        ahead of this iterator, then waits for it. Closing the iterator
+        Flow control: the worker runs at most ``STREAM_WINDOW`` (32) items,
+        and ``Limits.max_result_mb`` of them, ahead of this iterator, then
+        waits for it. Closing the iterator
         early (``break``, ``close()``) stops the stream at its next item:
         the generator is closed in the worker (its ``finally`` blocks run)
         and its set is free for the next call; a stream that computes for

@@ -79,7 +79,7 @@ class Channel:
         exited: Callable[[], bool],
         on_recycle: Callable[[Pending], None] | None = None,
         on_ask: Callable[[Pending, Request], None] | None = None,
-        on_note: Callable[[Pending, Notification], None] | None = None,
+        on_note: Callable[[Pending, Notification, int], None] | None = None,
         on_eof: Callable[[], None] | None = None,
     ) -> None:
         self.read_fd = read_fd
@@ -198,12 +198,12 @@ class Channel:
         tiny frame within ``lock_timeout``: the caller may try again."""
         return self._writer.stop(pending, lock_timeout)
 
-    def more(self, pending: Pending, n: int, lock_timeout: float = 0.05) -> bool:
-        """Let the stream ``pending`` send ``n`` more items. True once
-        written; False (nothing allowed) if it is no stream in flight or the
-        frame could not be written within ``lock_timeout``: try again, or the
-        worker waits for room until the call's timeout."""
-        return self._writer.more(pending, n, lock_timeout)
+    def more(self, pending: Pending, n: int, nbytes: int, lock_timeout: float = 0.05) -> bool:
+        """Let the stream ``pending`` send ``n`` more items of ``nbytes`` more
+        bytes. True once written; False (nothing allowed) if it is no stream
+        in flight or the frame could not be written within ``lock_timeout``:
+        try again, or the worker waits for room until the call's timeout."""
+        return self._writer.more(pending, n, nbytes, lock_timeout)
 
     @property
     def head(self) -> Pending | None:
@@ -287,11 +287,12 @@ class Channel:
             return False
         return True
 
-    def _deliver(self, msg: Any) -> None:
-        """Hand one message to its waiter, as the conversation reads it.
-        Raises ``ProtocolViolation`` (nothing delivered) if it breaks a rule."""
+    def _deliver(self, msg: Any, size: int = 0) -> None:
+        """Hand one message (of ``size`` bytes) to its waiter, as the
+        conversation reads it. Raises ``ProtocolViolation`` (nothing
+        delivered) if it breaks a rule."""
         with self._lock:
-            event = self._conversation.receive(msg, time.monotonic())
+            event = self._conversation.receive(msg, time.monotonic(), size)
             if type(event) is Answered:
                 pending: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
                 completed = not pending.done
@@ -312,7 +313,7 @@ class Channel:
         elif type(event) is Noted:
             if self._on_note is not None:
                 noted: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
-                self._on_note(noted, event.note)
+                self._on_note(noted, event.note, event.size)
         elif type(event) is Asked:
             asking: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
             if self._on_ask is None:

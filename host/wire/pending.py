@@ -51,6 +51,7 @@ class Pending(Call):
         self.asking: int | None = None
         self.notes = 0
         self.credit = -1  # not a stream; ``host.workers.stream`` makes one
+        self.byte_credit = 0
         self.function = function
         self.done = False
         self.result: Any = None

@@ -31,8 +31,9 @@ class ReplyReader:
         self._decoder = FrameDecoder(max_frame_size)
         self._decode_budget = decode_budget
 
-    def pump(self, deliver: Callable[[Message], None]) -> bool:
-        """Read everything available now and ``deliver`` each message, in order.
+    def pump(self, deliver: Callable[[Message, int], None]) -> bool:
+        """Read everything available now and ``deliver`` each message (and
+        its body's size in bytes), in order.
 
         Returns True if this call found the end of file (once). Raises
         ``ProtocolViolation`` for a malformed frame or message, or whatever
@@ -57,6 +58,6 @@ class ReplyReader:
                 else:
                     with gc_paused():
                         msg = decode_reply(body, self._decode_budget)
-                deliver(msg)
+                deliver(msg, len(body))
             if len(data) < READ_CHUNK:
                 return False

@@ -130,21 +130,26 @@ class RequestWriter:
         finally:
             self._write_lock.release()
 
-    def more(self, pending: Pending, n: int, lock_timeout: float) -> bool:
+    def more(self, pending: Pending, n: int, nbytes: int, lock_timeout: float) -> bool:
         """``Channel.more`` (see there)."""
-        frame = encode_message(Notification(Verb.MORE, {"msgid": pending.msgid, "n": n}))
+        params = {"msgid": pending.msgid, "n": n, "bytes": nbytes}
+        frame = encode_message(Notification(Verb.MORE, params))
         if not self._write_lock.acquire(timeout=lock_timeout):
             return False
         try:
             with self._lock:
                 # (Counted before the write: the items may come at once.)
-                if pending.done or self._broken() or not self._conversation.send_more(pending, n):
+                if (
+                    pending.done
+                    or self._broken()
+                    or not self._conversation.send_more(pending, n, nbytes)
+                ):
                     return False
             # Smaller than PIPE_BUF: written whole or not at all.
             if self._write_locked(frame, time.monotonic()):
                 return True
             with self._lock:
-                self._conversation.more_unsent(pending, n)
+                self._conversation.more_unsent(pending, n, nbytes)
             return False
         finally:
             self._write_lock.release()

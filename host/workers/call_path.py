@@ -73,8 +73,11 @@ class CallPath:
         gate: CallGate,
         max_argument_bytes: int,
         log: logging.Logger,
+        max_result_bytes: int = 0,
     ) -> None:
         self._life = life
+        #: A stream's first byte credit: the worker's limit for one result.
+        self._max_result_bytes = max_result_bytes
         self.name = name
         self._gate = gate
         self._max_argument_bytes = max_argument_bytes
@@ -131,6 +134,7 @@ class CallPath:
                 if stream is not None:
                     pending.on_item = stream
                     pending.credit = STREAM_WINDOW
+                    pending.byte_credit = stream.byte_window = self._max_result_bytes
                 channel = inc.channel
                 channel.send(pending, frame)
                 while not channel.wait(
@@ -190,6 +194,7 @@ class CallPath:
                 if stream is not None:
                     pending.on_item = stream
                     pending.credit = STREAM_WINDOW
+                    pending.byte_credit = stream.byte_window = self._max_result_bytes
                 pending.future = loop.create_future()
                 channel = inc.channel
                 if not channel.try_send(pending, frame):

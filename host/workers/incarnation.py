@@ -125,7 +125,7 @@ class Incarnation:
             request_frame_limit(self.spec.limits.max_argument_bytes),
         )
 
-    def _on_note(self, pending: Pending, note: Notification) -> None:
+    def _on_note(self, pending: Pending, note: Notification, size: int = 0) -> None:
         """A progress report or log line of the running call (on the thread
         reading the pipe: the caller's ``on_progress`` must be quick; an
         ``acall``'s runs on its own event loop)."""
@@ -133,7 +133,7 @@ class Incarnation:
         if note.method == Verb.ITEM:
             sink = pending.on_item
             if sink is not None:  # (the conversation takes items of streams only)
-                sink.received(params["value"], self.channel, pending)
+                sink.received(params["value"], size, self.channel, pending)
             return
         if note.method == Verb.LOG:
             self.log.info("%s: %s", pending.function, params["text"])

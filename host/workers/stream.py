@@ -6,11 +6,11 @@ call (the same turn, timeout, errors and resend as ``call``) with a
 the sink on the thread reading the worker's pipe (``Incarnation``); the
 reader takes the items from the sink's queue, in order.
 
-Flow control: the worker may send ``STREAM_WINDOW`` items before the host
-makes room for more, and the sink makes room (``Channel.more``) as its
-reader takes them. So the host never holds more than a window of items
-nobody has taken, and a slow reader slows the worker, whose waiting counts
-in the call's timeout.
+Flow control: the worker may send ``STREAM_WINDOW`` items, and the call's
+result limit in bytes, before the host makes room for more, and the sink
+makes room (``Channel.more``: items and bytes) as its reader takes them.
+So the host never holds more than that of items nobody has taken, and a
+slow reader slows the worker, whose waiting counts in the call's timeout.
 
 A reader that stops early closes the sink: the running stream is told to
 stop at its next item (``Channel.stop``; the worker closes the generator,
@@ -22,6 +22,7 @@ for long without yielding runs on until its next item or its timeout.
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import threading
 import time
@@ -58,15 +59,23 @@ class StreamSink:
         self._lock = threading.Lock()
         self._where: tuple[Channel, Pending] | None = None
         self._taken = 0  # items taken that the worker has not been given room for
+        self._taken_bytes = 0  # ... and their bytes
+        self._sizes: collections.deque[int] = collections.deque()  # of the items queued
+        #: The stream's first byte credit (the call's result limit; set by
+        #: ``CallPath`` as it sends the call): room is given back in halves.
+        self.byte_window = 0
         self.closed = False
 
     # -- from the thread reading the worker's pipe ---------------------------
 
-    def received(self, value: Any, channel: Channel, pending: Pending) -> None:
-        """An item of the running call ``pending`` on ``channel``."""
+    def received(self, value: Any, size: int, channel: Channel, pending: Pending) -> None:
+        """An item (its message ``size`` bytes) of the running call
+        ``pending`` on ``channel``."""
         with self._lock:
             self._where = (channel, pending)
             closed = self.closed
+            if not closed:
+                self._sizes.append(size)
         if closed:
             _stop(channel, pending)
             return
@@ -120,22 +129,30 @@ class StreamSink:
 
     def _count(self, entry: Any) -> None:
         if type(entry) is not _End:
+            with self._lock:
+                size = self._sizes.popleft() if self._sizes else 0
             self._taken += 1
+            self._taken_bytes += size
             self._make_room()
 
     def _make_room(self, force: bool = False) -> None:
-        """Give the worker room for what was taken: in halves of the window
-        (or whatever is owed, when the reader is about to wait)."""
-        taken = self._taken
-        if taken == 0 or (not force and taken < STREAM_WINDOW // 2):
+        """Give the worker room for what was taken: in halves of the window,
+        in items or in bytes (or whatever is owed, when the reader is about
+        to wait)."""
+        taken, taken_bytes = self._taken, self._taken_bytes
+        if taken == 0:
+            return
+        if not force and taken < STREAM_WINDOW // 2 and taken_bytes < self.byte_window // 2:
             return
         where = self._where
         if where is None:
             return
         channel, pending = where
         # An event loop must not wait for the pipe's lock: retried instead.
-        if channel.more(pending, taken, lock_timeout=0 if self._loop is not None else 0.05):
+        lock_timeout = 0 if self._loop is not None else 0.05
+        if channel.more(pending, taken, taken_bytes, lock_timeout=lock_timeout):
             self._taken = 0
+            self._taken_bytes = 0
 
     def close(self) -> None:
         """The reader stops early: the running stream stops at its next item

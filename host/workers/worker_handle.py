@@ -66,7 +66,14 @@ class WorkerHandle:
         self._gate = CallGate()  # FIFO way into the worker's pipe
         self._closed = False
         self._log = logger.getChild(f"worker.{self.name}")
-        calls = CallPath(self, self.name, self._gate, spec.limits.max_argument_bytes, self._log)
+        calls = CallPath(
+            self,
+            self.name,
+            self._gate,
+            spec.limits.max_argument_bytes,
+            self._log,
+            spec.limits.max_result_bytes,
+        )
         self.call = calls.call
         self.acall = calls.acall
 
