@@ -70,11 +70,20 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
+from protocol.call_record import Call
 from protocol.errors import ErrorKind, ProtocolViolation
+from protocol.host_events import (
+    Answered,
+    Asked,
+    HostEvent,
+    LoadFailed,
+    Noted,
+    Probed,
+    Ready,
+)
 from protocol.messages import (
     MAX_MORE,
     MAX_NOTES_PER_CALL,
-    STREAM_WINDOW,
     Message,
     Notification,
     Request,
@@ -110,141 +119,21 @@ _SERVING = Phase.SERVING  # (a global lookup less on every call's path)
 _NOTES = (Verb.PROGRESS, Verb.LOG, Verb.ITEM)
 
 
-class Call:
-    """One call in flight, as the conversation sees it.
-
-    ``started``: the worker is running it (it is the oldest unanswered call);
-    from then on ``run_deadline`` is ``now + timeout`` of the moment it
-    started, if it has a ``timeout``. ``cancel_sent``: the host asked the
-    worker to skip it. ``asking``: the id of its request the host has not
-    answered yet. The host's own bookkeeping (waiters, results) subclasses
-    this.
-    """
-
-    __slots__ = (
-        "msgid",
-        "timeout",
-        "started",
-        "run_deadline",
-        "cancel_sent",
-        "asking",
-        "notes",
-        "credit",
-        "byte_credit",
-    )
-
-    def __init__(
-        self, msgid: int, timeout: float | None = None, stream: bool = False, stream_bytes: int = 0
-    ) -> None:
-        self.msgid = msgid
-        self.timeout = timeout
-        self.started = False
-        self.run_deadline: float | None = None
-        self.cancel_sent = False
-        #: The id of the worker's unanswered request (``ask``) for this call.
-        self.asking: int | None = None
-        #: Progress reports and log lines received for it.
-        self.notes = 0
-        #: A stream (sent with ``"stream": true``): the items its worker may
-        #: still send (``STREAM_WINDOW``, plus what ``send_more`` allowed,
-        #: less what came). -1: not a stream.
-        self.credit = STREAM_WINDOW if stream else -1
-        #: ... and the bytes (message bodies) its items may still take: the
-        #: call's result limit at first (``stream_bytes``), plus what
-        #: ``send_more`` allowed, less what came.
-        self.byte_credit = stream_bytes
-
-    def _start(self, now: float) -> None:
-        self.started = True
-        if self.timeout is not None:
-            self.run_deadline = now + self.timeout
-
-
-# -- events the host end returns ------------------------------------------------
-
-
-class Probed:
-    """The worker's sandbox report (``params``), sent before user code ran."""
-
-    __slots__ = ("params",)
-
-    def __init__(self, params: Any) -> None:
-        self.params = params
-
-
-class Ready:
-    """The module loaded: ``params`` lists its functions. Calls may be sent."""
-
-    __slots__ = ("params",)
-
-    def __init__(self, params: Any) -> None:
-        self.params = params
-
-
-class LoadFailed:
-    """The module did not load (``params`` has the error); the worker exits."""
-
-    __slots__ = ("params",)
-
-    def __init__(self, params: Any) -> None:
-        self.params = params
-
-
-class Answered:
-    """The reply to ``call`` (which has left the conversation).
-
-    ``cancelled``: the worker confirmed it never started (the host had sent a
-    cancel or a shutdown). ``recycle``: the worker exits after this reply;
-    the calls behind it never start there. ``started``: the call that
-    started when this reply was written (the next in line), if any.
-    ``result``: the reply's result map, already validated.
-    """
-
-    __slots__ = ("call", "response", "result", "cancelled", "recycle", "started")
-
-    def __init__(
-        self,
-        call: Call,
-        response: Response,
-        result: dict[str, Any],
-        cancelled: bool,
-        recycle: bool,
-        started: Call | None,
-    ) -> None:
-        self.call = call
-        self.response = response
-        self.result = result
-        self.cancelled = cancelled
-        self.recycle = recycle
-        self.started = started
-
-
-class Asked:
-    """The running ``call`` asks the host something (``request``, verb
-    ``ask``); answer it with ``send_answer`` and a response to
-    ``request.msgid``."""
-
-    __slots__ = ("call", "request")
-
-    def __init__(self, call: Call, request: Request) -> None:
-        self.call = call
-        self.request = request
-
-
-class Noted:
-    """The running ``call`` reports progress or a log line, or a stream's
-    item (``note``, its params checked by ``messages.validate_note``;
-    ``size``: its message's bytes). Nothing to answer."""
-
-    __slots__ = ("call", "note", "size")
-
-    def __init__(self, call: Call, note: Notification, size: int = 0) -> None:
-        self.call = call
-        self.note = note
-        self.size = size
-
-
-HostEvent = Probed | Ready | LoadFailed | Answered | Asked | Noted
+# The call record and the host end's events live in their own files;
+# importable from here, where the rules that produce them are.
+__all__ = [
+    "Answered",
+    "Asked",
+    "Call",
+    "ConversationMisuse",
+    "HostConversation",
+    "HostEvent",
+    "LoadFailed",
+    "Noted",
+    "Phase",
+    "Probed",
+    "Ready",
+]
 
 
 class HostConversation:
@@ -460,7 +349,7 @@ class HostConversation:
             # The worker starts the next call as soon as this reply is written
             # (but not after a shutdown: it cancels all that waits and exits).
             started = next(iter(inflight.values()))
-            started._start(now)
+            started.start(now)
         return Answered(call, msg, result, cancelled, recycle, started)
 
     def _asked(self, msg: Request) -> Asked:

@@ -182,9 +182,18 @@ def _stop(channel: Channel, pending: Pending) -> None:
     threading.Thread(target=retry, name="fnhost-stream-stop", daemon=True).start()
 
 
-def end_of(entry: Any) -> _End | None:
-    """``entry`` as the call's end, or None if it is an item."""
-    return entry if type(entry) is _End else None
+#: What ``_unwrap`` returns for a call that ended well.
+_FINISHED = object()
+
+
+def _unwrap(entry: Any) -> Any:
+    """The item ``entry`` is, or ``_FINISHED`` at the call's good end;
+    raises the call's error at its bad end."""
+    if type(entry) is not _End:
+        return entry
+    if entry.error is not None:
+        raise entry.error
+    return _FINISHED
 
 
 def iterate(run: Callable[[StreamSink], Any], name: str) -> Iterator[Any]:
@@ -201,15 +210,8 @@ def iterate(run: Callable[[StreamSink], Any], name: str) -> Iterator[Any]:
 
     threading.Thread(target=call, name=f"fnhost-stream-{name}", daemon=True).start()
     try:
-        while True:
-            entry = sink.take()
-            end = end_of(entry)
-            if end is None:
-                yield entry
-                continue
-            if end.error is not None:
-                raise end.error
-            return
+        while (item := _unwrap(sink.take())) is not _FINISHED:
+            yield item
     finally:
         sink.close()
 
@@ -235,15 +237,8 @@ async def iterate_async(
 
     task = loop.create_task(call())
     try:
-        while True:
-            entry = await sink.take_async()
-            end = end_of(entry)
-            if end is None:
-                yield entry
-                continue
-            if end.error is not None:
-                raise end.error
-            return
+        while (item := _unwrap(await sink.take_async())) is not _FINISHED:
+            yield item
     finally:
         sink.close()
         if not task.done():
