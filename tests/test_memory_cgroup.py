@@ -195,7 +195,9 @@ def test_without_the_layer_the_same_attack_holds_everything(make_host, write_set
 
 
 @pytest.mark.skipif(not AVAILABLE, reason="needs a root host with cgroup v1's memory controller")
-def test_cgroups_are_removed_after_each_death_and_at_close(make_host, write_set):
+def test_a_dead_workers_cgroup_and_the_hosts_directory_are_gone_by_close(make_host, write_set):
+    """(Released as each worker is reaped, or retried until close if its
+    namespace was still tearing down: only close is a guarantee.)"""
     fh = make_host(limits=LIMITS)
     fh.load_function_set(write_set("hog", HOG))
     first = _cgroup_dir(fh.function_sets["hog"]["pid"])
