@@ -5,6 +5,8 @@ The public API is what this module exports; everything else is private.
 
 from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent, CoreMemory
+from host.egress.policy import Allow, Egress, Header, Secret
+from host.egress.record import EgressRecord
 from host.errors import (
     CallError,
     CallTimeout,
@@ -31,11 +33,15 @@ __all__ = [
     "DEFAULT_MAX_RESULT_CHARS",
     "MEMGPT_EXPOSE",
     "Agent",
+    "Allow",
     "CallError",
     "CallResult",
     "CallTimeout",
     "CoreMemory",
+    "Egress",
+    "EgressRecord",
     "FunctionHost",
+    "Header",
     "HostClosed",
     "HostError",
     "InvalidArguments",
@@ -47,6 +53,7 @@ __all__ = [
     "ResultError",
     "Sandbox",
     "SchemaFormatError",
+    "Secret",
     "ToolCall",
     "ToolResult",
     "UnknownFunction",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from host.egress.policy import Egress
+
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -16,7 +18,11 @@ class Sandbox:
       namespace (where namespaces are missing, the syscall filter refuses IP
       sockets): every IP connection, 127.0.0.1 included, fails. Unix sockets
       reachable by a path are not covered. ``True`` leaves the host's network
-      reachable (a tool that calls an API).
+      reachable. ``Egress(allow=[...], credentials={...})``: the worker keeps
+      its own network namespace, and its only way out is fnhost's egress
+      proxy, which allows the listed hosts and ports (and methods and
+      paths) only, and adds credentials the worker never sees (see
+      ``Egress``; needs the ``egress`` extra and a network namespace).
     - ``confine_writes``: files can be created, written, renamed or removed
       only beneath the worker's scratch directory (its cwd, ``HOME`` and
       ``TMPDIR``), ``/dev/null``, its own stdout/stderr and ``writable_paths``.
@@ -75,7 +81,7 @@ class Sandbox:
     root.
     """
 
-    network: bool = False
+    network: bool | Egress = False
     confine_writes: bool = True
     writable_paths: tuple[str, ...] = ()
     isolate_processes: bool = True
@@ -90,6 +96,8 @@ class Sandbox:
     required: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.network, (bool, Egress)):
+            raise TypeError("network must be True, False or an Egress policy")
         for name in ("writable_paths", "readable_paths"):
             value = getattr(self, name)
             if isinstance(value, (str, os.PathLike)):
@@ -113,9 +121,15 @@ class Sandbox:
             private_namespaces=False,
         )
 
+    @property
+    def egress(self) -> Egress | None:
+        """The egress policy, if ``network`` is one."""
+        return self.network if isinstance(self.network, Egress) else None
+
     def worker_policy(self) -> dict:
         return {
-            "network": self.network,
+            "network": self.network is True,
+            "egress": isinstance(self.network, Egress),
             "confine_writes": self.confine_writes,
             "writable_paths": list(self.writable_paths),
             "isolate_processes": self.isolate_processes,

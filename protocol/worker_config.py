@@ -54,8 +54,12 @@ POLICY_FIELDS: dict[str, type] = {
     "own_uid": bool,
     "uid_base": int,
     "private_namespaces": bool,
+    "egress": bool,
     "required": bool,
 }
+
+#: The egress door, in ``WorkerConfig.egress`` (``None``: no egress policy).
+EGRESS_FIELDS = ("fd", "ca", "system_cafile", "allow")
 
 _FIELDS = frozenset(
     {
@@ -72,6 +76,7 @@ _FIELDS = frozenset(
         "max_result_bytes",
         "sandbox",
         "memory_cgroup",
+        "egress",
         "parent_pid",
     }
 )
@@ -93,6 +98,11 @@ class WorkerConfig(NamedTuple):
       forked ahead by the zygote, has joined) a memory cgroup of its own
       (``protocol.memory_cgroup``); ``None``: none (unavailable, or the
       policy says no).
+    - ``egress``: for a set whose network is an egress policy, ``EGRESS_FIELDS``:
+      ``fd``, the worker's end of its door socket (``worker.egress_door``);
+      ``ca``, PEM certificates its bundle adds to the system's (``None``:
+      none); ``system_cafile``, the system's bundle; ``allow``, the
+      allow-list as written (for error messages). ``None`` otherwise.
     - ``parent_pid``: the process whose death must kill the worker, when it
       is not the host (the zygote, for a worker it forked).
     """
@@ -110,6 +120,7 @@ class WorkerConfig(NamedTuple):
     max_result_bytes: int
     sandbox: dict[str, Any]
     memory_cgroup: str | None = None
+    egress: dict[str, Any] | None = None
     parent_pid: int | None = None
 
     @property
@@ -124,10 +135,21 @@ class WorkerConfig(NamedTuple):
         orphans), not spawned by the host."""
         return self.death_parent != self.host_pid
 
-    def handed_over(self, in_fd: int, out_fd: int, parent_pid: int) -> "WorkerConfig":
+    def handed_over(
+        self, in_fd: int, out_fd: int, parent_pid: int, egress_fd: int | None = None
+    ) -> "WorkerConfig":
         """This config as a worker forked by ``parent_pid`` sees it, its
-        pipes at ``in_fd`` and ``out_fd``."""
-        return self._replace(in_fd=in_fd, out_fd=out_fd, parent_pid=parent_pid)
+        pipes at ``in_fd`` and ``out_fd`` (its door socket at ``egress_fd``)."""
+        egress = self.egress
+        if egress is not None and egress_fd is not None:
+            egress = {**egress, "fd": egress_fd}
+        return self._replace(in_fd=in_fd, out_fd=out_fd, parent_pid=parent_pid, egress=egress)
+
+    @property
+    def fd_count(self) -> int:
+        """How many fds a zygote spawn request for this config carries:
+        the pipes and capture files, and the door socket of an egress set."""
+        return 4 if self.egress is None else 5
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON- and msgpack-ready map (``parent_pid`` only when set)."""
@@ -172,6 +194,7 @@ class WorkerConfig(NamedTuple):
             max_result_bytes=integer(fields, "max_result_bytes", WHAT, minimum=0),
             sandbox=_policy(present(fields, "sandbox", WHAT)),
             memory_cgroup=optional_text(fields, "memory_cgroup", WHAT),
+            egress=_egress(fields.get("egress")),
             parent_pid=optional_integer(fields, "parent_pid", WHAT, minimum=1),
         )
 
@@ -184,6 +207,19 @@ def _limits(wire: object) -> dict[str, int | None]:
         present(fields, key, what)  # None (unlimited) is said, not left out
         limits[key] = optional_integer(fields, key, what)
     return limits
+
+
+def _egress(wire: object) -> dict[str, Any] | None:
+    if wire is None:
+        return None
+    what = f"{WHAT} 'egress'"
+    fields = fields_of(wire, what, EGRESS_FIELDS)
+    return {
+        "fd": integer(fields, "fd", what, minimum=0),
+        "ca": optional_text(fields, "ca", what),
+        "system_cafile": optional_text(fields, "system_cafile", what),
+        "allow": texts(fields, "allow", what),
+    }
 
 
 def _policy(wire: object) -> dict[str, Any]:

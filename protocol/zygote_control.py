@@ -8,7 +8,8 @@ the other end of its ``control_fd``. Then, one msgpack map per datagram:
 - host -> zygote: ``SpawnRequest`` ``{"id", "config", "env", "cwd"}``, with
   ``SPAWN_FDS`` fds passed alongside (SCM_RIGHTS, done by each end's I/O
   code), in this order: the worker's request pipe (read end), its reply
-  pipe (write end), its stdout and its stderr capture files.
+  pipe (write end), its stdout and its stderr capture files; for a worker
+  of an egress set, its door socket as a fifth (``WorkerConfig.fd_count``).
 - zygote -> host: for each request, by its ``id``, ``Spawned``
   ``{"id", "pid"}`` or ``SpawnFailed`` ``{"id", "error"}``; and, for each
   worker that exits, ``Exited`` ``{"exit": pid, "status": returncode}``
@@ -35,8 +36,10 @@ from protocol.wire_fields import (
 )
 from protocol.worker_config import WorkerConfig
 
-#: How many fds travel with a ``SpawnRequest`` (see the module docstring).
+#: How many fds travel with a ``SpawnRequest`` (see the module docstring),
+#: and at most (an egress set's door socket is a fifth).
 SPAWN_FDS = 4
+MAX_SPAWN_FDS = 5
 
 
 class ZygoteConfig(NamedTuple):

@@ -44,6 +44,9 @@ HOST_LAYERS = {
     "host.workers": 2,
     "host.wire": 3,
     "host.launch": 3,
+    "host.egress": 3,  # the gateway, and the proxy process's modules
+    "host.egress.policy": 4,  # what users write in a Sandbox
+    "host.egress.record": 4,
     "host.errors": 4,
     "host.limits": 4,
     "host.sandbox": 4,

@@ -41,7 +41,7 @@ import os
 import resource
 import sys
 
-from worker import landlock, namespaces, seccomp
+from worker import egress_door, landlock, namespaces, seccomp
 from worker.enclosure import Enclosure
 
 
@@ -236,6 +236,7 @@ def apply(
     set_paths: list[str] | tuple[str, ...] = (),
     enclosed: Enclosure | None = None,
     host_uid: int = 0,
+    egress_fd: int | None = None,
 ) -> tuple[dict[str, bool], list[str]]:
     """Apply the policy's layers, probe them; return (report, unmet claims).
 
@@ -247,6 +248,9 @@ def apply(
     set's directory and import paths, readable when reads are confined.
     ``enclosed``: what ``worker.enclosure`` set up before (own uid, mount,
     IPC, PID and network namespaces); ``host_uid``: the host's uid.
+    ``egress_fd``: an egress set's door socket, if ``enclosed`` did not
+    open the door already (it is opened here in the network namespace made
+    here, or closed).
     """
     enclosed = enclosed or Enclosure()
     network = bool(policy.get("network", False))
@@ -260,6 +264,13 @@ def apply(
     ns = namespaces.isolate(
         user=user_ns or enclosed.mapped, network=not network and not enclosed.network
     )
+    egress = bool(policy.get("egress", False))
+    door = enclosed.door
+    if egress_fd is not None and door is None:
+        if egress and ns.network:  # ours since isolate: we hold its capabilities
+            door = egress_door.open_door(egress_fd) or ""
+        else:
+            os.close(egress_fd)
     ns.network = ns.network or enclosed.network
     report = {"user_namespace": ns.user, "network_namespace": ns.network, **enclosed.report()}
     writable = list(policy.get("writable_paths") or ())
@@ -316,14 +327,20 @@ def apply(
     # A PID namespace: the host, the zygote and other workers have no pid here.
     report["pid_namespace"] = enclosed.namespaces and probes["host_invisible"]
     report["memfd_refused"] = probes["memfd_refused"] and report["seccomp"]
+    if egress:
+        # The only way out is the door: loopback alone, no route, and the
+        # listener handed to the host's proxy.
+        report["egress_only"] = ns.network and door == "" and egress_door.probe()
 
     unmet = []
     if user_ns and not ns.user:
         unmet.append(f"user_namespace ({ns.error})")
     if filtered and not report["seccomp"]:
         unmet.append(f"seccomp ({seccomp_error or 'the probe was not refused'})")
+    if egress and not report["egress_only"]:
+        unmet.append(f"egress_only ({door or 'no network namespace of its own'})")
     wanted = {
-        "network_blocked": not network,
+        "network_blocked": not network and not egress,
         "writes_confined": confine_writes,
         "reads_confined": confine_reads,
         "host_signals_blocked": isolate,

@@ -54,7 +54,7 @@ import ctypes
 import os
 from typing import NoReturn
 
-from worker import private_view, sandbox, subordinate_ids, warden
+from worker import egress_door, private_view, sandbox, subordinate_ids, warden
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -77,11 +77,14 @@ PR_SET_NAME, PR_GET_NAME = 15, 16
 class Enclosure:
     """What ``finish`` achieved (each True only if the kernel agreed)."""
 
-    __slots__ = ("uid", "own_uid", "namespaces", "network", "view", "mapped")
+    __slots__ = ("uid", "own_uid", "namespaces", "network", "view", "mapped", "door")
 
     def __init__(self) -> None:
         self.uid: int | None = None
         self.own_uid = self.namespaces = self.network = False
+        #: The egress door (``worker.egress_door``): None if not tried, ""
+        #: if open, else why it is not.
+        self.door: str | None = None
         self.view = private_view.View()
         #: In a user namespace with the host's uid mapped to root (a host
         #: that is not root); the worker must leave it (nested, unmapped).
@@ -226,6 +229,7 @@ def enclose(
     reach: list[str],
     granted: list[str],
     parent_reaps_orphans: bool = False,
+    egress_fd: int | None = None,
 ) -> Enclosure:
     """Both phases (or only ``finish``, for a worker entered ahead).
 
@@ -238,7 +242,9 @@ def enclose(
     them. ``reach``: paths a worker with its own uid must be able to reach
     (interpreter, import path); ``granted``: paths it must read whatever
     their modes (the set's directory and import paths, ``readable_paths``).
-    ``parent_reaps_orphans``: see ``run_warden``.
+    ``parent_reaps_orphans``: see ``run_warden``. ``egress_fd``: the door
+    socket of an egress set, opened (and closed) in the worker's own network
+    namespace while the worker may still raise its loopback.
 
     Returns in the worker only, whose cwd is then its scratch directory
     (the private one when ``scratch_tmpfs`` holds). Raises ``OSError`` only
@@ -247,7 +253,7 @@ def enclose(
     entered = _ahead.pop() if _ahead else enter(policy, keep_fds)
     if entered.role == "warden":
         run_warden(entered, parent_reaps_orphans=parent_reaps_orphans)
-    return finish(entered, policy, limits, scratch, reach, granted)
+    return finish(entered, policy, limits, scratch, reach, granted, egress_fd)
 
 
 def enter(
@@ -348,6 +354,7 @@ def finish(
     scratch: str,
     reach: list[str],
     granted: list[str],
+    egress_fd: int | None = None,
 ) -> Enclosure:
     """Phase B, in the worker (see the module and ``enclose``)."""
     result = Enclosure()
@@ -367,6 +374,8 @@ def finish(
             if _c().unshare(ctypes.c_int(CLONE_NEWNET)) == 0:
                 entered.network = _namespace_ids()["net"] != before
         result.network = entered.network and not wants_network
+        if result.network and egress_fd is not None and policy.get("egress"):
+            result.door = egress_door.open_door(egress_fd) or ""  # before we drop our caps
         _close_fds([entered.host_net])
         result.view = private_view.build(entered.view, policy, limits, scratch, uid, reach, granted)
         if entered.subordinate and not result.view.tmpfs:

@@ -39,7 +39,7 @@ from protocol import (
 )
 from protocol.values import to_wire
 from protocol.worker_conversation import Skip, Stop, WorkerConversation
-from worker import progress
+from worker import network_note, progress
 from worker.binding import bind
 from worker.capture import OutputCapture
 from worker.context_proxy import ContextProxy, raise_answer_error
@@ -115,6 +115,9 @@ class Server:
         # A stream's items may take this many bytes before the host's more.
         conversation.stream_bytes = max_result_bytes
         self.recycling = False
+        #: Added to a call's error when a connection or lookup failed
+        #: (``worker.network_note``): the sandbox may be why.
+        self.network_note = ""
         #: A shutdown came while a call waited for the host's answer: exit
         #: after that call's reply.
         self.stopping = False
@@ -307,6 +310,8 @@ class Server:
                     trace,
                     recycle=True,
                 )
+            if self.network_note and network_note.explains(exc, message):
+                message += self.network_note
             del exc
             return encode_error(
                 msg.msgid, ErrorKind.USER_EXCEPTION, message, output, type_name, trace

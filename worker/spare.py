@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 
-from protocol.zygote_control import SPAWN_FDS, SpawnRequest, decode_spawn_request
+from protocol.zygote_control import MAX_SPAWN_FDS, SPAWN_FDS, SpawnRequest, decode_spawn_request
 from worker import enclosure, memory_cgroup, rehearsal, start
 
 PR_SET_NAME, PR_GET_NAME = 15, 16
@@ -38,7 +38,7 @@ AHEAD_NAME = "fnhost-ahead"
 
 def recv_request(sock: _socket.socket) -> tuple[bytes, list[int]]:
     """One message and the fds passed with it (``socket.recv_fds``, inlined)."""
-    data, ancdata, _, _ = sock.recvmsg(1 << 20, _socket.CMSG_LEN(SPAWN_FDS * 4))
+    data, ancdata, _, _ = sock.recvmsg(1 << 20, _socket.CMSG_LEN(MAX_SPAWN_FDS * 4))
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -106,7 +106,7 @@ def wait_as_spare(
                 enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
         rehearsal.rehearse()  # its copy-on-write faults now, not on the restart's path
         data, fds = recv_request(conn)
-        if not data or len(fds) != SPAWN_FDS:
+        if not data or not SPAWN_FDS <= len(fds) <= MAX_SPAWN_FDS:
             os._exit(0)
         if comm:
             rename(comm)  # before "k": the zygote's reply finds us renamed
@@ -150,7 +150,7 @@ def become_worker(
     try:
         if session and os.getsid(0) != os.getpid():
             os.setsid()
-        req_r, resp_w, out, err = fds
+        req_r, resp_w, out, err, *door = fds
         os.dup2(out, 1)
         os.dup2(err, 2)
         os.close(out)
@@ -158,7 +158,9 @@ def become_worker(
         os.chdir(request.cwd)
         os.environ.clear()
         os.environ.update(request.env)
-        config = request.config.handed_over(in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid)
+        config = request.config.handed_over(
+            in_fd=req_r, out_fd=resp_w, parent_pid=zygote_pid, egress_fd=door[0] if door else None
+        )
         # As a spawned worker sees it (user code may read its out_fd there).
         sys.argv = [sys.argv[0], json.dumps(config.to_wire())]
         start.run(config)

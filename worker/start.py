@@ -49,7 +49,15 @@ from protocol.memory_cgroup import limit_bytes
 from protocol.messages import make_error_map
 from protocol.worker_config import WorkerConfig
 from protocol.worker_conversation import WorkerConversation
-from worker import confinement, enclosure, memory_cgroup, private_view, sandbox
+from worker import (
+    confinement,
+    egress_door,
+    enclosure,
+    memory_cgroup,
+    network_note,
+    private_view,
+    sandbox,
+)
 from worker.capture import OutputCapture
 from worker.loader import ModuleLoadError, discover_functions, import_module
 from worker.serve import Server, describe_exception, write_all
@@ -128,14 +136,16 @@ def run(config: WorkerConfig) -> NoReturn:
         *(p for p in set_paths if os.path.exists(p) and private_view.open_to_others(p, 0o001)),
         *(policy.get("readable_paths") or ()),
     ]
+    egress_fd = None if config.egress is None else config.egress["fd"]
     enclosed = enclosure.enclose(
         policy,
         config.limits,
         os.getcwd(),
-        [in_fd, out_fd],
+        [in_fd, out_fd, *([] if egress_fd is None else [egress_fd])],
         reach=confinement.readable_paths(reach),
         granted=[config.path] if config.path else [],
         parent_reaps_orphans=config.forked,
+        egress_fd=egress_fd,
     )
 
     def _close_protocol_in_child() -> None:
@@ -165,8 +175,11 @@ def run(config: WorkerConfig) -> NoReturn:
         set_paths=set_paths,
         enclosed=enclosed,
         host_uid=config.host_uid,
+        egress_fd=egress_fd if enclosed.door is None else None,
     )
     protections.update(report)
+    if config.egress is not None:
+        egress_door.announce(config.egress, os.getcwd())
     # With every layer in place: a worker that can still rewrite its limit
     # (root without namespaces) has none.
     in_cgroup = (
@@ -256,7 +269,7 @@ def run(config: WorkerConfig) -> NoReturn:
         os._exit(0)
     conversation.ready_sent()
     write_all(out_fd, frame)
-    Server(
+    server = Server(
         in_fd,
         out_fd,
         specs,
@@ -264,4 +277,7 @@ def run(config: WorkerConfig) -> NoReturn:
         max_frame_size=config.max_frame_size,
         max_result_bytes=config.max_result_bytes,
         conversation=conversation,
-    ).run()
+    )
+    allow = [] if config.egress is None else config.egress["allow"]
+    server.network_note = network_note.note_for(policy, config.set_name, allow)
+    server.run()

@@ -47,7 +47,6 @@ from typing import NoReturn
 
 from protocol.memory_cgroup import limit_bytes, worker_dir_name
 from protocol.zygote_control import (
-    SPAWN_FDS,
     BadSpawnRequest,
     Exited,
     Spawned,
@@ -61,7 +60,6 @@ from protocol.zygote_control import (
 from worker import confinement, enclosure, memory_cgroup, rehearsal, sandbox
 from worker import spare as spare_life
 
-MAX_FDS = SPAWN_FDS
 #: How long a closing zygote reaps what it killed (the host waits 1 s for it).
 LEAVE_REAP_SECONDS = 0.8
 
@@ -312,8 +310,10 @@ def main() -> None:
             leave()  # EOF: the host closed us
         try:
             request = decode_spawn_request(data)
-            if len(fds) != MAX_FDS:
-                raise BadSpawnRequest(f"expected {MAX_FDS} fds, got {len(fds)}", request.id)
+            if len(fds) != request.config.fd_count:
+                raise BadSpawnRequest(
+                    f"expected {request.config.fd_count} fds, got {len(fds)}", request.id
+                )
         except BadSpawnRequest as exc:
             for fd in fds:
                 os.close(fd)

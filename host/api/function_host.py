@@ -303,7 +303,7 @@ class FunctionHost(Calling):
         with self._lock:
             return dict(self._load_errors)
 
-    def protections(self, name: str) -> dict[str, bool]:
+    def protections(self, name: str) -> dict[str, Any]:
         """The isolation layers in force for set ``name``'s current worker, as
         that worker reported them (each the result of the actual system
         call, never assumed), plus how it was started. ``KeyError`` for an
@@ -316,13 +316,28 @@ class FunctionHost(Calling):
         covers the other ways to it is in place; the mechanisms
         (``user_namespace``, ``network_namespace``, ``landlock``, ``seccomp``)
         are True when their system calls succeeded (``seccomp`` also probed).
+
+        The network door: ``egress`` is ``"none"`` (``network=False``),
+        ``"unrestricted"`` (``True``) or ``"allow-list"`` (an ``Egress``
+        policy), then with ``egress_allow`` (the list), ``egress_credentials``
+        (the hosts whose HTTPS the proxy intercepts to add credentials) and
+        ``egress_only`` (probed by the worker: loopback is its only interface,
+        no route leaves it, and its door to the proxy is open).
         """
         with self._lock:
             loaded = self._registry.sets[name]
-        report = loaded.handle.protections()
+        report: dict[str, Any] = dict(loaded.handle.protections())
         if report:
             # The door through the wall to a context: open if anything is exposed.
             report["context_door_closed"] = not self._contexts.exposed(name)
+            sandbox = loaded.handle.spec.limits.sandbox
+            egress = sandbox.egress
+            if egress is not None:
+                report["egress"] = "allow-list"
+                report["egress_allow"] = egress.targets
+                report["egress_credentials"] = egress.intercepted_hosts()
+            else:
+                report["egress"] = "unrestricted" if sandbox.network else "none"
         return report
 
     @property

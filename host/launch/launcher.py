@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from host.egress.gateway import Gateway
 from host.launch.memory_cgroups import MemoryCgroups
 from host.launch.tree_removal import remove_tree
 from host.launch.workdirs import discard_workdir, make_workdir, sweep_stale_workdirs
@@ -76,9 +77,13 @@ class WorkerProcess:
         popen: subprocess.Popen | None = None,
         zygote: Zygote | None = None,
         cgroups: MemoryCgroups | None = None,
+        egress_door: tuple[Gateway, int] | None = None,
     ) -> None:
         self.pid = pid
         self.cgroups = cgroups
+        #: Its egress door (``host.egress.gateway``), for a set with an
+        #: egress policy: the gateway and the door's id.
+        self.egress_door = egress_door
         self.req_w = req_w
         self.resp_r = resp_r
         self.workdir = workdir
@@ -175,6 +180,8 @@ class WorkerProcess:
         remove_tree(self.workdir)
         if self.cgroups is not None:
             self.cgroups.release(self.pid)
+        if self.egress_door is not None:
+            self.egress_door[0].close_door(self.egress_door[1])
 
 
 def describe_exit(returncode: int | None) -> tuple[int | None, str | None, str]:
@@ -224,18 +231,31 @@ def spawn_process(
     host_pid: int,
     zygote: Zygote | None = None,
     cgroups: MemoryCgroups | None = None,
+    gateway: Gateway | None = None,
 ) -> WorkerProcess:
     """Start one worker, forked by ``zygote`` or as a new interpreter, in a
     memory cgroup of its own under ``cgroups`` (where available and the
-    set's sandbox asks for it).
+    set's sandbox asks for it), with a door to ``gateway`` for a set with
+    an egress policy.
 
     Raises ``OSError`` (``ZygoteError`` for a zygote failure), leaving
-    nothing behind.
+    nothing behind; ``ValueError``/``RuntimeError`` from the gateway (a
+    credential that cannot be read, the ``egress`` extra missing).
     """
     limits = spec.limits
     fds: list[int] = []
+    door: tuple[Gateway, int] | None = None
+    egress_config = None
     workdir = make_workdir(spec.set_name, host_pid)
     try:
+        egress = limits.sandbox.egress
+        if egress is not None:
+            if gateway is None:
+                raise RuntimeError("an egress policy needs the launcher's gateway")
+            door_id, door_fd, egress_config = gateway.open_door(spec.set_name, egress)
+            door = (gateway, door_id)
+            fds.append(door_fd)
+            egress_config["fd"] = door_fd
         scratch = os.path.join(workdir, "scratch")
         os.mkdir(scratch, 0o700)
         req_r, req_w = os.pipe()
@@ -264,11 +284,13 @@ def spawn_process(
             memory_cgroup=(
                 cgroups.parent if cgroups is not None and limits.sandbox.memory_cgroup else None
             ),
+            egress=egress_config,
         )
+        door_fds = (egress_config["fd"],) if egress_config is not None else ()
         popen = None
         if zygote is not None:
             pid = zygote.spawn(
-                config, worker_env(spec, scratch), scratch, (req_r, resp_w, out, err)
+                config, worker_env(spec, scratch), scratch, (req_r, resp_w, out, err, *door_fds)
             )
         else:
             popen = subprocess.Popen(
@@ -276,7 +298,7 @@ def spawn_process(
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                pass_fds=(req_r, resp_w),
+                pass_fds=(req_r, resp_w, *door_fds),
                 cwd=scratch,
                 env=worker_env(spec, scratch),
                 start_new_session=True,
@@ -286,16 +308,25 @@ def spawn_process(
     except BaseException:
         for fd in fds:
             os.close(fd)
+        if door is not None:
+            door[0].close_door(door[1])
         discard_workdir(workdir)
         raise
-    for fd in (req_r, resp_w, out, err):
+    for fd in (req_r, resp_w, out, err, *door_fds):
         os.close(fd)
     # Non-blocking host ends: reads and writes are driven by poll with deadlines.
     os.set_blocking(req_w, False)
     os.set_blocking(resp_r, False)
     try:
         return WorkerProcess(
-            pid, req_w, resp_r, workdir, popen=popen, zygote=zygote, cgroups=cgroups
+            pid,
+            req_w,
+            resp_r,
+            workdir,
+            popen=popen,
+            zygote=zygote,
+            cgroups=cgroups,
+            egress_door=door,
         )
     except OSError:
         os.close(req_w)
@@ -303,6 +334,8 @@ def spawn_process(
         if popen is not None:
             popen.kill()
             popen.wait()
+        if door is not None:
+            door[0].close_door(door[1])
         discard_workdir(workdir)
         raise
 
@@ -324,6 +357,8 @@ class Launcher:
         self._zygote_failures = 0
         self.host_pid = os.getpid()
         self.cgroups = MemoryCgroups()
+        #: The egress proxy's host end, made for the first egress set.
+        self.gateway: Gateway | None = None
         global _swept
         if not _swept:
             _swept = True
@@ -390,14 +425,20 @@ class Launcher:
 
     def _spawn(self, spec: WorkerSpec) -> WorkerProcess:
         """On the launcher thread: fork from the zygote, or fall back to a spawn."""
+        gateway = None
+        if spec.limits.sandbox.egress is not None:
+            if self.gateway is None:
+                self.gateway = Gateway()
+            gateway = self.gateway
         while self.start_method == "zygote" and self._zygote_failures < 2:
             try:
-                process = spawn_process(spec, self.host_pid, self._ensure_zygote(), self.cgroups)
+                zygote = self._ensure_zygote()
+                process = spawn_process(spec, self.host_pid, zygote, self.cgroups, gateway)
                 self._zygote_failures = 0
                 return process
             except ZygoteError:
                 self._zygote_failures += 1
-        return spawn_process(spec, self.host_pid, cgroups=self.cgroups)
+        return spawn_process(spec, self.host_pid, cgroups=self.cgroups, gateway=gateway)
 
     def close(self) -> None:
         with self._lock:
@@ -417,3 +458,5 @@ class Launcher:
             # Started by a job still running when we closed the first one.
             self._zygote.close()
         self.cgroups.close()
+        if self.gateway is not None:
+            self.gateway.close()

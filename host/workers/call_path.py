@@ -136,6 +136,8 @@ class CallPath:
                     pending.credit = STREAM_WINDOW
                     pending.byte_credit = stream.byte_window = self._max_result_bytes
                 channel = inc.channel
+                egress = inc.proc.egress_door
+                mark = None if egress is None else egress[0].mark(egress[1])
                 channel.send(pending, frame)
                 while not channel.wait(
                     pending,
@@ -147,9 +149,9 @@ class CallPath:
                         channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
                         raise self._timeout_error(function, timeout)
                 if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending)  # the usual case, checked inline
+                    return self._outcome(inc, pending, mark)  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending)
+                    return self._outcome(inc, pending, mark)
         finally:
             gate.release(weight)
 
@@ -197,6 +199,8 @@ class CallPath:
                     pending.byte_credit = stream.byte_window = self._max_result_bytes
                 pending.future = loop.create_future()
                 channel = inc.channel
+                egress = inc.proc.egress_door
+                mark = None if egress is None else egress[0].mark(egress[1])
                 if not channel.try_send(pending, frame):
                     # Another thread is writing to this pipe: wait for it
                     # off the loop, which must never block on a lock.
@@ -229,9 +233,9 @@ class CallPath:
                                 self._watch(inc, pending, cancel=not cancelled)
                     raise
                 if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending)  # the usual case, checked inline
+                    return self._outcome(inc, pending, mark)  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending)
+                    return self._outcome(inc, pending, mark)
         finally:
             if release:
                 gate.release(weight)
@@ -400,7 +404,7 @@ class CallPath:
             f"did not finish within {timeout:g}s; its worker was killed and is restarting",
         )
 
-    def _outcome(self, inc: Incarnation, pending: Pending) -> CallResult:
+    def _outcome(self, inc: Incarnation, pending: Pending, mark: int | None = None) -> CallResult:
         if pending.error is not None:
             if isinstance(pending.error, WorkerGone):
                 raise WorkerCrashed(
@@ -418,12 +422,14 @@ class CallPath:
             # (A "recycle" error has had its worker replaced by then: the
             # channel told the handle first, through on_recycle.)
             raise error_from_map(self.name, pending.function, msg.error, output)
+        egress = inc.proc.egress_door
         return CallResult(
             output["value"],
             output.get("stdout") or "",
             output.get("stderr") or "",
             self.name,
             pending.function,
+            () if egress is None or mark is None else egress[0].since(egress[1], mark),
         )
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from host.egress.record import EgressRecord
+
 
 @dataclass(frozen=True)
 class CallResult:
-    """A call's value plus what the function printed (each the last 65,536 characters)."""
+    """A call's value plus what the function printed (each the last 65,536
+    characters) and, for a set with an egress policy, the proxy's decisions
+    for its worker while the call ran (``EgressRecord``: allowed or not,
+    host, port, method, path, why; bytes once the exchange ended)."""
 
     value: Any
     stdout: str
     stderr: str
     set_name: str
     function: str
+    egress: tuple[EgressRecord, ...] = ()

@@ -82,7 +82,7 @@ class WorkerHandle:
     def _spawn(self) -> Incarnation:
         try:
             proc = self._launcher.spawn(self.spec)
-        except (OSError, RuntimeError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:  # ValueError: an egress secret
             raise LoadError(
                 self.name, f"cannot start a worker process: {exc}", source=self.spec.source
             )

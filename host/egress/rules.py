@@ -1,0 +1,129 @@
+"""The proxy's decisions: may this set reach this host and port, and this
+method and path there? Pure functions over the policy's wire form
+(``Egress.to_proxy``); no I/O.
+
+Every refusal carries a reason a person can act on; the proxy puts it in
+the 403's reason phrase and body, where ``requests``, ``httpx`` and
+``urllib`` show it in the exception they raise.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+#: Every refusal starts with this, so a tool's error explains itself.
+BLOCKED = "fnhost egress policy blocked"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+    #: The matching allow entries (for the method and path check).
+    entries: tuple[dict[str, Any], ...] = ()
+
+
+def normal_host(host: str) -> str:
+    """Lowercase, no trailing dot, IPv6 without brackets, IPv4 canonical."""
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return pattern == host
+
+
+def check_target(policy: dict[str, Any], set_name: str, host: str, port: int) -> Decision:
+    """Whether ``host:port`` is on the set's allow-list."""
+    host = normal_host(host)
+    entries = tuple(
+        e
+        for e in policy["allow"]
+        if host_matches(e["host"], host) and (e["port"] is None or e["port"] == port)
+    )
+    if entries:
+        return Decision(True, entries=entries)
+    if any(host_matches(e["host"], host) for e in policy["allow"]):
+        why = f"port {port} is not allowed for {host}"
+    else:
+        why = f"{host} is not in the allow-list"
+    return Decision(False, f"{BLOCKED} {_show(host)}:{port} for set '{set_name}': {why}")
+
+
+def needs_interception(
+    policy: dict[str, Any], host: str, entries: tuple[dict[str, Any], ...]
+) -> bool:
+    """HTTPS to this host must be terminated to enforce the policy: it has
+    credentials, or every matching entry restricts methods or paths."""
+    if normal_host(host) in policy["credentials"]:
+        return True
+    return not any(e["methods"] is None and e["paths"] is None for e in entries)
+
+
+def check_request(
+    set_name: str,
+    host: str,
+    port: int,
+    entries: tuple[dict[str, Any], ...],
+    method: str,
+    target: str,
+) -> Decision:
+    """Whether ``method target`` is allowed by one of ``entries`` (the
+    allow entries that matched the host and port)."""
+    host = normal_host(host)
+    where = f"{method} {_show(host)}:{port}"
+    path, problem = request_path(target)
+    if problem:
+        return Decision(False, f"{BLOCKED} {where}{path} for set '{set_name}': {problem}")
+    for entry in entries:
+        if entry["methods"] is not None and method not in entry["methods"]:
+            continue
+        if entry["paths"] is not None and not any(
+            fnmatch.fnmatchcase(path, p) for p in entry["paths"]
+        ):
+            continue
+        return Decision(True, entries=(entry,))
+    return Decision(
+        False, f"{BLOCKED} {where}{path} for set '{set_name}': method or path not allowed"
+    )
+
+
+def request_path(target: str) -> tuple[str, str]:
+    """(decoded path without query, problem or ""). An origin-form target
+    (``/a/b?q``) or an absolute one (``http://h/a/b``)."""
+    if "://" in target:
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    raw = target.split("?", 1)[0].split("#", 1)[0] or "/"
+    if not raw.startswith("/"):
+        return raw, "the request target is not a path"
+    lowered = raw.lower()
+    if "%2f" in lowered or "%5c" in lowered or "\\" in raw:
+        return raw, "an encoded slash or a backslash in the path"
+    path = unquote(raw)
+    if "\0" in path:
+        return raw, "a NUL in the path"
+    segments = path.split("/")
+    if "." in segments or ".." in segments:
+        return path, "dot segments in the path"
+    normal = posixpath.normpath(path)
+    if path.endswith("/") and normal != "/":
+        normal += "/"
+    return normal if normal.startswith("/") else "/" + normal, ""
+
+
+def _show(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
