@@ -248,6 +248,18 @@ def find_in_memory(first: str, second: str) -> list:
     return found
 
 
+def ask_proxy(raw: str) -> str:
+    """Raw bytes to the proxy itself; its answer."""
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(raw.encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data.decode("latin-1")
+
+
 def find_in_files(needle_a: str, needle_b: str) -> list:
     """Files under its scratch dir (cwd, HOME, TMPDIR: where its CA bundle
     is), its set's directory, and its /proc/self files, that hold
@@ -321,6 +333,15 @@ def test_the_server_gets_the_credential_and_the_worker_cannot_find_it(
         assert "Authorization: Bearer [fnhost:credential]" in echoed
         assert SECRET not in echoed
     assert https.seen[-1].headers["Authorization"] == f"Bearer {SECRET}"
+    # The proxy itself echoes nothing back: it is not a server of its own.
+    for raw in (
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:3128\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        f"TRACE http://{https.target}/ HTTP/1.1\r\nHost: {https.target}\r\n\r\n",
+    ):
+        answer = fh.call("tool.ask_proxy", {"raw": raw})
+        assert answer.startswith("HTTP/1.1 4") or answer.startswith("HTTP/1.1 5"), answer
+        assert SECRET not in answer
 
 
 def test_credentials_go_over_tls_only_and_other_hosts_get_only_what_the_worker_sent(
@@ -528,7 +549,9 @@ def test_protections_report_the_allow_list_and_the_probed_door(make_host, write_
     report = fh.protections("web")
     assert report["egress"] == "allow-list"
     assert report["egress_allow"] == [http.target, "api.example.com:443"]
-    assert report["egress_credentials"] == ["api.example.com"]
+    assert report["egress_credentials"] == []
+    assert report["egress_intercepted"] == ["api.example.com"]
+    assert fh.function_sets["web"]["egress"] == "allow-list"
     assert report["egress_only"] is True
     assert report["network_namespace"] is True
     assert fh.protections("closed")["egress"] == "none"
@@ -578,3 +601,34 @@ def test_egress_policies_are_checked_when_written():
     assert repr(Secret.env("K")) == "Secret.env('K')"
     # Hashable and comparable: a set's policy is a key.
     assert hash(Egress(allow=["a.example:443"])) == hash(Egress(allow=["a.example:443"]))
+
+
+# -- the command line ------------------------------------------------------------
+
+
+def test_fnhost_call_allow_and_credential_flags(write_set, clean, secret_env):
+    import json
+    import subprocess
+    import sys
+
+    https = clean["https"]
+    path = str(write_set("tool", CLIENTS))
+
+    def fnhost(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "SSL_CERT_FILE": clean["ca"]}  # the proxy's trust, for the test CA
+        return subprocess.run(
+            [sys.executable, "-m", "host", "call", path, *args],
+            capture_output=True, text=True, timeout=60, env=env,
+        )  # fmt: skip
+
+    ok = fnhost("with_header", json.dumps({"url": https.url("/cli"), "value": "x"}),
+                "--allow", https.target, "--credential", "127.0.0.1=FNHOST_TEST_KEY")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout).startswith("GET /cli")
+    assert https.seen[-1].headers["Authorization"] == f"Bearer {SECRET}"
+    denied = fnhost("with_urllib", json.dumps({"url": clean["http"].url("/x")}),
+                    "--allow", https.target)  # fmt: skip
+    assert denied.returncode == 1
+    assert "fnhost egress policy blocked" in denied.stderr
+    bad = fnhost("with_urllib", "{}", "--credential", "nohost")
+    assert bad.returncode != 0 and "expected HOST=ENVVAR" in bad.stderr

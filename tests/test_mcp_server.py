@@ -471,3 +471,15 @@ def test_a_clients_cancel_stops_the_running_call(write_set, sets_dir, errlog):
     gave_up, after = asyncio.run(scenario())
     assert gave_up
     assert not after.is_error
+
+
+@pytest.mark.timeout(60)
+def test_open_world_hint_follows_the_sets_network_door(tools_dir, errlog):
+    async def scenario(extra: Sequence[str]) -> dict[str, Any]:
+        async with mcp_session(tools_dir, errlog=errlog, extra=extra) as session:
+            return {t.name: t.annotations for t in (await session.list_tools()).tools}
+
+    closed = asyncio.run(scenario(()))
+    assert closed and all(a.open_world_hint is False for a in closed.values())
+    through_proxy = asyncio.run(scenario(("--allow", "127.0.0.1:9")))
+    assert all(a.open_world_hint is True for a in through_proxy.values())

@@ -32,6 +32,7 @@ from host.api.watcher import Watcher
 from host.errors import HostClosed, LoadError, NameConflict
 from host.launch.launcher import Launcher
 from host.limits import Limits
+from host.sandbox import Sandbox
 from host.tools.tool_calls import add_heartbeat, check_heartbeat_options, tool_name
 
 
@@ -330,24 +331,23 @@ class FunctionHost(Calling):
         if report:
             # The door through the wall to a context: open if anything is exposed.
             report["context_door_closed"] = not self._contexts.exposed(name)
-            sandbox = loaded.handle.spec.limits.sandbox
-            egress = sandbox.egress
-            if egress is not None:
-                report["egress"] = "allow-list"
-                report["egress_allow"] = egress.targets
-                report["egress_credentials"] = egress.intercepted_hosts()
-            else:
-                report["egress"] = "unrestricted" if sandbox.network else "none"
+            report.update(_network_door(loaded.handle.spec.limits.sandbox))
         return report
 
     @property
     def function_sets(self) -> dict[str, dict[str, Any]]:
         """Per loaded set: source, origin, worker pid, exported and skipped functions,
-        schema warnings, and the protections the worker reported applying to
-        itself at start (each the result of the actual system call).
+        schema warnings, the protections the worker reported applying to
+        itself at start (each the result of the actual system call), and its
+        network door by policy (``egress``: ``"none"``, ``"unrestricted"`` or
+        ``"allow-list"``, as in ``protections``).
         """
         summaries = self._catalog.set_summaries()
+        with self._lock:
+            sandboxes = {n: s.handle.spec.limits.sandbox for n, s in self._registry.sets.items()}
         for name, summary in summaries.items():
+            if name in sandboxes:
+                summary["egress"] = _network_door(sandboxes[name])["egress"]
             summary["exposed"] = exposed = self._contexts.exposed(name)
             if summary.get("protections"):
                 summary["protections"]["context_door_closed"] = not exposed
@@ -393,3 +393,16 @@ class FunctionHost(Calling):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._registry.sets)} sets"
         return f"<FunctionHost {state}>"
+
+
+def _network_door(sandbox: Sandbox) -> dict[str, Any]:
+    """What ``protections`` says of a set's way to the network, by policy."""
+    egress = sandbox.egress
+    if egress is None:
+        return {"egress": "unrestricted" if sandbox.network else "none"}
+    return {
+        "egress": "allow-list",
+        "egress_allow": egress.targets,
+        "egress_credentials": sorted(egress.credentials),
+        "egress_intercepted": egress.intercepted_hosts(),
+    }

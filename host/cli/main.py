@@ -19,6 +19,7 @@ from typing import Any
 
 from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent
+from host.egress.policy import Egress, Header, Secret
 from host.errors import CallError, HostError, LoadError, WorkerCrashed
 from host.limits import Limits
 from host.sandbox import Sandbox
@@ -79,8 +80,22 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 def _sandbox_limits(args: argparse.Namespace) -> Limits:
     """``--timeout`` and the sandbox options as the sets' Limits."""
+    network: bool | Egress = args.network
+    if args.allow or args.credential:
+        if args.network:
+            raise SystemExit("fnhost: --network and --allow/--credential exclude each other")
+        credentials = {}
+        for item in args.credential:
+            host, sep, variable = item.partition("=")
+            if not sep or not host or not variable:
+                raise SystemExit(f"fnhost: --credential {item!r}: expected HOST=ENVVAR")
+            credentials[host] = Header("Authorization", "Bearer {}", Secret.env(variable))
+        try:
+            network = Egress(allow=args.allow, credentials=credentials)
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"fnhost: {exc}") from None
     sandbox = Sandbox(
-        network=args.network,
+        network=network,
         writable_paths=tuple(args.writable),
         confine_reads=args.confine_reads or bool(args.readable),
         readable_paths=tuple(args.readable),
@@ -93,6 +108,22 @@ def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
         "--network",
         action="store_true",
         help="let the functions use the network (default: every connection fails)",
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="let the functions reach HOST:PORT through fnhost's egress proxy only "
+        "(repeatable; '*.example.com:443' for subdomains; needs fnhost[egress])",
+    )
+    parser.add_argument(
+        "--credential",
+        action="append",
+        default=[],
+        metavar="HOST=ENVVAR",
+        help="the proxy sends 'Authorization: Bearer $ENVVAR' to HOST over HTTPS; the "
+        "functions never see the value (repeatable; HOST must be --allow'ed)",
     )
     parser.add_argument(
         "--writable",

@@ -125,6 +125,13 @@ class FunctionHostMCPServer:
         JSON-RPC error for the one request; the server keeps running).
         """
         catalog: dict[str, _ToolEntry] = {}
+        # A tool reaches beyond the machine only if its set has a way to the
+        # network (MCP's openWorldHint); by policy, as the host reports it.
+        open_world = {
+            exported: summary.get("egress", "none") != "none"
+            for summary in self.fh.function_sets.values()
+            for exported in summary["functions"].values()
+        }
         # One pass over the canonical schemas: the MCP shape is derived from
         # each, and ``returns`` says whether results are wrapped.
         for raw in self.fh.tools(format="raw"):
@@ -136,6 +143,7 @@ class FunctionHostMCPServer:
                 "name": name,
                 "description": definition.get("description"),
                 "input_schema": definition["inputSchema"],
+                "annotations": types.ToolAnnotations(open_world_hint=open_world.get(name, True)),
             }
             validator = None
             if output_schema is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -231,11 +232,36 @@ def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
     return rules.normal_host(host), int(port)
 
 
-async def _open(host: str, port: int, tls: ssl.SSLContext | None) -> tuple[Any, Any]:
+async def _open(
+    host: str, port: int, tls: ssl.SSLContext | None, rules_: SetRules
+) -> tuple[Any, Any]:
+    """A connection to ``host:port``, resolved here (never by the worker):
+    to the first address the policy lets it reach (``rules.internal``
+    addresses only for a host listed by its exact name). ``Refused`` (502,
+    or 403 for an internal address) if there is none or it fails."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), CONNECT_TIMEOUT
+        )
+    except (TimeoutError, OSError) as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise Refused(502, f"fnhost egress proxy: cannot resolve {host}: {why}") from None
+    addresses = [str(info[4][0]) for info in infos]
+    if not rules.listed_exactly(rules_.policy, host):
+        outside = [a for a in addresses if not rules.internal(a)]
+        if not outside:
+            raise Refused(
+                403,
+                f"{rules.BLOCKED} {host}:{port} for set '{rules_.name}': it resolves to "
+                f"{addresses[0]}, an internal address, which only a host listed by its "
+                "exact name may reach",
+            )
+        addresses = outside
     try:
         return await asyncio.wait_for(
             asyncio.open_connection(
-                host, port, ssl=tls, server_hostname=host if tls else None, limit=CHUNK
+                addresses[0], port, ssl=tls, server_hostname=host if tls else None, limit=CHUNK
             ),
             CONNECT_TIMEOUT,
         )
@@ -246,7 +272,7 @@ async def _open(host: str, port: int, tls: ssl.SSLContext | None) -> tuple[Any, 
             f"{exc.verify_message or exc}",
         ) from None
     except (TimeoutError, OSError) as exc:
-        why = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise Refused(502, f"fnhost egress proxy: cannot connect to {host}:{port}: {why}") from None
 
 
@@ -266,7 +292,7 @@ async def _connect(
             f"{rules.BLOCKED} {host}:{port} for set '{rules_.name}': "
             "method or path rules need the egress extra's TLS interception",
         )
-    up_reader, up_writer = (None, None) if intercept else await _open(host, port, None)
+    up_reader, up_writer = (None, None) if intercept else await _open(host, port, None, rules_)
     await client.send(h11.Response(status_code=200, reason=b"Connection established", headers=[]))
     leftover, _closed = client.conn.trailing_data
     status = 200
@@ -430,7 +456,9 @@ async def _exchange(
         headers.append((b"Accept-Encoding", b"identity"))
     authority = host if port == (443 if tls else 80) else f"{host}:{port}"
     headers = [(b"Host", authority.encode()), *headers, *credentials]
-    up_reader, up_writer = await _open(host, port, rules_.upstream_context() if tls else None)
+    up_reader, up_writer = await _open(
+        host, port, rules_.upstream_context() if tls else None, rules_
+    )
     upstream = Peer(up_reader, up_writer, h11.CLIENT)
     scrubber = Scrubber(rules_.secrets if credentials else [])
     status = 0

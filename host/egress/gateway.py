@@ -202,7 +202,7 @@ class Gateway:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 close_fds=True,
-                env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+                env=_proxy_env(),
             )
         except BaseException:
             ours.close()
@@ -311,7 +311,7 @@ class Gateway:
             if record.allowed:
                 log.info("set '%s': egress allowed: %s", name, where)
             else:
-                log.warning("set '%s': %s", name, record.reason)
+                log.warning("%s", record.reason)  # names the set
             if door is not None:
                 door.records.append(record)
                 door.count += 1
@@ -351,6 +351,17 @@ class Gateway:
             self._ensure_proxy()
         except (OSError, RuntimeError) as exc:
             log.error("cannot start the egress proxy again: %s", exc)
+
+
+def _proxy_env() -> dict[str, str]:
+    """The proxy's environment: nothing of the host's but where OpenSSL
+    finds the system's CAs, if the host's environment says (its upstream
+    verification trusts what the host's own clients would)."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
 
 
 def _close_door(door: _Door) -> None:

@@ -62,6 +62,27 @@ def check_target(policy: dict[str, Any], set_name: str, host: str, port: int) ->
     return Decision(False, f"{BLOCKED} {_show(host)}:{port} for set '{set_name}': {why}")
 
 
+def listed_exactly(policy: dict[str, Any], host: str) -> bool:
+    """Whether an allow entry names ``host`` itself (not a ``*.`` pattern):
+    only such a host may resolve to a loopback, private or link-local
+    address (else a pattern whose names an attacker can point anywhere
+    would reach the host's own network)."""
+    host = normal_host(host)
+    return any(e["host"] == host for e in policy["allow"])
+
+
+def internal(address: str) -> bool:
+    """Loopback, private, link-local, multicast, unspecified or reserved."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        ip = mapped
+    return (
+        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
+        or ip.is_unspecified or ip.is_reserved
+    )  # fmt: skip
+
+
 def needs_interception(
     policy: dict[str, Any], host: str, entries: tuple[dict[str, Any], ...]
 ) -> bool:
