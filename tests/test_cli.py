@@ -157,6 +157,8 @@ def test_doctor_reports_probed_layers():
         "rlimit_core",
         "environment",
         "pidfd",
+        # An empty allow-list: the worker reached the proxy, which refused.
+        "egress",
     ):
         assert layers[name]["status"] == "active", layers[name]
     assert {layer["status"] for layer in layers.values()} <= {"active", "available", "unavailable"}

@@ -15,7 +15,11 @@ import tempfile
 from dataclasses import dataclass
 
 from host.api.function_host import FunctionHost
+from host.egress.policy import Egress
+from host.errors import HostError
 from host.launch.memory_cgroups import limit_of
+from host.limits import Limits
+from host.sandbox import Sandbox
 
 SYS_LANDLOCK_CREATE_RULESET = 444  # x86_64 and aarch64
 LANDLOCK_CREATE_RULESET_VERSION = 1
@@ -25,6 +29,16 @@ def probe() -> dict:
     import os
     return {"ppid": os.getppid(), "env": sorted(os.environ), "cwd": os.getcwd(),
             "home": os.environ.get("HOME")}
+"""
+
+_EGRESS_PROBE = """
+def egress_probe() -> str:
+    import socket
+    s = socket.create_connection(("127.0.0.1", 3128), timeout=10)
+    s.sendall(b"CONNECT fnhost-doctor.invalid:443 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    answer = s.recv(4096).decode("latin-1")
+    s.close()
+    return answer.split("\\r\\n", 1)[0]
 """
 
 
@@ -94,6 +108,27 @@ def _outside_view(pid: int) -> dict:
     }
 
 
+def _egress_layer(fh: FunctionHost, probe: str) -> Layer:
+    """A set with an empty allow-list: its worker must reach the proxy, and
+    the proxy must refuse (see ``Sandbox(network=Egress(...))``)."""
+    text = "egress proxy: allow-listed hosts only, credentials kept out of the worker"
+    try:
+        import cryptography  # noqa: F401
+        import h11  # noqa: F401
+    except ImportError as exc:
+        return Layer("egress", "unavailable", f"{text}; pip install 'fnhost[egress]' ({exc.name})")
+    limits = Limits(sandbox=Sandbox(network=Egress(allow=[])))
+    try:
+        fh.load_function_set(probe, limits=limits)
+        first_line = fh.call("doctor_egress.egress_probe")
+        door = fh.protections("doctor_egress").get("egress_only", False)
+    except HostError as exc:
+        return Layer("egress", "unavailable", f"{text}; {exc}")
+    refused = "403 fnhost egress policy blocked" in first_line
+    status = "active" if door and refused else "unavailable"
+    return Layer("egress", status, f"{text} (probe: only loopback, proxy answered {first_line!r})")
+
+
 def diagnose() -> list[Layer]:
     """Start a worker, read what it applied, and probe the rest of the system."""
     layers: list[Layer] = []
@@ -124,6 +159,11 @@ def diagnose() -> list[Layer]:
             reported["memory_cgroup"] = reported["memory_cgroup"] and (
                 limit is not None and limit <= expected
             )
+        egress_probe = os.path.join(workdir, "doctor_egress.py")
+        with open(egress_probe, "w") as f:
+            f.write(_EGRESS_PROBE)
+        os.chmod(egress_probe, 0o644)
+        layers.append(_egress_layer(fh, egress_probe))
     shutil.rmtree(workdir, ignore_errors=True)
     names = {
         "own_session": "own session (setsid); timeouts kill the process group",
