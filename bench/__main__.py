@@ -34,6 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from bench import functions
+from bench.egress import run_egress
 from bench.floor import RawEcho, clean_floor
 from host import CallError, FunctionHost, Limits, Sandbox
 
@@ -492,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.run_calls()
         bench.run_lifecycle()
         bench.run_schema_and_memory()
+        run_egress(bench, SET_PATH)
     summary = bench.summary()
     print_table(summary)
     Path(args.json).write_text(

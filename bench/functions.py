@@ -22,3 +22,17 @@ def crash() -> None:
 def sleep(seconds: float) -> None:
     """Sleep."""
     time.sleep(seconds)
+
+
+def fetch_times(url: str, n: int) -> list:
+    """Seconds for each of n GETs of url, a new connection each (as
+    ``urllib`` makes them; through the egress proxy where HTTP_PROXY says)."""
+    import urllib.request
+
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=10) as r:
+            r.read()
+        times.append(time.perf_counter() - start)
+    return times

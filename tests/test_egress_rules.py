@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from host import Allow, Egress
 from host.egress import rules
-from host.egress.exchange import Refused, SetRules, _open
+from host.egress.exchange import Refused, SetRules, open_upstream
 from host.egress.scrubbing import PLACEHOLDER, Decoder, Scrubber
 
 
@@ -78,7 +78,7 @@ def test_a_pattern_whose_name_resolves_to_loopback_is_refused_before_connecting(
     rules_ = SetRules("s", policy("*.example.com:80"))
 
     async def go():
-        await _open("localhost", 9, None, rules_)
+        await open_upstream("localhost", 9, None, rules_)
 
     with pytest.raises(Refused) as info:
         asyncio.run(go())

@@ -44,6 +44,7 @@ def test_every_snippet_is_one_this_file_runs():
     known.add("# OpenAI Chat Completions")
     known.add("fh.load_function_set(")
     known.add("from host import MEMGPT_EXPOSE, Agent, FunctionHost")
+    known.add("from host import Allow, Egress, FunctionHost, Header, Limits, Sandbox, Secret")
     assert {s.splitlines()[0].strip() for s in SNIPPETS} == known
 
 
@@ -157,3 +158,18 @@ def test_the_builtins_snippet_runs_and_changes_its_agent(tmp_path, monkeypatch, 
     assert out[0].startswith("Showing 1 of 1 results (page 0/0): ")
     assert "memory: Ada keeps bees in Lisbon." in out[0]
     assert out[1] == "Name: Ada."
+
+
+def test_the_egress_snippet_loads_a_set_behind_the_proxy(tmp_path, monkeypatch, make_host):
+    (tmp_path / "weather.py").write_text(
+        'def forecast(city: str) -> str:\n    """A forecast."""\n    return city\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WEATHER_KEY", "k-123")
+    fh = make_host()
+    exec(_snippet("from host import Allow, Egress, FunctionHost, Header, Limits, Sandbox, Secret"),
+         {"fh": fh})  # fmt: skip
+    report = fh.protections("weather")
+    assert report["egress"] == "allow-list" and report["egress_only"] is True
+    assert report["egress_credentials"] == ["api.weather.example"]
+    assert fh.call("forecast", {"city": "Oslo"}) == "Oslo"

@@ -232,7 +232,7 @@ def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
     return rules.normal_host(host), int(port)
 
 
-async def _open(
+async def open_upstream(
     host: str, port: int, tls: ssl.SSLContext | None, rules_: SetRules
 ) -> tuple[Any, Any]:
     """A connection to ``host:port``, resolved here (never by the worker):
@@ -292,18 +292,41 @@ async def _connect(
             f"{rules.BLOCKED} {host}:{port} for set '{rules_.name}': "
             "method or path rules need the egress extra's TLS interception",
         )
-    up_reader, up_writer = (None, None) if intercept else await _open(host, port, None, rules_)
-    await client.send(h11.Response(status_code=200, reason=b"Connection established", headers=[]))
-    leftover, _closed = client.conn.trailing_data
-    status = 200
+    status = 0
+    up_writer = None
     try:
+        if not intercept:
+            up_reader, up_writer = await open_upstream(host, port, None, rules_)
+        await client.send(
+            h11.Response(status_code=200, reason=b"Connection established", headers=[])
+        )
+        status = 200
+        leftover, _closed = client.conn.trailing_data
         if not intercept:
             await _tunnel(client, leftover, up_reader, up_writer, rules_.policy["idle_timeout"])
             return
         if leftover:
             return  # TLS bytes before our 200: not a client we can intercept
         await client.writer.start_tls(rules_.leaf.context(host))
-        inner = Peer(client.reader, client.writer, h11.SERVER)
+        await _intercepted(client, door, rules_, report, host, port)
+    except Refused as exc:
+        status = exc.status
+        raise
+    except (TimeoutError, OSError, ssl.SSLError):
+        status = 0
+    finally:
+        if up_writer is not None:
+            up_writer.close()
+        report({"op": "done", "door": door, "xid": xid, "status": status,
+                "sent": client.received, "received": client.sent})  # fmt: skip
+
+
+async def _intercepted(
+    client: Peer, door: int, rules_: SetRules, report: Report, host: str, port: int
+) -> None:
+    """The requests inside a tunnel whose TLS the proxy terminated."""
+    inner = Peer(client.reader, client.writer, h11.SERVER)
+    try:
         while True:
             try:
                 event = await inner.next_event(rules_.policy["head_timeout"])
@@ -319,25 +342,12 @@ async def _connect(
             except h11.RemoteProtocolError as exc:
                 await _refuse(inner, 400, f"fnhost egress proxy: malformed request: {exc}")
                 return
-            client.sent += inner.sent
-            client.received += inner.received
-            inner.sent = inner.received = 0
             if not keep:
                 return
             inner.conn.start_next_cycle()
-    except (TimeoutError, OSError, ssl.SSLError):
-        status = 0
     finally:
-        report(
-            {
-                "op": "done",
-                "door": door,
-                "xid": xid,
-                "status": status,
-                "sent": client.received,
-                "received": client.sent,
-            }
-        )
+        client.sent += inner.sent
+        client.received += inner.received
 
 
 async def _tunnel(
@@ -456,14 +466,15 @@ async def _exchange(
         headers.append((b"Accept-Encoding", b"identity"))
     authority = host if port == (443 if tls else 80) else f"{host}:{port}"
     headers = [(b"Host", authority.encode()), *headers, *credentials]
-    up_reader, up_writer = await _open(
-        host, port, rules_.upstream_context() if tls else None, rules_
-    )
-    upstream = Peer(up_reader, up_writer, h11.CLIENT)
     scrubber = Scrubber(rules_.secrets if credentials else [])
     status = 0
     idle = rules_.policy["idle_timeout"]
+    up_writer = None
     try:
+        up_reader, up_writer = await open_upstream(
+            host, port, rules_.upstream_context() if tls else None, rules_
+        )
+        upstream = Peer(up_reader, up_writer, h11.CLIENT)
         await upstream.send(
             h11.Request(
                 method=request.method,
@@ -494,14 +505,19 @@ async def _exchange(
         return client.conn.our_state is h11.DONE and client.conn.their_state is h11.DONE
     except _Timeout:
         return False
+    except Refused as exc:
+        status = exc.status
+        raise
     except h11.RemoteProtocolError as exc:
         if upstream.conn.their_state is h11.ERROR:
+            status = 502
             raise Refused(
                 502, f"fnhost egress proxy: {host}:{port} sent a malformed response: {exc}"
             ) from None
         raise
     finally:
-        up_writer.close()
+        if up_writer is not None:
+            up_writer.close()
         report(
             {
                 "op": "done",

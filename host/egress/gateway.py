@@ -45,6 +45,8 @@ MAX_RESTARTS = 5
 RESTART_WINDOW = 30.0
 #: Decisions kept per worker for ``call_detailed``.
 KEPT_PER_DOOR = 256
+#: Allowed exchanges whose end the gateway waits to hear of (bytes, status).
+MAX_OPEN_EXCHANGES = 65536
 
 
 class _Door:
@@ -115,7 +117,8 @@ class Gateway:
             door = self._doors.pop(door_id, None)
             if door is None:
                 return
-            for xid in [x for x, r in self._by_xid.items() if r in door.records]:
+            records = set(map(id, door.records))
+            for xid in [x for x, r in self._by_xid.items() if id(r) in records]:
                 del self._by_xid[xid]
             self._send({"op": "close", "door": door_id})
             _close_door(door)
@@ -315,7 +318,10 @@ class Gateway:
             if door is not None:
                 door.records.append(record)
                 door.count += 1
-                self._by_xid[message["xid"]] = record
+                if record.allowed:  # a "done" follows
+                    self._by_xid[message["xid"]] = record
+                    if len(self._by_xid) > MAX_OPEN_EXCHANGES:  # a "done" that never came
+                        del self._by_xid[next(iter(self._by_xid))]
         elif op == "done":
             ended = self._by_xid.pop(message["xid"], None)
             if ended is not None:
