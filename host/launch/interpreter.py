@@ -1,0 +1,37 @@
+"""Running a worker program on an interpreter other than the host's: a set's
+own environment (``host.environments``).
+
+The worker programs are started as ``python -I -m worker`` (and
+``-m worker.zygote``); ``-I`` ignores ``PYTHONPATH`` and the user's site
+directory, and an environment holds only the set's packages. So the
+command puts the directory with fnhost's worker code (a copy made for
+environments, ``host.environments.worker_runtime``) first on ``sys.path``
+itself and then runs the module as ``-m`` would. Chosen over a ``.pth``
+file in the environment because the environment then stays the user's
+packages alone, shared by hosts of any fnhost version, each of which
+brings its own worker code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_BOOT = (
+    "import sys; sys.path.insert(0, {runtime!r}); import runpy; "
+    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A set environment's interpreter and the worker code it runs."""
+
+    python: str  # <environment>/bin/python
+    runtime: str  # the directory holding fnhost's worker and protocol packages
+    environment: str  # the environment's directory
+
+    def argv(self, module: str, *args: str) -> list[str]:
+        """The command running ``module`` (``worker`` or ``worker.zygote``) as
+        ``python -I -m module args...`` would."""
+        boot = _BOOT.format(runtime=self.runtime, module=module)
+        return [self.python, "-I", "-c", boot, *args]
