@@ -354,7 +354,8 @@ class FunctionHost(Calling):
     @property
     def function_sets(self) -> dict[str, dict[str, Any]]:
         """Per loaded set: source, origin, worker pid, exported and skipped functions,
-        schema warnings, and the protections the worker reported applying to
+        schema warnings, its own environment's directory (``environment``,
+        None on the host's interpreter), and the protections the worker reported applying to
         itself at start (each the result of the actual system call).
         """
         summaries = self._catalog.set_summaries()

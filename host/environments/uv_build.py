@@ -123,11 +123,18 @@ def _named(requirements: tuple[str, ...], text: str) -> tuple[str, ...]:
 
 
 def _message(lines: list[str]) -> str:
-    """uv's error, its causes and hint, on one line (progress lines dropped)."""
+    """uv's error and its causes and hint, on one line (progress lines, the
+    generic "No solution found" and a parse error's caret line dropped)."""
     start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
     picked = lines[start:] if start is not None else lines[-5:]
-    text = " ".join(line.strip() for line in picked)
-    return re.sub(r"^error:\s*", "", text)
+    parts = []
+    for line in picked:
+        text = re.sub(r"^(error|cause):\s*", "", line.strip())
+        if text and not re.fullmatch(r"[\s^~]+", text):
+            parts.append(text)
+    if len(parts) > 1 and parts[0].startswith("No solution found"):
+        parts = parts[1:]
+    return "; ".join(parts)
 
 
 def classify(code: int, lines: list[str], requirements: tuple[str, ...]) -> UvFailed:

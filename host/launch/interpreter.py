@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: ``-c`` code that puts the worker code first on ``sys.path`` and runs the
+#: module named after it (``-c BOOT -m worker CONFIG``: ``ps`` and the
+#: tests see ``-m worker`` as for any worker) with ``sys.argv`` as ``-m`` sets it.
 _BOOT = (
-    "import sys; sys.path.insert(0, {runtime!r}); import runpy; "
-    "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    "import sys, runpy; sys.path.insert(0, {runtime!r}); module = sys.argv[2]; "
+    "del sys.argv[1:3]; runpy.run_module(module, run_name='__main__', alter_sys=True)"
 )
 
 
@@ -33,5 +36,4 @@ class Interpreter:
     def argv(self, module: str, *args: str) -> list[str]:
         """The command running ``module`` (``worker`` or ``worker.zygote``) as
         ``python -I -m module args...`` would."""
-        boot = _BOOT.format(runtime=self.runtime, module=module)
-        return [self.python, "-I", "-c", boot, *args]
+        return [self.python, "-I", "-c", _BOOT.format(runtime=self.runtime), "-m", module, *args]
