@@ -51,6 +51,28 @@ def python_identity() -> dict[str, str]:
     }
 
 
+#: uv's own settings from the environment that change what it installs: they
+#: are passed on to uv (the host's environment is uv's), so they are part of
+#: the key too. ``UV_INDEX_URL=... fnhost mcp ...`` is how the command line
+#: points builds at another index.
+UV_KEY_VARIABLES = (
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_NO_BUILD",
+    "UV_NO_BINARY",
+    "UV_INDEX_STRATEGY",
+    "UV_PRERELEASE",
+    "UV_RESOLUTION",
+    "UV_EXCLUDE_NEWER",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+)
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     """Requirements plus the options they are installed with."""
@@ -71,6 +93,7 @@ class EnvSpec:
             "python": python_identity(),
             "requirements": list(self.normalized),
             "options": self.options.key_fields(),
+            "uv_settings": {k: os.environ[k] for k in UV_KEY_VARIABLES if k in os.environ},
         }
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
         return digest[:24]
