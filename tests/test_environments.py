@@ -261,3 +261,24 @@ def test_function_sets_name_the_environment(make_host, write_set, options):
     assert marker["requirements"] == [PKG]
     assert fh.call("interpreter") == os.path.join(env.path, "bin", "python")
     assert fh.function_sets["named"]["environment"] == env.path
+
+
+def test_the_readme_set_runs_in_its_environment(make_host, tmp_path):
+    """The README's example set, with a stand-in wheel of the package it pins
+    (same name and version, written here: no index needed)."""
+    import re
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (snippet,) = [
+        s for s in re.findall(r"```python\n(.*?)```", readme, re.S) if s.startswith("# /// script")
+    ]
+    path = tmp_path / "sizes.py"
+    path.write_text(snippet)
+    links = tmp_path / "links"
+    make_wheel(links, "humanize", "4.9.0", body="def naturalsize(n):\n    return f'{n / 1e6} MB'\n")
+    options = EnvironmentOptions(
+        no_index=True, find_links=(str(links),), cache_dir=str(tmp_path / "c")
+    )
+    fh = make_host(environments=options)
+    fh.load_function_set(path)
+    assert fh.call("file_size", {"n_bytes": 1_000_000}) == "1.0 MB"
