@@ -147,3 +147,41 @@ def test_the_other_sets_load(make_host, write_set, options, tmp_path):
     assert "no_such_pkg_y" in str(fh.load_errors["broken"])
     assert fh.call("pong") == "pong"
     assert fh.call("plain_ping") == "pong"
+
+
+def test_without_uv_the_set_fails_saying_how_to_install_it(write_set, tmp_path, empty_dir):
+    """A host whose Python has no ``uv`` package and no ``uv`` on PATH."""
+    import json
+    import subprocess
+    import sys
+
+    path = write_set("needsuv", script_block(f"{PKG}==1.0") + BODY)
+    plain = write_set("nouv", BODY)
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "uv.py").write_text("raise ImportError('no uv here')\n")
+    script = (
+        "import json, sys\n"
+        "from host import FunctionHost, LoadError\n"
+        "from host.environments import EnvironmentOptions\n"
+        f"with FunctionHost(builtin_dir={str(empty_dir)!r}, user_dirs=[], environments="
+        f"EnvironmentOptions(no_index=True, cache_dir={str(tmp_path / 'c')!r})) as fh:\n"
+        "    try:\n"
+        f"        fh.load_function_set({str(path)!r})\n"
+        "    except LoadError as exc:\n"
+        "        error = str(exc)\n"
+        f"    fh.load_function_set({str(plain)!r})\n"
+        "    print(json.dumps({'error': error, 'other': fh.call('ping')}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(shadow)},
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    result = json.loads(out.stdout)
+    assert "its environment cannot be built: uv is not installed" in result["error"]
+    assert "pip install 'fnhost[envs]'" in result["error"]
+    assert result["other"] == "pong"

@@ -33,7 +33,6 @@ from host.launch.launcher import WorkerSpec
 
 #: What to do about each cause, appended to its LoadError.
 ADVICE = {
-    UV_MISSING: "install it: pip install 'fnhost[envs]'",
     INVALID_REQUIREMENT: "write it as PEP 508 says, e.g. 'requests>=2.31'",
     UNRESOLVABLE: "check the names and versions, or the index options (EnvironmentOptions)",
     INDEX_UNREACHABLE: "check the network or proxy, or point EnvironmentOptions at a "
@@ -130,7 +129,7 @@ class SetEnvironments:
 def _message(exc: EnvBuildError) -> str:
     reqs = ", ".join(repr(r) for r in exc.requirements)
     what = {
-        UV_MISSING: "its environment cannot be built: uv is missing",
+        UV_MISSING: "its environment cannot be built",
         INVALID_REQUIREMENT: f"requirement {reqs} is invalid",
         UNRESOLVABLE: f"requirement {reqs} cannot be resolved",
         INDEX_UNREACHABLE: f"no package index could be reached to install {reqs}",

@@ -21,12 +21,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-#: Top-level packages a worker imports, found (not imported) on the host's path.
-PACKAGES = ("worker", "protocol", "msgpack", "docstring_parser")
+#: Top-level packages a worker imports: fnhost's own two, which sit beside
+#: ``host`` (found there, not on ``sys.path``, where a directory of the
+#: caller's named ``worker`` could come first), and the two libraries they
+#: import, found (not imported) on the host's path.
+OWN_PACKAGES = ("worker", "protocol")
+LIBRARIES = ("msgpack", "docstring_parser")
+PACKAGES = OWN_PACKAGES + LIBRARIES
 COMPLETE = ".complete"
 
 
 def _package_dir(name: str) -> Path:
+    if name in OWN_PACKAGES:
+        return Path(__file__).resolve().parents[2] / name
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise OSError(f"fnhost's worker needs the package {name!r}, which is not installed")
