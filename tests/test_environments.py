@@ -282,3 +282,29 @@ def test_the_readme_set_runs_in_its_environment(make_host, tmp_path):
     fh = make_host(environments=options)
     fh.load_function_set(path)
     assert fh.call("file_size", {"n_bytes": 1_000_000}) == "1.0 MB"
+
+
+@pytest.mark.network
+def test_a_set_gets_its_package_from_the_real_index(make_host, write_set, tmp_path):
+    """The one test that uses the network: PyPI through uv's defaults."""
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=3).close()
+    except OSError:
+        pytest.skip("pypi.org cannot be reached from here")
+    path = write_set(
+        "fromindex",
+        script_block("six==1.16.0")
+        + """
+import six
+
+
+def six_version() -> str:
+    \"\"\"The version of six.\"\"\"
+    return six.__version__
+""",
+    )
+    fh = make_host(environments=EnvironmentOptions(cache_dir=str(tmp_path / "c")))
+    fh.load_function_set(path)
+    assert fh.call("six_version") == "1.16.0"
