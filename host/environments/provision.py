@@ -119,7 +119,9 @@ def ensure_environment(spec: EnvSpec, label: str) -> Environment:
     except LockTimeout as exc:
         raise EnvBuildError(TIMEOUT, spec.normalized, f"waited for another build: {exc}")
     except OSError as exc:
-        raise EnvBuildError("cache_failed", (), f"cannot write the cache at {root}: {exc}")
+        raise EnvBuildError(
+            "cache_failed", spec.normalized, f"cannot write the cache at {root}: {exc}"
+        )
     found = _found(final, runtime, True)
     if found is None:  # removed between the rename and now (a prune)
         raise EnvBuildError("cache_failed", (), f"{final} vanished right after its build")
