@@ -5,6 +5,7 @@ The public API is what this module exports; everything else is private.
 
 from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent, CoreMemory
+from host.environments.options import EnvironmentOptions
 from host.errors import (
     CallError,
     CallTimeout,
@@ -35,6 +36,7 @@ __all__ = [
     "CallResult",
     "CallTimeout",
     "CoreMemory",
+    "EnvironmentOptions",
     "FunctionHost",
     "HostClosed",
     "HostError",

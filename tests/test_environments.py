@@ -308,3 +308,27 @@ def six_version() -> str:
     fh = make_host(environments=EnvironmentOptions(cache_dir=str(tmp_path / "c")))
     fh.load_function_set(path)
     assert fh.call("six_version") == "1.16.0"
+
+
+def test_every_worker_of_a_pool_runs_in_the_environment(make_host, write_set, options):
+    from host import Limits
+
+    def interpreters(fh) -> set[str]:
+        # A forked worker keeps its zygote's command line: argv[0] is its python.
+        found = set()
+        for pid in fh.function_sets["pooled"]["pids"]:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                found.add(f.read().split(b"\0")[0].decode())
+        return found
+
+    path = write_version_set(write_set, "pooled", f"{PKG}==2.0")
+    fh = make_host(environments=options, limits=Limits(timeout=10.0, workers=2))
+    fh.load_function_set(path)
+    (first,) = interpreters(fh)
+    assert first == fh.call("interpreter") and first.startswith(options.cache_dir)
+    assert len(fh.function_sets["pooled"]["pids"]) == 2
+    write_version_set(write_set, "pooled", f"{PKG}==1.0")
+    fh.reload("pooled")
+    (second,) = interpreters(fh)
+    assert second != first and second.startswith(options.cache_dir)
+    assert fh.call("version") == "1.0"
