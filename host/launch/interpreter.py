@@ -14,6 +14,7 @@ brings its own worker code.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 #: ``-c`` code that puts the worker code first on ``sys.path`` and runs the
@@ -37,3 +38,10 @@ class Interpreter:
         """The command running ``module`` (``worker`` or ``worker.zygote``) as
         ``python -I -m module args...`` would."""
         return [self.python, "-I", "-c", _BOOT.format(runtime=self.runtime), "-m", module, *args]
+
+
+def worker_argv(interpreter: Interpreter | None, module: str, *args: str) -> list[str]:
+    """``python -I -m module args``: on the host's interpreter, or an environment's."""
+    if interpreter is None:
+        return [sys.executable, "-I", "-m", module, *args]
+    return interpreter.argv(module, *args)

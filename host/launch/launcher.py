@@ -20,14 +20,14 @@ import queue
 import select
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from host.launch.interpreter import Interpreter
+from host.launch.env_zygotes import EnvZygotes
+from host.launch.interpreter import Interpreter, worker_argv
 from host.launch.memory_cgroups import MemoryCgroups
 from host.launch.tree_removal import remove_tree
 from host.launch.workdirs import discard_workdir, make_workdir, sweep_stale_workdirs
@@ -224,13 +224,6 @@ def worker_env(spec: WorkerSpec, scratch: str) -> dict[str, str]:
     return env
 
 
-def worker_argv(interpreter: Interpreter | None, module: str, *args: str) -> list[str]:
-    """``python -I -m module args``: on the host's interpreter, or an environment's."""
-    if interpreter is None:
-        return [sys.executable, "-I", "-m", module, *args]
-    return interpreter.argv(module, *args)
-
-
 def spawn_process(
     spec: WorkerSpec,
     host_pid: int,
@@ -334,11 +327,12 @@ class Launcher:
         self.start_method = start_method
         self._zygote: Zygote | None = None
         self._zygote_failures = 0
-        #: One zygote per set environment's interpreter (started on first use).
-        self._env_zygotes: dict[Interpreter, Zygote] = {}
-        self._env_zygote_failures: dict[Interpreter, int] = {}
         self.host_pid = os.getpid()
         self.cgroups = MemoryCgroups()
+        #: One zygote per set environment's interpreter (started on first use).
+        self._env_zygotes = EnvZygotes(
+            self.host_pid, {"PATH": BASE_PATH, "LANG": "C.UTF-8"}, self.cgroups.parent
+        )
         global _swept
         if not _swept:
             _swept = True
@@ -403,33 +397,16 @@ class Launcher:
             )
         return self._zygote
 
-    def _ensure_env_zygote(self, interpreter: Interpreter) -> Zygote:
-        """The running zygote of an environment's interpreter, started (again)
-        if needed. Launcher thread only."""
-        zygote = self._env_zygotes.get(interpreter)
-        if zygote is None or not zygote.alive:
-            if zygote is not None:
-                zygote.close()
-            zygote = self._env_zygotes[interpreter] = Zygote(
-                self.host_pid,
-                {"PATH": BASE_PATH, "LANG": "C.UTF-8"},
-                self.cgroups.parent,
-                argv=worker_argv(interpreter, "worker.zygote"),
-            )
-        return zygote
-
     def _spawn_in_env(self, spec: WorkerSpec, interpreter: Interpreter) -> WorkerProcess:
-        """``_spawn`` for a set with its own environment: its own zygote."""
-        while self.start_method == "zygote" and self._env_zygote_failures.get(interpreter, 0) < 2:
+        """``_spawn`` for a set with its own environment: through its own zygote."""
+        zygotes = self._env_zygotes
+        while self.start_method == "zygote" and zygotes.usable(interpreter):
             try:
-                zygote = self._ensure_env_zygote(interpreter)
-                process = spawn_process(spec, self.host_pid, zygote, self.cgroups)
-                self._env_zygote_failures[interpreter] = 0
+                process = spawn_process(spec, self.host_pid, zygotes.get(interpreter), self.cgroups)
+                zygotes.record(interpreter, ok=True)
                 return process
             except ZygoteError:
-                self._env_zygote_failures[interpreter] = (
-                    self._env_zygote_failures.get(interpreter, 0) + 1
-                )
+                zygotes.record(interpreter, ok=False)
         return spawn_process(spec, self.host_pid, cgroups=self.cgroups)
 
     def _spawn(self, spec: WorkerSpec) -> WorkerProcess:
@@ -456,14 +433,12 @@ class Launcher:
         zygote = self._zygote
         if zygote is not None:
             zygote.close()
-        for env_zygote in list(self._env_zygotes.values()):
-            env_zygote.close()
+        self._env_zygotes.close()
         self._jobs.put(None)
         if not self.on_thread():
             self._thread.join(timeout=5)
         if self._zygote is not None and self._zygote is not zygote:
             # Started by a job still running when we closed the first one.
             self._zygote.close()
-        for env_zygote in list(self._env_zygotes.values()):
-            env_zygote.close()  # idempotent; catches one started by a late job
+        self._env_zygotes.close()  # again: one started by a late job
         self.cgroups.close()
