@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import logging
 import multiprocessing
@@ -37,6 +38,7 @@ from bench import functions
 from bench.egress import run_egress
 from bench.floor import RawEcho, clean_floor
 from host import CallError, FunctionHost, Limits, Sandbox
+from host.environments import EnvironmentOptions
 
 HERE = Path(__file__).resolve().parent
 SET_PATH = str(HERE / "functions.py")
@@ -316,13 +318,49 @@ class Bench:
             self.record("timeout -> next good call", ms=after * 1e3)
             fh.close()
 
-    def _crashing_host(self, sandbox: Sandbox) -> FunctionHost:
-        """A host with the bench set loaded and warm, that never parks it."""
+    def _crashing_host(
+        self, sandbox: Sandbox, environments: EnvironmentOptions | None = None
+    ) -> FunctionHost:
+        """A host with the bench set loaded and warm, that never parks it
+        (in an environment of its own with ``environments``)."""
         limits = Limits(crash_limit=1000, sandbox=sandbox)
-        fh = FunctionHost(builtin_dir=self.empty, user_dirs=[], limits=limits)
-        fh.load_function_set(SET_PATH, name="bench")
+        fh = FunctionHost(
+            builtin_dir=self.empty, user_dirs=[], limits=limits, environments=environments
+        )
+        requirements = [] if environments is not None else None
+        fh.load_function_set(SET_PATH, name="bench", requirements=requirements)
         fh.call("add", add_args(1))
         return fh
+
+    # -- a set with an environment of its own ------------------------------------------
+
+    def run_environments(self) -> None:
+        """The bench set in an environment of its own (``requirements=[]``: an
+        environment with no packages, so the figures are the environment's
+        own cost, not a package's import): its first load (uv builds the
+        environment), a second host's load (found in the cache), and a
+        restart after a crash (its own zygote forks it)."""
+        if importlib.util.find_spec("uv") is None:
+            print("no uv: the environment rows are skipped (pip install 'fnhost[envs]')")
+            return
+        for k in range(self.rounds):
+            options = EnvironmentOptions(no_index=True, cache_dir=str(self.root / f"envs{k}"))
+            start = time.perf_counter()
+            fh = self._crashing_host(Sandbox(), options)
+            self.record(
+                "env: first load (build) to first call", ms=(time.perf_counter() - start) * 1e3
+            )
+            start = time.perf_counter()
+            second = self._crashing_host(Sandbox(), options)
+            self.record(
+                "env: second load (cached) to first call", ms=(time.perf_counter() - start) * 1e3
+            )
+            second.close()
+            for _ in range(CRASHES_PER_ROUND):
+                time.sleep(SETTLE)
+                _, good = self._crash_then_call(fh)
+                self.record("crash -> next good call (own environment)", ms=good * 1e3)
+            fh.close()
 
     @staticmethod
     def _crash_then_call(fh: FunctionHost) -> tuple[float, float]:
@@ -429,6 +467,7 @@ TARGETS = {
     "start: 10 sets to first calls": ("ratio", "<=", 3.0, "<= 3x one set"),
     "crash -> error": ("ms", "<=", 5.0, "<= 5 ms"),
     "crash -> next good call": ("ms", "<=", 10.0, "<= 10 ms"),
+    "crash -> next good call (own environment)": ("ms", "<=", 10.0, "<= 10 ms"),
     "timeout -> next good call": ("ms", "<=", 10.0, "<= 10 ms"),
     "schema: load 2000 functions": ("ms", "<=", 1000.0, "<= 1 s"),
     "idle worker memory": ("pss_mb", "<=", 10.0, "PSS <= 10 MB"),
@@ -492,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(calls, rounds, Path(root))
         bench.run_calls()
         bench.run_lifecycle()
+        bench.run_environments()
         bench.run_schema_and_memory()
         run_egress(bench, SET_PATH)
     summary = bench.summary()

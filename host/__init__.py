@@ -7,6 +7,7 @@ from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent, CoreMemory
 from host.egress.policy import Allow, Egress, Header, Secret
 from host.egress.record import EgressRecord
+from host.environments.options import EnvironmentOptions
 from host.errors import (
     CallError,
     CallTimeout,
@@ -40,6 +41,7 @@ __all__ = [
     "CoreMemory",
     "Egress",
     "EgressRecord",
+    "EnvironmentOptions",
     "FunctionHost",
     "Header",
     "HostClosed",

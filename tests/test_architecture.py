@@ -42,6 +42,7 @@ HOST_LAYERS = {
     "host.api": 1,
     "host.tools": 2,
     "host.workers": 2,
+    "host.environments": 2,
     "host.wire": 3,
     "host.launch": 3,
     "host.egress": 3,  # the gateway, and the proxy process's modules

@@ -45,6 +45,7 @@ def test_every_snippet_is_one_this_file_runs():
     known.add("fh.load_function_set(")
     known.add("from host import MEMGPT_EXPOSE, Agent, FunctionHost")
     known.add("from host import Allow, Egress, FunctionHost, Header, Limits, Sandbox, Secret")
+    known.add("# /// script")
     assert {s.splitlines()[0].strip() for s in SNIPPETS} == known
 
 

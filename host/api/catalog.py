@@ -65,6 +65,12 @@ class Catalog:
                     "functions": dict(s.exported),
                     "skipped": dict(s.skipped),
                     "protections": dict(s.protections),
+                    # The set's own environment's directory (None: the host's interpreter).
+                    "environment": (
+                        s.handle.spec.interpreter.environment
+                        if s.handle.spec.interpreter is not None
+                        else None
+                    ),
                     "warnings": {
                         f: list(info.get("warnings") or []) for f, info in s.functions.items()
                     },

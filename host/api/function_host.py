@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +30,8 @@ from host.api.set_contexts import SetContexts
 from host.api.set_loading import SetLoader, close_handles
 from host.api.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
 from host.api.watcher import Watcher
+from host.environments.options import EnvironmentOptions
+from host.environments.set_environments import SetEnvironments
 from host.errors import HostClosed, LoadError, NameConflict
 from host.launch.launcher import Launcher
 from host.limits import Limits
@@ -70,6 +73,9 @@ class FunctionHost(Calling):
       reports it as ``ToolResult.heartbeat_requested``.
     - ``heartbeat_exempt``: the tools (as ``tools()`` names them) that get no
       ``request_heartbeat``, instead of those defaults (none under ``True``).
+    - ``environments``: how sets that declare dependencies get their
+      environments (index, wheels only or sources, cache directory); see
+      ``EnvironmentOptions`` and ``docs/environments.md``.
 
     Raises ``ValueError`` for a ``request_heartbeat`` other than ``False``,
     ``True`` or ``"memgpt"``, or a ``heartbeat_exempt`` without one.
@@ -87,6 +93,7 @@ class FunctionHost(Calling):
         heartbeat_exempt: Iterable[str] | None = None,
         watch: bool = False,
         watch_interval: float = 1.0,
+        environments: EnvironmentOptions | None = None,
     ) -> None:
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
         self.user_dirs = (
@@ -107,7 +114,12 @@ class FunctionHost(Calling):
         self._contexts = SetContexts()
         super().__init__(CallRoute(self._registry, self._contexts, self._check_open), self._catalog)
         self._loader = SetLoader(
-            self._registry, self._load_errors, self._lock, self._launcher, self._check_open
+            self._registry,
+            self._load_errors,
+            self._lock,
+            self._launcher,
+            self._check_open,
+            SetEnvironments(environments),
         )
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
 
@@ -121,6 +133,7 @@ class FunctionHost(Calling):
         *,
         context: Any = None,
         expose: Sequence[str] | None = None,
+        requirements: Sequence[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Load one function set in its own worker and return its functions.
 
@@ -137,6 +150,11 @@ class FunctionHost(Calling):
         else is reachable), and ``context``: the object, for calls that pass
         none (see ``docs/context.md``). Without ``expose`` the set has no
         way to its caller: its context parameters receive ``None``.
+        ``requirements``: the packages the set needs (PEP 508 strings), in
+        place of the ``dependencies`` of its file's PEP 723 ``# /// script``
+        block. A set that declares dependencies either way runs in a virtual
+        environment of exactly those, built with uv on first use and cached
+        (``docs/environments.md``).
 
         Returns ``{function: {"json_schema", "function", "python_function"}}``
         (``function`` and, under MemGPT's key, ``python_function``: the same
@@ -146,7 +164,10 @@ class FunctionHost(Calling):
         Raises:
             LoadError: the module raised, exited, crashed or hung past
                 ``Limits.start_timeout`` while importing (``.remote_type``,
-                ``.traceback``, ``.stderr_tail``); also kept in
+                ``.traceback``, ``.stderr_tail``), or its environment cannot
+                be built (an unresolvable requirement, no reachable index,
+                a ``requires-python`` this Python does not meet: the
+                message names the requirement and the cause); also kept in
                 ``load_errors``. Its worker is stopped; fix the set and load
                 it again.
             NameConflict: the set name is taken by another source, or (with
@@ -159,10 +180,15 @@ class FunctionHost(Calling):
                 without ``expose``; a malformed path in ``expose``.
             TypeError: a module object without a Python source file (a
                 built-in module, a namespace package, an extension module);
+                ``requirements`` that is a string, not a list of them;
                 nothing was started.
         """
         exposed = SetContexts.check(context, expose)
         spec = worker_spec(source, name, limits or self.limits, self.env)
+        if requirements is not None:
+            if isinstance(requirements, str) or not all(isinstance(r, str) for r in requirements):
+                raise TypeError("requirements must be a list of strings, e.g. ['requests>=2.31']")
+            spec = dataclasses.replace(spec, requirements=tuple(requirements))
         with self._doors_for([spec.set_name], context, exposed):
             loaded, errors = self._loader.load([spec], "explicit", self.limits.shutdown_grace)
         if errors:
@@ -337,10 +363,11 @@ class FunctionHost(Calling):
     @property
     def function_sets(self) -> dict[str, dict[str, Any]]:
         """Per loaded set: source, origin, worker pid, exported and skipped functions,
-        schema warnings, the protections the worker reported applying to
-        itself at start (each the result of the actual system call), and its
-        network door by policy (``egress``: ``"none"``, ``"unrestricted"`` or
-        ``"allow-list"``, as in ``protections``).
+        schema warnings, its own environment's directory (``environment``,
+        None on the host's interpreter), the protections the worker reported
+        applying to itself at start (each the result of the actual system
+        call), and its network door by policy (``egress``: ``"none"``,
+        ``"unrestricted"`` or ``"allow-list"``, as in ``protections``).
         """
         summaries = self._catalog.set_summaries()
         with self._lock:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from host.api.registry import LoadedSet, Registry
 from host.api.set_sources import BUILTIN, USER, refuse_taken_names
 from host.api.watcher import file_stamp
+from host.environments.set_environments import SetEnvironments
 from host.errors import HostError, LoadError, NameConflict
 from host.launch.launcher import Launcher, WorkerSpec
 from host.workers.set_workers import SetWorkers
@@ -44,7 +45,9 @@ class SetLoader:
         lock: threading.RLock,
         launcher: Launcher,
         check_open: Callable[[], None],
+        environments: SetEnvironments | None = None,
     ) -> None:
+        self._environments = environments or SetEnvironments()
         self._registry = registry
         self._load_errors = load_errors
         self._lock = lock
@@ -63,6 +66,7 @@ class SetLoader:
         before starting anything if the host is closed.
         """
         self._check_open()
+        specs, env_errors = self._with_environments(specs)
         started: list[SetWorkers | LoadedSet] = []
         stamps: dict[str, tuple[int, int] | None] = {}
         with self._lock:
@@ -91,7 +95,31 @@ class SetLoader:
                     loaded.append(self._register(item, origin, stamp, grace))
             except (LoadError, NameConflict) as exc:
                 errors.append(exc)
-        return loaded, errors
+        return loaded, env_errors + errors
+
+    def _with_environments(
+        self, specs: list[WorkerSpec]
+    ) -> tuple[list[WorkerSpec], list[HostError]]:
+        """Each spec with its environment's interpreter (built first if
+        needed, outside the host's lock), and the ``LoadError`` of each set
+        whose environment cannot be had (recorded in ``load_errors``; the
+        other sets load). A set already loaded from the same source is left
+        as it is."""
+        ready: list[WorkerSpec] = []
+        errors: list[HostError] = []
+        for spec in specs:
+            with self._lock:
+                existing = self._registry.sets.get(spec.set_name)
+            if existing is not None and existing.source == spec.source:
+                ready.append(spec)
+                continue
+            try:
+                ready.append(self._environments.prepare(spec))
+            except LoadError as exc:
+                with self._lock:
+                    self._load_errors[spec.set_name] = exc
+                errors.append(exc)
+        return ready, errors
 
     def load_all(self, specs: list[tuple[WorkerSpec, str]], grace: float) -> list[HostError]:
         """Load ``(spec, origin)`` pairs: the built-in ones first, then the user ones.
@@ -155,6 +183,10 @@ class SetLoader:
         handle = loaded.handle
         stamp = file_stamp(loaded.source) if loaded.source.endswith(".py") else None
         try:
+            # Built (if its declared dependencies changed) while the old worker serves.
+            spec = self._environments.prepare(handle.spec)
+            if spec != handle.spec:
+                handle.respec(spec)
             inc, ready = handle.start_replacement()
         except LoadError as exc:
             with self._lock:

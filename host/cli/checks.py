@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from host.api.function_host import FunctionHost
-from host.api.set_sources import set_files
+from host.api.set_sources import set_files, worker_spec
+from host.environments.set_environments import SetEnvironments
 from host.errors import HostError, LoadError, NameConflict, SchemaFormatError
 from host.limits import Limits
 from host.tools.formats import tool_definition
@@ -24,7 +25,7 @@ TARGETS = (("OpenAI strict mode", "openai", True), ("Gemini", "gemini", False))
 
 @dataclass(frozen=True)
 class Finding:
-    severity: str  # "error" or "warning"
+    severity: str  # "error", "warning" or "info" (a set's environment)
     set_name: str
     function: str | None
     code: str
@@ -42,6 +43,21 @@ def _files(paths: list[str]) -> list[Path]:
     return [f for p in map(Path, paths) for f in (set_files(p) if p.is_dir() else [p])]
 
 
+def _declared_environment(path: Path) -> str | None:
+    """What the set's own environment is and whether it was built before this
+    check, or None for a set that runs on the host's interpreter (a
+    malformed declaration is reported by the load)."""
+    try:
+        spec = worker_spec(path, None, Limits(), {})
+        env_spec, built = SetEnvironments().status(spec)
+    except (HostError, ValueError, TypeError):
+        return None
+    if env_spec is None:
+        return None
+    state = "built" if built else "not built yet (built by this check)"
+    return f"runs in its own environment ({env_spec.describe()}): {state}"
+
+
 def check(paths: list[str], timeout: float = 10.0) -> list[Finding]:
     """Findings for every set in ``paths`` (files or directories)."""
     findings: list[Finding] = []
@@ -51,6 +67,7 @@ def check(paths: list[str], timeout: float = 10.0) -> list[Finding]:
     ):
         for path in _files(paths):
             name = path.stem
+            declared = _declared_environment(path)
             try:
                 fh.load_function_set(path)
             except LoadError as exc:
@@ -62,6 +79,11 @@ def check(paths: list[str], timeout: float = 10.0) -> list[Finding]:
             except HostError as exc:
                 findings.append(Finding("error", name, None, "load-failed", str(exc)))
                 continue
+            if declared is not None:
+                where = fh.function_sets[name]["environment"]
+                findings.append(
+                    Finding("info", name, None, "environment", f"{declared}, at {where}")
+                )
         for set_name, info in fh.function_sets.items():
             if not info["functions"] and not info["skipped"]:
                 findings.append(

@@ -20,6 +20,7 @@ from typing import Any
 from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent
 from host.egress.policy import Egress, Header, Secret
+from host.cli.environments_command import add_env_parser
 from host.errors import CallError, HostError, LoadError, WorkerCrashed
 from host.limits import Limits
 from host.sandbox import Sandbox
@@ -237,7 +238,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     findings = check(args.paths)
     errors = sum(f.severity == "error" for f in findings)
-    warnings = len(findings) - errors
+    warnings = sum(f.severity == "warning" for f in findings)
     if args.json:
         print(
             json.dumps(
@@ -428,12 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(func=cmd_doctor)
+
+    add_env_parser(sub)  # fnhost env list|prune (host/cli/environments_command.py)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="  [log] %(name)s: %(message)s")
+    # A set environment's build shows its progress (uv's lines) on stderr.
+    logging.getLogger("fnhost.environments").setLevel(logging.INFO)
     try:
         return args.func(args)
     except HostError as exc:

@@ -20,7 +20,6 @@ import queue
 import select
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from host.egress.gateway import Gateway
+from host.launch.env_zygotes import EnvZygotes
+from host.launch.interpreter import Interpreter, worker_argv
 from host.launch.memory_cgroups import MemoryCgroups
 from host.launch.tree_removal import remove_tree
 from host.launch.workdirs import discard_workdir, make_workdir, sweep_stale_workdirs
@@ -55,6 +56,10 @@ class WorkerSpec:
     limits: Limits
     env: dict[str, str] = field(default_factory=dict)
     extra_sys_path: tuple[str, ...] = ()
+    #: Requirements the host passed for the set (``None``: what its file declares).
+    requirements: tuple[str, ...] | None = None
+    #: The set's own environment's interpreter (``None``: the host's).
+    interpreter: Interpreter | None = None
 
     @property
     def source(self) -> str:
@@ -294,7 +299,7 @@ def spawn_process(
             )
         else:
             popen = subprocess.Popen(
-                [sys.executable, "-I", "-m", "worker", json.dumps(config.to_wire())],
+                worker_argv(spec.interpreter, "worker", json.dumps(config.to_wire())),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
@@ -359,6 +364,10 @@ class Launcher:
         self.cgroups = MemoryCgroups()
         #: The egress proxy's host end, made for the first egress set.
         self.gateway: Gateway | None = None
+        #: One zygote per set environment's interpreter (started on first use).
+        self._env_zygotes = EnvZygotes(
+            self.host_pid, {"PATH": BASE_PATH, "LANG": "C.UTF-8"}, self.cgroups.parent
+        )
         global _swept
         if not _swept:
             _swept = True
@@ -423,6 +432,21 @@ class Launcher:
             )
         return self._zygote
 
+    def _spawn_in_env(
+        self, spec: WorkerSpec, interpreter: Interpreter, gateway: Gateway | None
+    ) -> WorkerProcess:
+        """``_spawn`` for a set with its own environment: through its own zygote."""
+        zygotes = self._env_zygotes
+        while self.start_method == "zygote" and zygotes.usable(interpreter):
+            try:
+                zygote = zygotes.get(interpreter)
+                process = spawn_process(spec, self.host_pid, zygote, self.cgroups, gateway)
+                zygotes.record(interpreter, ok=True)
+                return process
+            except ZygoteError:
+                zygotes.record(interpreter, ok=False)
+        return spawn_process(spec, self.host_pid, cgroups=self.cgroups, gateway=gateway)
+
     def _spawn(self, spec: WorkerSpec) -> WorkerProcess:
         """On the launcher thread: fork from the zygote, or fall back to a spawn."""
         gateway = None
@@ -430,6 +454,8 @@ class Launcher:
             if self.gateway is None:
                 self.gateway = Gateway()
             gateway = self.gateway
+        if spec.interpreter is not None:
+            return self._spawn_in_env(spec, spec.interpreter, gateway)
         while self.start_method == "zygote" and self._zygote_failures < 2:
             try:
                 zygote = self._ensure_zygote()
@@ -451,12 +477,14 @@ class Launcher:
         zygote = self._zygote
         if zygote is not None:
             zygote.close()
+        self._env_zygotes.close()
         self._jobs.put(None)
         if not self.on_thread():
             self._thread.join(timeout=5)
         if self._zygote is not None and self._zygote is not zygote:
             # Started by a job still running when we closed the first one.
             self._zygote.close()
+        self._env_zygotes.close()  # again: one started by a late job
         self.cgroups.close()
         if self.gateway is not None:
             self.gateway.close()

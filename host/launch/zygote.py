@@ -44,15 +44,23 @@ class Zygote:
     (its parent-death signal is tied to the creating thread)."""
 
     def __init__(
-        self, host_pid: int, env: dict[str, str], memory_cgroup: str | None = None
+        self,
+        host_pid: int,
+        env: dict[str, str],
+        memory_cgroup: str | None = None,
+        argv: list[str] | None = None,
     ) -> None:
+        """``argv``: the command without its config argument (default
+        ``python -I -m worker.zygote`` on the host's interpreter; a set
+        environment's zygote runs on that environment's)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             config = ZygoteConfig(
                 control_fd=theirs.fileno(), host_pid=host_pid, memory_cgroup=memory_cgroup
             )
+            command = argv or [sys.executable, "-I", "-m", "worker.zygote"]
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-m", "worker.zygote", json.dumps(config.to_wire())],
+                [*command, json.dumps(config.to_wire())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -352,6 +352,11 @@ class WorkerHandle:
         assert inc.ready is not None
         return inc, inc.ready
 
+    def respec(self, spec: WorkerSpec) -> None:
+        """Start later workers (restarts, replacements) from ``spec``: a reload
+        found the set's environment changed."""
+        self.spec = spec
+
     def swap(self, new: Incarnation) -> None:
         """Serve new calls from ``new``; calls in flight finish on the old worker,
         which then exits (killed after its call timeout plus the grace)."""

@@ -92,6 +92,12 @@ class WorkerPool:
             raise
         return started, ready
 
+    def respec(self, spec: WorkerSpec) -> None:
+        """Every member starts later workers from ``spec`` (see ``WorkerHandle``)."""
+        self.spec = spec
+        for member in self.members:
+            member.respec(spec)
+
     def discard(self, started: list[tuple[WorkerHandle, Incarnation]]) -> None:
         for member, inc in started:
             member.discard(inc)
