@@ -19,8 +19,8 @@ from typing import Any
 
 from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent
-from host.egress.policy import Egress, Header, Secret
 from host.cli.environments_command import add_env_parser
+from host.egress.policy import Egress, Header, Secret
 from host.errors import CallError, HostError, LoadError, WorkerCrashed
 from host.limits import Limits
 from host.sandbox import Sandbox
