@@ -24,7 +24,8 @@ from host.errors import (
     ProtocolError,
     WorkerCrashed,
 )
-from host.launch.launcher import STDERR_TAIL_BYTES, WorkerSpec, describe_exit
+from host.launch.launcher import WorkerSpec
+from host.launch.worker_process import STDERR_TAIL_BYTES, describe_exit
 from host.wire.pending import Pending
 from host.workers.incarnation import CLOSING, PROTOCOL, REAP_TIMEOUT, Incarnation
 from protocol import ProtocolViolation

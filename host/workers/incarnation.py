@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from typing_extensions import TypeIs
 
 from host.errors import CallError, LoadError
-from host.launch.launcher import WorkerProcess, WorkerSpec
+from host.launch.launcher import WorkerSpec
+from host.launch.worker_process import WorkerProcess
 from host.wire.channel import Channel
 from host.wire.pending import Pending
 from host.workers.context_door import answer_in_thread
