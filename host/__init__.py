@@ -3,6 +3,9 @@
 The public API is what this module exports; everything else is private.
 """
 
+from importlib.metadata import PackageNotFoundError as _NotInstalled
+from importlib.metadata import version as _version
+
 from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent, CoreMemory
 from host.egress.policy import Allow, Egress, Header, Secret
@@ -29,6 +32,11 @@ from host.sandbox import Sandbox
 from host.tools.tool_calls import ToolCall, parse_tool_call
 from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult
 from host.workers.call_result import CallResult
+
+try:
+    __version__ = _version("fnhost")
+except _NotInstalled:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "DEFAULT_MAX_RESULT_CHARS",

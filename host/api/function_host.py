@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from host.api.async_loading import AsyncLoading
 from host.api.calling import Calling, CallRoute
 from host.api.catalog import Catalog
 from host.api.exit_close import close_at_exit
@@ -39,7 +40,7 @@ from host.sandbox import Sandbox
 from host.tools.tool_calls import add_heartbeat, check_heartbeat_options, tool_name
 
 
-class FunctionHost(Calling):
+class FunctionHost(Calling, AsyncLoading):
     """Runs function sets (Python modules of plain functions) in worker processes.
 
     One worker subprocess per set; a crash, hang or hostile trick in user

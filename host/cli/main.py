@@ -10,60 +10,36 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from host import __version__
 from host.api.function_host import FunctionHost
 from host.api.reference_agent import MEMGPT_EXPOSE, Agent
 from host.cli.environments_command import add_env_parser
-from host.egress.policy import Egress, Header, Secret
+from host.cli.mcp_command import add_mcp_parsers
+from host.cli.options import (
+    add_sandbox_options,
+    host_for,
+    report_load_errors,
+    sandbox_limits,
+    seconds,
+    worker_env,
+)
 from host.errors import CallError, HostError, LoadError, WorkerCrashed
 from host.limits import Limits
-from host.sandbox import Sandbox
 from host.tools.formats import FORMATS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "function_sets"
 
 
-def _host_for(
-    paths: Sequence[str],
-    limits: Limits | None = None,
-    env: dict[str, str] | None = None,
-    builtins: bool = True,
-) -> FunctionHost:
-    """A host loading built-ins (optionally) plus each DIR or FILE given."""
-    dirs = [p for p in paths if Path(p).is_dir()]
-    files = [p for p in paths if not Path(p).is_dir()]
-    fh = FunctionHost(
-        builtin_dir=None if builtins else "/nonexistent-fnhost-builtins",
-        user_dirs=dirs,
-        limits=limits,
-        env=env,
-        on_conflict="prefix",
-    )
-    try:
-        fh.load_all_function_sets()
-        for f in files:
-            fh.load_function_set(f)
-    except HostError:
-        fh.close()
-        raise
-    return fh
-
-
-def _report_load_errors(fh: FunctionHost) -> None:
-    for err in fh.load_errors.values():
-        print(f"load error: {err}", file=sys.stderr)
-
-
 def cmd_schemas(args: argparse.Namespace) -> int:
     output: Any
-    with _host_for(args.paths, builtins=not args.no_builtins) as fh:
-        _report_load_errors(fh)
+    with host_for(args.paths, builtins=not args.no_builtins) as fh:
+        report_load_errors(fh)
         if args.format:
             if args.nested:
                 print("fnhost: --nested applies without --format only", file=sys.stderr)
@@ -79,81 +55,12 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         return 2 if fh.load_errors else 0
 
 
-def _sandbox_limits(args: argparse.Namespace) -> Limits:
-    """``--timeout`` and the sandbox options as the sets' Limits."""
-    network: bool | Egress = args.network
-    if args.allow or args.credential:
-        if args.network:
-            raise SystemExit("fnhost: --network and --allow/--credential exclude each other")
-        credentials = {}
-        for item in args.credential:
-            host, sep, variable = item.partition("=")
-            if not sep or not host or not variable:
-                raise SystemExit(f"fnhost: --credential {item!r}: expected HOST=ENVVAR")
-            credentials[host] = Header("Authorization", "Bearer {}", Secret.env(variable))
-        try:
-            network = Egress(allow=args.allow, credentials=credentials)
-        except (ValueError, TypeError) as exc:
-            raise SystemExit(f"fnhost: {exc}") from None
-    sandbox = Sandbox(
-        network=network,
-        writable_paths=tuple(args.writable),
-        confine_reads=args.confine_reads or bool(args.readable),
-        readable_paths=tuple(args.readable),
-    )
-    return Limits(timeout=args.timeout, sandbox=sandbox)
-
-
-def _add_sandbox_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--network",
-        action="store_true",
-        help="let the functions use the network (default: every connection fails)",
-    )
-    parser.add_argument(
-        "--allow",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="let the functions reach HOST:PORT through fnhost's egress proxy only "
-        "(repeatable; '*.example.com:443' for subdomains; needs fnhost[egress])",
-    )
-    parser.add_argument(
-        "--credential",
-        action="append",
-        default=[],
-        metavar="HOST=ENVVAR",
-        help="the proxy sends 'Authorization: Bearer $ENVVAR' to HOST over HTTPS; the "
-        "functions never see the value (repeatable; HOST must be --allow'ed)",
-    )
-    parser.add_argument(
-        "--writable",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a directory or file the functions may write (repeatable; default: only "
-        "their scratch directory)",
-    )
-    parser.add_argument(
-        "--confine-reads",
-        action="store_true",
-        help="let the functions read only their own directory, the interpreter's files, "
-        "system libraries and binaries, and --readable paths",
-    )
-    parser.add_argument(
-        "--readable",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a directory or file the functions may read (repeatable; implies --confine-reads)",
-    )
-
-
 def cmd_call(args: argparse.Namespace) -> int:
-    limits = _sandbox_limits(args)
+    limits = sandbox_limits(args)
+    env = worker_env(args.env)
     # No built-ins: MemGPT's memory tools act on an agent, and there is none here.
-    with _host_for(args.paths, limits=limits, builtins=False) as fh:
-        _report_load_errors(fh)
+    with host_for(args.paths, limits=limits, env=env, builtins=False) as fh:
+        report_load_errors(fh)
         try:
             result = fh.call_detailed(args.name, args.arguments)
         except CallError as exc:
@@ -165,50 +72,6 @@ def cmd_call(args: argparse.Namespace) -> int:
             print(result.stdout, end="", file=sys.stderr)
         print(json.dumps(result.value, indent=2, default=repr))
         return 0
-
-
-def _seconds(text: str) -> float:
-    """argparse type: a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
-def cmd_mcp(args: argparse.Namespace) -> int:
-    """Serve the sets over stdio until the client leaves; 2 if nothing loaded or no SDK."""
-    # Imported here: the MCP SDK is an optional extra, and the import raises
-    # MCPUnavailable (a HostError: "fnhost: ...", exit 2) saying what to install.
-    from host.cli import mcp_server
-
-    limits = _sandbox_limits(args)
-    env = _worker_env(args.env)
-    # No built-ins: MemGPT's memory tools act on an agent, and the server has none.
-    with _host_for(args.paths, limits=limits, env=env, builtins=False) as fh:
-        _report_load_errors(fh)  # stderr: stdout carries the protocol
-        if not fh.function_sets:
-            print("fnhost: no function set loaded; nothing to serve", file=sys.stderr)
-            return 2
-        mcp_server.serve(fh)
-    return 0
-
-
-def _worker_env(items: Sequence[str]) -> dict[str, str]:
-    """``NAME=VALUE`` or ``NAME`` (the value from our own environment)."""
-    env: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not name:
-            raise SystemExit(f"fnhost: --env needs NAME or NAME=VALUE, got {item!r}")
-        if not sep:
-            if name not in os.environ:
-                raise SystemExit(f"fnhost: --env {name}: not set in this environment")
-            value = os.environ[name]
-        env[name] = value
-    return env
 
 
 def _step(title: str) -> None:
@@ -336,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fnhost",
         description="Run Python tool functions in sandboxed worker processes.",
     )
+    parser.add_argument("--version", action="version", version=f"fnhost {__version__}")
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="what fnhost logs on stderr (loggers: fnhost, fnhost.worker.<set>, fnhost.egress, "
+        "fnhost.mcp, fnhost.environments; default: warning)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="load the bundled examples and show the host at work")
@@ -358,57 +229,32 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     call.add_argument("name", help='"function" or "set.function"')
     call.add_argument("arguments", help="a JSON object of arguments")
-    call.add_argument("--timeout", type=float, default=30.0)
+    call.add_argument(
+        "--timeout", type=seconds, default=30.0, metavar="S", help="seconds (default: 30)"
+    )
+    call.add_argument(
+        "--memory",
+        type=int,
+        metavar="MB",
+        help="the worker's memory limit in MiB (default: 512; Limits.memory_mb)",
+    )
+    call.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="a variable the worker gets (repeatable); NAME alone passes this shell's value",
+    )
     call.add_argument(
         "--no-builtins",
         action="store_true",
         help="accepted for compatibility: the built-in memory tools need an agent, "
         "which the command line has not, so they are never loaded here",
     )
-    _add_sandbox_options(call)
+    add_sandbox_options(call)
     call.set_defaults(func=cmd_call)
 
-    mcp = sub.add_parser(
-        "mcp",
-        help="serve function sets to MCP clients over stdio",
-        description=(
-            "Serve the functions of each DIR (every *.py in it) and FILE as tools of a "
-            "Model Context Protocol server on stdin/stdout, for desktop assistants, IDEs "
-            "and agents. Every call runs in the set's sandboxed worker; a crash, hang or "
-            "exception becomes an error result and the server keeps serving. Load errors "
-            "and logs go to stderr (stdout is the protocol): a set in a DIR that fails to "
-            "load is left out, a FILE that fails to load stops the start (exit 2). Needs "
-            "the MCP SDK: pip install 'fnhost[mcp]'."
-        ),
-        epilog=(
-            'client config: {"mcpServers": {"tools": {"command": "fnhost", '
-            '"args": ["mcp", "/path/to/functions", "--timeout", "30"]}}}'
-        ),
-    )
-    mcp.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
-    mcp.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=30.0,
-        metavar="S",
-        help="seconds a call may run before its worker is killed (default: 30)",
-    )
-    mcp.add_argument(
-        "--no-builtins",
-        action="store_true",
-        help="accepted for compatibility: the built-in memory tools need an agent, "
-        "which the server has not, so they are never served",
-    )
-    mcp.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME[=VALUE]",
-        help="a variable the workers get (repeatable); NAME alone passes the server's own "
-        "value. Nothing else of the server's environment reaches them.",
-    )
-    _add_sandbox_options(mcp)
-    mcp.set_defaults(func=cmd_mcp)
+    add_mcp_parsers(sub)  # fnhost mcp, fnhost install (host/cli/mcp_command.py)
 
     check = sub.add_parser(
         "check",
@@ -436,9 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="  [log] %(name)s: %(message)s")
+    level = getattr(logging, args.log_level.upper())
+    logging.basicConfig(level=level, format="  [log] %(name)s: %(message)s")
     # A set environment's build shows its progress (uv's lines) on stderr.
-    logging.getLogger("fnhost.environments").setLevel(logging.INFO)
+    logging.getLogger("fnhost.environments").setLevel(min(level, logging.INFO))
     try:
         return args.func(args)
     except HostError as exc:

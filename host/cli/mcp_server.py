@@ -21,6 +21,16 @@ the SDK (or with an SDK older than 2.0, whose server API differs) raises
   result too, because MCP clients reject structured content that breaks the
   output schema. The server keeps serving after any of these.
 
+- What a tool printed (its captured stdout and stderr, the last
+  ``LOG_CHARS`` characters of each) reaches the client as MCP log messages
+  (``notifications/message``, logger ``fnhost.<tool>``; stderr as
+  ``warning``), at or above the level the client set (``info`` until then).
+- With ``watch``, the server polls the host's catalog (the host itself
+  reloads edited sets) and sends ``notifications/tools/list_changed`` to
+  every session when a tool appears, goes or changes.
+- Transports: stdio (``serve``) or streamable HTTP (``serve_http``; bound
+  to loopback unless told otherwise, with the SDK's DNS-rebinding checks).
+
 stdout is the protocol: nothing else is written to it (the SDK points fd 1
 at stderr while serving; load errors and logs go to stderr).
 """
@@ -29,10 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import logging
-import os
-import signal
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +57,12 @@ INSTALL_HINT = "pip install 'fnhost[mcp]'"
 MIN_SDK_MAJOR = 2
 
 log = logging.getLogger("fnhost.mcp")
+
+#: What a tool printed, forwarded per stream and call (the last characters).
+LOG_CHARS = 8000
+#: How often ``watch`` compares the catalog (the host polls files each second).
+WATCH_INTERVAL = 0.5
+_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
 class MCPUnavailable(HostError):
@@ -68,8 +82,7 @@ try:
     from jsonschema import Validator
     from jsonschema.validators import validator_for
     from mcp.server.context import ServerRequestContext
-    from mcp.server.lowlevel import Server
-    from mcp.server.stdio import stdio_server
+    from mcp.server.lowlevel import NotificationOptions, Server
 except ImportError as exc:
     raise MCPUnavailable(
         f"the MCP server needs the official MCP Python SDK, which is not installed "
@@ -101,10 +114,17 @@ class FunctionHostMCPServer:
     closes the host after.
     """
 
-    def __init__(self, fh: FunctionHost, name: str = "fnhost") -> None:
+    def __init__(self, fh: FunctionHost, name: str = "fnhost", watch: bool = False) -> None:
         self.fh = fh
+        self.watch = watch
         self._catalog: dict[str, _ToolEntry] = {}
-        self.server: Server[Any] = Server(
+        self._signature = ""
+        #: The sessions that asked for anything: where list_changed goes
+        #: (one that fails a send is dropped).
+        self._sessions: set[Any] = set()
+        self._log_level = "info"
+        self.server: Server[Any] = _Server(
+            watch,
             name,
             version=_fnhost_version(),
             instructions=(
@@ -114,6 +134,7 @@ class FunctionHostMCPServer:
             ),
             on_list_tools=self._on_list_tools,
             on_call_tool=self._on_call_tool,
+            on_set_logging_level=self._on_set_logging_level,
         )
 
     # -- tools/list ------------------------------------------------------------
@@ -155,12 +176,50 @@ class FunctionHostMCPServer:
                 validator=validator,
             )
         self._catalog = catalog
+        self._signature = self._catalog_signature()
         return catalog
+
+    def _catalog_signature(self) -> str:
+        """What the client's tool list depends on, as one string."""
+        return json.dumps(
+            [
+                self.fh.tools(format="raw"),
+                {n: s.get("egress") for n, s in self.fh.function_sets.items()},
+            ],
+            sort_keys=True,
+            default=str,
+        )
 
     async def _on_list_tools(
         self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
+        self._sessions.add(ctx.session)
         return types.ListToolsResult(tools=[e.tool for e in self.refresh().values()])
+
+    async def _on_set_logging_level(
+        self, ctx: ServerRequestContext[Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        self._log_level = params.level
+        return types.EmptyResult()
+
+    async def watch_tools(self) -> None:
+        """Until cancelled: tell every session when the catalog changed."""
+        while True:
+            await anyio.sleep(WATCH_INTERVAL)
+            try:
+                changed = self._catalog_signature() != self._signature
+            except Exception:  # a host mid-reload; next turn
+                log.exception("could not read the catalog")
+                continue
+            if not changed:
+                continue
+            self.refresh()
+            log.info("the tools changed; telling %d session(s)", len(self._sessions))
+            for session in list(self._sessions):
+                try:
+                    await session.send_tool_list_changed()
+                except Exception:  # a session that went away
+                    self._sessions.discard(session)
 
     # -- tools/call ------------------------------------------------------------
 
@@ -171,12 +230,24 @@ class FunctionHostMCPServer:
         # progress notifications; the session drops them if the client sent
         # no progress token. All are sent before the result.
         sent: list[asyncio.Future[Any]] = []
+        self._sessions.add(ctx.session)
 
         def on_progress(done: float, total: float | None, message: str | None) -> None:
             sent.append(asyncio.ensure_future(ctx.session.report_progress(done, total, message)))
 
+        def on_output(stream: str, text: str) -> None:
+            level: types.LoggingLevel = "warning" if stream == "stderr" else "info"
+            if _LEVELS.index(level) < _LEVELS.index(self._log_level):
+                return
+            data = text[-LOG_CHARS:]
+            sent.append(
+                asyncio.ensure_future(
+                    ctx.session.send_log_message(level, data, logger=f"fnhost.{params.name}")
+                )
+            )
+
         try:
-            return await self.call_tool(params.name, params.arguments, on_progress)
+            return await self.call_tool(params.name, params.arguments, on_progress, on_output)
         finally:
             if sent:
                 await asyncio.gather(*sent, return_exceptions=True)
@@ -186,12 +257,15 @@ class FunctionHostMCPServer:
         name: str,
         arguments: Mapping[str, Any] | None,
         on_progress: Callable[[float, float | None, str | None], object] | None = None,
+        on_output: Callable[[str, str], object] | None = None,
     ) -> types.CallToolResult:
         """Run one tool through the host; never raises (bar cancellation).
 
         Success: text content (a string value as it is, anything else as
         JSON) plus ``structuredContent`` when the tool has an output schema.
         Any failure: ``isError`` with a one-sentence explanation.
+        ``on_output(stream, text)``: what the call printed, per stream
+        (``"stdout"``, ``"stderr"``), success or not.
         """
         try:
             entry = self._catalog.get(name)
@@ -203,6 +277,7 @@ class FunctionHostMCPServer:
                 name, dict(arguments or {}), on_progress=on_progress, stop_on_cancel=True
             )
         except CallError as exc:
+            _printed(on_output, getattr(exc, "stdout", None), getattr(exc, "stderr", None))
             if isinstance(exc, WorkerCrashed | ProtocolError):
                 # The full story for the operator: the sentence, then the
                 # crash's traceback (or its stderr).
@@ -217,6 +292,7 @@ class FunctionHostMCPServer:
             )
         if result.stdout:
             log.debug("%s printed: %s", name, result.stdout.rstrip())
+        _printed(on_output, result.stdout, result.stderr)
         value = tool_results.jsonable(result.value)
         text = tool_results.result_text(result.value)
         if entry is None or entry.validator is None:
@@ -232,87 +308,27 @@ class FunctionHostMCPServer:
             )
         return types.CallToolResult(content=[_text(text)], structured_content=structured)
 
-    # -- running ---------------------------------------------------------------
 
-    async def serve_stdio(self) -> None:
-        """Serve on stdin/stdout until the client closes stdin, or SIGTERM/SIGHUP.
+class _Server(Server[Any]):
+    """The SDK's server, announcing ``tools.listChanged`` when watching
+    (over either transport: the HTTP one asks for the options itself)."""
 
-        Returns normally in every one of those cases so the caller can close
-        the host (stop the workers, remove their scratch directories).
-        """
-        self.refresh()
-        async with anyio.create_task_group() as tg:
+    def __init__(self, watch: bool, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
 
-            async def stop_on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
-                    async for signum in signals:
-                        log.info("received %s; shutting down", signal.Signals(signum).name)
-                        tg.cancel_scope.cancel()
-                        return
-
-            tg.start_soon(stop_on_signal)
-            # The SDK reads stdin in a thread, which a signal cannot interrupt;
-            # read a pipe through the event loop instead, so SIGTERM stops us.
-            stdin = _StdinLines(0) if _pollable(0) else None
-            async with stdio_server(stdin=stdin) as (read_stream, write_stream):  # type: ignore[arg-type]
-                await self.server.run(
-                    read_stream, write_stream, self.server.create_initialization_options()
-                )
-            tg.cancel_scope.cancel()
+    def create_initialization_options(self, *args: Any, **kwargs: Any) -> Any:
+        if self._watch and not args and "notification_options" not in kwargs:
+            kwargs["notification_options"] = NotificationOptions(tools_changed=True)
+        return super().create_initialization_options(*args, **kwargs)
 
 
-class _StdinLines:
-    """The lines of a pipe, socket or terminal, read through the event loop.
-
-    Duck-types what ``stdio_server`` uses of an ``anyio.AsyncFile`` (async
-    iteration over text lines); unlike a reader thread, cancelling it works.
-    Invalid UTF-8 is replaced (the SDK then reports a parse error).
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self._buffer = b""
-        self._eof = False
-
-    def __aiter__(self) -> _StdinLines:
-        return self
-
-    async def __anext__(self) -> str:
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0 or (self._eof and self._buffer):
-                cut = end + 1 if end >= 0 else len(self._buffer)
-                line, self._buffer = self._buffer[:cut], self._buffer[cut:]
-                return line.decode("utf-8", errors="replace")
-            if self._eof:
-                raise StopAsyncIteration
-            await anyio.wait_readable(self.fd)
-            try:
-                chunk = os.read(self.fd, 1 << 16)  # readable: returns without blocking
-            except BlockingIOError:
-                continue
-            except OSError:
-                chunk = b""  # a broken stdin is the end of the session
-            self._eof = not chunk
-            self._buffer += chunk
-
-
-def _pollable(fd: int) -> bool:
-    """Whether the event loop can wait on ``fd`` (a pipe, socket or terminal)."""
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
-
-
-def serve(fh: FunctionHost) -> None:
-    """Serve ``fh``'s loaded function sets over stdio until the client goes away.
-
-    Blocks; the caller closes ``fh`` afterwards. Errors of single calls never
-    end it (see the module docstring).
-    """
-    anyio.run(FunctionHostMCPServer(fh).serve_stdio)
+def _printed(on_output: Callable[[str, str], object] | None, out: Any, err: Any) -> None:
+    if on_output is None:
+        return
+    for stream, text in (("stdout", out), ("stderr", err)):
+        if isinstance(text, str) and text.strip():
+            on_output(stream, text)
 
 
 # -- results --------------------------------------------------------------------
