@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
 import ipaddress
 import os
 import ssl
+import threading
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -89,20 +91,32 @@ def make_ca(set_name: str, hosts: list[str]) -> tuple[bytes, bytes]:
 
 
 class LeafContexts:
-    """Server-side TLS contexts for the hosts a set's CA may sign for."""
+    """Server-side TLS contexts for the hosts a set's CA may sign for, the
+    ``KEPT`` most recently used kept (a pattern's names are unbounded).
+    Thread-safe: the proxy makes them on its executor's threads."""
+
+    KEPT = 256
 
     def __init__(self, ca_pem: bytes, ca_key_pem: bytes) -> None:
         self._ca = x509.load_pem_x509_certificate(ca_pem)
         key = serialization.load_pem_private_key(ca_key_pem, password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         self._ca_key = key
-        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._contexts: collections.OrderedDict[str, ssl.SSLContext] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def context(self, host: str) -> ssl.SSLContext:
-        """The context serving ``host``'s certificate (made once per host)."""
-        ctx = self._contexts.get(host)
-        if ctx is None:
-            ctx = self._contexts[host] = self._make(host)
+        """The context serving ``host``'s certificate."""
+        with self._lock:
+            ctx = self._contexts.get(host)
+            if ctx is not None:
+                self._contexts.move_to_end(host)
+                return ctx
+        ctx = self._make(host)
+        with self._lock:
+            self._contexts[host] = ctx
+            while len(self._contexts) > self.KEPT:
+                self._contexts.popitem(last=False)
         return ctx
 
     def _make(self, host: str) -> ssl.SSLContext:
@@ -110,13 +124,17 @@ class LeafContexts:
         now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
+            # No common name: a CN that is an address breaks verification
+            # under the CA's DNS name constraints; the SAN names the host.
+            .subject_name(
+                x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fnhost egress proxy")])
+            )
             .issuer_name(self._ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([_general_name(host)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([_general_name(host)]), critical=True)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(

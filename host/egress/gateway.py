@@ -43,8 +43,9 @@ log = logging.getLogger("fnhost.egress")
 
 MAX_RESTARTS = 5
 RESTART_WINDOW = 30.0
-#: Decisions kept per worker for ``call_detailed``.
-KEPT_PER_DOOR = 256
+#: Decisions kept per worker for ``call_detailed`` (a call that makes more
+#: gets the last ones and a record saying how many were left out).
+KEPT_PER_DOOR = 4096
 #: Allowed exchanges whose end the gateway waits to hear of (bytes, status).
 MAX_OPEN_EXCHANGES = 65536
 
@@ -140,7 +141,15 @@ class Gateway:
             new = door.count - mark
             if new <= 0:
                 return ()
-            return tuple(list(door.records)[-min(new, len(door.records)) :])
+            kept = tuple(list(door.records)[-min(new, len(door.records)) :])
+            if new <= len(kept):
+                return kept
+            omitted = EgressRecord(
+                False, "omitted", "", 0, "", "",
+                f"{new - len(kept)} earlier decisions of this call were not kept "
+                f"(the last {len(kept)} follow)",
+            )  # fmt: skip
+            return (omitted, *kept)
 
     def close(self) -> None:
         with self._lock:
@@ -168,10 +177,17 @@ class Gateway:
     # -- sets and the process ------------------------------------------------
 
     def _register(self, set_name: str, egress: Egress) -> int:
+        """The set's key in the proxy. Its secrets are read again for each
+        worker: a changed one (a rotated key file) is sent before the
+        worker starts. ``ValueError`` if one cannot be read."""
+        policy = egress.to_proxy()  # ValueError: a secret cannot be read
         key = self._sets.get((set_name, egress))
         if key is not None:
+            message = self._set_messages[key]
+            if message["policy"] != policy:
+                message["policy"] = policy
+                self._send(message)
             return key
-        policy = egress.to_proxy()  # ValueError: a secret cannot be read
         ca = None
         hosts = egress.intercepted_hosts()
         if hosts:

@@ -8,7 +8,8 @@ host closed it, or died), then exits.
 
 It holds the sets' policies (secrets included) in memory only, is not
 dumpable (no other process of its uid may read its memory or attach to
-it), writes no core file, and keeps within ``OPEN_FILES`` descriptors.
+it), writes no core file, and keeps within ``OPEN_FILES`` descriptors and
+``ADDRESS_SPACE`` bytes.
 Each door (a listening socket in one worker's network namespace) is served
 by ``asyncio``; each connection by ``host.egress.exchange.serve``.
 """
@@ -16,6 +17,7 @@ by ``asyncio``; each connection by ``host.egress.exchange.serve``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import os
@@ -26,9 +28,13 @@ import sys
 from typing import Any
 
 from host.egress import control
-from host.egress.exchange import SetRules, serve
+from host.egress.exchange import serve
+from host.egress.set_rules import SetRules
 
 OPEN_FILES = 8192
+#: Address space: a backstop (its memory per connection is bounded: heads,
+#: reads and decoded pieces of at most 64 KiB each).
+ADDRESS_SPACE = 4 << 30
 PR_SET_DUMPABLE = 4
 
 
@@ -170,8 +176,10 @@ class Proxy:
 
 
 def _harden() -> None:
-    """No core file, not dumpable, bounded descriptors."""
+    """No core file, not dumpable, bounded descriptors and address space."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(ValueError, OSError):  # a lower hard limit stays
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, resource.RLIM_INFINITY))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import posixpath
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 #: Every refusal starts with this, so a tool's error explains itself.
 BLOCKED = "fnhost egress policy blocked"
@@ -37,6 +36,24 @@ def normal_host(host: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return host
+
+
+def split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` (IPv6 in brackets) -> (normal host, port).
+    ``ValueError`` for anything else (a port out of range, not ASCII digits)."""
+    if authority.startswith("["):
+        host, _, rest = authority[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if not rest else "x")
+    elif authority.count(":") == 1:
+        host, port = authority.split(":")
+    elif ":" not in authority:
+        host, port = authority, ""
+    else:
+        raise ValueError(f"bad authority {authority[:200]!r}")
+    port = port or str(default_port)
+    if not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"bad authority {authority[:200]!r}")
+    return normal_host(host), int(port)
 
 
 def host_matches(pattern: str, host: str) -> bool:
@@ -102,48 +119,66 @@ def check_request(
     target: str,
 ) -> Decision:
     """Whether ``method target`` is allowed by one of ``entries`` (the
-    allow entries that matched the host and port)."""
+    allow entries that matched the host and port). ``target`` as the worker
+    sent it: origin form (``/a/b?q``) or absolute (``http://h/a/b``)."""
     host = normal_host(host)
     where = f"{method} {_show(host)}:{port}"
-    path, problem = request_path(target)
-    if problem:
-        return Decision(False, f"{BLOCKED} {where}{path} for set '{set_name}': {problem}")
+    parsed = RequestTarget.parse(target)
+    if parsed.problem:
+        return Decision(
+            False, f"{BLOCKED} {where}{parsed.path} for set '{set_name}': {parsed.problem}"
+        )
     for entry in entries:
         if entry["methods"] is not None and method not in entry["methods"]:
             continue
         if entry["paths"] is not None and not any(
-            fnmatch.fnmatchcase(path, p) for p in entry["paths"]
+            fnmatch.fnmatchcase(parsed.path, p) for p in entry["paths"]
         ):
             continue
         return Decision(True, entries=(entry,))
     return Decision(
-        False, f"{BLOCKED} {where}{path} for set '{set_name}': method or path not allowed"
+        False, f"{BLOCKED} {where}{parsed.path} for set '{set_name}': method or path not allowed"
     )
 
 
-def request_path(target: str) -> tuple[str, str]:
-    """(decoded path without query, problem or ""). An origin-form target
-    (``/a/b?q``) or an absolute one (``http://h/a/b``)."""
-    if "://" in target:
-        rest = target.split("://", 1)[1]
-        slash = rest.find("/")
-        target = rest[slash:] if slash >= 0 else "/"
-    raw = target.split("?", 1)[0].split("#", 1)[0] or "/"
-    if not raw.startswith("/"):
-        return raw, "the request target is not a path"
-    lowered = raw.lower()
-    if "%2f" in lowered or "%5c" in lowered or "\\" in raw:
-        return raw, "an encoded slash or a backslash in the path"
-    path = unquote(raw)
-    if "\0" in path:
-        return raw, "a NUL in the path"
-    segments = path.split("/")
-    if "." in segments or ".." in segments:
-        return path, "dot segments in the path"
-    normal = posixpath.normpath(path)
-    if path.endswith("/") and normal != "/":
-        normal += "/"
-    return normal if normal.startswith("/") else "/" + normal, ""
+@dataclass(frozen=True)
+class RequestTarget:
+    """A request target, parsed once: ``path`` is what rules are checked
+    against (decoded, no query), ``origin`` what upstream is sent (the same
+    path as sent, and the query; never a fragment, a scheme or a host), and
+    ``problem`` why it is refused ("" if it is not)."""
+
+    path: str
+    origin: str
+    problem: str = ""
+
+    @classmethod
+    def parse(cls, target: str) -> RequestTarget:
+        if target == "*":
+            return cls("*", "*")  # OPTIONS *: no path to check or to send
+        if "://" in target:
+            try:
+                parts = urlsplit(target)
+            except ValueError:
+                return cls(target[:200], "", "an unparsable URL")
+            raw, query = parts.path or "/", parts.query
+        elif target.startswith("/"):
+            raw, _, query = target.partition("#")[0].partition("?")
+        else:
+            return cls(target[:200], "", "the request target is not a path")
+        origin = raw + (f"?{query}" if query else "")
+        lowered = raw.lower()
+        if "%2f" in lowered or "%5c" in lowered or "\\" in raw:
+            return cls(raw, origin, "an encoded slash or a backslash in the path")
+        path = unquote(raw)
+        if "\0" in path:
+            return cls(raw, origin, "a NUL in the path")
+        segments = path.split("/")
+        if "." in segments or ".." in segments:
+            return cls(path, origin, "dot segments in the path")
+        if not path.startswith("/"):
+            return cls(path, origin, "the path does not start with '/'")
+        return cls(path, origin)
 
 
 def _show(host: str) -> str:
