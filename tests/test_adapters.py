@@ -142,7 +142,12 @@ def test_hosted_tools_take_fnhosts_own_schemas(tools_host):
         t["function"]["name"]: t["function"]["parameters"]
         for t in tools_host.tools(format="openai", strict=True)
     }
-    assert {t.name: t.parameters for t in hosted_tools(tools_host, strict=True)} == strict
+    chosen = hosted_tools(tools_host, schema="openai-strict")
+    assert {t.name: t.parameters for t in chosen} == strict
+    gemini = {t["name"]: t["parameters"] for t in tools_host.tools(format="gemini")}
+    assert {t.name: t.parameters for t in hosted_tools(tools_host, schema="gemini")} == gemini
+    with pytest.raises(ValueError, match="unknown schema 'anthropic'"):
+        hosted_tools(tools_host, schema="anthropic")
 
 
 def test_hosted_tools_choose_by_name_and_refuse_unknown_names(tools_host):

@@ -63,38 +63,42 @@ class HostedTool:
         return result
 
 
+#: Which of fnhost's schemas an adapter takes: the canonical one (``raw``),
+#: OpenAI strict mode's variant, or the OpenAPI subset of ``gemini``
+#: (``$defs`` inlined, ``nullable`` for null unions).
+SCHEMAS = ("raw", "openai-strict", "gemini")
+
+
 def hosted_tools(
     fh: FunctionHost,
     *,
     names: Iterable[str] | None = None,
     timeout: float | None = None,
     max_result_chars: MaxResultChars = DEFAULT_MAX_RESULT_CHARS,
-    strict: bool = False,
+    schema: str = "raw",
 ) -> list[HostedTool]:
     """The host's exported functions now loaded, as ``HostedTool`` objects.
 
     ``names``: only these tools (the names ``fh.tools()`` lists), in this
     order; ``None`` for all. ``timeout`` and ``max_result_chars`` apply to
-    each call as in ``fh.dispatch``. ``strict``: the parameters of
-    ``fh.tools(format="openai", strict=True)`` instead of the canonical schema.
+    each call as in ``fh.dispatch``. ``schema``: the parameters of
+    ``fh.tools(format="raw")`` (the canonical schema), of
+    ``fh.tools(format="openai", strict=True)`` (``"openai-strict"``) or of
+    ``fh.tools(format="gemini")``.
 
     Raises ``ValueError`` for a name the host does not export (listing the
-    ones it does), and ``SchemaFormatError`` when ``strict`` and a function
-    cannot be expressed in strict mode. Functions loaded later are not
-    included: build the tools again after loading or reloading sets.
+    ones it does) or an unknown ``schema``, and ``SchemaFormatError`` when a
+    function cannot be expressed in that schema (strict or gemini).
+    Functions loaded later are not included: build the tools again after
+    loading or reloading sets.
     """
-    if strict:
-        found = {
-            t["function"]["name"]: (
-                t["function"].get("description", ""),
-                t["function"]["parameters"],
-            )
-            for t in fh.tools(format="openai", strict=True)
-        }
+    if schema == "openai-strict":
+        definitions = [t["function"] for t in fh.tools(format="openai", strict=True)]
+    elif schema in ("raw", "gemini"):
+        definitions = fh.tools(format=schema)
     else:
-        found = {
-            t["name"]: (t.get("description", ""), t["parameters"]) for t in fh.tools(format="raw")
-        }
+        raise ValueError(f"unknown schema {schema!r}: expected one of {', '.join(SCHEMAS)}")
+    found = {t["name"]: (t.get("description") or "", t["parameters"]) for t in definitions}
     if names is None:
         chosen = list(found)
     else:
@@ -104,13 +108,6 @@ def hosted_tools(
             available = ", ".join(sorted(found)) or "none"
             raise ValueError(f"no tool named {', '.join(map(repr, missing))}; tools: {available}")
     return [
-        HostedTool(
-            fh,
-            name,
-            found[name][0] or "",
-            found[name][1],
-            timeout,
-            max_result_chars,
-        )
+        HostedTool(fh, name, found[name][0], found[name][1], timeout, max_result_chars)
         for name in chosen
     ]

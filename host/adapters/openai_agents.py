@@ -47,7 +47,11 @@ def tools(
     later need a new call.
     """
     chosen = hosted_tools(
-        fh, names=names, timeout=timeout, max_result_chars=max_result_chars, strict=strict
+        fh,
+        names=names,
+        timeout=timeout,
+        max_result_chars=max_result_chars,
+        schema="openai-strict" if strict else "raw",
     )
     return [_tool(t, strict) for t in chosen]
 
