@@ -20,7 +20,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from host.adapters.pydantic_ai import tools
-from tests.test_adapters import CASE_IDS, CASES, TOOLS, Case
+from tests.test_adapters import CASE_IDS, CASES, SHORT_TIMEOUT, TOOLS, Case
 
 
 @pytest.fixture
@@ -88,3 +88,31 @@ def test_the_model_sees_fnhosts_schema(fh):
     assert set(seen) == set(raw)
     assert seen["add"].parameters_json_schema == raw["add"]["parameters"]
     assert seen["add"].description == "Add two integers."
+
+
+def test_one_run_survives_a_crash_and_a_timeout_and_calls_on(fh):
+    """Several failures in one run: each is a failed result, the set
+    restarts behind them, and the next call of the same run succeeds."""
+    script = [
+        ToolCallPart("segfault", {}, tool_call_id="c1"),
+        ToolCallPart("sleep", {"seconds": 60}, tool_call_id="c2"),
+        ToolCallPart("add", {"a": 2, "b": 3}, tool_call_id="c3"),
+    ]
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        turn = sum(isinstance(m, ModelResponse) for m in messages)
+        if turn < len(script):
+            return ModelResponse(parts=[script[turn]])
+        return ModelResponse(parts=[TextPart("done")])
+
+    agent = Agent(FunctionModel(respond), tools=tools(fh, timeout=SHORT_TIMEOUT))
+    result = agent.run_sync("go")
+    returns = [
+        p
+        for m in result.all_messages()
+        if isinstance(m, ModelRequest)
+        for p in m.parts
+        if isinstance(p, ToolReturnPart)
+    ]
+    assert [p.outcome for p in returns] == ["failed", "failed", "success"]
+    assert returns[2].content == "5" and result.output == "done"

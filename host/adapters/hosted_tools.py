@@ -26,9 +26,9 @@ _CALL_ID = "fnhost-adapter"
 class HostedTool:
     """One exported function of a host, as an adapter presents it.
 
-    ``parameters`` is fnhost's JSON Schema of the arguments (OpenAI strict
-    mode's variant when asked for); ``description`` is ``""`` for a
-    function without a docstring.
+    ``parameters`` is fnhost's JSON Schema of the arguments (its OpenAI
+    strict or gemini variant when asked for, see ``hosted_tools``);
+    ``description`` is ``""`` for a function without a docstring.
     """
 
     host: FunctionHost
