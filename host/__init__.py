@@ -30,7 +30,7 @@ from host.errors import (
 from host.limits import Limits
 from host.sandbox import Sandbox
 from host.tools.tool_calls import ToolCall, parse_tool_call
-from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult
+from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult, tool_error_text
 from host.workers.call_result import CallResult
 
 try:
@@ -70,4 +70,5 @@ __all__ = [
     "UserFunctionError",
     "WorkerCrashed",
     "parse_tool_call",
+    "tool_error_text",
 ]

@@ -38,6 +38,7 @@ IO_MODULES = {
 HOST_LAYERS = {
     "host.__main__": 0,
     "host.cli": 0,
+    "host.adapters": 0,  # framework adapters: the public FunctionHost API, like the CLI
     "host": 1,  # host/__init__.py: the public surface, re-exports the API
     "host.api": 1,
     "host.tools": 2,

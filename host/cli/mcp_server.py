@@ -283,7 +283,7 @@ class FunctionHostMCPServer:
                 # crash's traceback (or its stderr).
                 detail = exc.traceback or exc.stderr_tail
                 log.warning("%s%s", exc, f"\n{detail}" if detail else "")
-            return _error(tool_results.error_text(name, exc, list(self._catalog)))
+            return _error(tool_results.tool_error_text(name, exc, list(self._catalog)))
         except Exception:
             log.exception("internal error while calling %r", name)
             return _error(

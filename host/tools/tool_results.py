@@ -2,7 +2,9 @@
 
 Pure functions, no provider SDK imports, no I/O. ``host.api.dispatch`` runs the
 calls ``host.tools.tool_calls`` parsed and renders their outcomes with
-``build_result``; the MCP server uses ``error_text`` and ``result_text``.
+``build_result``; the MCP server uses ``tool_error_text`` and ``result_text``; the
+framework adapters (``host.adapters``) go through dispatch. ``tool_error_text``
+is public (``host.tool_error_text``) for glue of a user's own.
 
 Result messages, one per call, in the same provider's shape as the call:
 
@@ -16,7 +18,7 @@ Result messages, one per call, in the same provider's shape as the call:
 
 Results become text: a string as it is, anything else compact JSON
 (``ensure_ascii=False``; ``bytes`` as base64). Errors become one short,
-model-actionable sentence starting with ``Error:`` (see ``error_text``);
+model-actionable sentence starting with ``Error:`` (see ``tool_error_text``);
 nothing internal (tracebacks, stderr, file paths) is ever included.
 """
 
@@ -171,13 +173,20 @@ def clip(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def error_text(name: str, error: BaseException, available: Sequence[str] = ()) -> str:
-    """One short sentence a model can act on, naming the tool as the model called it.
+def tool_error_text(name: str, error: BaseException, available: Sequence[str] = ()) -> str:
+    """The text a model is given for a failed tool call: the text ``dispatch``,
+    ``fnhost mcp`` and the ``host.adapters`` send, for glue of your own.
 
-    Invalid arguments name the path, what was expected and what was given;
-    an unknown function lists up to 8 available names (closest first);
-    timeouts, crashes, memory and protocol failures say so plainly, without
-    tracebacks, stderr or paths; a user exception gives its type and message.
+    ``name`` is the tool as the model called it; ``error`` what ``call`` or
+    ``acall`` raised; ``available`` the tool names an unknown-function error
+    may suggest. Returns one short sentence starting with ``Error:``, on one
+    line: invalid arguments name the path, what was expected and what was
+    given; an unknown function lists up to 8 available names (closest
+    first); timeouts, crashes, memory and protocol failures say so plainly,
+    without tracebacks, stderr or paths (those stay on the exception); a
+    user exception gives its type and message (at most 1000 characters).
+    Any other exception (not a ``CallError``) gives a generic sentence that
+    reveals nothing of it. Never raises.
     """
     if isinstance(error, InvalidArguments):
         path, expected, got = error.path, error.expected, error.got
@@ -303,7 +312,7 @@ def build_result(
         if isinstance(outcome, CallError) and outcome.set_name and outcome.function:
             qualified = f"{outcome.set_name}.{outcome.function}"
         text, cut = truncate(
-            error_text(call.name, outcome, available),
+            tool_error_text(call.name, outcome, available),
             limit_for(max_result_chars, call.name, qualified),
         )
         message = result_message(call, text, is_error=True)
