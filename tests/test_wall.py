@@ -507,10 +507,13 @@ def test_a_worker_holds_no_socket_or_pipe_but_its_own(make_host, write_set, tmp_
         # And a worker restarted from a spare.
         old = fh.function_sets[name]["pid"]
         os.kill(old, 9)
-        for _ in range(50):
+        listed: list = ["(no call answered)"]
+
+        def answered_by_a_new_worker() -> bool:
             with contextlib.suppress(WorkerCrashed):
-                listed = fh.call(f"{name}.fds")
-                if fh.function_sets[name]["pid"] != old:
-                    break
-        assert fh.function_sets[name]["pid"] != old
+                listed[:] = fh.call(f"{name}.fds")
+                return fh.function_sets[name]["pid"] != old
+            return False
+
+        assert wait_for(answered_by_a_new_worker, 20)
         assert listed == []
