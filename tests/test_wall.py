@@ -509,7 +509,9 @@ def test_a_worker_holds_no_socket_or_pipe_but_its_own(make_host, write_set, tmp_
         os.kill(old, 9)
         listed: list = ["(no call answered)"]
 
-        def answered_by_a_new_worker() -> bool:
+        def answered_by_a_new_worker(
+            name: str = name, old: int = old, listed: list = listed
+        ) -> bool:
             with contextlib.suppress(WorkerCrashed):
                 listed[:] = fh.call(f"{name}.fds")
                 return fh.function_sets[name]["pid"] != old
