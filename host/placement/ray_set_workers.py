@@ -19,6 +19,7 @@ gone, and the next call runs there. Calls are never retried
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -74,6 +75,9 @@ class RaySetWorkers:
         self._closing: Any = None
         self._closed = False
         self._in_flight = 0
+        #: Set when a call saw the actor lost: the next call waits until Ray
+        #: has placed it again (a call sent to a restarting actor would fail).
+        self._lost_actor = False
 
     # -- placing and loading --------------------------------------------------
 
@@ -158,6 +162,8 @@ class RaySetWorkers:
         import ray
 
         actor, packed = self._prepare(function, arguments, door, stream)
+        if self._lost_actor:
+            self._await_placed(function)
         with self._counted():
             try:
                 answer = ray.get(actor.call.remote(function, packed, timeout))
@@ -181,6 +187,8 @@ class RaySetWorkers:
         import ray
 
         actor, packed = self._prepare(function, arguments, door, stream)
+        if self._lost_actor:
+            await asyncio.to_thread(self._await_placed, function)
         with self._counted():
             try:
                 answer = await actor.call.remote(function, packed, timeout)
@@ -244,12 +252,55 @@ class RaySetWorkers:
     def _lost(self, function: str, exc: Exception) -> CallError:
         if self._closed:
             return HostClosed(self.name, function, "the host was closed while the call was running")
+        self._lost_actor = True
         return WorkerCrashed(
             self.name,
             function,
             f"was lost with its Ray actor or node ({_why(exc)}); the set is placed "
             "again and the next call runs there",
             details={"cause": "placement", "ray_error": type(exc).__name__},
+        )
+
+    def _await_placed(self, function: str) -> None:
+        """Wait until Ray has placed the lost actor again and its worker is
+        loaded, asking the actor's ``load`` (never a user's call, so asking
+        again is harmless). ``WorkerCrashed`` (cause ``placement``) if that
+        takes longer than ``PLACE_TIMEOUT`` plus ``Limits.start_timeout`` or
+        the actor is gone for good; cause ``start`` if the set no longer
+        loads there."""
+        import ray
+
+        deadline = time.monotonic() + PLACE_TIMEOUT + self.spec.limits.start_timeout
+        while True:
+            try:
+                data = unpack(
+                    ray.get(
+                        self._actor.load.remote(), timeout=max(0.1, deadline - time.monotonic())
+                    )
+                )
+                break
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() >= deadline:
+                    raise self._not_placed(function, "it was not placed again in time") from None
+                time.sleep(0.1)
+            except ray.exceptions.RayError as exc:
+                raise self._not_placed(function, _why(exc)) from None
+        if "error" in data:
+            error = load_error_from_data(data["error"], self.name)
+            raise WorkerCrashed(
+                self.name,
+                function,
+                f"cannot start where the set was placed again: {error.message}",
+                details={"cause": "start"},
+            )
+        self._lost_actor = False
+
+    def _not_placed(self, function: str, why: str) -> WorkerCrashed:
+        return WorkerCrashed(
+            self.name,
+            function,
+            f"has no Ray actor: the lost one was not placed again ({why})",
+            details={"cause": "placement"},
         )
 
     # -- reloading -------------------------------------------------------------
