@@ -5,7 +5,8 @@ machine), with real workers behind real actors: no mocks.
 Every Ray process of these tests listens on and talks to 127.0.0.1 only
 (``test_ray_stays_on_loopback`` checks it with ``ss``). The cluster is
 started once for the module; each node has a custom resource naming it
-(``node_b``, ``node_c``) and the two workers' nodes share ``pool``.
+(``node_b``, ``node_c``) and the two workers' nodes share ``pool`` and
+``fnhost`` (which the README's snippet asks for).
 
 Marked ``ray`` (``-m 'not ray'`` deselects them); skipped with a reason
 only when ``import ray`` fails.
@@ -115,7 +116,7 @@ def cluster():
         },
     )
     nodes = {
-        name: cluster.add_node(**loopback, num_cpus=1, resources={name: 1, "pool": 1})
+        name: cluster.add_node(**loopback, num_cpus=1, resources={name: 1, "pool": 1, "fnhost": 1})
         for name in ("node_b", "node_c")
     }
     ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level="WARNING")
@@ -309,6 +310,17 @@ def test_ray_stays_on_loopback(fh):
             assert LOOPBACK.match(peer), f"talks beyond loopback: {line}"
         checked += 1
     assert checked > 10, "ss saw none of our Ray sockets"
+
+
+def test_the_readme_snippet_runs_on_the_cluster(cluster, capsys, monkeypatch):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    first = "from host import FunctionHost, Limits, RayPlacement, RayResources"
+    [snippet] = [s for s in re.findall(r"```python\n(.*?)```", readme, re.S) if s.startswith(first)]
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    # address="auto" is not looked up: this process's ray.init() connection is used.
+    exec(compile(snippet, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2:] == ["{'city': 'Paris', 'temperature': 14.0, 'units': 'metric'}", "True"]
 
 
 def test_closing_the_host_removes_its_actors_and_workers(cluster, sets_dir):
