@@ -34,6 +34,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'fnho
 
 from host import (  # noqa: E402
     CallTimeout,
+    EnvironmentOptions,
     FunctionHost,
     InvalidArguments,
     Limits,
@@ -44,6 +45,7 @@ from host import (  # noqa: E402
     UserFunctionError,
     WorkerCrashed,
 )
+from tests.local_wheels import make_wheel  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
 
@@ -219,6 +221,34 @@ def test_a_set_that_fails_to_load_is_a_load_error_in_load_errors(fh, sets_dir):
     assert info.value.remote_type == "RuntimeError"
     assert "no import for you" in info.value.message
     assert fh.load_errors["broken"].remote_type == "RuntimeError"
+
+
+def test_a_set_that_hangs_at_import_is_a_load_error(fh, sets_dir):
+    (sets_dir / "hangs.py").write_text("import time\ntime.sleep(600)\n")
+    with pytest.raises(LoadError) as info:
+        fh.load_function_set(sets_dir / "hangs.py", limits=_on("node_b", start_timeout=2.0))
+    assert "did not finish importing within 2s" in info.value.message
+    assert fh.load_errors["hangs"].message == info.value.message
+
+
+def test_a_sets_dependencies_are_built_on_its_node(cluster, tmp_path):
+    make_wheel(tmp_path / "wheels", "rayenvpkg", "1.5")
+    (tmp_path / "needs.py").write_text(
+        "import rayenvpkg\n\ndef version() -> str:\n    'Which.'\n"
+        "    return rayenvpkg.__version__\n"
+    )
+    options = EnvironmentOptions(
+        no_index=True, find_links=(str(tmp_path / "wheels"),), cache_dir=str(tmp_path / "c")
+    )
+    with FunctionHost(
+        builtin_dir=tmp_path / "none",
+        user_dirs=[],
+        placement="ray",
+        limits=_on("node_c"),
+        environments=options,
+    ) as host:
+        host.load_function_set(tmp_path / "needs.py", requirements=["rayenvpkg==1.5"])
+        assert host.call("version") == "1.5"
 
 
 def test_sets_go_to_the_nodes_their_resources_name(cluster, fh, sets_dir):

@@ -381,7 +381,8 @@ class RaySetWorkers:
 
     @property
     def pid(self) -> int | None:
-        return self.pids[0] if self.pids else None
+        pids = self.pids
+        return pids[0] if pids else None
 
     @property
     def load(self) -> int:
