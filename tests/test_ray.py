@@ -302,24 +302,39 @@ def test_the_hosts_environment_stays_off_the_node(fh):
     assert fh.call("getenv", {"name": "PATH"}) != ""
 
 
-def _our_processes() -> set[int]:
-    """This process and every descendant of it (the raylets, GCS, actors, workers)."""
+def _descendants(root: int) -> set[int]:
+    """``root`` and every live descendant of it."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    fields = f.read().rsplit(")", 1)[1].split()
             except (OSError, ValueError, IndexError):
                 continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [os.getpid()]
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = set(), [root]
     while todo:
         pid = todo.pop()
         if pid not in found:
             found.add(pid)
             todo.extend(children.get(pid, []))
     return found
+
+
+def _alive(pid: int) -> bool:
+    """A process ``pid`` exists and is not a zombie awaiting its reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _our_processes() -> set[int]:
+    """This process and every descendant of it (the raylets, GCS, actors, workers)."""
+    return _descendants(os.getpid())
 
 
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::ffff:127\.\d+\.\d+\.\d+\]|\[::1\]):\d+$")
@@ -361,10 +376,11 @@ def test_closing_the_host_removes_its_actors_and_workers(cluster, sets_dir):
     worker = host.function_sets["closing"]["pid"]
     actor = _where(host, "closing")["pid"]
     name = _actor_name(host, "closing")
-    assert os.path.exists(f"/proc/{worker}") and os.path.exists(f"/proc/{actor}")
+    tree = _descendants(actor)  # the actor, its zygote and spare, the worker and its init
+    assert worker in tree and len(tree) >= 3
     host.close()
-    assert not os.path.exists(f"/proc/{worker}")  # reaped before close() returned
-    assert _wait(lambda: not os.path.exists(f"/proc/{actor}"), 30)
+    assert not _alive(worker)  # stopped before close() returned
+    assert _wait(lambda: not any(_alive(p) for p in tree), 30), [p for p in tree if _alive(p)]
     with pytest.raises(ValueError):
         ray.get_actor(name, namespace="fnhost")
 
