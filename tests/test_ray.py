@@ -212,6 +212,10 @@ def test_calls_acalls_dispatch_and_tools_behave_as_locally(fh):
     with pytest.raises(Exception) as huge:
         fh.call("big", {"n": 80 * 1024 * 1024})
     assert type(huge.value).__name__ == "ResultError"
+    with pytest.raises(NotImplementedError, match="progress reports are not available"):
+        fh.call("add", {"a": 1, "b": 1}, on_progress=print)
+    with pytest.raises(NotImplementedError, match="streams"):
+        list(fh.call_stream("add", {"a": 1, "b": 1}))
     assert huge.value.kind == "result_too_large"
 
 

@@ -86,8 +86,8 @@ class FunctionHost(Calling):
       cluster, as one actor that runs the same worker, sandbox and limits
       on the node Ray picked for the set's ``Limits.placement`` resources
       (``docs/ray.md``; needs ``fnhost[ray]``). Calls, errors, reloads and
-      views behave as locally; ``expose`` and streams are not available
-      there yet.
+      views behave as locally; ``expose``, streams and ``on_progress``
+      are not available there yet.
 
     Raises ``ValueError`` for a ``request_heartbeat`` other than ``False``,
     ``True`` or ``"memgpt"``, a ``heartbeat_exempt`` without one, or a

@@ -53,8 +53,9 @@ CLOSE_SLACK = 5.0
 class RaySetWorkers:
     """The ``SetWorkers`` of one set placed on Ray (see the module docstring).
 
-    Thread-safe; sync and asyncio calls. Streams and context doors do not
-    cross to a node yet: ``call`` raises ``NotImplementedError`` for them.
+    Thread-safe; sync and asyncio calls. Streams, progress reports and
+    context doors do not cross to a node yet: ``call`` raises
+    ``NotImplementedError`` for them.
     """
 
     def __init__(
@@ -161,7 +162,7 @@ class RaySetWorkers:
         the actor Ray places again)."""
         import ray
 
-        actor, packed = self._prepare(function, arguments, door, stream)
+        actor, packed = self._prepare(function, arguments, door, stream, on_progress)
         if self._lost_actor:
             self._await_placed(function)
         with self._counted():
@@ -186,7 +187,7 @@ class RaySetWorkers:
         keeps its timeout there; its answer is dropped)."""
         import ray
 
-        actor, packed = self._prepare(function, arguments, door, stream)
+        actor, packed = self._prepare(function, arguments, door, stream, on_progress)
         if self._lost_actor:
             await asyncio.to_thread(self._await_placed, function)
         with self._counted():
@@ -202,11 +203,12 @@ class RaySetWorkers:
         arguments: Any,
         door: ContextDoor | None,
         stream: StreamSink | None,
+        on_progress: OnProgress | None,
     ) -> tuple[Any, bytes]:
-        if door is not None or stream is not None:
+        if door is not None or stream is not None or on_progress is not None:
             raise NotImplementedError(
-                f"{self.name}.{function}: context doors and streams are not available "
-                "for sets placed on Ray yet"
+                f"{self.name}.{function}: context doors, streams and progress reports are "
+                "not available for sets placed on Ray yet"
             )
         if self._closed:
             raise HostClosed(self.name, function, "the host is closed")
