@@ -37,6 +37,7 @@ from pathlib import Path
 from bench import functions
 from bench.egress import run_egress
 from bench.floor import RawEcho, clean_floor
+from bench.ray_rows import run_ray
 from host import CallError, FunctionHost, Limits, Sandbox
 from host.environments import EnvironmentOptions
 
@@ -534,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.run_environments()
         bench.run_schema_and_memory()
         run_egress(bench, SET_PATH)
+        run_ray(bench, SET_PATH)
     summary = bench.summary()
     print_table(summary)
     Path(args.json).write_text(

@@ -28,6 +28,8 @@ from host.errors import (
     WorkerCrashed,
 )
 from host.limits import Limits
+from host.placement.ray_placement import RayPlacement
+from host.placement.resources import RayResources
 from host.sandbox import Sandbox
 from host.tools.tool_calls import ToolCall, parse_tool_call
 from host.tools.tool_results import DEFAULT_MAX_RESULT_CHARS, ToolResult, tool_error_text
@@ -60,6 +62,8 @@ __all__ = [
     "NameConflict",
     "OutOfMemory",
     "ProtocolError",
+    "RayPlacement",
+    "RayResources",
     "ResultError",
     "Sandbox",
     "SchemaFormatError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from host.placement.resources import RayResources
 from host.sandbox import Sandbox
 from protocol.decode_budget import MIN_DECODE_BUDGET
 
@@ -47,6 +48,9 @@ class Limits:
     - ``sandbox``: the stronger isolation layers (``Sandbox``): by default no
       network, writes only in the scratch directory, no access to other
       processes, own user namespace; each verified where the kernel allows.
+    - ``placement``: what the set asks of a Ray cluster's node when its host
+      places sets on Ray (``RayResources``: CPUs, memory, custom
+      resources; ``docs/ray.md``). Ignored by a host that runs sets here.
     """
 
     timeout: float | None = 30.0
@@ -63,6 +67,7 @@ class Limits:
     shutdown_grace: float = 1.0
     workers: int = 1
     sandbox: Sandbox = Sandbox()
+    placement: RayResources | None = None
 
     def __post_init__(self) -> None:
         if self.timeout is not None and self.timeout <= 0:
@@ -79,6 +84,8 @@ class Limits:
             raise ValueError("workers must be at least 1")
         if not isinstance(self.sandbox, Sandbox):
             raise TypeError("sandbox must be a Sandbox")
+        if self.placement is not None and not isinstance(self.placement, RayResources):
+            raise TypeError("placement must be a RayResources or None")
 
     @property
     def max_result_bytes(self) -> int:

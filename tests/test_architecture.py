@@ -44,12 +44,15 @@ HOST_LAYERS = {
     "host.tools": 2,
     "host.workers": 2,
     "host.environments": 2,
+    "host.placement": 2,  # sets on a Ray cluster: the driver's side and the actor's body
     "host.wire": 3,
     "host.launch": 3,
     "host.egress": 3,  # the gateway, and the proxy process's modules
     "host.egress.policy": 4,  # what users write in a Sandbox
     "host.egress.record": 4,
     "host.errors": 4,
+    "host.placement.resources": 4,  # what users write: RayResources, RayPlacement
+    "host.placement.ray_placement": 4,
     "host.limits": 4,
     "host.sandbox": 4,
     "host.function_sets": 5,  # built-in sets: data the workers load

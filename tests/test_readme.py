@@ -46,6 +46,7 @@ def test_every_snippet_is_one_this_file_runs():
     known.add("from host import MEMGPT_EXPOSE, Agent, FunctionHost")
     known.add("from host import Allow, Egress, FunctionHost, Header, Limits, Sandbox, Secret")
     known.add("# /// script")
+    known.add("from host import FunctionHost, Limits, RayPlacement, RayResources")  # test_ray.py
     assert {s.splitlines()[0].strip() for s in SNIPPETS} == known
 
 

@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -34,10 +34,15 @@ from host.api.watcher import Watcher
 from host.environments.options import EnvironmentOptions
 from host.environments.set_environments import SetEnvironments
 from host.errors import HostClosed, LoadError, NameConflict
-from host.launch.launcher import Launcher
+from host.launch.launcher import Launcher, WorkerSpec
 from host.limits import Limits
+from host.placement.node_environments import NodeEnvironments
+from host.placement.ray_cluster import RayCluster
+from host.placement.ray_placement import RayPlacement
+from host.placement.ray_set_workers import RaySetWorkers
 from host.sandbox import Sandbox
 from host.tools.tool_calls import add_heartbeat, check_heartbeat_options, tool_name
+from host.workers.set_workers import SetWorkers
 
 
 class FunctionHost(Calling, AsyncLoading):
@@ -77,9 +82,17 @@ class FunctionHost(Calling, AsyncLoading):
     - ``environments``: how sets that declare dependencies get their
       environments (index, wheels only or sources, cache directory); see
       ``EnvironmentOptions`` and ``docs/environments.md``.
+    - ``placement``: where the sets' workers run. ``None`` (default): on
+      this machine. ``"ray"`` or a ``RayPlacement``: each set on a Ray
+      cluster, as one actor that runs the same worker, sandbox and limits
+      on the node Ray picked for the set's ``Limits.placement`` resources
+      (``docs/ray.md``; needs ``fnhost[ray]``). Calls, errors, reloads and
+      views behave as locally; ``expose``, streams and ``on_progress``
+      are not available there yet.
 
     Raises ``ValueError`` for a ``request_heartbeat`` other than ``False``,
-    ``True`` or ``"memgpt"``, or a ``heartbeat_exempt`` without one.
+    ``True`` or ``"memgpt"``, a ``heartbeat_exempt`` without one, or a
+    ``placement`` other than ``None``, ``"ray"`` or a ``RayPlacement``.
     """
 
     def __init__(
@@ -95,7 +108,12 @@ class FunctionHost(Calling, AsyncLoading):
         watch: bool = False,
         watch_interval: float = 1.0,
         environments: EnvironmentOptions | None = None,
+        placement: str | RayPlacement | None = None,
     ) -> None:
+        if placement == "ray":
+            placement = RayPlacement()
+        if placement is not None and not isinstance(placement, RayPlacement):
+            raise ValueError('placement must be None, "ray" or a RayPlacement')
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
         self.user_dirs = (
             [Path(d) for d in user_dirs] if user_dirs is not None else default_user_dirs()
@@ -108,7 +126,9 @@ class FunctionHost(Calling, AsyncLoading):
         self._registry = Registry(on_conflict)
         self._load_errors: dict[str, LoadError] = {}
         self._lock = threading.RLock()
-        self._launcher = Launcher(start_method)
+        # Sets placed on Ray start their workers on the nodes: no zygote here.
+        self._launcher = Launcher(start_method if placement is None else "spawn")
+        self._ray = None if placement is None else RayCluster(placement)
         self._closed = False
         self._atexit = close_at_exit(self)
         self._catalog = Catalog(self._registry, self._lock)
@@ -120,9 +140,17 @@ class FunctionHost(Calling, AsyncLoading):
             self._lock,
             self._launcher,
             self._check_open,
-            SetEnvironments(environments),
+            SetEnvironments(environments) if self._ray is None else NodeEnvironments(),
+            None if self._ray is None else self._ray_workers(environments),
         )
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
+
+    def _ray_workers(
+        self, environments: EnvironmentOptions | None
+    ) -> Callable[[WorkerSpec], SetWorkers]:
+        cluster = self._ray
+        assert cluster is not None
+        return lambda spec: RaySetWorkers(spec, cluster, environments)
 
     # -- loading (host/api/set_sources.py, host/api/set_loading.py) ---------------------
 
@@ -185,6 +213,7 @@ class FunctionHost(Calling, AsyncLoading):
                 nothing was started.
         """
         exposed = SetContexts.check(context, expose)
+        self._refuse_expose_on_ray(exposed)
         spec = worker_spec(source, name, limits or self.limits, self.env)
         if requirements is not None:
             if isinstance(requirements, str) or not all(isinstance(r, str) for r in requirements):
@@ -214,6 +243,7 @@ class FunctionHost(Calling, AsyncLoading):
         before anything loads.
         """
         exposed = SetContexts.check(context, expose)
+        self._refuse_expose_on_ray(exposed)
         specs = [
             (worker_spec(path, None, self.limits, self.env), origin)
             for path, origin in found_sets(self.builtin_dir, self.user_dirs)
@@ -224,6 +254,10 @@ class FunctionHost(Calling, AsyncLoading):
         if conflicts:
             raise conflicts[0]
         return self.functions(merge)
+
+    def _refuse_expose_on_ray(self, exposed: tuple[str, ...] | None) -> None:
+        if exposed and self._ray is not None:
+            raise ValueError("expose= is not available for sets placed on Ray yet")
 
     @contextlib.contextmanager
     def _doors_for(
@@ -410,6 +444,8 @@ class FunctionHost(Calling, AsyncLoading):
             self._watcher.close()
         close_handles(handles, self.limits.shutdown_grace)
         self._launcher.close()
+        if self._ray is not None:
+            self._ray.close()
         atexit.unregister(self._atexit)
 
     def __enter__(self) -> FunctionHost:

@@ -13,6 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from host.api.registry import LoadedSet, Registry
 from host.api.set_sources import BUILTIN, USER, refuse_taken_names
@@ -23,6 +24,24 @@ from host.launch.launcher import Launcher, WorkerSpec
 from host.workers.set_workers import SetWorkers
 from host.workers.worker_handle import WorkerHandle
 from host.workers.worker_pool import WorkerPool
+
+
+class Environments(Protocol):
+    """Gives a spec its environment's interpreter (``SetEnvironments``; for
+    sets placed on Ray, ``NodeEnvironments``: prepared on the node)."""
+
+    def prepare(self, spec: WorkerSpec) -> WorkerSpec: ...
+
+
+def local_workers(launcher: Launcher) -> Callable[[WorkerSpec], SetWorkers]:
+    """The workers of a set on this machine: a pool for ``Limits.workers > 1``."""
+
+    def make(spec: WorkerSpec) -> SetWorkers:
+        if spec.limits.workers > 1:
+            return WorkerPool(spec, launcher)
+        return WorkerHandle(spec, launcher)
+
+    return make
 
 
 def close_handles(handles: list[SetWorkers], grace: float) -> None:
@@ -45,9 +64,11 @@ class SetLoader:
         lock: threading.RLock,
         launcher: Launcher,
         check_open: Callable[[], None],
-        environments: SetEnvironments | None = None,
+        environments: Environments | None = None,
+        make_workers: Callable[[WorkerSpec], SetWorkers] | None = None,
     ) -> None:
         self._environments = environments or SetEnvironments()
+        self._make_workers = make_workers or local_workers(launcher)
         self._registry = registry
         self._load_errors = load_errors
         self._lock = lock
@@ -76,11 +97,7 @@ class SetLoader:
                     started.append(existing)
                     continue
                 stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
-                handle: SetWorkers = (
-                    WorkerPool(spec, self._launcher)
-                    if spec.limits.workers > 1
-                    else WorkerHandle(spec, self._launcher)
-                )
+                handle = self._make_workers(spec)
                 with contextlib.suppress(LoadError):  # wait_loaded() raises it again
                     handle.start()
                 started.append(handle)
