@@ -31,6 +31,7 @@ class AsyncLoading:
             *,
             context: Any = None,
             expose: Sequence[str] | None = None,
+            requirements: Sequence[str] | None = None,
         ) -> dict[str, dict[str, Any]]: ...
 
         def load_all_function_sets(
@@ -47,11 +48,18 @@ class AsyncLoading:
         *,
         context: Any = None,
         expose: Sequence[str] | None = None,
+        requirements: Sequence[str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """``load_function_set`` without blocking the event loop (same
-        result, same errors)."""
+        result, same errors; a set's environment is built on the thread too)."""
         return await asyncio.to_thread(
-            self.load_function_set, source, name, limits, context=context, expose=expose
+            self.load_function_set,
+            source,
+            name,
+            limits,
+            context=context,
+            expose=expose,
+            requirements=requirements,
         )
 
     async def aload_all_function_sets(
