@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from host.egress.policy import Egress
 
@@ -125,6 +126,21 @@ class Sandbox:
     def egress(self) -> Egress | None:
         """The egress policy, if ``network`` is one."""
         return self.network if isinstance(self.network, Egress) else None
+
+    def network_door(self) -> dict[str, Any]:
+        """What ``FunctionHost.protections`` says of the way to the network,
+        by this policy: ``egress`` (``"none"``, ``"unrestricted"`` or
+        ``"allow-list"``) and, for an allow-list, its targets, its credential
+        hosts and the hosts whose HTTPS the proxy terminates."""
+        egress = self.egress
+        if egress is None:
+            return {"egress": "unrestricted" if self.network else "none"}
+        return {
+            "egress": "allow-list",
+            "egress_allow": egress.targets,
+            "egress_credentials": sorted(egress.credentials),
+            "egress_intercepted": egress.intercepted_hosts(),
+        }
 
     def worker_policy(self) -> dict:
         return {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -579,10 +580,19 @@ def test_call_detailed_lists_the_calls_egress_decisions(make_host, write_set, cl
 
 def test_a_set_without_network_says_the_sandbox_refused_the_connection(make_host, write_set):
     fh = make_host()
-    load(fh, write_set, "offline", Limits(timeout=10.0))
+    source = CLIENTS + (
+        "\n\ndef become_root() -> None:\n"
+        '    """Not the network\'s."""\n'
+        "    os.setpriority(os.PRIO_PROCESS, 0, -20)\n"
+    )
+    load(fh, write_set, "offline", Limits(timeout=10.0), source)
     with pytest.raises(UserFunctionError) as info:
         fh.call("offline.lookup", {"name": "example.com"})
     assert "fnhost sandbox: set 'offline' has no network access" in str(info.value)
+    # A permission error that is not the network's says nothing of it.
+    with pytest.raises(UserFunctionError) as info:
+        fh.call("offline.become_root")
+    assert "PermissionError" in str(info.value) and "fnhost sandbox" not in str(info.value)
 
 
 def test_egress_policies_are_checked_when_written():
@@ -632,3 +642,61 @@ def test_fnhost_call_allow_and_credential_flags(write_set, clean, secret_env):
     assert "fnhost egress policy blocked" in denied.stderr
     bad = fnhost("with_urllib", "{}", "--credential", "nohost")
     assert bad.returncode != 0 and "expected HOST=ENVVAR" in bad.stderr
+
+
+def test_a_call_queued_behind_another_gets_only_its_own_egress_decisions(
+    make_host, write_set, clean
+):
+    http = clean["http"]
+    fh = make_host()
+    source = (
+        CLIENTS
+        + '''
+
+def blocked_then_wait(url: str) -> str:
+    """A refused request, then a while."""
+    import time
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url, timeout=10)
+    except Exception:
+        pass
+    time.sleep(0.5)
+    return "done"
+
+
+def quiet() -> str:
+    """No request at all (a moment, so the call ahead is read first)."""
+    import time
+
+    time.sleep(0.2)
+    return "quiet"
+'''
+    )
+    load(fh, write_set, "web", egress_limits(allow=[http.target]), source)
+    first: dict[str, object] = {}
+    t = threading.Thread(
+        target=lambda: first.update(
+            r=fh.call_detailed("web.blocked_then_wait", {"url": "http://blocked.example/"})
+        )
+    )
+    t.start()
+    assert wait_for(lambda: fh.function_sets["web"]["pid"] is not None, 5)
+    time.sleep(0.1)  # the first call is running: the next waits in the pipe
+    queued = fh.call_detailed("web.quiet")
+    t.join(30)
+    assert queued.egress == ()
+    [record] = first["r"].egress  # type: ignore[attr-defined]
+    assert record.host == "blocked.example" and not record.allowed
+
+
+def test_a_missing_upstream_cafile_fails_the_load_and_leaves_no_door(
+    make_host, write_set, clean, tmp_path, caplog
+):
+    fh = make_host()
+    limits = egress_limits(allow=[clean["http"].target], upstream_cafile=str(tmp_path / "nope.pem"))
+    for _ in range(2):
+        with pytest.raises(LoadError, match="upstream_cafile"):
+            fh.load_function_set(str(write_set("web", CLIENTS)), limits=limits)
+    assert "brought no listening socket" not in caplog.text

@@ -283,3 +283,23 @@ def test_packages_ship_py_typed():
     for package in ("host", "worker", "protocol"):
         assert (ROOT / package / "py.typed").is_file()
         assert "py.typed" in package_data[package]
+
+
+def test_install_keeps_a_private_configuration_private(tools_dir, tmp_path):
+    config = tmp_path / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"paid": {"env": {"API_KEY": "sk-secret"}}}}))
+    config.chmod(0o600)
+    result = subprocess.run(
+        [sys.executable, "-m", "host", "install", "cursor", str(tools_dir),
+         "--config", str(config)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "mcp.json.bak").stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "new" / "mcp.json"
+    subprocess.run(
+        [sys.executable, "-m", "host", "install", "cursor", str(tools_dir), "--config", str(fresh)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert fresh.stat().st_mode & 0o777 == 0o600

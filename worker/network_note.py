@@ -39,16 +39,20 @@ def note_for(policy: dict, set_name: str, allow: list[str]) -> str:
     )
 
 
-def explains(exc: BaseException, message: str) -> bool:
+def explains(exc: BaseException, message: str, refusals: bool = False) -> bool:
     """Whether ``exc`` (or an exception it was raised from) is a failed
-    connection or name lookup."""
+    connection or name lookup. ``refusals``: the worker has no network
+    namespace, so its syscall filter refuses IP sockets: a permission error
+    that names no file counts too (elsewhere it is anything but the network:
+    a signal to another process, say)."""
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < 16:
         if isinstance(current, _socket.gaierror):
             return True
         if isinstance(current, OSError) and (
-            current.errno in _ERRNOS or (current.errno in _REFUSED and current.filename is None)
+            current.errno in _ERRNOS
+            or (refusals and current.errno in _REFUSED and current.filename is None)
         ):
             return True
         current = current.__cause__ or current.__context__

@@ -118,6 +118,8 @@ class Server:
         #: Added to a call's error when a connection or lookup failed
         #: (``worker.network_note``): the sandbox may be why.
         self.network_note = ""
+        #: No network namespace: the syscall filter's EPERM is the network's.
+        self.network_refusals = False
         #: A shutdown came while a call waited for the host's answer: exit
         #: after that call's reply.
         self.stopping = False
@@ -310,7 +312,7 @@ class Server:
                     trace,
                     recycle=True,
                 )
-            if self.network_note and network_note.explains(exc, message):
+            if self.network_note and network_note.explains(exc, message, self.network_refusals):
                 message += self.network_note
             del exc
             return encode_error(

@@ -280,4 +280,5 @@ def run(config: WorkerConfig) -> NoReturn:
     )
     allow = [] if config.egress is None else config.egress["allow"]
     server.network_note = network_note.note_for(policy, config.set_name, allow)
+    server.network_refusals = not protections.get("network_namespace", False)
     server.run()

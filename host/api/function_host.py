@@ -40,7 +40,6 @@ from host.placement.node_environments import NodeEnvironments
 from host.placement.ray_cluster import RayCluster
 from host.placement.ray_placement import RayPlacement
 from host.placement.ray_set_workers import RaySetWorkers
-from host.sandbox import Sandbox
 from host.tools.tool_calls import add_heartbeat, check_heartbeat_options, tool_name
 from host.workers.set_workers import SetWorkers
 
@@ -392,7 +391,7 @@ class FunctionHost(Calling, AsyncLoading):
         if report:
             # The door through the wall to a context: open if anything is exposed.
             report["context_door_closed"] = not self._contexts.exposed(name)
-            report.update(_network_door(loaded.handle.spec.limits.sandbox))
+            report.update(loaded.handle.spec.limits.sandbox.network_door())
         return report
 
     @property
@@ -409,7 +408,7 @@ class FunctionHost(Calling, AsyncLoading):
             sandboxes = {n: s.handle.spec.limits.sandbox for n, s in self._registry.sets.items()}
         for name, summary in summaries.items():
             if name in sandboxes:
-                summary["egress"] = _network_door(sandboxes[name])["egress"]
+                summary["egress"] = sandboxes[name].network_door()["egress"]
             summary["exposed"] = exposed = self._contexts.exposed(name)
             if summary.get("protections"):
                 summary["protections"]["context_door_closed"] = not exposed
@@ -457,16 +456,3 @@ class FunctionHost(Calling, AsyncLoading):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._registry.sets)} sets"
         return f"<FunctionHost {state}>"
-
-
-def _network_door(sandbox: Sandbox) -> dict[str, Any]:
-    """What ``protections`` says of a set's way to the network, by policy."""
-    egress = sandbox.egress
-    if egress is None:
-        return {"egress": "unrestricted" if sandbox.network else "none"}
-    return {
-        "egress": "allow-list",
-        "egress_allow": egress.targets,
-        "egress_credentials": sorted(egress.credentials),
-        "egress_intercepted": egress.intercepted_hosts(),
-    }

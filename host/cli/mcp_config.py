@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -72,11 +73,14 @@ def print_config(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     """Add (or replace) this server in the client's file; the old file is
-    kept as ``<file>.bak``. A file that is not a JSON object is left alone
-    (exit 2)."""
+    kept as ``<file>.bak``, both with the old file's mode (0600 for a new
+    one: the file may hold other servers' keys). A file that is not a JSON
+    object is left alone (exit 2)."""
     path = Path(args.config) if args.config else config_path(args.client)
     key, entry = client_entry(args.client, args)
     config: dict[str, Any] = {}
+    # A client's file may hold other servers' API keys: never wider than it was.
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
     if path.exists():
         try:
             config = json.loads(path.read_text() or "{}")
@@ -87,15 +91,25 @@ def cmd_install(args: argparse.Namespace) -> int:
             print(f"fnhost: {path} does not hold a JSON object; left as it is", file=sys.stderr)
             return 2
         backup = path.with_name(path.name + ".bak")
-        backup.write_bytes(path.read_bytes())
+        _write_private(backup, path.read_bytes(), mode)
         print(f"kept the old configuration as {backup}", file=sys.stderr)
     config.setdefault(key, {})[args.name] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.time_ns()}")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    _write_private(tmp, (json.dumps(config, indent=2) + "\n").encode(), mode)
     os.replace(tmp, path)
     print(f"wrote the '{args.name}' server into {path}", file=sys.stderr)
     return 0
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """``data`` into a new file with ``mode`` (not the umask's default)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def add_config_options(parser: argparse.ArgumentParser, default_client: str | None) -> None:

@@ -42,8 +42,8 @@ async def serve(
 ) -> None:
     """Serve one connection from a worker until it or upstream closes, a
     timeout passes or the policy refuses (never raises)."""
-    client = Peer(reader, writer, h11.SERVER)
     policy = rules_.policy
+    client = Peer(reader, writer, h11.SERVER, policy["idle_timeout"])
     scrubber = rules_.scrubber()  # a refusal's text may quote upstream
     try:
         while True:
@@ -153,7 +153,7 @@ async def _connect(
     except Refused as exc:
         status = exc.status
         raise
-    except (TimeoutError, OSError, ssl.SSLError):
+    except (TimeoutError, OSError, ssl.SSLError, Stalled):
         status = 0
     finally:
         if up_writer is not None:
@@ -165,7 +165,7 @@ async def _intercepted(
     client: Peer, door: int, rules_: SetRules, report: Report, host: str, port: int
 ) -> None:
     """The requests inside a tunnel whose TLS the proxy terminated."""
-    inner = Peer(client.reader, client.writer, h11.SERVER)
+    inner = Peer(client.reader, client.writer, h11.SERVER, rules_.policy["idle_timeout"])
     policy = rules_.policy
     scrubber = rules_.scrubber()
     try:
@@ -210,7 +210,8 @@ async def _tunnel(
                 last[0] = asyncio.get_running_loop().time()
                 setattr(client, count, getattr(client, count) + len(data))
                 dst.write(data)
-                await dst.drain()
+                # A side that stops reading is idle too: no wait without end.
+                await asyncio.wait_for(dst.drain(), idle)
         finally:
             if dst.can_write_eof():
                 try:

@@ -60,6 +60,8 @@ class _Door:
         self.listener: int = -1
         self.records: collections.deque[EgressRecord] = collections.deque(maxlen=KEPT_PER_DOOR)
         self.count = 0
+        #: ``count`` when the last call's records were taken (``since``).
+        self.taken = 0
 
 
 class Gateway:
@@ -93,6 +95,7 @@ class Gateway:
         proxy is given up on, ``RuntimeError`` if the ``egress`` extra
         (``h11``, ``cryptography``) is not installed.
         """
+        pems = _read_pems(egress.upstream_cafile)  # ValueError, before anything is made
         with self._lock:
             if self._broken:
                 raise ValueError("the egress proxy died too often and was given up on")
@@ -104,7 +107,7 @@ class Gateway:
             self._doors[door.id] = door
         self._wake()
         ca = self._cas.get((set_name, tuple(egress.intercepted_hosts())))
-        pems = ([ca[0].decode()] if ca else []) + _read_pems(egress.upstream_cafile)
+        pems = ([ca[0].decode()] if ca else []) + pems
         config = {
             "ca": "\n".join(pems) or None,
             "system_cafile": _system_cafile(),
@@ -131,14 +134,20 @@ class Gateway:
             return 0 if door is None else door.count
 
     def since(self, door_id: int, mark: int) -> tuple[EgressRecord, ...]:
-        """The worker's decisions after ``mark``, every one whose answer the
-        worker could have seen before now included (``control``'s order)."""
-        self._drain()
+        """The worker's decisions after ``mark`` and after those the previous
+        call took, every one whose answer the worker could have seen before
+        now included (``control``'s order). Exact for calls that do not
+        overlap; for a call queued behind another in the worker's pipe, the
+        boundary is when each caller took its records (best effort). Reads
+        only what the proxy has sent (a dead proxy is the gateway thread's
+        to restart, never the caller's)."""
+        self._drain(on_caller=True)
         with self._lock:
             door = self._doors.get(door_id)
             if door is None:
                 return ()
-            new = door.count - mark
+            new = door.count - max(mark, door.taken)
+            door.taken = door.count
             if new <= 0:
                 return ()
             kept = tuple(list(door.records)[-min(new, len(door.records)) :])
@@ -298,8 +307,10 @@ class Gateway:
             log.warning("set '%s': a worker's egress door brought no listening socket",
                         door.set_name)  # fmt: skip
 
-    def _drain(self) -> None:
-        """Everything the proxy has sent so far (without waiting)."""
+    def _drain(self, on_caller: bool = False) -> None:
+        """Everything the proxy has sent so far (without waiting). The end of
+        the proxy is handled on the gateway's thread only (``on_caller``:
+        a caller's thread leaves it there, it never waits for a restart)."""
         with self._lock:
             sock = self._control
             while sock is not None:
@@ -310,7 +321,8 @@ class Gateway:
                 except OSError:
                     data = b""
                 if not data:
-                    self._proxy_died()
+                    if not on_caller:
+                        self._proxy_died()
                     return
                 try:
                     self._on_message(control.decode(data))

@@ -98,7 +98,7 @@ async def relay_request(
         up_reader, up_writer = await open_upstream(
             host, port, rules_.upstream_context() if tls else None, rules_
         )
-        upstream = Peer(up_reader, up_writer, h11.CLIENT)
+        upstream = Peer(up_reader, up_writer, h11.CLIENT, idle)
         await upstream.send(
             h11.Request(method=request.method, target=target.origin.encode(), headers=headers)
         )

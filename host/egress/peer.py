@@ -34,9 +34,15 @@ class Peer:
     the worker's side, ``h11.CLIENT`` for upstream). Counts bytes."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, role: Any
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        role: Any,
+        idle: float = 60.0,
     ) -> None:
         self.reader, self.writer = reader, writer
+        #: How long a write may wait for the other side to read.
+        self.idle = idle
         self.conn = h11.Connection(role, max_incomplete_event_size=MAX_HEAD)
         self.received = 0
         self.sent = 0
@@ -63,11 +69,16 @@ class Peer:
             self.conn.receive_data(data)
 
     async def send(self, event: Any) -> None:
+        """Write ``event``; ``Stalled`` if the other side reads nothing of it
+        for ``idle`` seconds (a worker that stops reading holds nothing)."""
         data = self.conn.send(event)
         if data:
             self.sent += len(data)
             self.writer.write(data)
-            await self.writer.drain()
+            try:
+                await asyncio.wait_for(self.writer.drain(), self.idle)
+            except TimeoutError:
+                raise Stalled from None
 
 
 async def refuse(peer: Peer, status: int, reason: str, scrubber: Scrubber | None = None) -> None:

@@ -148,6 +148,8 @@ class Proxy:
         asyncio.ensure_future(self._listen(door, handler))
 
     async def _listen(self, door: _Door, handler: Any) -> None:
+        if door.sock.fileno() < 0:
+            return  # closed (its worker gone) before this task ran
         door.server = await asyncio.start_server(handler, sock=door.sock, limit=1 << 16)
 
     # -- the workers' side -----------------------------------------------

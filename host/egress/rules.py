@@ -173,7 +173,8 @@ class RequestTarget:
         path = unquote(raw)
         if "\0" in path:
             return cls(raw, origin, "a NUL in the path")
-        segments = path.split("/")
+        # ("..;" too: servers that read path parameters take it for "..")
+        segments = [segment.split(";", 1)[0] for segment in path.split("/")]
         if "." in segments or ".." in segments:
             return cls(path, origin, "dot segments in the path")
         if not path.startswith("/"):
