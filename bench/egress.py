@@ -55,6 +55,7 @@ def run_egress(bench: Bench, set_path: str) -> None:
             for r in range(bench.rounds):
                 kinds = [("egress", egress), ("no network", Sandbox())]
                 for kind, sandbox in kinds if r % 2 == 0 else kinds[::-1]:  # neither always second
+                    time.sleep(0.3)  # each finds the zygote's spare ready, as a first load does
                     start = time.perf_counter()
                     name = f"s{r}{kind[0]}"
                     fh.load_function_set(set_path, name=name, limits=Limits(sandbox=sandbox))
