@@ -54,7 +54,7 @@ import ctypes
 import os
 from typing import NoReturn
 
-from worker import egress_door, private_view, sandbox, subordinate_ids, warden
+from worker import egress_door, identity, private_view, sandbox, subordinate_ids, warden
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -276,7 +276,7 @@ def enter(
         entered.mapped = entered.subordinate = True
         entered.uid = grant.worker_id(entered.warden_pid)
     elif os.geteuid() != 0:
-        if not (private and policy.get("user_namespace", True) and _root_in_own_userns()):
+        if not (private and policy.get("user_namespace", True) and identity.root_in_own_userns()):
             return entered
         entered.mapped = True
     if policy.get("own_uid", True) and not entered.mapped:
@@ -309,7 +309,7 @@ def enter(
         entered.host_net, entered.taken = -1, taken_r
         sandbox.not_dumpable()  # no ptrace or /proc/<pid>/mem by the same uid
         if entered.uid is not None:
-            _become(entered.uid)
+            identity.become(entered.uid)
         # Armed here whatever happened before: a spare is a fresh fork (the
         # signal is not inherited) and a change of uid disarms it.
         entered.parent_death = sandbox.die_with_parent(parent)
@@ -341,7 +341,7 @@ def enter(
         return entered
     _close_fds([*keep_fds, entered.host_net, taken_w])
     if entered.uid is not None:
-        _become(entered.uid)
+        identity.become(entered.uid)
         warden.stay_with_warden(life_r)  # a change of uid disarmed it
     os.close(life_r)
     warden.run_init(worker_pid, status_w)
@@ -383,13 +383,13 @@ def finish(
             # not clean up once a subordinate uid owned it.
             uid = None
         elif not result.view.tmpfs:
-            _share_scratch(scratch, uid)
+            identity.share_scratch(scratch, uid)
     else:
-        _share_scratch(scratch, uid)
+        identity.share_scratch(scratch, uid)
     if uid is not None:
-        _open_capture_files(uid, entered.subordinate)
+        identity.open_capture_files(uid, entered.subordinate)
         parent = os.getppid()
-        result.own_uid = _become(uid)
+        result.own_uid = identity.become(uid)
         if entered.subordinate:
             # Its uid and gid as the kernel maps them: neither is the host's
             # (ours were 0 here, the host's ids).
@@ -416,41 +416,6 @@ def _may_leave_host_uid(entered: Entered, policy: dict, granted: list[str]) -> b
     )
 
 
-def _open_capture_files(uid: int, subordinate: bool) -> None:
-    """Let the worker's uid open its capture files (fd 1/2) again:
-    ``open("/dev/stdout")`` reopens them. A root host gives them to it; a
-    host that is not root keeps them and gives the worker's gid write
-    access (they lie in the host's directory, out of the worker's view)."""
-    for fd in (1, 2):
-        try:
-            if subordinate:
-                os.fchown(fd, -1, uid)
-                os.fchmod(fd, 0o620)
-            else:
-                os.fchown(fd, uid, uid)
-        except OSError:
-            pass
-
-
-def _root_in_own_userns() -> bool:
-    """Enter a new user namespace with our uid and gid mapped to 0 inside:
-    capabilities over the namespaces created from it, none over the host's."""
-    uid, gid = os.getuid(), os.getgid()
-    if _c().unshare(ctypes.c_int(CLONE_NEWUSER)) != 0:
-        return False
-    try:
-        for name, text in (
-            ("setgroups", "deny"),
-            ("uid_map", f"0 {uid} 1"),
-            ("gid_map", f"0 {gid} 1"),
-        ):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
-    except OSError:
-        return False  # in a namespace with nothing mapped: as unprivileged as before
-    return os.geteuid() == 0
-
-
 def _name() -> bytes:
     """This process's name (``/proc/self/comm``)."""
     buffer = ctypes.create_string_buffer(16)
@@ -466,35 +431,6 @@ def _namespace_ids() -> dict[str, int | None]:
         except OSError:
             ids[kind] = None
     return ids
-
-
-def _share_scratch(scratch: str, uid: int | None) -> None:
-    """No private view: the host-made scratch directory becomes the
-    worker's, and its directory passable (not readable) by it."""
-    if uid is None:
-        return
-    try:
-        os.chown(scratch, uid, uid)
-        os.chmod(os.path.dirname(scratch), 0o711)
-    except OSError:
-        pass
-
-
-def _become(uid: int) -> bool:
-    """Drop to uid and gid ``uid`` with no supplementary groups, for good
-    (the saved ids change too, capabilities are gone). True if it holds:
-    switching back to root is refused."""
-    try:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    except OSError:
-        return False
-    try:
-        os.setuid(0)
-    except PermissionError:
-        return True
-    return False
 
 
 def _close_fds(fds: list[int]) -> None:
