@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import logging
+import subprocess
 import sys
 
 import pytest
@@ -363,3 +365,33 @@ def test_load_function_set_after_close_fails(write_set, empty_dir):
     fh.close()
     with pytest.raises(HostClosed):
         fh.load_function_set(write_set("maths", ADD))
+
+
+@pytest.mark.timeout(120)
+def test_a_host_under_a_low_open_files_limit_loads_every_set(tmp_path):
+    """Each set holds three fds in the host: under a soft limit of 256 the
+    host raises its own limit (to the hard one) instead of failing the
+    86th set with "too many open files"."""
+    sets = tmp_path / "many"
+    sets.mkdir()
+    for i in range(100):
+        (sets / f"s{i}.py").write_text(f"def f{i}() -> int:\n    return {i}\n")
+    script = f"""
+import json, resource
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+from host import FunctionHost
+with FunctionHost(builtin_dir={str(tmp_path / "none")!r}, user_dirs=[{str(sets)!r}]) as fh:
+    fh.load_all_function_sets()
+    errors = [str(e) for e in fh.load_errors.values()][:3]
+    out = {{"loaded": len(fh.function_sets), "errors": errors, "last": fh.call("f99"),
+           "soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}}
+print(json.dumps(out))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=110
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["errors"] == [] and out["loaded"] == 100 and out["last"] == 99
+    assert out["soft"] > 256

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import resource
 import subprocess
 import threading
 from collections.abc import Callable
@@ -189,6 +190,28 @@ def spawn_process(
         raise
 
 
+#: The most open files the host asks for (its soft limit, up to the hard one).
+OPEN_FILES_WANTED = 1 << 20
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft open-files limit to its hard limit (at
+    most ``OPEN_FILES_WANTED``), once per process: each set holds three fds
+    in the host (its pipes and pidfd), so the common default of 1,024 would
+    fail a host's 340th set with "too many open files". Workers set their
+    own limit (``Limits.open_files``). Returns the soft limit in force;
+    never raises (a limit the kernel keeps stays)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            return want
+        return soft
+    except (OSError, ValueError):
+        return -1
+
+
 class Launcher:
     """Runs spawns (and restart jobs) on one long-lived daemon thread.
 
@@ -216,6 +239,7 @@ class Launcher:
         if not _swept:
             _swept = True
             sweep_stale_workdirs()
+            raise_open_files_limit()
         self._lock = threading.Lock()
         self._closed = False
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
