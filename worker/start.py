@@ -16,7 +16,10 @@ What the host tells the worker is ``protocol.worker_config``.
    Before that split, a memory cgroup of its own (worker/memory_cgroup.py;
    a spare joined its own at its fork). Then the stronger layers the set's
    policy asks for (user/network namespaces, Landlock, a seccomp filter),
-   each probed; see worker/confinement.py.
+   each probed; see worker/confinement.py. An egress set's door to the
+   host's proxy is opened in its own network namespace while it still holds
+   capabilities there (worker/egress_door.py), and its proxy variables and
+   CA bundle are set before user code.
 5. Send the probed report (``probed``): before any user code. Close every
    inherited fd but the protocol pipes and the capture files.
 6. Import the user module.  7. Discover functions.  8. Build each schema.
