@@ -45,6 +45,11 @@ class Limits:
       it is killed.
     - ``workers``: worker processes for the set (for CPU-bound sets); each
       call goes to the one with the fewest calls running or waiting.
+    - ``idle_timeout``: seconds without a call after which the worker is
+      stopped (``None``: it lives until ``close()``). The set stays loaded;
+      its next call starts a worker again, at restart cost, and waits for
+      it within its own timeout. An idle stop is not a crash: it never
+      counts toward ``crash_limit``.
     - ``sandbox``: the stronger isolation layers (``Sandbox``): by default no
       network, writes only in the scratch directory, no access to other
       processes, own user namespace; each verified where the kernel allows.
@@ -66,6 +71,7 @@ class Limits:
     crash_window: float = 10.0
     shutdown_grace: float = 1.0
     workers: int = 1
+    idle_timeout: float | None = None
     sandbox: Sandbox = Sandbox()
     placement: RayResources | None = None
 
@@ -82,6 +88,8 @@ class Limits:
             raise ValueError("crash_limit must be at least 1")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive or None")
         if not isinstance(self.sandbox, Sandbox):
             raise TypeError("sandbox must be a Sandbox")
         if self.placement is not None and not isinstance(self.placement, RayResources):

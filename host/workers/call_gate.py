@@ -71,6 +71,9 @@ class CallGate:
         self._holders = 0
         self._timeout = math.inf  # the holders' (one and the same) timeout
         self._waiters: collections.deque[_Waiter] = collections.deque()
+        #: ``time.monotonic()`` when the last holder left (or the gate was
+        #: made): how long the set has been idle, for ``LiveWorkers``.
+        self.last_used = time.monotonic()
 
     def _fits(self, weight: int, timeout: float) -> bool:
         if not self._holders:
@@ -162,6 +165,7 @@ class CallGate:
         with self._lock:
             self._used -= weight
             self._holders -= 1
+            self.last_used = time.monotonic()
             if self._waiters:
                 self._admit()
 

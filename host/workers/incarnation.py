@@ -49,6 +49,9 @@ START = "start"
 RECYCLE = "recycle"
 #: A reloaded version took its place.
 RETIRED = "retired"
+#: It had no call for ``Limits.idle_timeout``, or made room for another
+#: set's worker (``host.workers.live_workers``).
+IDLE = "idle"
 
 
 class Incarnation:

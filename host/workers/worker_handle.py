@@ -12,6 +12,7 @@ a loop. Each call's own path (its turn, deadlines, cancel, resend) is
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from host.workers.crash_loop import CrashLoop
 from host.workers.death import Death
 from host.workers.incarnation import (
     CLOSING,
+    IDLE,
     LOAD_FAILED,
     PROTOCOL,
     REAP_TIMEOUT,
@@ -38,6 +40,7 @@ from host.workers.incarnation import (
     Incarnation,
     usable,
 )
+from host.workers.live_workers import LiveWorkers
 from protocol import ProtocolViolation, Verb
 
 logger = logging.getLogger("fnhost")
@@ -54,10 +57,13 @@ class WorkerHandle:
     call: Callable[..., CallResult]
     acall: Callable[..., Coroutine[Any, Any, CallResult]]
 
-    def __init__(self, spec: WorkerSpec, launcher: Launcher) -> None:
+    def __init__(
+        self, spec: WorkerSpec, launcher: Launcher, live: LiveWorkers | None = None
+    ) -> None:
         self.spec = spec
         self.name = spec.set_name
         self._launcher = launcher
+        self._live = live
         self._lock = threading.Lock()
         #: The incarnation calls go to (read by them without the lock).
         self.current: Incarnation | None = None
@@ -76,16 +82,30 @@ class WorkerHandle:
         )
         self.call = calls.call
         self.acall = calls.acall
+        if live is not None:
+            live.add(self)
 
     # -- starting ------------------------------------------------------------
 
     def _spawn(self) -> Incarnation:
-        try:
-            proc = self._launcher.spawn(self.spec)
-        except (OSError, RuntimeError, ValueError) as exc:  # ValueError: an egress secret
-            raise LoadError(
-                self.name, f"cannot start a worker process: {exc}", source=self.spec.source
-            )
+        live = self._live
+        if live is not None:
+            live.make_room(self)
+        while True:
+            try:
+                proc = self._launcher.spawn(self.spec)
+                break
+            except OSError as exc:
+                # Out of descriptors: an idle worker of another set gives its up.
+                if exc.errno in (errno.EMFILE, errno.ENFILE) and live and live.evict_one(self):
+                    continue
+                raise LoadError(
+                    self.name, f"cannot start a worker process: {exc}", source=self.spec.source
+                )
+            except (RuntimeError, ValueError) as exc:  # ValueError: an egress secret
+                raise LoadError(
+                    self.name, f"cannot start a worker process: {exc}", source=self.spec.source
+                )
         inc = Incarnation(self.spec, proc, self._log, self._on_broken, self._recycle, self._on_eof)
         self._gate.resize(min(PIPE_BUDGET, inc.pipe_capacity // 2))
         return inc
@@ -408,6 +428,57 @@ class WorkerHandle:
         inc.proc.remove_workdir()
         self._retiring.discard(inc)
 
+    # -- idling (host.workers.live_workers) -----------------------------------
+
+    @property
+    def idle_timeout(self) -> float | None:
+        return self.spec.limits.idle_timeout
+
+    @property
+    def idle_since(self) -> float | None:
+        """``time.monotonic()`` of the end of the worker's last call (or of
+        the handle's making), or None if it has a call running or waiting,
+        or no ready worker."""
+        if self._gate.load or not usable(self.current):
+            return None
+        return self._gate.last_used
+
+    @property
+    def live_processes(self) -> int:
+        """Worker processes of this set alive now, stopping ones included."""
+        inc = self.current
+        return (inc is not None and not inc.channel.broken) + len(self._retiring)
+
+    def stop_if_idle(self, since: float) -> Incarnation | None:
+        """Stop the worker if it has had no call since ``since`` (its
+        ``idle_since``); the set stays loaded and its next call starts a
+        worker again. Never blocks: a handle busy (re)starting is skipped.
+
+        Returns the stopping incarnation, to be passed to ``reap_stopped``,
+        or None if nothing was stopped. A call that took the worker just
+        before this (past the idle check) is answered "not started" by the
+        stopping worker and goes to the next one, as in a reload.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            inc = self.current
+            if self._closed or not usable(inc) or self._gate.load or self._gate.last_used != since:
+                return None
+            self.current = None
+            inc.kill_reason = (IDLE, "was stopped after being idle")
+            self._retiring.add(inc)
+            if not inc.channel.notify(Verb.SHUTDOWN, {}):
+                inc.proc.kill_group()
+            return inc
+        finally:
+            self._lock.release()
+
+    def reap_stopped(self, stopped: Incarnation) -> None:
+        """Wait for a worker ``stop_if_idle`` stopped to exit (killed after
+        ``shutdown_grace``) and release its pipes, files and cgroup."""
+        self._stop(stopped, time.monotonic() + self.spec.limits.shutdown_grace)
+
     # -- closing -------------------------------------------------------------
 
     def begin_close(self) -> None:
@@ -421,7 +492,7 @@ class WorkerHandle:
         for inc in [self.current, *self._retiring]:
             if inc is None or inc.channel.broken:
                 continue
-            if inc.kill_reason is None or inc.kill_reason[0] == RETIRED:
+            if inc.kill_reason is None or inc.kill_reason[0] in (RETIRED, IDLE):
                 inc.kill_reason = (CLOSING, "the host was closed while the call was running")
             if inc.ready is None or not inc.channel.notify(Verb.SHUTDOWN, {}):
                 inc.proc.kill_group()
@@ -431,6 +502,8 @@ class WorkerHandle:
         for inc in [self.current, *list(self._retiring)]:
             if inc is not None:
                 self._stop(inc, deadline)
+        if self._live is not None:
+            self._live.remove(self)
 
     @property
     def load(self) -> int:

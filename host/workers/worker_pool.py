@@ -19,6 +19,7 @@ from host.workers.call_path import OnProgress
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.incarnation import Incarnation
+from host.workers.live_workers import LiveWorkers
 from host.workers.stream import StreamSink
 from host.workers.worker_handle import WorkerHandle
 
@@ -26,10 +27,13 @@ from host.workers.worker_handle import WorkerHandle
 class WorkerPool:
     """``Limits.workers`` handles for one set. Thread-safe."""
 
-    def __init__(self, spec: WorkerSpec, launcher: Launcher) -> None:
+    def __init__(
+        self, spec: WorkerSpec, launcher: Launcher, live: LiveWorkers | None = None
+    ) -> None:
         self.spec = spec
         self.name = spec.set_name
-        self.members = [WorkerHandle(spec, launcher) for _ in range(spec.limits.workers)]
+        # Each member is counted, stopped when idle and evicted on its own.
+        self.members = [WorkerHandle(spec, launcher, live) for _ in range(spec.limits.workers)]
 
     def _pick(self) -> WorkerHandle:
         # Fewest calls running or waiting; ties go to the first (warm) member.
