@@ -64,7 +64,9 @@ class Catalog:
                     "pids": s.handle.pids,
                     "functions": dict(s.exported),
                     "skipped": dict(s.skipped),
-                    "protections": dict(s.protections),
+                    # A set loaded from the schema cache reported none at load:
+                    # its current worker's, if one has started since.
+                    "protections": dict(s.protections or s.handle.protections()),
                     # The set's own environment's directory (None: the host's interpreter).
                     "environment": (
                         s.handle.spec.interpreter.environment

@@ -27,6 +27,7 @@ from host.api.catalog import Catalog
 from host.api.exit_close import close_at_exit
 from host.api.proxy import FunctionProxy
 from host.api.registry import ConflictPolicy, LoadedSet, Registry, json_schema
+from host.api.schema_cache import SchemaCache
 from host.api.set_contexts import SetContexts
 from host.api.set_loading import SetLoader, close_handles
 from host.api.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
@@ -41,6 +42,7 @@ from host.placement.ray_cluster import RayCluster
 from host.placement.ray_placement import RayPlacement
 from host.placement.ray_set_workers import RaySetWorkers
 from host.tools.tool_calls import add_heartbeat, check_heartbeat_options, tool_name
+from host.workers.live_workers import LiveWorkers
 from host.workers.set_workers import SetWorkers
 
 
@@ -88,10 +90,23 @@ class FunctionHost(Calling, AsyncLoading):
       (``docs/ray.md``; needs ``fnhost[ray]``). Calls, errors, reloads and
       views behave as locally; ``expose``, streams and ``on_progress``
       are not available there yet.
+    - ``max_live_workers``: worker processes kept alive at most; past it,
+      starting one stops the least recently used idle worker (its set stays
+      loaded; its next call starts one again). ``None``: as many as the
+      open-files limit leaves room for. A soft cap: busy workers are never
+      stopped (``host.workers.live_workers``). With ``Limits.idle_timeout``,
+      only the sets in use keep a worker.
+    - ``schema_cache``: ``True`` (in ``$FNHOST_CACHE_DIR`` or
+      ``~/.cache/fnhost``) or a directory: a ``.py`` set whose schemas were
+      cached for the same file content, Python, fnhost version, limits and
+      environment loads without starting its worker or importing its
+      module; its first call starts the worker (``docs/density.md``).
 
     Raises ``ValueError`` for a ``request_heartbeat`` other than ``False``,
-    ``True`` or ``"memgpt"``, a ``heartbeat_exempt`` without one, or a
-    ``placement`` other than ``None``, ``"ray"`` or a ``RayPlacement``.
+    ``True`` or ``"memgpt"``, a ``heartbeat_exempt`` without one, a
+    ``placement`` other than ``None``, ``"ray"`` or a ``RayPlacement``, or a
+    ``max_live_workers`` below 1; ``TypeError`` for a ``schema_cache`` that
+    is not a bool or a path. Nothing is started then.
     """
 
     def __init__(
@@ -108,6 +123,8 @@ class FunctionHost(Calling, AsyncLoading):
         watch_interval: float = 1.0,
         environments: EnvironmentOptions | None = None,
         placement: str | RayPlacement | None = None,
+        max_live_workers: int | None = None,
+        schema_cache: bool | str | os.PathLike[str] = False,
     ) -> None:
         if placement == "ray":
             placement = RayPlacement()
@@ -123,6 +140,9 @@ class FunctionHost(Calling, AsyncLoading):
             request_heartbeat, heartbeat_exempt
         )
         self._registry = Registry(on_conflict)
+        # Checked before anything is started (ValueError, TypeError).
+        self._live = None if placement is not None else LiveWorkers(max_live_workers)
+        schemas = SchemaCache.at(schema_cache)
         self._load_errors: dict[str, LoadError] = {}
         self._lock = threading.RLock()
         # Sets placed on Ray start their workers on the nodes: no zygote here.
@@ -141,6 +161,8 @@ class FunctionHost(Calling, AsyncLoading):
             self._check_open,
             SetEnvironments(environments) if self._ray is None else NodeEnvironments(),
             None if self._ray is None else self._ray_workers(environments),
+            self._live,
+            schemas,
         )
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
 
@@ -441,6 +463,8 @@ class FunctionHost(Calling, AsyncLoading):
             handles = [s.handle for s in self._registry.sets.values()]
         if self._watcher is not None:
             self._watcher.close()
+        if self._live is not None:
+            self._live.close()  # no idle stop runs beside the close
         close_handles(handles, self.limits.shutdown_grace)
         self._launcher.close()
         if self._ray is not None:

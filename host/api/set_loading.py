@@ -13,14 +13,16 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from host.api.registry import LoadedSet, Registry
+from host.api.schema_cache import SchemaCache
 from host.api.set_sources import BUILTIN, USER, refuse_taken_names
 from host.api.watcher import file_stamp
 from host.environments.set_environments import SetEnvironments
 from host.errors import HostError, LoadError, NameConflict
 from host.launch.launcher import Launcher, WorkerSpec
+from host.workers.live_workers import LiveWorkers
 from host.workers.set_workers import SetWorkers
 from host.workers.worker_handle import WorkerHandle
 from host.workers.worker_pool import WorkerPool
@@ -33,13 +35,16 @@ class Environments(Protocol):
     def prepare(self, spec: WorkerSpec) -> WorkerSpec: ...
 
 
-def local_workers(launcher: Launcher) -> Callable[[WorkerSpec], SetWorkers]:
-    """The workers of a set on this machine: a pool for ``Limits.workers > 1``."""
+def local_workers(
+    launcher: Launcher, live: LiveWorkers | None = None
+) -> Callable[[WorkerSpec], SetWorkers]:
+    """The workers of a set on this machine: a pool for ``Limits.workers > 1``;
+    counted, stopped when idle and evicted by ``live``."""
 
     def make(spec: WorkerSpec) -> SetWorkers:
         if spec.limits.workers > 1:
-            return WorkerPool(spec, launcher)
-        return WorkerHandle(spec, launcher)
+            return WorkerPool(spec, launcher, live)
+        return WorkerHandle(spec, launcher, live)
 
     return make
 
@@ -66,9 +71,13 @@ class SetLoader:
         check_open: Callable[[], None],
         environments: Environments | None = None,
         make_workers: Callable[[WorkerSpec], SetWorkers] | None = None,
+        live: LiveWorkers | None = None,
+        cache: SchemaCache | None = None,
     ) -> None:
         self._environments = environments or SetEnvironments()
-        self._make_workers = make_workers or local_workers(launcher)
+        self._live = live
+        self._cache = cache
+        self._make_workers = make_workers or local_workers(launcher, live)
         self._registry = registry
         self._load_errors = load_errors
         self._lock = lock
@@ -80,6 +89,10 @@ class SetLoader:
     ) -> tuple[list[LoadedSet], list[HostError]]:
         """Start every set's worker first (in parallel), then register them in order.
 
+        With a cap on live workers (``LiveWorkers``), sets are started half
+        a cap at a time, so that the sets already loaded (idle until
+        called) can be stopped to make room for the next ones.
+
         Returns the loaded sets (a set already loaded from the same source is
         returned as it is) and the failures (``LoadError``, recorded in
         ``load_errors``, or ``NameConflict``); a refused set's worker is
@@ -87,9 +100,22 @@ class SetLoader:
         before starting anything if the host is closed.
         """
         self._check_open()
-        specs, env_errors = self._with_environments(specs)
+        specs, errors = self._with_environments(specs)
+        window = len(specs) if self._live is None else max(1, self._live.cap // 2)
+        loaded: list[LoadedSet] = []
+        for at in range(0, len(specs), max(1, window)):
+            more, failed = self._load_window(specs[at : at + window], origin, grace)
+            loaded += more
+            errors += failed
+        return loaded, errors
+
+    def _load_window(
+        self, specs: list[WorkerSpec], origin: str, grace: float
+    ) -> tuple[list[LoadedSet], list[HostError]]:
         started: list[SetWorkers | LoadedSet] = []
         stamps: dict[str, tuple[int, int] | None] = {}
+        cached: dict[str, dict[str, Any]] = {}
+        keys: dict[str, str | None] = {}
         with self._lock:
             for spec in specs:
                 existing = self._registry.check_set_name(spec.set_name, spec.source)
@@ -97,9 +123,15 @@ class SetLoader:
                     started.append(existing)
                     continue
                 stamps[spec.set_name] = file_stamp(spec.path) if spec.path else None
+                # Keyed before the worker reads the file (see _cache_report).
+                keys[spec.set_name] = key = None if self._cache is None else self._cache.key(spec)
+                report = None if key is None or self._cache is None else self._cache.get(key)
                 handle = self._make_workers(spec)
-                with contextlib.suppress(LoadError):  # wait_loaded() raises it again
-                    handle.start()
+                if report is not None:
+                    cached[spec.set_name] = report  # its first call starts the worker
+                else:
+                    with contextlib.suppress(LoadError):  # wait_loaded() raises it again
+                        handle.start()
                 started.append(handle)
         loaded: list[LoadedSet] = []
         errors: list[HostError] = []
@@ -108,11 +140,20 @@ class SetLoader:
                 if isinstance(item, LoadedSet):
                     loaded.append(item)
                 else:
-                    stamp = stamps[item.spec.set_name]
-                    loaded.append(self._register(item, origin, stamp, grace))
+                    name = item.spec.set_name
+                    stamp = stamps[name]
+                    loaded.append(
+                        self._register(item, origin, stamp, grace, keys[name], cached.get(name))
+                    )
             except (LoadError, NameConflict) as exc:
                 errors.append(exc)
-        return loaded, env_errors + errors
+        return loaded, errors
+
+    def _cache_report(self, spec: WorkerSpec, key: str | None, ready: dict[str, Any]) -> None:
+        """Keep a report the worker made for ``key``, unless the set's file
+        changed while it loaded (the key, computed again, differs)."""
+        if self._cache is not None and key is not None and self._cache.key(spec) == key:
+            self._cache.put(key, ready)
 
     def _with_environments(
         self, specs: list[WorkerSpec]
@@ -160,18 +201,31 @@ class SetLoader:
         return errors
 
     def _register(
-        self, handle: SetWorkers, origin: str, stamp: tuple[int, int] | None, grace: float
+        self,
+        handle: SetWorkers,
+        origin: str,
+        stamp: tuple[int, int] | None,
+        grace: float,
+        key: str | None = None,
+        cached: dict[str, Any] | None = None,
     ) -> LoadedSet:
         """Wait for ``handle``'s worker and register its set; ``stamp`` is the
-        file's stamp taken before the worker read it (for ``watch``)."""
+        file's stamp taken before the worker read it (for ``watch``).
+        ``key``: its schema-cache key, taken before its worker started;
+        ``cached``: the set's report from the schema cache, registered
+        without a worker (its ``protections`` are then empty)."""
         spec = handle.spec
-        try:
-            ready = handle.wait_loaded()
-        except LoadError as exc:
-            close_handles([handle], grace)
-            with self._lock:
-                self._load_errors[spec.set_name] = exc
-            raise
+        if cached is not None:
+            ready = cached
+        else:
+            try:
+                ready = handle.wait_loaded()
+            except LoadError as exc:
+                close_handles([handle], grace)
+                with self._lock:
+                    self._load_errors[spec.set_name] = exc
+                raise
+            self._cache_report(spec, key, ready)
         loaded = LoadedSet(
             name=spec.set_name,
             source=spec.source,
@@ -204,6 +258,7 @@ class SetLoader:
             spec = self._environments.prepare(handle.spec)
             if spec != handle.spec:
                 handle.respec(spec)
+            key = None if self._cache is None else self._cache.key(spec)
             inc, ready = handle.start_replacement()
         except LoadError as exc:
             with self._lock:
@@ -223,4 +278,5 @@ class SetLoader:
             loaded.stamp = stamp
             self._load_errors.pop(name, None)
             handle.swap(inc)
+        self._cache_report(spec, key, ready)
         return changes
