@@ -35,6 +35,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from bench import functions
+from bench.density import TARGETS as DENSITY_TARGETS
+from bench.density import run_density
 from bench.egress import run_egress
 from bench.floor import RawEcho, clean_floor
 from bench.ray_rows import run_ray
@@ -472,6 +474,7 @@ TARGETS = {
     "timeout -> next good call": ("ms", "<=", 10.0, "<= 10 ms"),
     "schema: load 2000 functions": ("ms", "<=", 1000.0, "<= 1 s"),
     "idle worker memory": ("pss_mb", "<=", 10.0, "PSS <= 10 MB"),
+    **DENSITY_TARGETS,
 }
 
 
@@ -534,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.run_lifecycle()
         bench.run_environments()
         bench.run_schema_and_memory()
+        run_density(bench, 100 if args.quick else 1000)
         run_egress(bench, SET_PATH)
         run_ray(bench, SET_PATH)
     summary = bench.summary()

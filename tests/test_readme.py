@@ -46,6 +46,7 @@ def test_every_snippet_is_one_this_file_runs():
     known.add("from host import MEMGPT_EXPOSE, Agent, FunctionHost")
     known.add("from host import Allow, Egress, FunctionHost, Header, Limits, Sandbox, Secret")
     known.add("# /// script")
+    known.add("from host import FunctionHost, Limits")  # many sets
     known.add("from host import FunctionHost, Limits, RayPlacement, RayResources")  # test_ray.py
     assert {s.splitlines()[0].strip() for s in SNIPPETS} == known
 
@@ -175,3 +176,27 @@ def test_the_egress_snippet_loads_a_set_behind_the_proxy(tmp_path, monkeypatch, 
     assert report["egress"] == "allow-list" and report["egress_only"] is True
     assert report["egress_credentials"] == ["api.weather.example"]
     assert fh.call("forecast", {"city": "Oslo"}) == "Oslo"
+
+
+def test_the_many_sets_snippet_loads_from_the_cache_the_second_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("FNHOST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FNHOST_FUNCTIONS_DIR", str(tmp_path))  # not the reader's own sets
+    code = _snippet("from host import FunctionHost, Limits")
+    started: list[dict] = []
+    load_all = FunctionHost.load_all_function_sets
+
+    def recording(self, *args, **kwargs):
+        out = load_all(self, *args, **kwargs)
+        started.append({n: s["pid"] for n, s in self.function_sets.items()})
+        return out
+
+    monkeypatch.setattr(FunctionHost, "load_all_function_sets", recording)
+    for _ in range(2):
+        exec(code, {"__name__": "snippet"})
+    first, second = started
+    assert all(pid is not None for pid in first.values()) and "weather" in first
+    assert set(second) == set(first) and all(pid is None for pid in second.values())
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0] == out[1] and "Paris" in out[0]
+    assert list((tmp_path / "cache" / "schemas").glob("*.msgpack"))
