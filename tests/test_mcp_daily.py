@@ -303,3 +303,42 @@ def test_install_keeps_a_private_configuration_private(tools_dir, tmp_path):
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert fresh.stat().st_mode & 0o777 == 0o600
+
+
+PIDS = '''
+import os
+
+
+def whoami() -> int:
+    """The pid of the worker that answers."""
+    return os.getpid()
+'''
+
+
+@pytest.mark.timeout(90)
+def test_mcp_idle_timeout_and_schema_cache(write_set, sets_dir, tmp_path):
+    """``--idle-timeout``: a worker idle past it is stopped and the next tool
+    call starts another (a new pid); ``--schema-cache``: the second server
+    finds its schemas in the cache, and both survive ``--print-config``."""
+    write_set("pids", PIDS)
+    env = {**os.environ, "FNHOST_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["-m", "host", "mcp", str(sets_dir), "--idle-timeout", "0.2", "--schema-cache"]
+
+    async def scenario() -> list[str]:
+        async with session_of(sys.executable, args, env=env) as session:
+            first = (await session.call_tool("whoami", {})).content[0].text
+            await asyncio.sleep(1.0)
+            second = (await session.call_tool("whoami", {})).content[0].text
+            tools = [t.name for t in (await session.list_tools()).tools]
+            return [first, second, *tools]
+
+    first, second, *tools = asyncio.run(scenario())
+    assert tools == ["whoami"] and first != second
+    assert len(list((tmp_path / "cache" / "schemas").glob("*.msgpack"))) == 1
+    again = asyncio.run(scenario())
+    assert again[2:] == ["whoami"]
+    printed = subprocess.run(
+        [sys.executable, *args, "--print-config"], capture_output=True, text=True, timeout=60
+    )
+    entry = json.loads(printed.stdout)["mcpServers"]["fnhost"]
+    assert entry["args"][-3:] == ["--idle-timeout", "0.2", "--schema-cache"]

@@ -5,6 +5,7 @@ client's configuration for it; ``--print-config`` prints it instead)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from host.cli.mcp_config import CLIENTS, add_config_options, cmd_install, print_config
@@ -32,11 +33,18 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         mcp_transports,
     )
 
-    limits = sandbox_limits(args)
+    limits = dataclasses.replace(sandbox_limits(args), idle_timeout=args.idle_timeout)
     env = worker_env(args.env)
     address = _address(args.http) if args.http else None
     # No built-ins: MemGPT's memory tools act on an agent, and the server has none.
-    with host_for(args.paths, limits=limits, env=env, builtins=False, watch=args.watch) as fh:
+    with host_for(
+        args.paths,
+        limits=limits,
+        env=env,
+        builtins=False,
+        watch=args.watch,
+        schema_cache=args.schema_cache,
+    ) as fh:
         report_load_errors(fh)  # stderr: stdout carries the protocol
         if not fh.function_sets:
             print("fnhost: no function set loaded; nothing to serve", file=sys.stderr)
@@ -143,5 +151,19 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         "--watch",
         action="store_true",
         help="reload a set when its file changes, and tell clients (tools/list_changed)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help="stop a set's worker after S seconds without a call; its next call starts "
+        "one again (default: workers live until the server exits)",
+    )
+    parser.add_argument(
+        "--schema-cache",
+        action="store_true",
+        help="load unchanged sets from the schemas cached by an earlier run, without "
+        "importing them until their first call ($FNHOST_CACHE_DIR/schemas)",
     )
     add_sandbox_options(parser)

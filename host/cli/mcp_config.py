@@ -41,6 +41,10 @@ def server_args(args: argparse.Namespace) -> list[str]:
     out += ["--timeout", f"{args.timeout:g}"]
     if args.watch:
         out.append("--watch")
+    if args.idle_timeout is not None:
+        out += ["--idle-timeout", f"{args.idle_timeout:g}"]
+    if args.schema_cache:
+        out.append("--schema-cache")
     if args.network:
         out.append("--network")
     for flag, values, absolute in (

@@ -22,8 +22,10 @@ def host_for(
     env: dict[str, str] | None = None,
     builtins: bool = True,
     watch: bool = False,
+    schema_cache: bool = False,
 ) -> FunctionHost:
-    """A host loading built-ins (optionally) plus each DIR or FILE given."""
+    """A host loading built-ins (optionally) plus each DIR or FILE given
+    (from the schema cache where ``schema_cache``)."""
     dirs = [p for p in paths if Path(p).is_dir()]
     files = [p for p in paths if not Path(p).is_dir()]
     fh = FunctionHost(
@@ -34,6 +36,7 @@ def host_for(
         on_conflict="prefix",
         watch=watch,
         watch_interval=0.5,
+        schema_cache=schema_cache,
     )
     try:
         fh.load_all_function_sets()
