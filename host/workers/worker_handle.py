@@ -465,9 +465,11 @@ class WorkerHandle:
             inc = self.current
             if self._closed or not usable(inc) or self._gate.load or self._gate.last_used != since:
                 return None
-            self.current = None
-            inc.kill_reason = (IDLE, "was stopped after being idle")
+            # Retiring before it stops being current: a close that runs
+            # beside this (it takes no lock) sees it in one or the other.
             self._retiring.add(inc)
+            inc.kill_reason = (IDLE, "was stopped after being idle")
+            self.current = None
             if not inc.channel.notify(Verb.SHUTDOWN, {}):
                 inc.proc.kill_group()
             return inc
