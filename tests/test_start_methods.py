@@ -201,8 +201,12 @@ def held_requests() -> list:
 def test_a_worker_holds_no_other_sets_spawn_request(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("alpha", PEEK.replace("def ", "def a_")))
+    # The spare forked after alpha's request was served (SPARE_DELAY later)
+    # takes beta's.
+    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    (spare,) = spare_pids()
     fh.load_function_set(write_set("beta", PEEK.replace("def ", "def b_")))
-    # beta's worker was the spare forked just after alpha's request was served
+    assert fh.function_sets["beta"]["pid"] == spare
     held = fh.call("b_held_requests")
     assert not any("alpha" in h for h in held), held
 

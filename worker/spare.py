@@ -21,6 +21,7 @@ import _socket  # not socket: its enums cost ~3 ms of every host's first start
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 
@@ -83,17 +84,19 @@ def wait_as_spare(
     while no process of it is stopped.
 
     Not ``ahead``: a plain spare, for the requests that do not fit; it only
-    joins its memory cgroup (the kernel's slow step) and rehearses, then
-    starts the worker from the beginning, as a fresh fork would.
+    joins its memory cgroup and rehearses, then starts the worker from the
+    beginning, as a fresh fork would.
     """
     try:
+        if cgroup_parent is not None:
+            # First thing (the zygote may hand us a request at once and then
+            # writes the limit): before the forks below, so that init and
+            # the worker-to-be are born in it.
+            memory_cgroup.join(cgroup_parent, os.getpid())
         detach(sock, wake)
         # Born with the spare's name (the zygote took it for the fork): ps
         # never shows a spare as a worker. ``comm`` is the one to take back.
         comm = name_before
-        if cgroup_parent is not None:
-            # Before the forks below: init and the worker-to-be are born in it.
-            memory_cgroup.join(cgroup_parent, os.getpid())
         entered = None
         if ahead:
             os.setsid()  # the warden leads the session; init and worker join it
@@ -104,7 +107,10 @@ def wait_as_spare(
             if entered.role == "warden":
                 conn.detach()  # closed by enter
                 enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
-        rehearsal.rehearse()  # its copy-on-write faults now, not on the restart's path
+        if not select.select([conn], [], [], 0)[0]:
+            # Its copy-on-write faults now, not on the restart's path; not
+            # when a request is waiting already (it would only delay it).
+            rehearsal.rehearse()
         data, fds = recv_request(conn)
         if not data or not SPAWN_FDS <= len(fds) <= MAX_SPAWN_FDS:
             os._exit(0)
