@@ -26,7 +26,7 @@ import signal
 import sys
 
 from protocol.zygote_control import MAX_SPAWN_FDS, SPAWN_FDS, SpawnRequest, decode_spawn_request
-from worker import enclosure, memory_cgroup, rehearsal, start
+from worker import confinement, enclosure, memory_cgroup, private_view, rehearsal, start
 
 PR_SET_NAME, PR_GET_NAME = 15, 16
 
@@ -107,6 +107,10 @@ def wait_as_spare(
             if entered.role == "warden":
                 conn.detach()  # closed by enter
                 enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
+            if entered.namespaces:
+                # What its view will need to know of the paths every worker
+                # reaches, now rather than on the restart's path.
+                private_view.learn(confinement.readable_paths([]))
         if not select.select([conn], [], [], 0)[0]:
             # Its copy-on-write faults now, not on the restart's path; not
             # when a request is waiting already (it would only delay it).
