@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -372,3 +373,32 @@ def test_protections_report_what_the_worker_applied(make_host, write_set, method
     assert report["forked_from_zygote"] is (method == "zygote")
     with pytest.raises(KeyError):
         fh.protections("nope")
+
+
+def test_a_host_closed_while_its_zygote_starts_leaves_no_process_behind(make_host):
+    # The zygote starts in the background as the host is made; closed at
+    # once, it is still importing (or not even running its loop).
+    fh = make_host(start_method="zygote")
+    fh.close()
+    assert not zygote_pids()
+    assert wait_for(lambda: not spare_pids() and not worker_pids(), 5.0)
+
+
+def test_the_first_set_loads_when_the_zygote_cannot_start(make_host, write_set, monkeypatch):
+    # A zygote that exits as it starts (a broken interpreter, say): the first
+    # load waits for it, finds it gone twice, and spawns the worker instead.
+    from host.launch import launcher
+
+    class Broken(launcher.Zygote):
+        def __init__(self, host_pid, env, memory_cgroup=None, argv=None) -> None:
+            exits = [sys.executable, "-I", "-c", "import sys; sys.exit(3)"]
+            super().__init__(host_pid, env, memory_cgroup, argv=exits)
+
+    monkeypatch.setattr(launcher, "Zygote", Broken)
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("alpha", "def ping() -> str:\n    return 'pong'\n"))
+    assert fh.call("ping") == "pong"
+    pid = fh.function_sets["alpha"]["pid"]
+    with open(f"/proc/{pid}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()  # spawned by us
+    assert not zygote_pids()
