@@ -121,6 +121,9 @@ def wait_as_spare(
         if comm:
             rename(comm)  # before "k": the zygote's reply finds us renamed
         conn.send(b"k")  # alive: the zygote reports our (warden's) pid
+        # Read by the zygote already; decoded while it answers (it touches
+        # nothing of the request but its bytes).
+        request = decode_spawn_request(data)
         # Nothing happens on the request's pipes and files before the zygote
         # has taken us: one it gave up on (and is killing) must not touch
         # what a fresh fork now holds.
@@ -129,7 +132,6 @@ def wait_as_spare(
         if entered is not None and entered.role == "worker":
             enclosure.use_ahead(entered)
         conn.close()
-        request = decode_spawn_request(data)  # read by the zygote already
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
     become_worker(request, fds, zygote_pid, session=entered is None or entered.role == "alone")
