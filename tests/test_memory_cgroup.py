@@ -286,3 +286,86 @@ def test_a_stale_cgroup_of_the_same_pid_is_made_anew_and_limits_can_rise():
         for d in (os.path.join(parent, f"w{pid}"), parent):
             with contextlib.suppress(OSError):
                 os.rmdir(d)
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="needs a root host with cgroup v1's memory controller")
+def test_a_process_with_threads_joins_its_cgroup_with_every_thread():
+    """A process moves itself through its v1 ``tasks`` file, which moves the
+    writing thread only: with a second thread alive, every thread of it
+    must still end up in the cgroup (not only the one that called ``join``)."""
+    from worker import memory_cgroup
+
+    parent = os.path.join(_cgroup_dir(os.getpid()), f"fnhost-test-t{os.getpid()}")
+    os.mkdir(parent)
+    back_r, back_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import threading
+
+            hold = threading.Event()
+            other = threading.Thread(target=hold.wait)
+            other.start()
+            joined = memory_cgroup.join(parent, os.getpid())
+            where = {
+                _cgroup_dir_of_task(os.getpid(), tid)
+                for tid in os.listdir(f"/proc/{os.getpid()}/task")
+            }
+            hold.set()
+            other.join()
+            os.write(back_w, repr((joined, sorted(where))).encode())
+        finally:
+            os._exit(0)
+    try:
+        os.close(back_w)
+        joined, where = eval(os.read(back_r, 4096).decode())  # noqa: S307 - our own child
+        assert joined == os.path.join(parent, f"w{pid}")
+        assert where == [joined]  # both threads, not the caller's alone
+    finally:
+        os.waitpid(pid, 0)
+        for d in (os.path.join(parent, f"w{pid}"), parent):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="needs a root host with cgroup v1's memory controller")
+def test_a_single_threaded_process_joins_its_cgroup_itself_and_a_spare_is_checked():
+    """The move of a single-threaded process by itself (``tasks``), and the
+    zygote's check that a spare has joined (``member``)."""
+    from worker import memory_cgroup
+
+    parent = os.path.join(_cgroup_dir(os.getpid()), f"fnhost-test-s{os.getpid()}")
+    os.mkdir(parent)
+    go_r, go_w = os.pipe()
+    back_r, back_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.read(go_r, 1)
+            joined = memory_cgroup.join(parent, os.getpid())
+            os.write(back_w, (joined or "-").encode())
+            os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    path = os.path.join(parent, f"w{pid}")
+    try:
+        assert not memory_cgroup.member(parent, pid)
+        os.write(go_w, b"x")
+        assert os.read(back_r, 4096).decode() == path
+        assert _cgroup_dir(pid) == path
+        assert memory_cgroup.member(path, pid)
+    finally:
+        os.write(go_w, b"x")
+        os.waitpid(pid, 0)
+        for d in (path, parent):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
+
+
+def _cgroup_dir_of_task(pid: int, tid: str) -> str | None:
+    with open(f"/proc/{pid}/task/{tid}/cgroup") as f:
+        for line in f.read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                return V1_MOUNT + path
+    return None

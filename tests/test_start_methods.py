@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -201,8 +202,12 @@ def held_requests() -> list:
 def test_a_worker_holds_no_other_sets_spawn_request(make_host, write_set):
     fh = make_host(start_method="zygote")
     fh.load_function_set(write_set("alpha", PEEK.replace("def ", "def a_")))
+    # The spare forked after alpha's request was served (SPARE_DELAY later)
+    # takes beta's.
+    assert wait_for(lambda: len(spare_pids()) == 1, 2.0)
+    (spare,) = spare_pids()
     fh.load_function_set(write_set("beta", PEEK.replace("def ", "def b_")))
-    # beta's worker was the spare forked just after alpha's request was served
+    assert fh.function_sets["beta"]["pid"] == spare
     held = fh.call("b_held_requests")
     assert not any("alpha" in h for h in held), held
 
@@ -368,3 +373,32 @@ def test_protections_report_what_the_worker_applied(make_host, write_set, method
     assert report["forked_from_zygote"] is (method == "zygote")
     with pytest.raises(KeyError):
         fh.protections("nope")
+
+
+def test_a_host_closed_while_its_zygote_starts_leaves_no_process_behind(make_host):
+    # The zygote starts in the background as the host is made; closed at
+    # once, it is still importing (or not even running its loop).
+    fh = make_host(start_method="zygote")
+    fh.close()
+    assert not zygote_pids()
+    assert wait_for(lambda: not spare_pids() and not worker_pids(), 5.0)
+
+
+def test_the_first_set_loads_when_the_zygote_cannot_start(make_host, write_set, monkeypatch):
+    # A zygote that exits as it starts (a broken interpreter, say): the first
+    # load waits for it, finds it gone twice, and spawns the worker instead.
+    from host.launch import launcher
+
+    class Broken(launcher.Zygote):
+        def __init__(self, host_pid, env, memory_cgroup=None, argv=None) -> None:
+            exits = [sys.executable, "-I", "-c", "import sys; sys.exit(3)"]
+            super().__init__(host_pid, env, memory_cgroup, argv=exits)
+
+    monkeypatch.setattr(launcher, "Zygote", Broken)
+    fh = make_host(start_method="zygote")
+    fh.load_function_set(write_set("alpha", "def ping() -> str:\n    return 'pong'\n"))
+    assert fh.call("ping") == "pong"
+    pid = fh.function_sets["alpha"]["pid"]
+    with open(f"/proc/{pid}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()  # spawned by us
+    assert not zygote_pids()

@@ -221,12 +221,48 @@ def open_to_others(path: str, need: int) -> bool:
         return True  # nothing there to open up
 
 
+#: What ``learn`` found, ahead of a request, about the paths every worker of
+#: this zygote reaches: each one's real path, and whether others may search
+#: each directory on the way. ``_place`` asks the kernel only about the
+#: rest. The facts are the spare's, as its view was when it entered (the
+#: view itself is that snapshot too); one gone stale can only leave a path
+#: unrevealed (an import fails) or cover one more directory, never show
+#: what the worker should not see: reveals are of the paths asked for only.
+_searchable: dict[str, bool] = {}
+_real: dict[str, str] = {}
+
+
+def learn(paths: list[str]) -> None:
+    """In a worker-to-be entered ahead (``worker.spare``), while it waits:
+    learn the facts about ``paths`` (its interpreter, import path and the
+    system's directories: ``confinement.readable_paths``) that its view
+    will need, off the restart's path. An optimisation only: never raises
+    (what it did not learn is asked for later)."""
+    try:
+        for path in paths:
+            if not path or not os.path.exists(path):
+                continue
+            real = os.path.realpath(path)
+            parts = real.split("/")
+            for i in range(2, len(parts) + 1):
+                ancestor = "/".join(parts[:i])
+                _searchable[ancestor] = open_to_others(ancestor, 0o001)
+            _real[path] = real
+    except (OSError, ValueError):
+        pass
+
+
+def _search(path: str) -> bool:
+    known = _searchable.get(path)
+    return open_to_others(path, 0o001) if known is None else known
+
+
 def _blocked_ancestor(path: str) -> str | None:
     """The outermost directory above ``path`` that others cannot search."""
     parts = path.split("/")
     for i in range(2, len(parts)):
         ancestor = "/".join(parts[:i])
-        if not open_to_others(ancestor, 0o001):
+        if not _search(ancestor):
             return ancestor
     return None
 
@@ -249,7 +285,12 @@ def _reached_through(path: str, root: str) -> bool:
         return False
     parts = path.split("/")
     first = len(root.rstrip("/").split("/"))
-    return all(open_to_others("/".join(parts[:i]), 0o001) for i in range(first, len(parts)))
+    return all(_search("/".join(parts[:i])) for i in range(first, len(parts)))
+
+
+def _realpath(path: str) -> str:
+    """``os.path.realpath``, or what ``learn`` found (a learnt path exists)."""
+    return _real.get(path) or os.path.realpath(path)
 
 
 def _without_reached(paths: list[str]) -> list[str]:
@@ -285,10 +326,10 @@ def _place(paths: list[tuple[str, str]], uid: int, idmap_writes: bool) -> bool:
     plan: list[tuple[str, str, str | None]] = []  # (path, how, blocked ancestor)
     # A file others may read needs no idmap: reaching it is enough.
     paths = [(p, REVEAL if how == READ and open_to_others(p, 0o004) else how) for p, how in paths]
-    reveal = _without_reached([os.path.realpath(p) for p, how in paths if how == REVEAL])
+    reveal = _without_reached([_realpath(p) for p, how in paths if how == REVEAL])
     others = sorted({(os.path.realpath(p), how) for p, how in paths if how != REVEAL})
     for path, how in [*[(p, REVEAL) for p in reveal], *others]:
-        if not path or not os.path.exists(path):
+        if not path or (path not in _searchable and not os.path.exists(path)):
             continue
         blocked = _blocked_ancestor(path)
         if blocked or how != REVEAL:

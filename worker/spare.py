@@ -21,11 +21,12 @@ import _socket  # not socket: its enums cost ~3 ms of every host's first start
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 
 from protocol.zygote_control import MAX_SPAWN_FDS, SPAWN_FDS, SpawnRequest, decode_spawn_request
-from worker import enclosure, memory_cgroup, rehearsal, start
+from worker import confinement, enclosure, memory_cgroup, private_view, rehearsal, start
 
 PR_SET_NAME, PR_GET_NAME = 15, 16
 
@@ -83,17 +84,19 @@ def wait_as_spare(
     while no process of it is stopped.
 
     Not ``ahead``: a plain spare, for the requests that do not fit; it only
-    joins its memory cgroup (the kernel's slow step) and rehearses, then
-    starts the worker from the beginning, as a fresh fork would.
+    joins its memory cgroup and rehearses, then starts the worker from the
+    beginning, as a fresh fork would.
     """
     try:
+        if cgroup_parent is not None:
+            # First thing (the zygote may hand us a request at once and then
+            # writes the limit): before the forks below, so that init and
+            # the worker-to-be are born in it.
+            memory_cgroup.join(cgroup_parent, os.getpid())
         detach(sock, wake)
         # Born with the spare's name (the zygote took it for the fork): ps
         # never shows a spare as a worker. ``comm`` is the one to take back.
         comm = name_before
-        if cgroup_parent is not None:
-            # Before the forks below: init and the worker-to-be are born in it.
-            memory_cgroup.join(cgroup_parent, os.getpid())
         entered = None
         if ahead:
             os.setsid()  # the warden leads the session; init and worker join it
@@ -104,13 +107,23 @@ def wait_as_spare(
             if entered.role == "warden":
                 conn.detach()  # closed by enter
                 enclosure.run_warden(entered, parent_reaps_orphans=True, name_when_taken=comm)
-        rehearsal.rehearse()  # its copy-on-write faults now, not on the restart's path
+            if entered.namespaces:
+                # What its view will need to know of the paths every worker
+                # reaches, now rather than on the restart's path.
+                private_view.learn(confinement.readable_paths([]))
+        if not select.select([conn], [], [], 0)[0]:
+            # Its copy-on-write faults now, not on the restart's path; not
+            # when a request is waiting already (it would only delay it).
+            rehearsal.rehearse()
         data, fds = recv_request(conn)
         if not data or not SPAWN_FDS <= len(fds) <= MAX_SPAWN_FDS:
             os._exit(0)
         if comm:
             rename(comm)  # before "k": the zygote's reply finds us renamed
         conn.send(b"k")  # alive: the zygote reports our (warden's) pid
+        # Read by the zygote already; decoded while it answers (it touches
+        # nothing of the request but its bytes).
+        request = decode_spawn_request(data)
         # Nothing happens on the request's pipes and files before the zygote
         # has taken us: one it gave up on (and is killing) must not touch
         # what a fresh fork now holds.
@@ -119,7 +132,6 @@ def wait_as_spare(
         if entered is not None and entered.role == "worker":
             enclosure.use_ahead(entered)
         conn.close()
-        request = decode_spawn_request(data)  # read by the zygote already
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)
     become_worker(request, fds, zygote_pid, session=entered is None or entered.role == "alone")

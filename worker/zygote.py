@@ -14,12 +14,16 @@ the next request (a *spare*, named ``fnhost-spare`` while it waits). The
 spare enters the worker's namespaces ahead too and splits into warden,
 init and worker-to-be (``worker.enclosure``; see ``worker.spare``): the
 request and its fds go over a private socket straight to the
-worker-to-be, and a new spare is forked after the reply (from a frame that
-no longer holds the served request, which belongs to another set). The
-worker-to-be confirms the hand-over with ``k`` and goes on only after the
-zygote's ``g``; a spare that is gone, stopped, or silent for
+worker-to-be, and a new spare is forked ``SPARE_DELAY`` after the reply,
+when the zygote has nothing else to do (from a frame that no longer holds
+the served request, which belongs to another set; the worker just handed
+the request starts without a spare entering beside it on the other CPU).
+The worker-to-be confirms the hand-over with ``k`` and goes on only after
+the zygote's ``g``; a spare that is gone, stopped, or silent for
 ``SPARE_ACK_TIMEOUT`` is killed and a fresh fork takes the request (a
-request whose policy the head start does not fit, too). Before
+request whose policy the head start does not fit, a request that comes
+before the spare is due, and one already waiting when the zygote starts,
+too). Before
 forking, ``gc.freeze()`` moves everything loaded so far out of the
 collector's sight, so a worker's collections do not copy those pages.
 
@@ -76,6 +80,14 @@ IDLE_AFTER = 1.0
 #: How long a spare has to confirm a request before a fresh fork takes it.
 SPARE_ACK_TIMEOUT = 0.1
 
+#: How long after a request the next spare is forked. A spare entering its
+#: namespaces takes ~8 ms of CPU; forked at once, it competed with the
+#: worker it had just handed a request to (and with the host and the dying
+#: worker) for this machine's two cores: restarts took 1-2 ms longer, more
+#: when busy. Requests that come sooner (a burst of loads, a second crash)
+#: get a fresh fork each, and push the spare back again.
+SPARE_DELAY = 0.03
+
 
 def _preload() -> None:
     import importlib
@@ -112,8 +124,7 @@ def main() -> None:
     #: (pid, socket) of the children forked ahead of the next request, if
     #: any: by whether they entered a worker's namespaces ahead (the spare
     #: for requests that fit, always kept) or not (a plain spare, kept once
-    #: a request did not fit: it has joined its memory cgroup, which takes
-    #: the kernel ~12 ms, an RCU grace period, off a restart's path).
+    #: a request did not fit: it has joined its memory cgroup and rehearsed).
     spares: dict[bool, list[tuple[int, _socket.socket]]] = {True: [], False: []}
     spare = spares[True]
     want_plain = False
@@ -167,31 +178,37 @@ def main() -> None:
         if not spares[ahead]:
             return None
         pid, conn = spares[ahead].pop()
-        # Stopped (a SIGSTOP) or gone, the spare or a process below it (its
-        # init, its worker-to-be): a fresh fork takes the request.
-        tree = _tree(pid)
-        if len(tree) not in ((1, 3) if ahead else (1,)) or any(
-            _state(p) not in ("S", "R", "D") for p in tree
-        ):
-            conn.close()
-            _kill(pid)
-            return None
-        # A spare joins its memory cgroup before it forks; one that has not
-        # got to it yet (the request came at once) is moved in now, so that
-        # what it forks is born inside. The limit is the request's (its
-        # worker checks it before its report).
-        limit = limit_bytes(request.config.limits)
-        parent = request.config.memory_cgroup
-        if parent is not None and limit is not None:
-            if len(tree) == 1:
-                memory_cgroup.join(parent, pid, process=pid)  # a check if it has
-            memory_cgroup.set_limit(os.path.join(parent, worker_dir_name(pid)), limit)
         try:
+            # Sent first: the spare wakes up, renames itself and answers
+            # while we check it and write its limit. It touches nothing of
+            # the request before our "g".
             conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
-            ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
-            if ready and conn.recv(1) == b"k":
-                conn.send(b"g")  # taken: a spare entered ahead may go on
-                return pid
+            # Stopped (a SIGSTOP) or gone, the spare or a process below it
+            # (its init, its worker-to-be): a fresh fork takes the request.
+            tree = _tree(pid)
+            if len(tree) in ((1, 3) if ahead else (1,)) and all(
+                _state(p) in ("S", "R", "D") for p in tree
+            ):
+                # The limit is the request's (its worker checks it before its
+                # report). A spare joins its memory cgroup first thing, before
+                # it forks or reads a request: one forked a moment ago may not
+                # have yet, and then has by its "k".
+                limit = limit_bytes(request.config.limits)
+                parent = request.config.memory_cgroup
+                cgroup = None
+                if parent is not None and limit is not None:
+                    cgroup = os.path.join(parent, worker_dir_name(pid))
+                    if memory_cgroup.member(cgroup, pid):
+                        memory_cgroup.set_limit(cgroup, limit)
+                        cgroup = None
+                ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
+                if ready and conn.recv(1) == b"k":
+                    if cgroup is not None and limit is not None and parent is not None:
+                        # Moved in by us only if its own join failed (~10 ms).
+                        memory_cgroup.join(parent, pid, process=pid)
+                        memory_cgroup.set_limit(cgroup, limit)
+                    conn.send(b"g")  # taken: a spare entered ahead may go on
+                    return pid
         except OSError:
             pass
         finally:
@@ -271,17 +288,31 @@ def main() -> None:
     # What every worker inherits stays out of its collector's way: a
     # collection would otherwise touch (and so copy) every inherited page.
     gc.freeze()
-    fork_spare()
     preloaded = False
     control = sock.fileno()
     request: SpawnRequest | None = None
     data, fds = b"", list[int]()
+    # When the spares are due (forked when the zygote finds nothing to do
+    # then): at once at the start, where a request already waiting (the
+    # host's first load) is served first, by a fresh fork, instead of
+    # waiting for a spare to enter and rehearse; SPARE_DELAY after each
+    # request later.
+    spares_due: float | None = time.monotonic()
     while True:
+        timeout = None if preloaded else IDLE_AFTER
+        if spares_due is not None:
+            timeout = max(0.0, spares_due - time.monotonic())
         try:
-            readable, _, _ = select.select(
-                [control, wake_r], [], [], None if preloaded else IDLE_AFTER
-            )
+            readable, _, _ = select.select([control, wake_r], [], [], timeout)
         except InterruptedError:
+            continue
+        if not readable and spares_due is not None:
+            if time.monotonic() >= spares_due:
+                spares_due = None
+                if not spare:
+                    fork_spare()
+                if want_plain and not spares[False]:
+                    fork_spare(ahead=False)
             continue
         if not readable and not preloaded:
             preloaded = True
@@ -332,6 +363,8 @@ def main() -> None:
                 for fd in fds:
                     os.close(fd)
                 send(SpawnFailed(request.id, f"fork failed: {exc}"))
+                request, data, fds = None, b"", []  # not on a spare's stack either
+                spares_due = time.monotonic() + SPARE_DELAY
                 continue
             if pid == 0:
                 close_spare_sockets()
@@ -345,10 +378,8 @@ def main() -> None:
         # The next spare must not inherit this request (another set's
         # config and environment) on its stack.
         request, data, fds = None, b"", []
-        if not spare:
-            fork_spare()  # after the reply: the next request finds it waiting
-        if want_plain and not spares[False]:
-            fork_spare(ahead=False)
+        if not spare or (want_plain and not spares[False]):
+            spares_due = time.monotonic() + SPARE_DELAY
 
 
 def _tree(pid: int) -> list[int]:
