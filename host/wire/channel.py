@@ -15,8 +15,8 @@ started when the worker died or asked to be recycled) is decided by the
 conversation's state machine, ``protocol.conversation.HostConversation``;
 this module only moves bytes, holds the lock around that object, and wakes
 the callers. What goes to the worker is written by
-``host.wire.request_writer`` (one frame at a time, in the conversation's
-order); this module reads and delivers what comes back.
+``host.wire.request_writer`` (in the conversation's order, several call
+frames per write); this module reads and delivers what comes back.
 
 Process exit is learned from the pidfd, never from pipe EOF (an escaped
 grandchild may hold the pipe open forever). When the worker exits, or sends
@@ -155,7 +155,8 @@ class Channel:
         If no other call is in the pipe the call starts now: its
         ``run_deadline`` counts from here. Otherwise it waits in the pipe
         behind the others, and the write does not block (``host.workers.call_gate``
-        keeps the pipe's contents below its capacity). If the worker is
+        keeps the pipe's contents below its capacity); a small frame may be
+        written by another thread, with others (``request_writer``). If the worker is
         already broken, ``pending`` is failed with ``WorkerGone`` and nothing
         is sent. If the run deadline passes in the middle of writing a large
         frame the write stops there: the caller must treat that as its
@@ -175,12 +176,16 @@ class Channel:
         """
         return self._writer.answer(pending, request_id, frame, deadline)
 
-    def try_send(self, pending: Pending, frame: bytes) -> bool:
-        """``send``, unless another thread is writing (an answer the worker
-        is slow to read, a large argument): then False, nothing registered
-        or written. An event loop's thread uses it, never to wait for the
-        write lock (``send`` from a thread instead)."""
-        return self._writer.try_send(pending, frame)
+    def try_send(
+        self, pending: Pending, frame: bytes, loop: asyncio.AbstractEventLoop | None = None
+    ) -> bool:
+        """``send`` from an event loop's thread, which must never wait for
+        the write lock: False, nothing registered or written, if the frame
+        is large and another thread is writing (then ``send`` from a
+        thread). A small frame is always taken: if ``pending`` does not
+        start at once it is written on ``loop``'s next turn, with the calls
+        the loop's other tasks send meanwhile (``request_writer``)."""
+        return self._writer.try_send(pending, frame, loop)
 
     def cancel(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
         """Ask the worker to skip ``pending`` if it has not started (it then
