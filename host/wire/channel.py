@@ -92,11 +92,9 @@ class Channel:
         self._on_note = on_note
         self._on_eof = on_eof
         self._exited = exited
-        # One lock for the state. A follower sleeps on its pending's own
-        # condition (on this lock), so a reply wakes only its caller, and the
-        # leader's exit wakes one follower to take over. ``with self._lock``
-        # (C) rather than a condition's Python-level __enter__: on the
-        # one-caller path this is most of the host's overhead.
+        # One lock for the state. A follower sleeps on a lock of its own
+        # (``Leadership``), so a reply wakes only its caller, and a leader
+        # done leading wakes one follower that still waits to take over.
         self._lock = threading.Lock()
         # Held while a frame is written (taken before ``_lock``).
         self._write_lock = threading.Lock()
@@ -305,8 +303,8 @@ class Channel:
                     # _complete inlined: this is every reply's path.
                     pending.result = msg
                     pending.done = True
-                    if pending.cond is not None:
-                        pending.cond.notify_all()
+                    if pending.cond:
+                        self._leadership.wake(pending)
                 fut = pending.future  # read under the lock: wait_async may renew it
         if type(event) is Answered:
             if event.recycle and self._on_recycle is not None:
@@ -338,8 +336,8 @@ class Channel:
             pending.result = result
             pending.error = error
             pending.done = True
-            if pending.cond is not None:
-                pending.cond.notify_all()
+            if pending.cond:
+                self._leadership.wake(pending)
             fut = pending.future
         if pending.on_exit is not None:
             pending.on_exit()

@@ -9,7 +9,6 @@ what came back. ``Channel`` completes it; the call path reads it.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +57,8 @@ class Pending(Call):
         self.error: BaseException | None = None
         self.future: asyncio.Future | None = None
         self.abandoned = False
-        self.cond: threading.Condition | None = None
+        #: The locks its followers sleep on (``host.wire.leadership``).
+        self.cond: list[Any] | None = None
         self.on_exit: Callable[[], None] | None = None
         #: What answers the call's requests to its context (``ask``), if any.
         self.door: Any = None
