@@ -36,13 +36,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from host.wire.delivery import Delivery
 from host.wire.leadership import Leadership
 from host.wire.loop_watch import LoopWatch
-from host.wire.pending import Pending, WorkerLost, wake_future
+from host.wire.pending import Pending, WorkerLost
 from host.wire.reply_reader import ReplyReader
 from host.wire.request_writer import RequestWriter
 from protocol import Notification, ProtocolViolation, Request
-from protocol.conversation import Answered, Asked, HostConversation, Noted, Probed
+from protocol.conversation import HostConversation
 
 logger = logging.getLogger("fnhost")
 
@@ -87,9 +88,6 @@ class Channel:
         self.pidfd = pidfd
         self._reader = ReplyReader(read_fd, max_frame_size, decode_budget)
         self._on_broken = on_broken
-        self._on_recycle = on_recycle
-        self._on_ask = on_ask
-        self._on_note = on_note
         self._on_eof = on_eof
         self._exited = exited
         # One lock for the state. A follower sleeps on a lock of its own
@@ -105,7 +103,7 @@ class Channel:
         )
         #: The rules: what each message means, which calls are in flight.
         self._conversation = HostConversation()
-        #: Calls, answers, cancels and notifications out, one frame at a time.
+        #: Calls, answers, cancels and notifications out, calls in batches.
         self._writer = RequestWriter(
             write_fd,
             self._write_lock,
@@ -131,12 +129,25 @@ class Channel:
         self._fds_closed = False
         #: Completed by the first message: the ``ready``/``load_failed`` notification.
         self.handshake = Pending(0, "<start>")
-        #: The worker's sandbox report (``probed``), sent before user code ran.
-        self.probed: Notification | None = None
         #: Completed once the worker's exit (or breakage) has been handled.
         self.exit = Pending(0, "<exit>")
+        #: Each message to its waiter, as the conversation reads it.
+        self._delivery = Delivery(
+            self._lock,
+            self._conversation,
+            self._leadership,
+            self.handshake,
+            on_recycle,
+            on_ask,
+            on_note,
+        )
 
     # -- writing (host.wire.request_writer) --------------------------------
+
+    @property
+    def probed(self) -> Notification | None:
+        """The worker's sandbox report (``probed``), sent before user code ran."""
+        return self._delivery.probed
 
     @property
     def broken(self) -> bool:
@@ -276,7 +287,7 @@ class Channel:
     def _pump(self) -> bool:
         """Read what is available and deliver it. False once broken."""
         try:
-            if self._reader.pump(self._deliver):
+            if self._reader.pump(self._delivery.deliver):
                 self._poller.unregister(self.read_fd)  # at EOF: it stays readable
                 if self._on_eof is not None:
                     # Once (unregistered now): the worker can never answer
@@ -290,60 +301,6 @@ class Channel:
             return False
         return True
 
-    def _deliver(self, msg: Any, size: int = 0) -> None:
-        """Hand one message (of ``size`` bytes) to its waiter, as the
-        conversation reads it. Raises ``ProtocolViolation`` (nothing
-        delivered) if it breaks a rule."""
-        with self._lock:
-            event = self._conversation.receive(msg, time.monotonic(), size)
-            if type(event) is Answered:
-                pending: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
-                completed = not pending.done
-                if completed:
-                    # _complete inlined: this is every reply's path.
-                    pending.result = msg
-                    pending.done = True
-                    if pending.cond:
-                        self._leadership.wake(pending)
-                fut = pending.future  # read under the lock: wait_async may renew it
-        if type(event) is Answered:
-            if event.recycle and self._on_recycle is not None:
-                self._on_recycle(pending)
-            if pending.on_exit is not None:
-                pending.on_exit()
-            if completed and fut is not None and not pending.abandoned:
-                wake_future(fut)
-        elif type(event) is Noted:
-            if self._on_note is not None:
-                noted: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
-                self._on_note(noted, event.note, event.size)
-        elif type(event) is Asked:
-            asking: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
-            if self._on_ask is None:
-                raise ProtocolViolation("a request from the worker, which nobody answers here")
-            self._on_ask(asking, event.request)  # (it must not block: the answer comes later)
-        elif type(event) is Probed:
-            self.probed = msg  # the report comes first, before user code could write frames
-        else:
-            self._complete(self.handshake, result=msg)  # ready or load_failed
-
-    def _complete(
-        self, pending: Pending, result: Any = None, error: BaseException | None = None
-    ) -> None:
-        with self._lock:
-            if pending.done:
-                return
-            pending.result = result
-            pending.error = error
-            pending.done = True
-            if pending.cond:
-                self._leadership.wake(pending)
-            fut = pending.future
-        if pending.on_exit is not None:
-            pending.on_exit()
-        if fut is not None and not pending.abandoned:
-            wake_future(fut)
-
     def _break(self, violation: ProtocolViolation | None) -> None:
         with self._lock:
             if self._broken:
@@ -355,7 +312,7 @@ class Channel:
             logger.exception("handling the end of a worker failed")
         finally:
             self.fail_all(lambda p: WorkerLost())
-            self._complete(self.exit)
+            self._delivery.complete(self.exit)
 
     def fail_all(self, make_error: Callable[[Pending], BaseException]) -> None:
         """Fail the handshake and every call in flight (used by ``on_broken``)."""
@@ -364,7 +321,7 @@ class Channel:
         if not self.handshake.done:
             pendings.append(self.handshake)
         for pending in pendings:
-            self._complete(pending, error=make_error(pending))
+            self._delivery.complete(pending, error=make_error(pending))
 
     # -- waiting -----------------------------------------------------------
 
@@ -376,14 +333,20 @@ class Channel:
         """
         return self._leadership.wait(pending, deadline)
 
-    async def wait_async(self, pending: Pending, deadline: float | None) -> bool:
+    async def wait_async(
+        self,
+        pending: Pending,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> bool:
         """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
 
         ``pending.future`` must have been created on the running loop. On
         cancellation nothing changes here: the caller decides whether to
-        ``abandon`` the call.
+        ``abandon`` the call. ``loop``: the running loop, if the caller has it.
         """
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         fut = pending.future
         assert fut is not None and fut.get_loop() is loop
         if pending.done:
@@ -418,20 +381,25 @@ class Channel:
 
     def _on_loop_data(self) -> None:
         """The reply pipe is readable: read and deliver (no extra poll)."""
-        if self._loops.idle_here():
+        loop = asyncio.get_running_loop()
+        if self._loops.idle_here(loop):
             return
         if not self._leadership.try_lead():
             return  # a thread is leading and will deliver our reply
         try:
             if not self._broken:
-                self._pump()
+                self._delivery.loop = loop  # (only the leader delivers)
+                try:
+                    self._pump()
+                finally:
+                    self._delivery.loop = None
         finally:
             self._leadership.release()
         self._loops.stop_reading(self._reader.eof, self._broken)
 
     def _on_loop_exit(self) -> None:
         """The pidfd is readable: the worker exited."""
-        if self._loops.idle_here() or not self._leadership.try_lead():
+        if self._loops.idle_here(asyncio.get_running_loop()) or not self._leadership.try_lead():
             return
         try:
             if not self._broken:

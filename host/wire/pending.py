@@ -73,15 +73,17 @@ def _resolve_future(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-def wake_future(fut: asyncio.Future) -> None:
+def wake_future(fut: asyncio.Future, running: asyncio.AbstractEventLoop | None = None) -> None:
     """Resolve ``fut`` from any thread: directly on its own loop's thread
     (no self-pipe write), else through ``call_soon_threadsafe``. A closed
-    loop means nobody is waiting."""
+    loop means nobody is waiting. ``running``: the loop running on this
+    thread, if the caller knows it (else it is asked for)."""
     loop = fut.get_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
+    if running is None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
     if running is loop:
         _resolve_future(fut)
         return

@@ -211,6 +211,7 @@ class CallPath:
                         pending.run_deadline
                         if pending.started
                         else self._next_deadline(inc, pending, queue_deadline),
+                        loop,
                     ):
                         # (lock_timeout=0: a cancel must not block the loop;
                         # it is tried again on the next turn.)
