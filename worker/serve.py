@@ -83,6 +83,11 @@ def describe_exception(exc: BaseException) -> tuple[str, str, str]:
     return type_name, message, trace
 
 
+def _cancelled(msgid: int) -> bytes:
+    """The reply confirming that call ``msgid`` was cancelled before it started."""
+    return encode_error(msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT)
+
+
 class _ItemRefused(Exception):
     """A streamed item cannot be sent (``kind``: not data, or too large)."""
 
@@ -158,25 +163,29 @@ class Server:
             _exit(0)
         receive = self.conversation.receive
         answer = None
+        # Cancel confirmations, written together once the chunk is taken in.
+        confirmations: list[bytes] = []
         try:
             for body in self.decoder.feed(data):
                 event = receive(decode_message(body))
                 if type(event) is Skip:
-                    self._confirm_cancel(event.msgid)
+                    confirmations.append(_cancelled(event.msgid))
                 elif type(event) is Stop:
                     # The calls waiting here never started: say so (the host
                     # sends them to the next worker, or fails them if it is
                     # closing). Nothing after a shutdown matters, but the
                     # answer a running call waits for.
-                    for msgid in event.never_started:
-                        self._confirm_cancel(msgid)
+                    confirmations += map(_cancelled, event.never_started)
                     if self.conversation.running is None:
+                        write_all(self.out_fd, b"".join(confirmations))
                         _exit(0)
                     self.stopping = True
                 elif type(event) is Response:
                     answer = event
         except ProtocolViolation as exc:
             self._die(f"protocol violation by host: {exc}", 76)
+        if confirmations:
+            write_all(self.out_fd, b"".join(confirmations))
         return answer
 
     def note(self, method: str, params: dict[str, Any]) -> None:
@@ -239,10 +248,6 @@ class Server:
         if not isinstance(result, dict) or "value" not in result:
             self._die(f"an answer without a value: {result!r:.100}", 76)
         return result["value"]
-
-    def _confirm_cancel(self, msgid: int) -> None:
-        reply = encode_error(msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT)
-        write_all(self.out_fd, reply)
 
     def _die(self, why: str, code: int) -> NoReturn:
         try:
