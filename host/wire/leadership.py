@@ -47,6 +47,8 @@ class Leadership:
         #: Followers asleep, in the order they came, each on its own (held)
         #: lock: whoever takes one out of here releases it, once.
         self._sleepers: dict[_thread.LockType, Pending] = {}
+        #: Followers woken to lead next (until they have looked, under the lock).
+        self._heirs: set[_thread.LockType] = set()
 
     def try_lead(self) -> bool:
         """Lead if nobody does (True: call ``release`` when done)."""
@@ -78,6 +80,7 @@ class Leadership:
         for waiter, pending in sleepers.items():
             if not pending.done:
                 del sleepers[waiter]
+                self._heirs.add(waiter)
                 waiter.release()
                 return
 
@@ -130,7 +133,16 @@ class Leadership:
                     raise
                 continue
             # Asleep until our reply, a hand-over or the deadline.
-            waiter.acquire(True, -1 if deadline is None else max(0.0, deadline - time.monotonic()))
+            if waiter.acquire(
+                True, -1 if deadline is None else max(0.0, deadline - time.monotonic())
+            ):
+                if waiter not in self._heirs and pending.done:
+                    # Woken by our reply (which took us out of the sleepers
+                    # before it released us): nothing else to do, no lock.
+                    return True
+                with self._lock:
+                    self._heirs.discard(waiter)
+                continue
             with self._lock:
                 if self._sleepers.pop(waiter, None) is not None and pending.cond:
                     # Timed out: nobody released it.
@@ -138,3 +150,4 @@ class Leadership:
                         pending.cond.remove(waiter)
                     except ValueError:
                         pass
+                self._heirs.discard(waiter)
