@@ -53,7 +53,8 @@ class Delivery:
         #: The worker's sandbox report (``probed``), sent before user code ran.
         self.probed: Notification | None = None
         #: The event loop whose reader callback is delivering now, if any
-        #: (its futures are resolved directly, without asking which loop runs).
+        #: (``deliver`` resolves its futures directly, without asking which
+        #: loop runs; only the reading caller delivers).
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def deliver(self, msg: Any, size: int = 0) -> None:
@@ -110,4 +111,4 @@ class Delivery:
         if pending.on_exit is not None:
             pending.on_exit()
         if fut is not None and not pending.abandoned:
-            wake_future(fut, self.loop)
+            wake_future(fut)  # (any thread may complete a call: no loop hint)
