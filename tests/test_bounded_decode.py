@@ -165,7 +165,12 @@ def test_other_sets_calls_go_on_while_a_large_reply_is_decoded(make_host, write_
         if event == "return" and code.co_name == "feed" and code.co_filename.endswith("framing.py"):
             if arg and max(len(body) for body in arg) > n and "start" not in window:
                 window["start"] = done  # the large frame is complete
-        elif event == "call" and code.co_name == "_deliver" and "start" in window:
+        elif (
+            event == "call"
+            and code.co_name == "deliver"
+            and code.co_filename.endswith("delivery.py")
+            and "start" in window
+        ):
             window.setdefault("end", done)  # it is decoded
 
     def big_call() -> int:

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from protocol import ErrorKind, ProtocolViolation, Response, encode_message
-from protocol.framing import HEADER_SIZE, unpack
-from protocol.messages import make_error_map
+from protocol.framing import HEADER_SIZE, PACK_OPTIONS, encode_frame, unpack
+from protocol.messages import RESPONSE, make_error_map
 from protocol.values import to_wire
 
 #: What msgpack packs natively (``strict_types``) and the host can use as a key.
@@ -28,6 +30,21 @@ _KEY_TYPES = (str, int, float, bool, type(None), bytes)
 
 def encode_result(msgid: int, value: Any, output: dict[str, str], max_bytes: int) -> bytes:
     """The response frame for a successful call, or an error frame."""
+    try:
+        # The usual case, a value msgpack packs as it is (no conversion, so
+        # no key that would arrive as an array or a map): packed directly.
+        # Anything else (a conversion, an error, a result over the limit)
+        # takes the path below, which packs it again.
+        body = msgpack.packb(
+            [RESPONSE, msgid, None, {"value": value, **output}],
+            strict_types=True,
+            **PACK_OPTIONS,
+        )
+    except Exception:
+        pass
+    else:
+        if len(body) + HEADER_SIZE <= max_bytes:
+            return encode_frame(body)
     made_container = False
 
     def default(obj: Any) -> Any:

@@ -54,6 +54,8 @@ READ_CHUNK = 1 << 16
 # request loop.
 _read, _write, _getpid, _exit = os.read, os.write, os.getpid, os._exit
 _NO_OUTPUT = {"stdout": "", "stderr": ""}
+#: Result types that are never awaitable nor generators.
+_PLAIN = frozenset({int, float, str, bool, type(None), dict, list, bytes})
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -81,6 +83,11 @@ def describe_exception(exc: BaseException) -> tuple[str, str, str]:
     except BaseException:
         trace = f"<traceback of {type_name} could not be formatted>"
     return type_name, message, trace
+
+
+def _cancelled(msgid: int) -> bytes:
+    """The reply confirming that call ``msgid`` was cancelled before it started."""
+    return encode_error(msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT)
 
 
 class _ItemRefused(Exception):
@@ -158,25 +165,29 @@ class Server:
             _exit(0)
         receive = self.conversation.receive
         answer = None
+        # Cancel confirmations, written together once the chunk is taken in.
+        confirmations: list[bytes] = []
         try:
             for body in self.decoder.feed(data):
                 event = receive(decode_message(body))
                 if type(event) is Skip:
-                    self._confirm_cancel(event.msgid)
+                    confirmations.append(_cancelled(event.msgid))
                 elif type(event) is Stop:
                     # The calls waiting here never started: say so (the host
                     # sends them to the next worker, or fails them if it is
                     # closing). Nothing after a shutdown matters, but the
                     # answer a running call waits for.
-                    for msgid in event.never_started:
-                        self._confirm_cancel(msgid)
+                    confirmations += map(_cancelled, event.never_started)
                     if self.conversation.running is None:
+                        write_all(self.out_fd, b"".join(confirmations))
                         _exit(0)
                     self.stopping = True
                 elif type(event) is Response:
                     answer = event
         except ProtocolViolation as exc:
             self._die(f"protocol violation by host: {exc}", 76)
+        if confirmations:
+            write_all(self.out_fd, b"".join(confirmations))
         return answer
 
     def note(self, method: str, params: dict[str, Any]) -> None:
@@ -240,10 +251,6 @@ class Server:
             self._die(f"an answer without a value: {result!r:.100}", 76)
         return result["value"]
 
-    def _confirm_cancel(self, msgid: int) -> None:
-        reply = encode_error(msgid, ErrorKind.CANCELLED, "cancelled before it started", _NO_OUTPUT)
-        write_all(self.out_fd, reply)
-
     def _die(self, why: str, code: int) -> NoReturn:
         try:
             _write(2, f"fnhost worker: {why}\n".encode())
@@ -290,7 +297,12 @@ class Server:
                 got=exc.got,
             )
         try:
-            value = self._drain(self._invoke(spec, args, kwargs), params.get("stream") is True)
+            value = spec.function(*args, **kwargs)
+            streaming = params.get("stream") is True
+            if streaming or type(value) not in _PLAIN:
+                # (A plain value is neither awaited nor drained: the inspect
+                # checks cost a tenth of a small call.)
+                value = self._drain(self._awaited(value), streaming)
         except _ItemRefused as refused:
             return encode_error(msg.msgid, refused.kind, refused.message, self.capture.collect())
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: user errors
@@ -421,8 +433,8 @@ class Server:
         return ContextProxy(kinds, ask_for_this_call)
 
     @staticmethod
-    def _invoke(spec: FunctionSpec, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        value = spec.function(*args, **kwargs)
+    def _awaited(value: Any) -> Any:
+        """``value``, or what it returns once awaited if it is awaitable."""
         if inspect.isawaitable(value):
             import asyncio
 

@@ -15,8 +15,8 @@ started when the worker died or asked to be recycled) is decided by the
 conversation's state machine, ``protocol.conversation.HostConversation``;
 this module only moves bytes, holds the lock around that object, and wakes
 the callers. What goes to the worker is written by
-``host.wire.request_writer`` (one frame at a time, in the conversation's
-order); this module reads and delivers what comes back.
+``host.wire.request_writer`` (in the conversation's order, several call
+frames per write); this module reads and delivers what comes back.
 
 Process exit is learned from the pidfd, never from pipe EOF (an escaped
 grandchild may hold the pipe open forever). When the worker exits, or sends
@@ -36,13 +36,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from host.wire.delivery import Delivery
 from host.wire.leadership import Leadership
 from host.wire.loop_watch import LoopWatch
-from host.wire.pending import Pending, WorkerLost, wake_future
+from host.wire.pending import Pending, WorkerLost
 from host.wire.reply_reader import ReplyReader
 from host.wire.request_writer import RequestWriter
 from protocol import Notification, ProtocolViolation, Request
-from protocol.conversation import Answered, Asked, HostConversation, Noted, Probed
+from protocol.conversation import HostConversation
 
 logger = logging.getLogger("fnhost")
 
@@ -87,16 +88,11 @@ class Channel:
         self.pidfd = pidfd
         self._reader = ReplyReader(read_fd, max_frame_size, decode_budget)
         self._on_broken = on_broken
-        self._on_recycle = on_recycle
-        self._on_ask = on_ask
-        self._on_note = on_note
         self._on_eof = on_eof
         self._exited = exited
-        # One lock for the state. A follower sleeps on its pending's own
-        # condition (on this lock), so a reply wakes only its caller, and the
-        # leader's exit wakes one follower to take over. ``with self._lock``
-        # (C) rather than a condition's Python-level __enter__: on the
-        # one-caller path this is most of the host's overhead.
+        # One lock for the state. A follower sleeps on a lock of its own
+        # (``Leadership``), so a reply wakes only its caller, and a leader
+        # done leading wakes one follower that still waits to take over.
         self._lock = threading.Lock()
         # Held while a frame is written (taken before ``_lock``).
         self._write_lock = threading.Lock()
@@ -107,7 +103,7 @@ class Channel:
         )
         #: The rules: what each message means, which calls are in flight.
         self._conversation = HostConversation()
-        #: Calls, answers, cancels and notifications out, one frame at a time.
+        #: Calls, answers, cancels and notifications out, calls in batches.
         self._writer = RequestWriter(
             write_fd,
             self._write_lock,
@@ -133,12 +129,25 @@ class Channel:
         self._fds_closed = False
         #: Completed by the first message: the ``ready``/``load_failed`` notification.
         self.handshake = Pending(0, "<start>")
-        #: The worker's sandbox report (``probed``), sent before user code ran.
-        self.probed: Notification | None = None
         #: Completed once the worker's exit (or breakage) has been handled.
         self.exit = Pending(0, "<exit>")
+        #: Each message to its waiter, as the conversation reads it.
+        self._delivery = Delivery(
+            self._lock,
+            self._conversation,
+            self._leadership,
+            self.handshake,
+            on_recycle,
+            on_ask,
+            on_note,
+        )
 
     # -- writing (host.wire.request_writer) --------------------------------
+
+    @property
+    def probed(self) -> Notification | None:
+        """The worker's sandbox report (``probed``), sent before user code ran."""
+        return self._delivery.probed
 
     @property
     def broken(self) -> bool:
@@ -155,7 +164,8 @@ class Channel:
         If no other call is in the pipe the call starts now: its
         ``run_deadline`` counts from here. Otherwise it waits in the pipe
         behind the others, and the write does not block (``host.workers.call_gate``
-        keeps the pipe's contents below its capacity). If the worker is
+        keeps the pipe's contents below its capacity); a small frame may be
+        written by another thread, with others (``request_writer``). If the worker is
         already broken, ``pending`` is failed with ``WorkerGone`` and nothing
         is sent. If the run deadline passes in the middle of writing a large
         frame the write stops there: the caller must treat that as its
@@ -175,12 +185,16 @@ class Channel:
         """
         return self._writer.answer(pending, request_id, frame, deadline)
 
-    def try_send(self, pending: Pending, frame: bytes) -> bool:
-        """``send``, unless another thread is writing (an answer the worker
-        is slow to read, a large argument): then False, nothing registered
-        or written. An event loop's thread uses it, never to wait for the
-        write lock (``send`` from a thread instead)."""
-        return self._writer.try_send(pending, frame)
+    def try_send(
+        self, pending: Pending, frame: bytes, loop: asyncio.AbstractEventLoop | None = None
+    ) -> bool:
+        """``send`` from an event loop's thread, which must never wait for
+        the write lock: False, nothing registered or written, if the frame
+        is large and another thread is writing (then ``send`` from a
+        thread). A small frame is always taken: if ``pending`` does not
+        start at once it is written on ``loop``'s next turn, with the calls
+        the loop's other tasks send meanwhile (``request_writer``)."""
+        return self._writer.try_send(pending, frame, loop)
 
     def cancel(self, pending: Pending, lock_timeout: float = 0.05) -> bool:
         """Ask the worker to skip ``pending`` if it has not started (it then
@@ -273,7 +287,7 @@ class Channel:
     def _pump(self) -> bool:
         """Read what is available and deliver it. False once broken."""
         try:
-            if self._reader.pump(self._deliver):
+            if self._reader.pump(self._delivery.deliver):
                 self._poller.unregister(self.read_fd)  # at EOF: it stays readable
                 if self._on_eof is not None:
                     # Once (unregistered now): the worker can never answer
@@ -287,60 +301,6 @@ class Channel:
             return False
         return True
 
-    def _deliver(self, msg: Any, size: int = 0) -> None:
-        """Hand one message (of ``size`` bytes) to its waiter, as the
-        conversation reads it. Raises ``ProtocolViolation`` (nothing
-        delivered) if it breaks a rule."""
-        with self._lock:
-            event = self._conversation.receive(msg, time.monotonic(), size)
-            if type(event) is Answered:
-                pending: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
-                completed = not pending.done
-                if completed:
-                    # _complete inlined: this is every reply's path.
-                    pending.result = msg
-                    pending.done = True
-                    if pending.cond is not None:
-                        pending.cond.notify_all()
-                fut = pending.future  # read under the lock: wait_async may renew it
-        if type(event) is Answered:
-            if event.recycle and self._on_recycle is not None:
-                self._on_recycle(pending)
-            if pending.on_exit is not None:
-                pending.on_exit()
-            if completed and fut is not None and not pending.abandoned:
-                wake_future(fut)
-        elif type(event) is Noted:
-            if self._on_note is not None:
-                noted: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
-                self._on_note(noted, event.note, event.size)
-        elif type(event) is Asked:
-            asking: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
-            if self._on_ask is None:
-                raise ProtocolViolation("a request from the worker, which nobody answers here")
-            self._on_ask(asking, event.request)  # (it must not block: the answer comes later)
-        elif type(event) is Probed:
-            self.probed = msg  # the report comes first, before user code could write frames
-        else:
-            self._complete(self.handshake, result=msg)  # ready or load_failed
-
-    def _complete(
-        self, pending: Pending, result: Any = None, error: BaseException | None = None
-    ) -> None:
-        with self._lock:
-            if pending.done:
-                return
-            pending.result = result
-            pending.error = error
-            pending.done = True
-            if pending.cond is not None:
-                pending.cond.notify_all()
-            fut = pending.future
-        if pending.on_exit is not None:
-            pending.on_exit()
-        if fut is not None and not pending.abandoned:
-            wake_future(fut)
-
     def _break(self, violation: ProtocolViolation | None) -> None:
         with self._lock:
             if self._broken:
@@ -352,7 +312,7 @@ class Channel:
             logger.exception("handling the end of a worker failed")
         finally:
             self.fail_all(lambda p: WorkerLost())
-            self._complete(self.exit)
+            self._delivery.complete(self.exit)
 
     def fail_all(self, make_error: Callable[[Pending], BaseException]) -> None:
         """Fail the handshake and every call in flight (used by ``on_broken``)."""
@@ -361,7 +321,7 @@ class Channel:
         if not self.handshake.done:
             pendings.append(self.handshake)
         for pending in pendings:
-            self._complete(pending, error=make_error(pending))
+            self._delivery.complete(pending, error=make_error(pending))
 
     # -- waiting -----------------------------------------------------------
 
@@ -373,14 +333,20 @@ class Channel:
         """
         return self._leadership.wait(pending, deadline)
 
-    async def wait_async(self, pending: Pending, deadline: float | None) -> bool:
+    async def wait_async(
+        self,
+        pending: Pending,
+        deadline: float | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> bool:
         """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
 
         ``pending.future`` must have been created on the running loop. On
         cancellation nothing changes here: the caller decides whether to
-        ``abandon`` the call.
+        ``abandon`` the call. ``loop``: the running loop, if the caller has it.
         """
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         fut = pending.future
         assert fut is not None and fut.get_loop() is loop
         if pending.done:
@@ -415,20 +381,25 @@ class Channel:
 
     def _on_loop_data(self) -> None:
         """The reply pipe is readable: read and deliver (no extra poll)."""
-        if self._loops.idle_here():
+        loop = asyncio.get_running_loop()
+        if self._loops.idle_here(loop):
             return
         if not self._leadership.try_lead():
             return  # a thread is leading and will deliver our reply
         try:
             if not self._broken:
-                self._pump()
+                self._delivery.loop = loop  # (only the leader delivers)
+                try:
+                    self._pump()
+                finally:
+                    self._delivery.loop = None
         finally:
             self._leadership.release()
         self._loops.stop_reading(self._reader.eof, self._broken)
 
     def _on_loop_exit(self) -> None:
         """The pidfd is readable: the worker exited."""
-        if self._loops.idle_here() or not self._leadership.try_lead():
+        if self._loops.idle_here(asyncio.get_running_loop()) or not self._leadership.try_lead():
             return
         try:
             if not self._broken:

@@ -101,13 +101,13 @@ class LoopWatch:
             timer = self._timers[loop] = DeadlineTimer(loop)
         return timer
 
-    def idle_here(self) -> bool:
-        """No call waits on the running loop: stop watching from it (True).
+    def idle_here(self, loop: Loop) -> bool:
+        """No call waits on ``loop`` (the running one): stop watching from
+        it (True).
 
         Otherwise a thread reading the pipe would keep the loop's
         level-triggered readers firing; the next caller reads what is there.
         """
-        loop = asyncio.get_running_loop()
         if loop in self._waiting:
             return False
         self.unwatch(loop)

@@ -9,7 +9,6 @@ what came back. ``Channel`` completes it; the call path reads it.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +57,8 @@ class Pending(Call):
         self.error: BaseException | None = None
         self.future: asyncio.Future | None = None
         self.abandoned = False
-        self.cond: threading.Condition | None = None
+        #: The locks its followers sleep on (``host.wire.leadership``).
+        self.cond: list[Any] | None = None
         self.on_exit: Callable[[], None] | None = None
         #: What answers the call's requests to its context (``ask``), if any.
         self.door: Any = None
@@ -73,15 +73,17 @@ def _resolve_future(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-def wake_future(fut: asyncio.Future) -> None:
+def wake_future(fut: asyncio.Future, running: asyncio.AbstractEventLoop | None = None) -> None:
     """Resolve ``fut`` from any thread: directly on its own loop's thread
     (no self-pipe write), else through ``call_soon_threadsafe``. A closed
-    loop means nobody is waiting."""
+    loop means nobody is waiting. ``running``: the loop running on this
+    thread, if the caller knows it (else it is asked for)."""
     loop = fut.get_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
+    if running is None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
     if running is loop:
         _resolve_future(fut)
         return

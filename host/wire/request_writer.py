@@ -1,18 +1,36 @@
 """The host's writes to one worker: calls, answers, cancels, notifications.
 
-One frame at a time, under the channel's write lock, so frames never
-interleave; each is registered with the conversation
+Frames never interleave: only the holder of the channel's write lock
+writes. Each frame is registered with the conversation
 (``HostConversation.send_call``, ``send_answer``, ``send_cancel``,
-``send_shutdown``) while that lock is held, so the order the conversation
-records is the order of the frames in the pipe. When the pipe is full the
-worker may itself be blocked writing a reply, so the channel keeps reading
-while the write waits (``read_while_full``). A write stops at its deadline
-or when the worker is gone; a frame stopped part-way leaves the stream
-unusable, which is why the callers kill the worker then (see ``Channel``).
+``send_shutdown``) under the channel's state lock, and in that same critical
+section it joins the *batch* (calls) or takes the batch ahead of it (the
+others), so the order the conversation records is the order of the bytes
+in the pipe.
+
+Calls are batched, several frames per ``write``: a call whose frame is
+small joins the batch, and whoever holds the write lock writes the whole
+batch before letting go (it looks for more under the state lock, in the
+same critical section that lets go, so no frame is ever left behind); if
+nobody holds it, the caller takes it and writes. From threads this batches
+the calls that come while another is writing; from an event loop, a call
+that will not start now (others are ahead of it in the pipe) waits for the
+end of the loop's turn (``call_soon``), so the calls a loop starts together
+(``asyncio.gather``) cost the worker one wake-up instead of one each. A
+call that starts at once is written at once.
+
+When the pipe is full the worker may itself be blocked writing a reply,
+so the channel keeps reading while the write waits (``read_while_full``).
+A write stops at its deadline or when the worker is gone; a frame stopped
+part-way leaves the stream unusable, which is why the callers kill the
+worker then (see ``Channel``). The batch never needs a deadline: the calls
+admitted to the pipe fit in it (``host.workers.call_gate``), so writing
+them never waits for the worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import select
@@ -28,18 +46,27 @@ from protocol.conversation import HostConversation
 #: A write waiting on a full pipe looks again this often: is the worker
 #: gone, has the deadline passed?
 WRITABLE_POLL_INTERVAL = 0.05
+#: Call frames up to this size join the batch (the pipe writes up to
+#: PIPE_BUF bytes whole); a larger one is written on its own, under its
+#: call's run deadline.
+BATCH_MAX = 4096
+#: An event loop's batch is written when it holds this many calls, without
+#: waiting for the end of the loop's turn: the worker starts on them while
+#: the loop makes the next ones.
+BATCH_CALLS = 16
 
 
 class RequestWriter:
     """Writes frames to one worker's request pipe (see the module docstring).
 
-    ``write_lock`` is held while a frame is written, and taken before
-    ``lock`` (the channel's state lock, which guards ``conversation``).
-    ``broken()`` (asked under ``lock``): the worker is gone or broke the
-    protocol, so nothing more is registered. ``usable()``: neither broken
-    nor closed, else a write stops. ``read_while_full(ms)``: the pipe is
-    full; read the worker's replies for up to ``ms`` milliseconds or until
-    it drains, False (doing nothing) if another caller is reading.
+    ``write_lock`` is held while frames are written, and taken before
+    ``lock`` (the channel's state lock, which guards ``conversation`` and
+    the batch), except without waiting. ``broken()`` (asked under ``lock``):
+    the worker is gone or broke the protocol, so nothing more is registered.
+    ``usable()``: neither broken nor closed, else a write stops.
+    ``read_while_full(ms)``: the pipe is full; read the worker's replies for
+    up to ``ms`` milliseconds or until it drains, False (doing nothing) if
+    another caller is reading.
     """
 
     def __init__(
@@ -60,43 +87,135 @@ class RequestWriter:
         self._broken = broken
         self._usable = usable
         self._read_while_full = read_while_full
+        #: Call frames registered and not written yet, in order (under ``lock``).
+        self._batch: list[bytes] = []
+        #: The event loops with a flush of the batch scheduled (under ``lock``).
+        self._flushing: set[asyncio.AbstractEventLoop] = set()
+
+    # -- calls -----------------------------------------------------------------
 
     def send(self, pending: Pending, frame: bytes) -> None:
         """``Channel.send`` (see there)."""
-        with self._write_lock:
-            self._send_locked(pending, frame)
-
-    def _send_locked(self, pending: Pending, frame: bytes) -> None:
+        if len(frame) > BATCH_MAX:
+            self._write_lock.acquire()
+            self._send_alone(pending, frame)
+            return
         with self._lock:
-            # Broken, recycled or told to shut down (a reload, a close):
-            # it will not start this call; the caller sends it elsewhere.
-            # Registered in the same critical section as the broken check,
-            # so a worker death from now on fails this call too.
-            if self._broken() or not self._conversation.send_call(pending, time.monotonic()):
-                pending.done = True
-                pending.error = WorkerGone()
+            if not self._register(pending):
                 return
-        self._write_locked(frame, pending.run_deadline)
+            self._batch.append(frame)
+            # Held: its holder writes the batch before it lets go.
+            if not self._write_lock.acquire(blocking=False):
+                return
+        self._release()
+
+    def try_send(
+        self, pending: Pending, frame: bytes, loop: asyncio.AbstractEventLoop | None = None
+    ) -> bool:
+        """``Channel.try_send`` (see there). ``loop``: the running loop, on
+        whose next turn a call that does not start now is written."""
+        if len(frame) > BATCH_MAX:
+            if not self._write_lock.acquire(blocking=False):
+                return False
+            self._send_alone(pending, frame)
+            return True
+        with self._lock:
+            if not self._register(pending):
+                return True
+            self._batch.append(frame)
+            if loop is not None and not pending.started and len(self._batch) < BATCH_CALLS:
+                # Calls are ahead of it: it cannot start before the loop's
+                # next turn anyway, and the calls its other tasks send until
+                # then go in the same write.
+                if loop in self._flushing:
+                    return True
+                self._flushing.add(loop)
+            elif not self._write_lock.acquire(blocking=False):
+                return True
+            else:
+                loop = None
+        if loop is not None:
+            loop.call_soon(self._flush, loop)
+        else:
+            self._release()
+        return True
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On ``loop``'s next turn: write the batch (unless a writer is at it)."""
+        with self._lock:
+            self._flushing.discard(loop)
+            if not self._batch or not self._write_lock.acquire(blocking=False):
+                return
+        self._release()
+
+    def _register(self, pending: Pending) -> bool:
+        """Take the call into the conversation (``lock`` held). False (the
+        call failed with ``WorkerGone``) if the worker will not run it."""
+        # Broken, recycled or told to shut down (a reload, a close): it will
+        # not start this call; the caller sends it elsewhere. Registered in
+        # the same critical section as the broken check, so a worker death
+        # from now on fails this call too.
+        if self._broken() or not self._conversation.send_call(pending, time.monotonic()):
+            pending.done = True
+            pending.error = WorkerGone()
+            return False
+        return True
+
+    def _send_alone(self, pending: Pending, frame: bytes) -> None:
+        """A large call, write lock held (released here): the batch ahead of
+        it, then its frame, stopped at its run deadline."""
+        try:
+            with self._lock:
+                if not self._register(pending):
+                    return
+                ahead = self._take_batch()
+            if ahead is None or self._write_locked(ahead, None):
+                self._write_locked(frame, pending.run_deadline)
+        finally:
+            self._release()
+
+    def _take_batch(self) -> bytes | None:
+        """The batch's bytes, emptied (``lock`` held); None if empty."""
+        batch = self._batch
+        if not batch:
+            return None
+        data = batch[0] if len(batch) == 1 else b"".join(batch)
+        batch.clear()
+        return data
+
+    def _release(self) -> None:
+        """Let go of the write lock, writing first the batch that came
+        meanwhile. The last look and the letting go are one critical
+        section of ``lock``, where a call joining the batch finds the write
+        lock held or takes it: no frame is left behind."""
+        try:
+            while True:
+                with self._lock:
+                    data = self._take_batch()
+                    if data is None:
+                        self._write_lock.release()
+                        return
+                # (Stops only once the worker is gone: its calls fail then.)
+                self._write_locked(data, None)
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+    # -- answers, cancels, notifications ---------------------------------------
 
     def answer(
         self, pending: Pending, request_id: int, frame: bytes, deadline: float | None
     ) -> bool:
         """``Channel.answer`` (see there)."""
-        with self._write_lock:
+        self._write_lock.acquire()
+        try:
             with self._lock:
                 if self._broken() or not self._conversation.send_answer(pending, request_id):
                     return True
-            return self._write_locked(frame, deadline)
-
-    def try_send(self, pending: Pending, frame: bytes) -> bool:
-        """``Channel.try_send`` (see there)."""
-        if not self._write_lock.acquire(blocking=False):
-            return False
-        try:
-            self._send_locked(pending, frame)
+                ahead = self._take_batch()
+            return self._write_after(ahead, frame, deadline)
         finally:
-            self._write_lock.release()
-        return True
+            self._release()
 
     def cancel(self, pending: Pending, lock_timeout: float) -> bool:
         """``Channel.cancel`` (see there)."""
@@ -122,13 +241,14 @@ class RequestWriter:
                 # before this thread runs again.)
                 if pending.done or self._broken() or not allowed(pending):
                     return False
-            if self._write_locked(frame, time.monotonic()):
+                ahead = self._take_batch()
+            if self._write_after(ahead, frame, time.monotonic()):
                 return True
             with self._lock:
                 self._conversation.cancel_unsent(pending)
             return False
         finally:
-            self._write_lock.release()
+            self._release()
 
     def more(self, pending: Pending, n: int, nbytes: int, lock_timeout: float) -> bool:
         """``Channel.more`` (see there)."""
@@ -145,14 +265,15 @@ class RequestWriter:
                     or not self._conversation.send_more(pending, n, nbytes)
                 ):
                     return False
+                ahead = self._take_batch()
             # Smaller than PIPE_BUF: written whole or not at all.
-            if self._write_locked(frame, time.monotonic()):
+            if self._write_after(ahead, frame, time.monotonic()):
                 return True
             with self._lock:
                 self._conversation.more_unsent(pending, n, nbytes)
             return False
         finally:
-            self._write_lock.release()
+            self._release()
 
     def notify(self, method: str, params: Any, timeout: float) -> bool:
         """``Channel.notify`` (see there)."""
@@ -161,7 +282,8 @@ class RequestWriter:
         if method == Verb.SHUTDOWN:
             # Marked before the write: the worker answers the calls waiting in
             # its pipe "cancelled" (never started) and exits, maybe before
-            # this thread runs again.
+            # this thread runs again. (No call is registered after it; those
+            # before it are in the pipe or the batch, written ahead of it.)
             with self._lock:
                 first_shutdown = self._conversation.send_shutdown()
         if self._write(frame, time.monotonic() + timeout, lock_timeout=timeout):
@@ -172,13 +294,25 @@ class RequestWriter:
         return False
 
     def _write(self, frame: bytes, deadline: float | None, lock_timeout: float = -1) -> bool:
-        """Write a whole frame; False if the deadline passed or the worker is gone."""
+        """Write the batch, then a whole frame; False if the deadline passed
+        or the worker is gone."""
         if not self._write_lock.acquire(timeout=lock_timeout):
             return False
         try:
-            return self._write_locked(frame, deadline)
+            with self._lock:
+                ahead = self._take_batch()
+            return self._write_after(ahead, frame, deadline)
         finally:
-            self._write_lock.release()
+            self._release()
+
+    # -- bytes -----------------------------------------------------------------
+
+    def _write_after(self, ahead: bytes | None, frame: bytes, deadline: float | None) -> bool:
+        """Write the batch ``ahead`` (without a deadline: it fits), then
+        ``frame`` by ``deadline``. Write lock held."""
+        if ahead is not None and not self._write_locked(ahead, None):
+            return False
+        return self._write_locked(frame, deadline)
 
     def _write_locked(self, frame: bytes, deadline: float | None) -> bool:
         view = memoryview(frame)

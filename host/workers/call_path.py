@@ -201,7 +201,7 @@ class CallPath:
                 channel = inc.channel
                 egress = inc.proc.egress_door
                 mark = None if egress is None else egress[0].mark(egress[1])
-                if not channel.try_send(pending, frame):
+                if not channel.try_send(pending, frame, loop):
                     # Another thread is writing to this pipe: wait for it
                     # off the loop, which must never block on a lock.
                     await asyncio.to_thread(channel.send, pending, frame)
@@ -211,6 +211,7 @@ class CallPath:
                         pending.run_deadline
                         if pending.started
                         else self._next_deadline(inc, pending, queue_deadline),
+                        loop,
                     ):
                         # (lock_timeout=0: a cancel must not block the loop;
                         # it is tried again on the next turn.)
