@@ -18,8 +18,12 @@ cached: it is measured by each worker as it starts.
 Entries are written by the host only, from reports it has validated, for
 a key computed again after the worker loaded (a file changed meanwhile is
 not cached), atomically (a temporary file renamed into place), in a
-directory of mode 0700. An entry that is unreadable, malformed or fails
-the ``ready`` checks is ignored and removed: the set then loads as usual.
+directory of mode 0700. A directory that belongs to another user is not
+used (a warning is logged; sets load as usual); one of ours that others
+could write is emptied and made 0700 first, since anyone may have planted
+entries there. An entry that is not a regular file of ours, is
+unreadable, malformed or fails the ``ready`` checks is ignored and
+removed: the set then loads as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -39,6 +45,8 @@ from host.environments.env_cache import cache_root
 from host.launch.launcher import WorkerSpec
 from protocol import PROTOCOL_VERSION, ProtocolViolation
 from protocol.messages import validate_ready
+
+logger = logging.getLogger("fnhost")
 
 #: Bumped when what an entry holds changes shape.
 FORMAT = b"fnhost-schema-cache-1"
@@ -72,6 +80,37 @@ class SchemaCache:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self._code = _code_fingerprint()
+        self._usable: bool | None = None  # checked at first use
+
+    def _private(self) -> bool:
+        """The directory exists, is ours and no one else may write it
+        (see the module); checked once."""
+        if self._usable is None:
+            self._usable = self._make_private()
+        return self._usable
+
+    def _make_private(self) -> bool:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = os.lstat(self.directory)
+        except OSError as exc:
+            logger.warning("schema cache %s not used: %s", self.directory, exc)
+            return False
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            logger.warning(
+                "schema cache %s not used: not a directory of this user's", self.directory
+            )
+            return False
+        if st.st_mode & 0o077:
+            # Others could write it: whatever is there may be theirs.
+            try:
+                os.chmod(self.directory, 0o700)
+                for entry in self.directory.iterdir():
+                    entry.unlink()
+            except OSError as exc:
+                logger.warning("schema cache %s not used: %s", self.directory, exc)
+                return False
+        return True
 
     @classmethod
     def at(cls, setting: bool | str | os.PathLike[str]) -> SchemaCache | None:
@@ -122,9 +161,15 @@ class SchemaCache:
         """The cached report (``functions`` and ``skipped``, as ``ready``
         has them), or None if there is none or it does not pass the checks
         (then it is removed). Never raises."""
+        if not self._private():
+            return None
         entry = self._entry(key)
         try:
-            with open(entry, "rb") as f:
+            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                    raise ValueError("not a file of this user's")
                 data = f.read(MAX_ENTRY_BYTES + 1)
             if len(data) > MAX_ENTRY_BYTES:
                 raise ValueError("too large")
@@ -145,8 +190,9 @@ class SchemaCache:
         """Keep ``ready``'s ``functions`` and ``skipped`` under ``key``.
         Never raises: a cache that cannot be written is only slower."""
         report = {"functions": ready["functions"], "skipped": ready.get("skipped", [])}
+        if not self._private():
+            return
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".put-")
             try:
                 with os.fdopen(fd, "wb") as f:

@@ -11,9 +11,11 @@ place that knows every ``WorkerHandle`` of a host and does two things:
 - **A cap on live workers.** Before a worker is started, if the host already
   has ``cap`` live worker processes, the least recently used idle ones are
   stopped to make room. The cap is soft: when every live worker is busy
-  (a call running or waiting), the new one starts anyway, and the sweep
-  brings the count back down as soon as workers go idle. A call is never
-  failed or delayed to honour the cap, beyond the stop of an idle worker.
+  (a call running or waiting), the new one starts anyway; the count comes
+  back under the cap only as later starts stop idle workers (the sweep
+  stops workers past their idle timeout, never for the cap). A call is
+  never failed to honour the cap; a start waits at most ``shutdown_grace``
+  for each idle worker it stops.
 
 A stopped worker's set stays loaded: its next call starts a worker again,
 at restart cost (``WorkerHandle.ready_incarnation``). Stopping is never a
@@ -35,6 +37,8 @@ import resource
 import threading
 import time
 from typing import Any, Protocol
+
+from host.launch.launcher import raise_open_files_limit
 
 logger = logging.getLogger("fnhost")
 
@@ -65,7 +69,10 @@ class Stoppable(Protocol):
 
 
 def default_cap() -> int:
-    """Live workers the open-files soft limit leaves room for (see the module)."""
+    """Live workers the open-files soft limit leaves room for (see the module),
+    once the limit is raised as far as it goes (``raise_open_files_limit``,
+    which the host's launcher would do a moment later)."""
+    raise_open_files_limit()
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return 1 << 20

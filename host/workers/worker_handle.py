@@ -456,8 +456,10 @@ class WorkerHandle:
 
         Returns the stopping incarnation, to be passed to ``reap_stopped``,
         or None if nothing was stopped. A call that took the worker just
-        before this (past the idle check) is answered "not started" by the
-        stopping worker and goes to the next one, as in a reload.
+        before this (past the idle check) either reaches it after the
+        shutdown, is answered "not started" and goes to the next worker, or
+        reaches it first and runs there to its end (see ``reap_stopped``),
+        as in a reload.
         """
         if not self._lock.acquire(blocking=False):
             return None
@@ -477,9 +479,27 @@ class WorkerHandle:
             self._lock.release()
 
     def reap_stopped(self, stopped: Incarnation) -> None:
-        """Wait for a worker ``stop_if_idle`` stopped to exit (killed after
-        ``shutdown_grace``) and release its pipes, files and cgroup."""
-        self._stop(stopped, time.monotonic() + self.spec.limits.shutdown_grace)
+        """Wait up to ``shutdown_grace`` for a worker ``stop_if_idle`` stopped
+        to exit, and release its pipes, files and cgroup.
+
+        A call that took the worker just before ``current`` was cleared may
+        have reached it ahead of the shutdown and be running: then the
+        worker is left to finish it, as a reloaded one is (killed only
+        after the call's timeout plus the grace, on a thread of its own),
+        and this returns at once.
+        """
+        limits = self.spec.limits
+        ch = stopped.channel
+        if ch.wait(ch.exit, time.monotonic() + limits.shutdown_grace):
+            self._stop(stopped, None)
+            return
+        wait = None if limits.timeout is None else limits.timeout + limits.shutdown_grace
+        threading.Thread(
+            target=self._stop,
+            args=(stopped, None if wait is None else time.monotonic() + wait),
+            name=f"fnhost-idle-{self.name}",
+            daemon=True,
+        ).start()
 
     # -- closing -------------------------------------------------------------
 
