@@ -176,7 +176,7 @@ def _actor_name(host: FunctionHost, set_name: str) -> str:
         for a in ray.util.list_named_actors(all_namespaces=True)
         if a["namespace"] == "fnhost"
         and a["name"].split(".")[1] == set_name
-        and a["name"].startswith(host._ray.host_id + ".")
+        and a["name"].startswith(host._placement.cluster.host_id + ".")
     ]
     assert len(names) == 1, names
     return names[0]
