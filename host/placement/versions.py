@@ -11,6 +11,8 @@ trusted.
 
 from __future__ import annotations
 
+import functools
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from host.errors import LoadError
@@ -18,10 +20,19 @@ from protocol import PROTOCOL_VERSION
 
 
 def local_versions() -> dict[str, Any]:
-    """This process's fnhost version and protocol version (what an actor reports)."""
-    import host  # at call time: host/__init__ sets __version__ after its imports
+    """This process's fnhost version (``host.__version__``: the installed
+    distribution's, read the same way, since this layer may not import the
+    package's root) and protocol version: what an actor reports."""
+    return dict(_versions())
 
-    return {"fnhost": host.__version__, "protocol": PROTOCOL_VERSION}
+
+@functools.cache  # (the metadata lookup scans the installed distributions)
+def _versions() -> dict[str, Any]:
+    try:
+        fnhost = version("fnhost")
+    except PackageNotFoundError:  # a source tree that was never installed
+        fnhost = "0+unknown"
+    return {"fnhost": fnhost, "protocol": PROTOCOL_VERSION}
 
 
 def check_versions(reported: Any, set_name: str, node: str, source: str | None = None) -> None:
