@@ -300,6 +300,7 @@ def test_a_crash_on_the_node_is_worker_crashed_with_its_signal(fh):
     assert info.value.signal == "SIGSEGV"
     assert "segfault" in (info.value.traceback or "")
     assert fh.call("add", {"a": 1, "b": 1}) == 2
+    assert fh.protections("tools")["seccomp"]  # the restarted worker's
     assert _where(fh, "tools")["pid"] == actor_before  # the actor lived on
 
 
@@ -311,6 +312,8 @@ def test_a_timeout_kills_the_worker_beside_it_and_the_actor_lives(fh):
     assert "its worker was killed" in info.value.message
     assert fh.call("add", {"a": 1, "b": 2}) == 3
     assert fh.function_sets["tools"]["pid"] != worker_before
+    # The restarted worker's report, as that call's answer brought it.
+    assert fh.protections("tools")["seccomp"]
     assert _where(fh, "tools")["pid"] == actor_before
 
 

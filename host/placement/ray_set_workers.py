@@ -298,11 +298,11 @@ class RaySetWorkers:
     def _result(self, function: str, answer: bytes) -> CallResult:
         data = unpack(answer)
         pids = data.get("pids")
-        if isinstance(pids, list) and pids != self._pids:
-            # A worker restarted on the node: the answer says what the new one
-            # protects (or, out of order, did not: then it is asked for once).
+        if "protections" in data:
+            self._see(data)  # the view changed on the node: a worker (re)started
+        elif isinstance(pids, list) and pids != self._pids:
+            # Answers overtook each other: the protections are asked for once.
             self._pids, self._protections = pids, None
-            self._see(data)
         if "error" in data:
             raise call_error_from_data(data["error"], self.name, function)
         return CallResult(

@@ -15,8 +15,9 @@ raises for a load or call failure; those are answers.
 What the driver shows of the set without asking the node travels with the
 answers: ``load`` reports the actor's versions (``versions``), its node and
 the workers' view (``pids``, ``protections``); every call's answer carries
-the workers' ``pids`` (a worker restarted on the node shows there), and
-``swap`` returns the view after a reload.
+the workers' ``pids``, and their ``protections`` when the view changed (a
+worker restarted on the node shows there), and ``swap`` returns the view
+after a reload.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ class SetEndpoint:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._calls = CallLoop(spec.set_name)
-        #: The pids of the last answer (``_pids``).
-        self._sent_pids: list[int | None] = []
+        #: The view of the last answer (``_pids``).
+        self._sent_view: dict[str, Any] = {}
         try:
             spec = self._environments.prepare(spec)
             workers: SetWorkers = (
@@ -103,7 +104,7 @@ class SetEndpoint:
             return pack({**answer, "error": error_to_data(exc)})
         view = self.view()
         with self._lock:
-            self._sent_pids = view["pids"]
+            self._sent_view = view
         return pack({**answer, "view": view})
 
     def call(self, function: str, arguments: bytes, timeout: float | None) -> bytes:
@@ -166,16 +167,13 @@ class SetEndpoint:
         )
 
     def _pids(self) -> dict[str, Any]:
-        """A call answer's ``pids``, and ``protections`` too when the pids
-        differ from those of the previous answer (a worker restarted: the
-        driver's copy of them is stale)."""
-        assert self._workers is not None
-        pids = self._workers.pids
+        """A call answer's ``pids``, and ``protections`` too when they differ
+        from the previous answer's (a worker restarted, or its restart
+        became ready: the driver's copy is stale)."""
+        view = self.view()
         with self._lock:
-            changed, self._sent_pids = pids != self._sent_pids, pids
-        if changed:
-            return {"pids": pids, "protections": dict(self._workers.protections())}
-        return {"pids": pids}
+            changed, self._sent_view = view != self._sent_view, view
+        return view if changed else {"pids": view["pids"]}
 
     def view(self) -> dict[str, Any]:
         """The workers' ``pids`` and the current worker's ``protections``."""
@@ -210,7 +208,7 @@ class SetEndpoint:
             self._workers.swap(started)
         view = self.view()
         with self._lock:
-            self._sent_pids = view["pids"]
+            self._sent_view = view
         return view
 
     def discard(self, token: int) -> None:
