@@ -64,6 +64,15 @@ def run_ray(bench: Bench, set_path: str) -> None:
     # Read when ray is imported: nodes stay on 127.0.0.1, nothing is reported anywhere.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Read by the raylet. It warns ("N PYTHON worker processes have been
+    # started ... Nx the maximum expected startup concurrency") once the
+    # node's Ray workers reach 4x the workers it may start at once, by
+    # default at most the node's CPUs (1 here): these rows hold up to 52 actors,
+    # one per set, each mostly waiting (num_cpus=0). Sets are placed one
+    # at a time, so allowing 16 concurrent starts changes no figure; it
+    # only moves the warning past what the rows hold. Other warnings and
+    # errors still print.
+    os.environ.setdefault("RAY_worker_maximum_startup_concurrency", "16")
     import ray
     from ray.cluster_utils import Cluster
 

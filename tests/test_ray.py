@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import subprocess
 import textwrap
 import time
@@ -32,6 +33,7 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'fnhost[ray]')")
 
+import host  # noqa: E402
 from host import (  # noqa: E402
     CallTimeout,
     EnvironmentOptions,
@@ -45,6 +47,9 @@ from host import (  # noqa: E402
     UserFunctionError,
     WorkerCrashed,
 )
+from host.placement.versions import check_versions, local_versions  # noqa: E402
+from protocol import PROTOCOL_VERSION  # noqa: E402
+from protocol.framing import unpack  # noqa: E402
 from tests.local_wheels import make_wheel  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(240)]
@@ -83,6 +88,14 @@ def fail(text: str) -> None:
 def big(n: int) -> str:
     \"\"\"A string of n bytes.\"\"\"
     return "x" * n
+
+def wait_for(path: str, mark: str = "") -> bool:
+    \"\"\"Return once a file named ``path`` exists (after leaving ``mark``, as ``nap``).\"\"\"
+    if mark:
+        open(mark, "w").close()
+    while not os.path.exists(path):
+        time.sleep(0.02)
+    return True
 """
 
 
@@ -176,7 +189,7 @@ def _actor_name(host: FunctionHost, set_name: str) -> str:
         for a in ray.util.list_named_actors(all_namespaces=True)
         if a["namespace"] == "fnhost"
         and a["name"].split(".")[1] == set_name
-        and a["name"].startswith(host._ray.host_id + ".")
+        and a["name"].startswith(host._placement.cluster.host_id + ".")
     ]
     assert len(names) == 1, names
     return names[0]
@@ -267,12 +280,17 @@ def test_reload_swaps_in_the_new_version_on_the_node(fh, sets_dir, tmp_path):
     source.write_text("def version() -> int:\n    'Which.'\n    return 1\n")
     fh.load_function_set(source)
     assert fh.call("version") == 1
+    before = fh.function_sets["versions"]["pid"]
     source.write_text(
         "def version() -> int:\n    'Which.'\n    return 2\n\n"
         "def extra() -> int:\n    'New.'\n    return 0\n"
     )
     assert fh.reload("versions") == {"added": ["extra"], "removed": [], "changed": []}
+    # The new worker's pid, as the actor reported it at the swap.
+    after = fh.function_sets["versions"]["pid"]
+    assert after not in (None, before)
     assert fh.call("version") == 2
+    assert fh.function_sets["versions"]["pid"] == after
 
 
 def test_a_crash_on_the_node_is_worker_crashed_with_its_signal(fh):
@@ -282,6 +300,7 @@ def test_a_crash_on_the_node_is_worker_crashed_with_its_signal(fh):
     assert info.value.signal == "SIGSEGV"
     assert "segfault" in (info.value.traceback or "")
     assert fh.call("add", {"a": 1, "b": 1}) == 2
+    assert fh.protections("tools")["seccomp"]  # the restarted worker's
     assert _where(fh, "tools")["pid"] == actor_before  # the actor lived on
 
 
@@ -293,6 +312,8 @@ def test_a_timeout_kills_the_worker_beside_it_and_the_actor_lives(fh):
     assert "its worker was killed" in info.value.message
     assert fh.call("add", {"a": 1, "b": 2}) == 3
     assert fh.function_sets["tools"]["pid"] != worker_before
+    # The restarted worker's report, as that call's answer brought it.
+    assert fh.protections("tools")["seccomp"]
     assert _where(fh, "tools")["pid"] == actor_before
 
 
@@ -389,6 +410,113 @@ def test_closing_the_host_removes_its_actors_and_workers(cluster, sets_dir):
         ray.get_actor(name, namespace="fnhost")
 
 
+@pytest.fixture(scope="module")
+def marked(fh, sets_dir):
+    """The tools set again, on ``node_c``, allowed to write in ``marks``."""
+    sandbox = Sandbox(writable_paths=(str(sets_dir / "marks"),))
+    fh.load_function_set(
+        sets_dir / "tools.py", name="marked", limits=_on("node_c", sandbox=sandbox)
+    )
+    return sets_dir / "marks"
+
+
+async def _until(path: Path) -> None:
+    while not path.exists():
+        await asyncio.sleep(0.05)
+
+
+def test_a_cancelled_acall_waiting_behind_another_never_runs_on_the_node(fh, marked):
+    gate, started, ran = marked / "gate-1", marked / "started-1", marked / "ran-1"
+
+    async def main() -> int:
+        running = asyncio.ensure_future(
+            fh.acall("marked.wait_for", {"path": str(gate), "mark": str(started)})
+        )
+        await _until(started)  # (two calls sent at once may start in either order)
+        queued = asyncio.ensure_future(fh.acall("marked.nap", {"seconds": 0, "mark": str(ran)}))
+        await asyncio.sleep(0.5)  # (it has most likely reached the worker's pipe)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        gate.touch()
+        assert await running is True
+        # Calls run in order: had the cancelled one run, it would have by now.
+        return await fh.acall("marked.add", {"a": 1, "b": 1})
+
+    assert asyncio.run(main()) == 2
+    assert not ran.exists()
+
+
+def test_stop_on_cancel_kills_the_running_remote_call_and_the_set_answers(fh, marked):
+    """As locally: with ``stop_on_cancel``, cancelling an ``acall`` whose
+    function runs on the node kills its worker there at once (restarted as
+    after a timeout); the next call answers without waiting for it."""
+    started = marked / "started-2"
+    old_pid = fh.function_sets["marked"]["pid"]
+    assert _alive(old_pid)
+
+    async def main() -> int:
+        running = asyncio.ensure_future(
+            fh.acall(
+                "marked.nap", {"seconds": 600, "mark": str(started)}, 200.0, stop_on_cancel=True
+            )
+        )
+        await _until(started)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        # (Without the kill: only after the nap's 200 s timeout.)
+        return await fh.acall("marked.add", {"a": 2, "b": 3})
+
+    assert asyncio.run(main()) == 5
+    assert not _alive(old_pid)  # the cancelled function stopped: its worker is gone
+    assert fh.function_sets["marked"]["pid"] not in (None, old_pid)
+
+
+def test_the_actor_reports_this_fnhost_and_protocol_version_and_its_node(cluster, fh):
+    actor = ray.get_actor(_actor_name(fh, "tools"), namespace="fnhost")
+    answer = unpack(ray.get(actor.load.remote()))
+    assert answer["versions"] == {"fnhost": host.__version__, "protocol": PROTOCOL_VERSION}
+    assert answer["node"]["id"] == _node_id(cluster, "node_b")
+    assert answer["node"]["address"] == "127.0.0.1"
+
+
+def test_a_version_mismatch_is_a_load_error_naming_both_versions_and_the_node():
+    ours = local_versions()
+    check_versions(dict(ours), "s", "10.0.0.7")  # the same: no error
+    with pytest.raises(LoadError) as info:
+        check_versions({**ours, "fnhost": "0.0.9"}, "s", "10.0.0.7 (id ab12)", "/x/s.py")
+    message = info.value.message
+    assert "10.0.0.7 (id ab12)" in message
+    assert f"fnhost '0.0.9' on the node, {ours['fnhost']!r} here" in message
+    assert "protocol" not in message  # only what differs
+    assert (info.value.set_name, info.value.source) == ("s", "/x/s.py")
+    with pytest.raises(LoadError, match=f"protocol 2 on the node, {PROTOCOL_VERSION} here"):
+        check_versions({**ours, "protocol": 2}, "s", "n")
+    with pytest.raises(LoadError, match="fnhost 'unknown' on the node.*protocol 'unknown'"):
+        check_versions(None, "s", "n")  # an fnhost from before the check reports nothing
+
+
+def test_views_of_a_placed_set_do_not_ask_its_actor(fh):
+    """``function_sets``, ``tools`` and ``protections`` read what the actor
+    reported: they answer while the actor's process is stopped."""
+    actor_pid = _where(fh, "tools")["pid"]
+    pool = ThreadPoolExecutor(1)
+    os.kill(actor_pid, signal.SIGSTOP)
+    try:
+        views = pool.submit(
+            lambda: (fh.function_sets["tools"], fh.tools(), fh.protections("tools"))
+        )
+        sets, tools, report = views.result(timeout=30)  # (asking the actor: never)
+    finally:
+        os.kill(actor_pid, signal.SIGCONT)
+        pool.shutdown()
+    assert _alive(sets["pid"]) and sets["protections"]["seccomp"]
+    assert report["seccomp"] and report["forked_from_zygote"]
+    assert "add" in {t["function"]["name"] for t in tools}
+
+
+# Last: it removes a node (node_b or node_c) for good.
 def test_a_node_lost_mid_call_fails_that_call_and_the_set_answers_again(cluster, sets_dir):
     host = FunctionHost(
         builtin_dir=sets_dir / "none",

@@ -12,11 +12,10 @@ list and close the sets.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -33,17 +32,13 @@ from host.api.set_loading import SetLoader, close_handles
 from host.api.set_sources import BUILTIN_DIR, default_user_dirs, found_sets, worker_spec
 from host.api.watcher import Watcher
 from host.environments.options import EnvironmentOptions
-from host.environments.set_environments import SetEnvironments
 from host.errors import HostClosed, LoadError, NameConflict
-from host.launch.launcher import Launcher, WorkerSpec
+from host.launch.launcher import Launcher
 from host.limits import Limits
-from host.placement.node_environments import NodeEnvironments
-from host.placement.ray_cluster import RayCluster
+from host.placement.host_placement import HostPlacement
 from host.placement.ray_placement import RayPlacement
-from host.placement.ray_set_workers import RaySetWorkers
 from host.tools.tool_calls import add_heartbeat, check_heartbeat_options, tool_name
 from host.workers.live_workers import LiveWorkers
-from host.workers.set_workers import SetWorkers
 
 
 class FunctionHost(Calling, AsyncLoading):
@@ -126,10 +121,7 @@ class FunctionHost(Calling, AsyncLoading):
         max_live_workers: int | None = None,
         schema_cache: bool | str | os.PathLike[str] = False,
     ) -> None:
-        if placement == "ray":
-            placement = RayPlacement()
-        if placement is not None and not isinstance(placement, RayPlacement):
-            raise ValueError('placement must be None, "ray" or a RayPlacement')
+        self._placement = HostPlacement(placement, environments)
         self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else BUILTIN_DIR
         self.user_dirs = (
             [Path(d) for d in user_dirs] if user_dirs is not None else default_user_dirs()
@@ -141,13 +133,11 @@ class FunctionHost(Calling, AsyncLoading):
         )
         self._registry = Registry(on_conflict)
         # Checked before anything is started (ValueError, TypeError).
-        self._live = None if placement is not None else LiveWorkers(max_live_workers)
+        self._live = None if self._placement.cluster else LiveWorkers(max_live_workers)
         schemas = SchemaCache.at(schema_cache)
         self._load_errors: dict[str, LoadError] = {}
         self._lock = threading.RLock()
-        # Sets placed on Ray start their workers on the nodes: no zygote here.
-        self._launcher = Launcher(start_method if placement is None else "spawn")
-        self._ray = None if placement is None else RayCluster(placement)
+        self._launcher = Launcher(self._placement.start_method(start_method))
         self._closed = False
         self._atexit = close_at_exit(self)
         self._catalog = Catalog(self._registry, self._lock)
@@ -159,19 +149,12 @@ class FunctionHost(Calling, AsyncLoading):
             self._lock,
             self._launcher,
             self._check_open,
-            SetEnvironments(environments) if self._ray is None else NodeEnvironments(),
-            None if self._ray is None else self._ray_workers(environments),
+            self._placement.environments(),
+            self._placement.make_workers(),
             self._live,
             schemas,
         )
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
-
-    def _ray_workers(
-        self, environments: EnvironmentOptions | None
-    ) -> Callable[[WorkerSpec], SetWorkers]:
-        cluster = self._ray
-        assert cluster is not None
-        return lambda spec: RaySetWorkers(spec, cluster, environments)
 
     # -- loading (host/api/set_sources.py, host/api/set_loading.py) ---------------------
 
@@ -234,13 +217,13 @@ class FunctionHost(Calling, AsyncLoading):
                 nothing was started.
         """
         exposed = SetContexts.check(context, expose)
-        self._refuse_expose_on_ray(exposed)
+        self._placement.check_expose(exposed)
         spec = worker_spec(source, name, limits or self.limits, self.env)
         if requirements is not None:
             if isinstance(requirements, str) or not all(isinstance(r, str) for r in requirements):
                 raise TypeError("requirements must be a list of strings, e.g. ['requests>=2.31']")
             spec = dataclasses.replace(spec, requirements=tuple(requirements))
-        with self._doors_for([spec.set_name], context, exposed):
+        with self._contexts.doors_for(self._set_names, [spec.set_name], context, exposed):
             loaded, errors = self._loader.load([spec], "explicit", self.limits.shutdown_grace)
         if errors:
             raise errors[0]
@@ -264,39 +247,23 @@ class FunctionHost(Calling, AsyncLoading):
         before anything loads.
         """
         exposed = SetContexts.check(context, expose)
-        self._refuse_expose_on_ray(exposed)
+        self._placement.check_expose(exposed)
         specs = [
             (worker_spec(path, None, self.limits, self.env), origin)
             for path, origin in found_sets(self.builtin_dir, self.user_dirs)
         ]
-        with self._doors_for([spec.set_name for spec, _ in specs], context, exposed):
+        with self._contexts.doors_for(
+            self._set_names, [spec.set_name for spec, _ in specs], context, exposed
+        ):
             errors = self._loader.load_all(specs, self.limits.shutdown_grace)
         conflicts = [e for e in errors if isinstance(e, NameConflict)]
         if conflicts:
             raise conflicts[0]
         return self.functions(merge)
 
-    def _refuse_expose_on_ray(self, exposed: tuple[str, ...] | None) -> None:
-        if exposed and self._ray is not None:
-            raise ValueError("expose= is not available for sets placed on Ray yet")
-
-    @contextlib.contextmanager
-    def _doors_for(
-        self, names: list[str], context: Any, exposed: tuple[str, ...] | None
-    ) -> Iterator[None]:
-        """Open the doors before the sets load (a first call may come as soon
-        as one is registered), and keep only those of the sets registered by
-        this load (``SetContexts.settle``), whatever happens."""
+    def _set_names(self) -> set[str]:
         with self._lock:
-            before = set(self._registry.sets)
-        saved = self._contexts.snapshot(names)
-        self._contexts.open(names, context, exposed)
-        try:
-            yield
-        finally:
-            with self._lock:
-                after = set(self._registry.sets)
-            self._contexts.settle(saved, before, after)
+            return set(self._registry.sets)
 
     # -- reloading -------------------------------------------------------------
 
@@ -467,8 +434,7 @@ class FunctionHost(Calling, AsyncLoading):
             self._live.close()  # no idle stop runs beside the close
         close_handles(handles, self.limits.shutdown_grace)
         self._launcher.close()
-        if self._ray is not None:
-            self._ray.close()
+        self._placement.close()
         atexit.unregister(self._atexit)
 
     def __enter__(self) -> FunctionHost:

@@ -10,8 +10,9 @@ many agents), reached through the same allow-list. A set loaded without
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from host.workers.context_door import ContextDoor, check_expose
@@ -71,6 +72,26 @@ class SetContexts:
         that was refused, failed, or was loaded already and returned as it
         was)."""
         self.restore({n: v for n, v in saved.items() if n in before or n not in after})
+
+    @contextlib.contextmanager
+    def doors_for(
+        self,
+        registered: Callable[[], set[str]],
+        names: list[str],
+        context: Any,
+        expose: tuple[str, ...] | None,
+    ) -> Iterator[None]:
+        """Around a load of ``names``: open their doors before the sets load
+        (a first call may come as soon as one is registered), and keep only
+        those of the sets the load registered (``settle``; ``registered()``
+        names the host's sets), whatever happens."""
+        before = registered()
+        saved = self.snapshot(names)
+        self.open(names, context, expose)
+        try:
+            yield
+        finally:
+            self.settle(saved, before, registered())
 
     def open(self, names: Iterable[str], context: Any, expose: tuple[str, ...] | None) -> None:
         """Give each set in ``names`` the allow-list (and default context), or none."""

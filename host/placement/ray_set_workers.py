@@ -2,11 +2,18 @@
 ``SetWorkers`` of that set, whose worker runs on a node, behind the set's
 actor (``set_endpoint.SetEndpoint``).
 
-One call is one actor method call (``actor.call.remote``): no task per
-call; many calls are in flight per set at once (the actor is threaded, up
-to ``RayPlacement.max_concurrency``) and wait in the worker's pipe there,
-as locally. What crosses: the call's arguments as msgpack bytes, the answer
-as msgpack bytes, errors as data (``error_data``).
+One call is one actor method call (``actor.call.remote``, or
+``actor.acall.remote`` for asyncio, which the driver can cancel with one
+more message, ``actor.cancel.remote``): no task per call; many calls are in
+flight per set at once (the actor is threaded, up to
+``RayPlacement.max_concurrency``) and wait in the worker's pipe there, as
+locally. What crosses: the call's arguments as msgpack bytes, the answer as
+msgpack bytes, errors as data (``error_data``).
+
+The actor's answers say what the views need (``pids``, ``protections``,
+the node and its fnhost and protocol versions, checked at every placement:
+``versions``), so ``function_sets`` and ``protections`` read them here,
+without a round trip.
 
 Failures keep the local taxonomy. The worker's own deaths, timeouts and
 limits are handled beside it, in the actor, and come back as the errors a
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +43,7 @@ from host.launch.launcher import WorkerSpec
 from host.placement.error_data import call_error_from_data, load_error_from_data
 from host.placement.ray_cluster import RayCluster
 from host.placement.resources import RayResources
+from host.placement.versions import check_versions
 from host.workers.call_path import OnProgress
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
@@ -45,6 +54,8 @@ from protocol.framing import PACK_OPTIONS, unpack
 #: process) before the load fails; the worker's own start then has
 #: ``Limits.start_timeout`` on top.
 PLACE_TIMEOUT = 60.0
+#: Seconds a cancelled ``acall`` waits for its actor to confirm the cancel.
+CANCEL_WAIT = 5.0
 #: Seconds past the close grace that the actor gets to reap its workers
 #: before it is killed anyway.
 CLOSE_SLACK = 5.0
@@ -79,6 +90,13 @@ class RaySetWorkers:
         #: Set when a call saw the actor lost: the next call waits until Ray
         #: has placed it again (a call sent to a restarting actor would fail).
         self._lost_actor = False
+        self._call_ids = itertools.count(1)
+        #: What the actor last reported (``_see``): read here, never asked for.
+        self._pids: list[int | None] = [None]
+        #: ``None`` once a worker restart made it stale: asked for once, then kept.
+        self._protections: dict[str, bool] | None = {}
+        #: The node the actor runs on (``{"id", "address"}``), as it reported it.
+        self.node: dict[str, Any] = {}
 
     # -- placing and loading --------------------------------------------------
 
@@ -135,10 +153,30 @@ class RaySetWorkers:
                 f"its Ray actor was lost while loading: {_why(exc)}",
                 source=self.spec.source,
             ) from None
+        self._check_versions(data)
         if "error" in data:
             raise load_error_from_data(data["error"], self.name)
+        self._see(data.get("view"))
         ready: dict[str, Any] = data["ready"]
         return ready
+
+    def _check_versions(self, data: dict[str, Any]) -> None:
+        """Note the actor's node; ``LoadError`` if it runs another fnhost
+        or protocol version (``versions.check_versions``)."""
+        node = data.get("node")
+        self.node = dict(node) if isinstance(node, dict) else {}
+        where = f"{self.node.get('address', '?')} (id {str(self.node.get('id', '?'))[:12]})"
+        check_versions(data.get("versions"), self.name, where, self.spec.source)
+
+    def _see(self, view: Any) -> None:
+        """Keep the ``pids`` and ``protections`` of an answer's view."""
+        if not isinstance(view, dict):
+            return
+        pids, protections = view.get("pids"), view.get("protections")
+        if isinstance(pids, list):
+            self._pids = pids
+        if isinstance(protections, dict):
+            self._protections = {str(k): bool(v) for k, v in protections.items()}
 
     def _asks(self) -> str:
         resources = self.spec.limits.placement or RayResources()
@@ -183,16 +221,35 @@ class RaySetWorkers:
         stream: StreamSink | None = None,
     ) -> CallResult:
         """asyncio ``call``: awaits the actor's answer without a thread.
-        Cancelling the awaiting task does not stop the call on the node (it
-        keeps its timeout there; its answer is dropped)."""
+
+        Cancelling the awaiting task abandons the call as locally: the
+        actor is told to cancel the call's task beside the worker, where
+        the worker's own ``acall`` does what a local cancel does (a call
+        still waiting for its turn is skipped; one that has started runs to
+        its end under its timeout, its reply dropped, or with
+        ``stop_on_cancel`` its worker is killed and restarted; either way
+        the calls behind it go on), and ``CancelledError`` propagates once
+        the actor has done so: one actor round trip, at most
+        ``CANCEL_WAIT`` seconds (a lost actor).
+        """
         import ray
 
         actor, packed = self._prepare(function, arguments, door, stream, on_progress)
         if self._lost_actor:
             await asyncio.to_thread(self._await_placed, function)
+        call_id = next(self._call_ids)
         with self._counted():
             try:
-                answer = await actor.call.remote(function, packed, timeout)
+                answer = await actor.acall.remote(
+                    call_id, function, packed, timeout, stop_on_cancel
+                )
+            except asyncio.CancelledError:
+                # Told before CancelledError goes on, as a local cancel is
+                # written to the pipe first: what the caller does next comes
+                # after it. Not for long, though: a lost actor has no call.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(actor.cancel.remote(call_id), CANCEL_WAIT)
+                raise
             except ray.exceptions.RayError as exc:
                 raise self._lost(function, exc) from None
         return self._result(function, answer)
@@ -240,6 +297,12 @@ class RaySetWorkers:
 
     def _result(self, function: str, answer: bytes) -> CallResult:
         data = unpack(answer)
+        pids = data.get("pids")
+        if "protections" in data:
+            self._see(data)  # the view changed on the node: a worker (re)started
+        elif isinstance(pids, list) and pids != self._pids:
+            # Answers overtook each other: the protections are asked for once.
+            self._pids, self._protections = pids, None
         if "error" in data:
             raise call_error_from_data(data["error"], self.name, function)
         return CallResult(
@@ -255,6 +318,7 @@ class RaySetWorkers:
         if self._closed:
             return HostClosed(self.name, function, "the host was closed while the call was running")
         self._lost_actor = True
+        self._pids, self._protections = [None], {}  # as locally while a worker is down
         return WorkerCrashed(
             self.name,
             function,
@@ -287,14 +351,18 @@ class RaySetWorkers:
                 time.sleep(0.1)
             except ray.exceptions.RayError as exc:
                 raise self._not_placed(function, _why(exc)) from None
-        if "error" in data:
-            error = load_error_from_data(data["error"], self.name)
+        try:
+            self._check_versions(data)
+            if "error" in data:
+                raise load_error_from_data(data["error"], self.name)
+        except LoadError as error:
             raise WorkerCrashed(
                 self.name,
                 function,
                 f"cannot start where the set was placed again: {error.message}",
                 details={"cause": "start"},
-            )
+            ) from None
+        self._see(data.get("view"))
         self._lost_actor = False
 
     def _not_placed(self, function: str, why: str) -> WorkerCrashed:
@@ -331,7 +399,7 @@ class RaySetWorkers:
         self.spec = spec
 
     def swap(self, started: Any) -> None:
-        self._on_actor("swap", started)
+        self._see(self._on_actor("swap", started))
 
     def discard(self, started: Any) -> None:
         self._on_actor("discard", started)
@@ -372,14 +440,22 @@ class RaySetWorkers:
     # -- views ---------------------------------------------------------------
 
     def protections(self) -> dict[str, bool]:
-        report = self._on_actor("protections")
-        return dict(report) if isinstance(report, dict) else {}
+        """What the set's current worker reported applying to itself, as the
+        actor last sent it (at load, reload, re-placement); asked of the
+        actor only after an answer showed a worker restarted."""
+        if self._protections is None:
+            report = self._on_actor("protections")
+            if not isinstance(report, dict):
+                return {}
+            self._protections = {str(k): bool(v) for k, v in report.items()}
+        return dict(self._protections)
 
     @property
     def pids(self) -> list[int | None]:
-        """The workers' process ids on their node (not this machine's, unless it is the node)."""
-        pids = self._on_actor("pids")
-        return list(pids) if isinstance(pids, list) else [None]
+        """The workers' process ids on their node (not this machine's, unless
+        it is the node), as of the set's last answer (load, reload,
+        re-placement, or any call's): no actor round trip."""
+        return list(self._pids)
 
     @property
     def pid(self) -> int | None:
