@@ -96,6 +96,7 @@ class FunctionHost(Calling, AsyncLoading):
       cached for the same file content, Python, fnhost version, limits and
       environment loads without starting its worker or importing its
       module; its first call starts the worker (``docs/density.md``).
+      Neither applies to sets placed on Ray.
 
     Raises ``ValueError`` for a ``request_heartbeat`` other than ``False``,
     ``True`` or ``"memgpt"``, a ``heartbeat_exempt`` without one, a
@@ -152,7 +153,7 @@ class FunctionHost(Calling, AsyncLoading):
             self._placement.environments(),
             self._placement.make_workers(),
             self._live,
-            schemas,
+            None if self._placement.cluster else schemas,  # an actor loads its set itself
         )
         self._watcher = Watcher(self._watch_targets, self.reload, watch_interval) if watch else None
 
