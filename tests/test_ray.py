@@ -393,6 +393,26 @@ def test_the_readme_snippet_runs_on_the_cluster(cluster, capsys, monkeypatch):
     assert out[-2:] == ["{'city': 'Paris', 'temperature': 14.0, 'units': 'metric'}", "True"]
 
 
+def test_the_schema_cache_never_registers_a_placed_set_without_its_actor(
+    cluster, sets_dir, tmp_path
+):
+    """A host on Ray ignores ``schema_cache``: each load places the actor,
+    whose worker loads the set, so the set answers (a cache hit would have
+    registered it with no actor to call)."""
+    for _ in range(2):
+        with FunctionHost(
+            builtin_dir=sets_dir / "none",
+            user_dirs=[],
+            placement="ray",
+            limits=_on("node_c"),
+            schema_cache=tmp_path / "cache",
+        ) as host:
+            host.load_function_set(sets_dir / "tools.py", name="cached")
+            assert host.function_sets["cached"]["pid"] is not None
+            assert host.call("add", {"a": 2, "b": 3}) == 5
+    assert not list((tmp_path / "cache").glob("*.msgpack"))
+
+
 def test_closing_the_host_removes_its_actors_and_workers(cluster, sets_dir):
     host = FunctionHost(
         builtin_dir=sets_dir / "none", user_dirs=[], placement="ray", limits=_on("node_c")
