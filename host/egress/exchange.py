@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import h11
@@ -134,10 +134,15 @@ async def _connect(
         if not intercept:
             up_reader, up_writer = await open_upstream(host, port, None, rules_)
         else:
-            # Made before the 200: from the 200 to start_tls nothing may
-            # await, or the worker's ClientHello would land in the plain
-            # stream's buffer, where the TLS layer never sees it.
+            # Made before the 200, and reading stopped before it too: bytes
+            # read between the 200 and start_tls would land in the plain
+            # stream's buffer, where the TLS layer never sees them. Sending
+            # the 200 awaits (its drain runs the loop), and a client such as
+            # urllib sends its ClientHello the moment the 200 arrives; read
+            # as plain, it stalled the handshake until the client gave up.
+            # Paused, it waits in the kernel; start_tls resumes reading.
             leaf = await rules_.leaf_context(host)
+            cast(asyncio.Transport, client.writer.transport).pause_reading()
         await client.send(
             h11.Response(status_code=200, reason=b"Connection established", headers=[])
         )
