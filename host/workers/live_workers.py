@@ -122,8 +122,10 @@ class LiveWorkers:
     def make_room(self, starting: Stoppable) -> int:
         """Before ``starting`` starts a worker: if the cap is reached, stop the
         least recently used idle workers of other sets until it is not (or
-        none is idle). Waits for each to exit, so its descriptors are free
-        when this returns. Returns how many were stopped; never raises."""
+        none is idle). Waits for each to exit (up to its ``shutdown_grace``),
+        so its descriptors are free when this returns, unless a call slipped
+        in ahead of its stop (``WorkerHandle.reap_stopped``). Returns how
+        many were stopped; never raises."""
         with self._lock:
             handles = [h for h in self._handles if h is not starting]
         over = sum(h.live_processes for h in handles) + starting.live_processes + 1 - self.cap
@@ -133,7 +135,7 @@ class LiveWorkers:
 
     def evict(self, handles: list[Stoppable], count: int) -> int:
         """Stop up to ``count`` of ``handles``' idle workers, least recently
-        used first, and wait for them to exit; how many were stopped."""
+        used first, and reap them (``reap_stopped``); how many were stopped."""
         idle = [(since, h) for h in handles if (since := h.idle_since) is not None]
         idle.sort(key=lambda pair: pair[0])
         stopped: list[tuple[Stoppable, Any]] = []
