@@ -244,13 +244,18 @@ class WorkerHandle:
                     # a failure), the reaper releases the old one.
                     retired = True
                     self._retiring.add(inc)
-                    threading.Thread(
-                        target=self._stop,
-                        args=(inc, time.monotonic() + REAP_TIMEOUT, overdue),
-                        name=f"fnhost-reap-{self.name}",
-                        daemon=True,
-                    ).start()
-                    self._replace(None)  # publishes the new one as current
+                    reap_by = time.monotonic() + REAP_TIMEOUT
+                    try:
+                        self._replace(None)  # publishes the new one as current
+                    finally:
+                        # After the spawn: starting a thread waits for it to
+                        # run, which the replacement need not wait for.
+                        threading.Thread(
+                            target=self._stop,
+                            args=(inc, reap_by, overdue),
+                            name=f"fnhost-reap-{self.name}",
+                            daemon=True,
+                        ).start()
             except LoadError as exc:
                 self._log.warning("%s", exc)
             except HostClosed:
