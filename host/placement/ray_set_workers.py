@@ -40,6 +40,7 @@ from host.egress.record import EgressRecord
 from host.environments.options import EnvironmentOptions
 from host.errors import CallError, HostClosed, InvalidArguments, LoadError, WorkerCrashed
 from host.launch.launcher import WorkerSpec
+from host.placement.actor_view import ActorView
 from host.placement.error_data import call_error_from_data, load_error_from_data
 from host.placement.ray_cluster import RayCluster
 from host.placement.resources import RayResources
@@ -91,10 +92,8 @@ class RaySetWorkers:
         #: has placed it again (a call sent to a restarting actor would fail).
         self._lost_actor = False
         self._call_ids = itertools.count(1)
-        #: What the actor last reported (``_see``): read here, never asked for.
-        self._pids: list[int | None] = [None]
-        #: ``None`` once a worker restart made it stale: asked for once, then kept.
-        self._protections: dict[str, bool] | None = {}
+        #: What the actor last reported: read here, never asked for.
+        self._view = ActorView()
         #: The node the actor runs on (``{"id", "address"}``), as it reported it.
         self.node: dict[str, Any] = {}
 
@@ -156,7 +155,7 @@ class RaySetWorkers:
         self._check_versions(data)
         if "error" in data:
             raise load_error_from_data(data["error"], self.name)
-        self._see(data.get("view"))
+        self._view.see(data.get("view"))
         ready: dict[str, Any] = data["ready"]
         return ready
 
@@ -167,16 +166,6 @@ class RaySetWorkers:
         self.node = dict(node) if isinstance(node, dict) else {}
         where = f"{self.node.get('address', '?')} (id {str(self.node.get('id', '?'))[:12]})"
         check_versions(data.get("versions"), self.name, where, self.spec.source)
-
-    def _see(self, view: Any) -> None:
-        """Keep the ``pids`` and ``protections`` of an answer's view."""
-        if not isinstance(view, dict):
-            return
-        pids, protections = view.get("pids"), view.get("protections")
-        if isinstance(pids, list):
-            self._pids = pids
-        if isinstance(protections, dict):
-            self._protections = {str(k): bool(v) for k, v in protections.items()}
 
     def _asks(self) -> str:
         resources = self.spec.limits.placement or RayResources()
@@ -297,12 +286,7 @@ class RaySetWorkers:
 
     def _result(self, function: str, answer: bytes) -> CallResult:
         data = unpack(answer)
-        pids = data.get("pids")
-        if "protections" in data:
-            self._see(data)  # the view changed on the node: a worker (re)started
-        elif isinstance(pids, list) and pids != self._pids:
-            # Answers overtook each other: the protections are asked for once.
-            self._pids, self._protections = pids, None
+        self._view.see_answer(data)
         if "error" in data:
             raise call_error_from_data(data["error"], self.name, function)
         return CallResult(
@@ -318,7 +302,7 @@ class RaySetWorkers:
         if self._closed:
             return HostClosed(self.name, function, "the host was closed while the call was running")
         self._lost_actor = True
-        self._pids, self._protections = [None], {}  # as locally while a worker is down
+        self._view.lost()
         return WorkerCrashed(
             self.name,
             function,
@@ -362,7 +346,7 @@ class RaySetWorkers:
                 f"cannot start where the set was placed again: {error.message}",
                 details={"cause": "start"},
             ) from None
-        self._see(data.get("view"))
+        self._view.see(data.get("view"))
         self._lost_actor = False
 
     def _not_placed(self, function: str, why: str) -> WorkerCrashed:
@@ -399,7 +383,7 @@ class RaySetWorkers:
         self.spec = spec
 
     def swap(self, started: Any) -> None:
-        self._see(self._on_actor("swap", started))
+        self._view.see(self._on_actor("swap", started))
 
     def discard(self, started: Any) -> None:
         self._on_actor("discard", started)
@@ -443,19 +427,14 @@ class RaySetWorkers:
         """What the set's current worker reported applying to itself, as the
         actor last sent it (at load, reload, re-placement); asked of the
         actor only after an answer showed a worker restarted."""
-        if self._protections is None:
-            report = self._on_actor("protections")
-            if not isinstance(report, dict):
-                return {}
-            self._protections = {str(k): bool(v) for k, v in report.items()}
-        return dict(self._protections)
+        return self._view.protections(lambda: self._on_actor("protections"))
 
     @property
     def pids(self) -> list[int | None]:
         """The workers' process ids on their node (not this machine's, unless
         it is the node), as of the set's last answer (load, reload,
         re-placement, or any call's): no actor round trip."""
-        return list(self._pids)
+        return self._view.pids
 
     @property
     def pid(self) -> int | None:

@@ -95,7 +95,6 @@ class LiveWorkers:
         self._wake = threading.Condition(self._lock)
         self._sweeper: threading.Thread | None = None
         self._closed = False
-        self.stopped_idle = 0  # idle stops so far (timeouts and evictions)
 
     def add(self, handle: Stoppable) -> None:
         """Count ``handle``'s workers from now on; start the sweep if it has an idle timeout."""
@@ -112,12 +111,6 @@ class LiveWorkers:
         """Forget ``handle`` (its set was closed or refused)."""
         with self._lock:
             self._handles.discard(handle)
-
-    def live(self) -> int:
-        """Worker processes alive now, stopping ones included."""
-        with self._lock:
-            handles = list(self._handles)
-        return sum(h.live_processes for h in handles)
 
     def make_room(self, starting: Stoppable) -> int:
         """Before ``starting`` starts a worker: if the cap is reached, stop the
@@ -147,8 +140,6 @@ class LiveWorkers:
                 stopped.append((handle, inc))
         for handle, inc in stopped:
             handle.reap_stopped(inc)
-        with self._lock:
-            self.stopped_idle += len(stopped)
         return len(stopped)
 
     def evict_one(self, starting: Stoppable) -> bool:
@@ -178,9 +169,6 @@ class LiveWorkers:
                     due.append((h, inc))
         for h, inc in due:
             h.reap_stopped(inc)
-        if due:
-            with self._lock:
-                self.stopped_idle += len(due)
         return max(SWEEP_MIN, wait)
 
     def _sweep_loop(self) -> None:
