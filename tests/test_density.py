@@ -82,7 +82,10 @@ def test_idle_stops_never_count_as_crashes(make_host, write_set):
 
 
 def test_a_busy_worker_is_never_stopped_as_idle(make_host, write_set):
-    fh = make_host(limits=Limits(timeout=10.0, idle_timeout=0.1))
+    """A call four times the idle timeout long: its worker is not told to
+    stop meanwhile (a stopped one would no longer be the set's worker when
+    the call returns, even though it finishes the call)."""
+    fh = make_host(limits=Limits(timeout=10.0, idle_timeout=0.5))
     fh.load_function_set(
         str(
             write_set(
@@ -96,8 +99,9 @@ def test_a_busy_worker_is_never_stopped_as_idle(make_host, write_set):
             )
         )
     )
-    # One call ten times the idle timeout long: its worker answers it.
-    assert fh.call("nap", {"seconds": 1.0}) > 0
+    ran_on = fh.call("nap", {"seconds": 2.0})
+    assert fh.function_sets["slow"]["pid"] == ran_on  # still the set's worker
+    assert process_alive(ran_on)
 
 
 def test_calls_racing_idle_stops_are_all_answered_with_their_own_result(make_host, write_set):
@@ -174,10 +178,13 @@ def test_cap_never_stops_a_busy_worker(make_host, write_set):
     fh.load_function_set(str(write_set("quick", ADDER.format(n=2))))
     out: list[object] = []
     t = threading.Thread(target=lambda: out.append(fh.call("nap", {"seconds": 1.5})))
-    t.start()
+    t.start()  # "slow" was evicted by the load of "quick": this starts it again
     assert wait_for(lambda: fh.function_sets["slow"]["pid"] is not None)
+    slow = fh.function_sets["slow"]["pid"]
     time.sleep(0.3)  # the nap is running
     assert fh.call("add_2", {"x": 1}) == 3  # over the cap, not at the nap's cost
+    # The napping worker was not told to stop: it is still the set's worker.
+    assert fh.function_sets["slow"]["pid"] == slow and process_alive(slow)
     t.join()
     assert out == ["rested"]
 
