@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.process_memory import descendants, pss_mb
 from host import FunctionHost, Limits
 
 SET = '''
@@ -46,32 +47,6 @@ TARGETS = {
     "density: every worker alive": ("per_set_mb", "<=", 2.048, "<= 2 GB PSS per 1,000 sets"),
     "density: idle_timeout": ("alive", "<=", float(ACTIVE), "only the active sets alive"),
 }
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            continue
-        if p != pid:
-            found.append(p)
-    return found
-
-
-def _pss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-        except (OSError, StopIteration):
-            continue
-    return total / 1024
 
 
 def _host(root: Path, sets: Path, cache: Path, **kwargs: Any) -> FunctionHost:
@@ -103,8 +78,8 @@ def run_density(bench: Any, count: int) -> None:
         if fh.load_errors:
             raise AssertionError(f"load errors: {list(fh.load_errors.items())[:3]}")
         calls = _call_each(fh, count)
-        procs = _descendants(os.getpid())
-        pss = _pss_mb(procs)
+        procs = descendants(os.getpid())
+        pss = pss_mb(procs)
         fds = len(os.listdir("/proc/self/fd"))
         alive = sum(1 for s in fh.function_sets.values() if s["pid"] is not None)
     bench.record("density: cold load", s=load, sets=count)
@@ -139,5 +114,5 @@ def run_density(bench: Any, count: int) -> None:
                 fh.call(f"add_{n}", {"x": 1})
             time.sleep(IDLE_TIMEOUT / 4)
         alive = sum(1 for s in fh.function_sets.values() if s["pid"] is not None)
-        pss = _pss_mb(_descendants(os.getpid()))
+        pss = pss_mb(descendants(os.getpid()))
     bench.record("density: idle_timeout", alive=alive, active=ACTIVE, pss_mb=pss)

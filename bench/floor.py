@@ -108,7 +108,12 @@ class RawEcho:
         """asyncio round trip: write, then wait for readability with add_reader."""
         self.send(params)
         fut = loop.create_future()
-        loop.add_reader(self.resp_r, lambda: fut.done() or fut.set_result(None))
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(self.resp_r, ready)
         try:
             await fut
         finally:

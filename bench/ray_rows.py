@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import os
 import statistics
 import time
@@ -80,7 +81,7 @@ def run_ray(bench: Bench, set_path: str) -> None:
         initialize_head=True,
         head_node_args={"node_ip_address": "127.0.0.1", "include_dashboard": False},
     )
-    ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level="ERROR")
+    ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level=logging.ERROR)
     n = max(50, bench.calls // 10)
     hosts = {
         place: FunctionHost(
