@@ -13,7 +13,10 @@ with client and echo pinned to one CPU ("..., one CPU"): on this project's
 VMs a wake-up on the other CPU costs ~60 µs per round trip, and the
 scheduler places a pair either way, so unpinned figures are bimodal (~25
 or ~90 µs). Sync ratios and the p99 target use the best of the three: the
-best the machine does.
+best the machine does. The pipelined floor (64 in flight) batches as a
+pipelining client would (``bench.floor.pipelined``: 64 frames in one write,
+the echo answers each read's frames in one write), measured in the same
+three places; throughput ratios use the best.
 """
 
 from __future__ import annotations
