@@ -269,6 +269,27 @@ def test_a_changed_file_or_limits_is_not_served_from_the_cache(make_host, sets_d
     assert set(live_pids(other)) == {"s0"}
 
 
+def test_a_set_that_requires_its_layers_is_verified_at_load_even_with_a_warm_cache(
+    make_host, sets_dir, tmp_path
+):
+    """``Sandbox(required=True)``: the load fails unless a worker verifies
+    every layer. A cache hit would register the set with no worker, so a
+    host on a kernel (or as a user) without a layer would load it anyway."""
+    write_adders(sets_dir, 1)
+    cache = tmp_path / "cache"
+    required = Limits(sandbox=Sandbox(required=True))
+    make_host(user_dirs=[sets_dir], schema_cache=cache, limits=required).load_all_function_sets()
+    second = make_host(user_dirs=[sets_dir], schema_cache=cache, limits=required)
+    second.load_all_function_sets()
+    assert set(live_pids(second)) == {"s0"}  # started and verified at load
+    assert second.function_sets["s0"]["protections"]["seccomp"] is True
+    # The same set without required=True is served from the cache.
+    make_host(user_dirs=[sets_dir], schema_cache=cache).load_all_function_sets()
+    third = make_host(user_dirs=[sets_dir], schema_cache=cache)
+    third.load_all_function_sets()
+    assert live_pids(third) == {}
+
+
 def test_a_forged_or_broken_cache_entry_is_ignored(make_host, sets_dir, tmp_path):
     """The cache is data: an entry that claims a dotted name (to take another
     set's calls) or is not msgpack fails the checks a worker's report gets,

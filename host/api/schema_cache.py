@@ -13,7 +13,9 @@ until the worker starts: other files the module imports (a sibling helper
 module, a data file read at import), and anything else its import depends
 on (the clock, the network). Only single-file sets (a ``.py`` that is not
 a package's ``__init__.py``) are cached. The protections report is never
-cached: it is measured by each worker as it starts.
+cached: it is measured by each worker as it starts. A set with
+``Sandbox(required=True)`` is never served from the cache: its load must
+fail unless every layer is verified, which only a started worker can do.
 
 Entries are written by the host only, from reports it has validated, for
 a key computed again after the worker loaded (a file changed meanwhile is
@@ -126,10 +128,14 @@ class SchemaCache:
         raise TypeError("schema_cache must be True, False or a directory")
 
     def key(self, spec: WorkerSpec) -> str | None:
-        """The key of ``spec``'s report, or None for a set that is not cached
-        (not a single ``.py`` file, or unreadable)."""
+        """The key of ``spec``'s report, or None for a set that is not cached:
+        not a single ``.py`` file, unreadable, or with ``Sandbox(required=True)``
+        (such a load must fail unless a worker verifies every layer, and the
+        key cannot see the kernel's layers or the host's identity)."""
         path = spec.path
         if path is None or not path.endswith(".py") or Path(path).name == "__init__.py":
+            return None
+        if spec.limits.sandbox.required:
             return None
         try:
             content = Path(path).read_bytes()
@@ -139,6 +145,7 @@ class SchemaCache:
         h.update(self._code)
         for part in (
             str(PROTOCOL_VERSION),
+            str(os.geteuid()),  # what the worker may read (and be) follows from it
             sys.version,
             sys.executable,
             os.path.abspath(path),
