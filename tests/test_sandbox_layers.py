@@ -566,6 +566,46 @@ def test_without_the_filter_the_same_calls_go_through(make_host, write_set):
         assert out["unshare"] == "EPERM"
 
 
+SOCKET_FAMILIES = """
+import errno
+import socket
+
+
+def families() -> dict:
+    out = {}
+    for name, family, kind in (
+        ("unix", socket.AF_UNIX, socket.SOCK_STREAM),
+        ("inet", socket.AF_INET, socket.SOCK_STREAM),
+        ("vsock", 40, socket.SOCK_STREAM),
+        ("packet", 17, socket.SOCK_RAW),
+        ("alg", 38, socket.SOCK_SEQPACKET),
+        ("can", 29, socket.SOCK_RAW),
+    ):
+        try:
+            socket.socket(family, kind).close()
+            out[name] = "created"
+        except OSError as exc:
+            out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+    return out
+"""
+
+
+def test_sockets_of_families_no_namespace_confines_are_refused(make_host, write_set):
+    """AF_VSOCK is not confined by the worker's network namespace (on a VM
+    it reaches the VM's host, CID 2); AF_PACKET, AF_ALG and AF_CAN are
+    kernel surface no function needs. Unix and IPv4 sockets still work."""
+    fh = make_host(limits=Limits(timeout=10))
+    fh.load_function_set(write_set("families", SOCKET_FAMILIES))
+    out = fh.call("families")
+    assert out["unix"] == "created"
+    assert out["inet"] == "created"  # its own network namespace: loopback only
+    if SECCOMP_AVAILABLE:
+        assert fh.protections("families")["seccomp"] is True
+        assert {k: out[k] for k in ("vsock", "packet", "alg", "can")} == dict.fromkeys(
+            ("vsock", "packet", "alg", "can"), "EPERM"
+        )
+
+
 def _run_bpf(program, nr: int, arch: int, *args: int) -> int:
     """A classic-BPF interpreter for the few opcodes the filter uses."""
     data = {0: nr, 4: arch}
@@ -639,6 +679,14 @@ def test_the_filter_program_decides_each_case(machine):
         (AF_UNIX, 0, allow, allow),  # asyncio and multiprocessing need socketpairs
         (AF_NETLINK, NETLINK_ROUTE, allow, allow),  # getaddrinfo(AI_ADDRCONFIG)
         (AF_NETLINK, NETLINK_NETFILTER, eperm, eperm),
+        # No network namespace confines vsock (a VM's host is CID 2); the
+        # other families are attack surface no function needs.
+        (40, 0, eperm, eperm),  # AF_VSOCK
+        (17, 0, eperm, eperm),  # AF_PACKET
+        (38, 0, eperm, eperm),  # AF_ALG
+        (31, 0, eperm, eperm),  # AF_BLUETOOTH
+        (29, 0, eperm, eperm),  # AF_CAN
+        (44, 0, eperm, eperm),  # AF_XDP
     ):
         args = (family, 1, proto)
         assert _run_bpf(program, nrs["socket"], arch, *args) == default, args

@@ -26,7 +26,9 @@ that widen the kernel's attack surface or reach other processes:
   them (before 6.12) but does not close them: a host *thread*'s id is a
   valid ``kill`` target too, so ``host_signals_blocked`` is only claimed
   with Landlock's scoping;
-- netlink sockets other than routing, ``io_uring``: ``EPERM``; with
+- sockets of any family but Unix, IPv4/IPv6 and routing netlink (so
+  ``AF_VSOCK``, which no network namespace confines, ``AF_PACKET``,
+  ``AF_ALG``, netlink beyond routing...), and ``io_uring``: ``EPERM``; with
   ``deny_inet``, IPv4/IPv6 sockets too.
 
 The filter is raw classic BPF built here (no libseccomp dependency), for
@@ -100,7 +102,7 @@ S_ISUID_ISGID = 0o6000
 _SPECIAL = {*_SIGNALS, "fcntl", "socket", "clone", "clone3", "openat2"}
 F_SETOWN, F_SETOWN_EX = 8, 15
 F_SETLEASE = 1024
-AF_INET, AF_INET6, AF_NETLINK = 2, 10, 16
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 NETLINK_ROUTE = 0
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 CLONE_NAMESPACE_FLAGS = 0x7E020000
@@ -196,17 +198,24 @@ def build(
         # file) makes the host's open() wait lease-break-time (45 s).
         (_JEQ, F_SETLEASE, "deny", 0),
         (_RET, RET_ALLOW, 0, 0),
-        # Netlink beyond routing (nf_tables, xfrm...) is kernel attack surface
-        # that a user namespace opens; routing is what getaddrinfo() uses.
+        # Socket families are allowed by name: Unix, IPv4/IPv6 (unless
+        # deny_inet) and routing netlink. The rest either reach past a
+        # network namespace (AF_VSOCK: the VM's host, CID 2) or are kernel
+        # attack surface a user namespace opens (netlink beyond routing:
+        # nf_tables, xfrm; AF_PACKET, AF_ALG...). Routing netlink is what
+        # getaddrinfo() uses.
         ("label", "socket"),
         (_LD_W_ABS, _OFF_ARG0, 0, 0),
+        (_JEQ, AF_UNIX, "allow", 0),
         (_JEQ, AF_NETLINK, 0, "inet"),
         (_LD_W_ABS, _OFF_ARG2, 0, 0),
         (_JEQ, NETLINK_ROUTE, "allow", "deny"),
         ("label", "inet"),
     ]
     if deny_inet:
-        code += [(_JEQ, AF_INET, "deny", 0), (_JEQ, AF_INET6, "deny", 0)]
+        code += [(_RET, RET_ERRNO | errno.EPERM, 0, 0)]
+    else:
+        code += [(_JEQ, AF_INET, "allow", 0), (_JEQ, AF_INET6, "allow", "deny")]
     code += [
         ("label", "allow"),
         (_RET, RET_ALLOW, 0, 0),
