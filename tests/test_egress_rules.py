@@ -71,9 +71,19 @@ def test_only_hosts_listed_by_exact_name_may_resolve_to_internal_addresses():
         "::1",
         "::ffff:127.0.0.1",
         "0.0.0.0",
+        "100.100.100.200",  # shared space (RFC 6598): a cloud's metadata service
+        "100.64.0.1",
+        "192.0.0.170",
+        "198.18.0.1",  # benchmarking
+        "fd00::1",
+        "fe80::1",
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
     ):
         assert rules.internal(address), address
-    assert not rules.internal("93.184.216.34")
+    for address in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "64:ff9b::5db8:d822"):
+        assert not rules.internal(address), address
 
 
 def test_a_pattern_whose_name_resolves_to_loopback_is_refused_before_connecting():

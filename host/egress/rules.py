@@ -89,15 +89,25 @@ def listed_exactly(policy: dict[str, Any], host: str) -> bool:
 
 
 def internal(address: str) -> bool:
-    """Loopback, private, link-local, multicast, unspecified or reserved."""
+    """Any address that is not globally routable: loopback, private,
+    link-local, shared (100.64.0.0/10: carrier NAT, tailnets, some clouds'
+    metadata service), multicast, unspecified, reserved, documentation...
+    An IPv6 address that carries an IPv4 one (mapped, 6to4, Teredo, NAT64's
+    64:ff9b::/96) is judged by the IPv4 address too, since a translator on
+    the way would deliver it there."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        ip = mapped
-    return (
-        ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast
-        or ip.is_unspecified or ip.is_reserved
-    )  # fmt: skip
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        candidates += [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+        if ip.teredo is not None:
+            candidates += list(ip.teredo)
+        if ip in _NAT64:
+            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return any(not a.is_global or a.is_multicast or a.is_unspecified for a in candidates)
+
+
+#: NAT64's well-known prefix (RFC 6052): the last 32 bits are an IPv4 address.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 def needs_interception(
