@@ -29,6 +29,13 @@ class Limits:
       ready; past it the load fails (``LoadError``).
     - ``open_files``, ``file_size_mb``, ``cpu_seconds``: ``RLIMIT_NOFILE``,
       ``RLIMIT_FSIZE``, ``RLIMIT_CPU`` (``None``: unlimited).
+    - ``max_processes``: processes and threads the worker may have at once,
+      its children and their zombies included (``RLIMIT_NPROC``; ``None``:
+      unlimited). Past it ``fork`` and ``Thread.start`` fail (``EAGAIN``).
+      Set only where the count is the worker's own: its own uid or user
+      namespace (``fh.protections(set)["rlimit_processes"]``); a worker
+      that shares the host's uid and user namespace would share the
+      host user's count, so it gets no such limit.
     - ``disk_mb``: size of the private tmpfs that holds the worker's scratch
       directory and its ``/dev/shm`` together (memory, not disk: it counts
       apart from ``memory_mb``; the worker gets ``ENOSPC`` past it). Only
@@ -64,6 +71,7 @@ class Limits:
     open_files: int | None = 256
     file_size_mb: int | None = 64
     cpu_seconds: int | None = None
+    max_processes: int | None = 256
     disk_mb: int | None = 256
     max_result_mb: int = 64
     max_argument_mb: int = 256
@@ -117,5 +125,6 @@ class Limits:
             "open_files": self.open_files,
             "file_size_mb": self.file_size_mb,
             "cpu_seconds": self.cpu_seconds,
+            "max_processes": self.max_processes,
             "disk_mb": self.disk_mb,
         }

@@ -37,7 +37,14 @@ WHAT = "worker config"
 
 #: The resource limits, in ``WorkerConfig.limits`` (``None``: unlimited).
 #: ``disk_mb`` is the private tmpfs, not an rlimit (see ``worker.enclosure``).
-LIMIT_FIELDS = ("memory_mb", "open_files", "file_size_mb", "cpu_seconds", "disk_mb")
+LIMIT_FIELDS = (
+    "memory_mb",
+    "open_files",
+    "file_size_mb",
+    "cpu_seconds",
+    "max_processes",
+    "disk_mb",
+)
 
 #: The sandbox policy, in ``WorkerConfig.sandbox``: each field and its type.
 #: The host builds it from its ``Sandbox`` (whose docstring says what each

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import shutil
 import stat
@@ -519,3 +520,64 @@ def test_a_worker_holds_no_socket_or_pipe_but_its_own(make_host, write_set, tmp_
 
         assert wait_for(answered_by_a_new_worker, 20)
         assert listed == []
+
+
+PID_HOG = """
+import os
+import threading
+
+
+def hold(n: int) -> dict:
+    kids, error = [], None
+    for _ in range(n):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            error = exc.errno
+            break
+        if pid == 0:
+            os._exit(0)
+        kids.append(pid)  # never reaped until the end: zombies hold their pids
+    held = len(kids)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    return {"held": held, "error": error}
+
+
+def threads(n: int) -> int:
+    stop = threading.Event()
+    started = []
+    try:
+        for _ in range(n):
+            t = threading.Thread(target=stop.wait)
+            t.start()
+            started.append(t)
+    except RuntimeError:
+        pass
+    stop.set()
+    for t in started:
+        t.join()
+    return len(started)
+"""
+
+
+def test_a_worker_cannot_hold_more_pids_than_its_process_limit(make_host, write_set):
+    """Unreaped children (zombies) each hold a pid of the machine's
+    ``pid_max``; a worker past ``max_processes`` gets EAGAIN instead, and
+    threads count too. Its next call still works, and so does a new set."""
+    fh = make_host(limits=Limits(timeout=60, max_processes=64))
+    fh.load_function_set(write_set("pidhog", PID_HOG))
+    assert fh.protections("pidhog")["rlimit_processes"] is True
+    out = fh.call("hold", {"n": 1000})
+    assert out["error"] == errno.EAGAIN
+    assert out["held"] < 64
+    assert fh.call("threads", {"n": 1000}) < 64
+    assert fh.call("hold", {"n": 10}) == {"held": 10, "error": None}
+
+
+def test_the_default_process_limit_is_in_force(make_host, write_set):
+    fh = make_host()
+    fh.load_function_set(write_set("pidhog", PID_HOG))
+    assert fh.protections("pidhog")["rlimit_processes"] is True
+    out = fh.call("hold", {"n": 2048})
+    assert out["error"] == errno.EAGAIN and out["held"] < Limits().max_processes

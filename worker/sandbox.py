@@ -31,6 +31,7 @@ class SandboxLimits:
     open_files: int | None
     file_size_mb: int | None
     cpu_seconds: int | None
+    max_processes: int | None = None  # set_process_limit, once the count is our own
     disk_mb: int | None = None  # the private tmpfs (worker.enclosure), not an rlimit
 
 
@@ -110,6 +111,17 @@ def apply_limits(limits: SandboxLimits) -> dict[str, bool]:
     if limits.cpu_seconds:
         applied["cpu"] = _set_limit(resource.RLIMIT_CPU, limits.cpu_seconds)
     return applied
+
+
+def set_process_limit(limit: int | None, own_count: bool) -> bool:
+    """``RLIMIT_NPROC`` at ``limit``: the processes and threads (zombies
+    included) of this process's uid in its user namespace. Set only with
+    ``own_count`` (a uid or user namespace of the worker's own), since
+    otherwise the count is the host user's. Returns whether it is in force;
+    False for ``limit`` None (unlimited) too."""
+    if limit is None or not own_count:
+        return False
+    return _set_limit(resource.RLIMIT_NPROC, limit)
 
 
 def detach_stdin() -> None:

@@ -181,6 +181,12 @@ def run(config: WorkerConfig) -> NoReturn:
         egress_fd=egress_fd if enclosed.door is None else None,
     )
     protections.update(report)
+    # Processes and threads: counted per uid and user namespace, so bounded
+    # only where both are not the host's (else the count is the host user's).
+    protections["rlimit_processes"] = sandbox.set_process_limit(
+        config.limits.get("max_processes"),
+        own_count=bool(report.get("own_uid") or report.get("user_namespace")),
+    )
     if config.egress is not None:
         egress_door.announce(config.egress, os.getcwd())
     # With every layer in place: a worker that can still rewrite its limit

@@ -174,6 +174,7 @@ def diagnose() -> list[Layer]:
         "rlimit_open_files": "open-file limit",
         "rlimit_file_size": "file-size limit",
         "rlimit_cpu": "CPU-time limit",
+        "rlimit_processes": "process and thread limit (Limits.max_processes), a count of its own",
         # The stronger layers of the default Sandbox policy: "active" only when
         # the worker's own attempt at the forbidden thing failed.
         "user_namespace": "own user namespace, nothing mapped: no capability on host or files",
