@@ -24,9 +24,11 @@ def make_wheel(
     body: str = "",
     requires_python: str | None = None,
     requires: tuple[str, ...] = (),
+    extra: dict[str, str] | None = None,
 ) -> Path:
     """``<name>-<version>-py3-none-any.whl`` in ``directory``: a package
-    ``name`` whose ``__init__`` sets ``__version__`` and runs ``body``."""
+    ``name`` whose ``__init__`` sets ``__version__`` and runs ``body``;
+    ``extra``: more files at the wheel's root (a ``.pth``, a module)."""
     directory.mkdir(parents=True, exist_ok=True)
     dist = f"{name}-{version}.dist-info"
     meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
@@ -38,6 +40,7 @@ def make_wheel(
         f"{dist}/METADATA": meta.encode(),
         f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: fnhost-tests\n"
         b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+        **{path: text.encode() for path, text in (extra or {}).items()},
     }
     record = "".join(_record_line(p, d) for p, d in files.items()) + f"{dist}/RECORD,,\n"
     files[f"{dist}/RECORD"] = record.encode()

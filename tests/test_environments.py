@@ -178,6 +178,65 @@ def test_a_set_in_an_environment_gets_the_same_sandbox(make_host, write_set, opt
     assert fh.protections("walled")["forked_from_zygote"] is True
 
 
+PTH_RECORD = (
+    "import builtins, os; builtins.__dict__.setdefault('_pth_ran', []).append("
+    "(os.getuid(), [l for l in open('/proc/self/status') if l.startswith('Seccomp:')]"
+    "[0].split()[1],"
+    " os.readlink('/proc/self/ns/net')))\n"
+)
+
+PTH_SET = """
+import builtins
+import extramod
+
+
+def pth_runs() -> list:
+    \"\"\"Where the .pth's import line ran.\"\"\"
+    return [list(r) for r in getattr(builtins, "_pth_ran", [])]
+
+
+def extra() -> str:
+    \"\"\"A module a .pth's directory line put on sys.path.\"\"\"
+    return extramod.WHERE
+"""
+
+
+@pytest.mark.parametrize("start_method", ["zygote", "spawn"])
+def test_a_dependencys_pth_file_runs_only_inside_the_wall(
+    make_host, write_set, tmp_path, start_method
+):
+    """A wheel's ``.pth`` ``import`` line runs when ``site`` starts: in the
+    environment's zygote, as the host's uid with no filter, before the
+    wall, if the interpreter ran ``site`` at its start. It must run in the
+    worker, after every layer, and a ``.pth`` directory line must still
+    work."""
+    links = tmp_path / "pthwheels"
+    make_wheel(
+        links,
+        "pthprobe",
+        "1.0",
+        extra={
+            "pthprobe_hook.pth": PTH_RECORD,
+            "pthprobe_dirs.pth": "pthextra\n",
+            "pthextra/extramod.py": "WHERE = 'pthextra'\n",
+        },
+    )
+    options = EnvironmentOptions(
+        no_index=True, find_links=(str(links),), cache_dir=str(tmp_path / "c")
+    )
+    fh = make_host(environments=options, start_method=start_method)
+    fh.load_function_set(write_set("pthset", script_block("pthprobe==1.0") + PTH_SET))
+    assert fh.call("extra") == "pthextra"
+    runs = fh.call("pth_runs")
+    assert len(runs) == 1, runs
+    uid, seccomp, netns = runs[0]
+    assert fh.protections("pthset")["seccomp"] is True
+    assert seccomp == "2"  # in the worker, under its filter
+    assert netns != os.readlink("/proc/self/ns/net")  # not in the host's network
+    if fh.protections("pthset")["own_uid"]:
+        assert uid != os.getuid()
+
+
 def test_a_crashed_worker_restarts_in_its_environment_from_its_own_zygote(
     make_host, write_set, options
 ):

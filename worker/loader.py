@@ -21,6 +21,20 @@ class ModuleLoadError(Exception):
     """The module could not be found or imported (the cause is chained)."""
 
 
+def add_site_packages() -> None:
+    """On an interpreter started with ``-S`` (a set's own environment, see
+    ``host.launch.interpreter``): the ``.pth`` files of the site-packages
+    directories on ``sys.path``, read now, inside the wall -- their
+    ``import`` lines run here, as the set's code; their directory lines
+    join ``sys.path``. Nothing on an interpreter that ran ``site`` itself."""
+    if not sys.flags.no_site:
+        return
+    import site
+
+    for entry in [p for p in sys.path if os.path.basename(p) == "site-packages"]:
+        site.addsitedir(entry)
+
+
 def import_module(
     path: str | None, module_name: str | None, set_name: str, missing: bool = False
 ) -> ModuleType:

@@ -62,7 +62,12 @@ from worker import (
     sandbox,
 )
 from worker.capture import OutputCapture
-from worker.loader import ModuleLoadError, discover_functions, import_module
+from worker.loader import (
+    ModuleLoadError,
+    add_site_packages,
+    discover_functions,
+    import_module,
+)
 from worker.serve import Server, describe_exception, write_all
 from worker.signature import FunctionSkipped, FunctionSpec, describe_function
 
@@ -223,6 +228,7 @@ def run(config: WorkerConfig) -> NoReturn:
     sandbox.close_inherited_fds({0, 1, 2, in_fd, out_fd, *capture.fds})
     my_pid = os.getpid()
     try:
+        add_site_packages()  # an environment's .pth files are the set's code: only now
         module = import_module(config.path, config.module, config.set_name, missing)
         exported = discover_functions(module)
     except BaseException as exc:  # SystemExit(0) at import is a failure too

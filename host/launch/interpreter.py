@@ -10,6 +10,15 @@ itself and then runs the module as ``-m`` would. Chosen over a ``.pth``
 file in the environment because the environment then stays the user's
 packages alone, shared by hosts of any fnhost version, each of which
 brings its own worker code.
+
+``-S`` too: ``site`` would otherwise run the ``import`` lines of every
+``.pth`` file a dependency ships at interpreter start: in the zygote, as
+the host's uid, before any layer of the wall. So the boot code puts the
+environment's site-packages on ``sys.path`` itself (where the wall's
+reveals and read rules find it), and the worker reads its ``.pth`` files
+once the wall is up, just before it imports the set
+(``worker.loader.add_site_packages``). A ``.pth`` line naming a directory
+outside the environment is then out of the worker's reach.
 """
 
 from __future__ import annotations
@@ -21,7 +30,9 @@ from dataclasses import dataclass
 #: module named after it (``-c BOOT -m worker CONFIG``: ``ps`` and the
 #: tests see ``-m worker`` as for any worker) with ``sys.argv`` as ``-m`` sets it.
 _BOOT = (
-    "import sys, runpy; sys.path.insert(0, {runtime!r}); module = sys.argv[2]; "
+    "import sys, runpy; sys.path.insert(0, {runtime!r}); "
+    "sys.path.append({environment!r} + '/lib/python%d.%d/site-packages' % sys.version_info[:2]); "
+    "module = sys.argv[2]; "
     "del sys.argv[1:3]; runpy.run_module(module, run_name='__main__', alter_sys=True)"
 )
 
@@ -36,8 +47,9 @@ class Interpreter:
 
     def argv(self, module: str, *args: str) -> list[str]:
         """The command running ``module`` (``worker`` or ``worker.zygote``) as
-        ``python -I -m module args...`` would."""
-        return [self.python, "-I", "-c", _BOOT.format(runtime=self.runtime), "-m", module, *args]
+        ``python -I -S -m module args...`` would (see the module on ``-S``)."""
+        boot = _BOOT.format(runtime=self.runtime, environment=self.environment)
+        return [self.python, "-I", "-S", "-c", boot, "-m", module, *args]
 
 
 def worker_argv(interpreter: Interpreter | None, module: str, *args: str) -> list[str]:
