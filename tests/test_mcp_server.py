@@ -483,3 +483,57 @@ def test_open_world_hint_follows_the_sets_network_door(tools_dir, errlog):
     assert closed and all(a.open_world_hint is False for a in closed.values())
     through_proxy = asyncio.run(scenario(("--allow", "127.0.0.1:9")))
     assert all(a.open_world_hint is True for a in through_proxy.values())
+
+
+HOSTILE = '''
+"""Results a hostile set would aim at the server with."""
+from typing import Annotated
+
+
+class Slow:
+    """Constraint metadata, read by attribute: a pattern that backtracks."""
+
+    pattern = r"^(a+)+$"
+
+
+def word(n: int) -> Annotated[str, Slow()]:
+    """n a's and a '!': no match for the pattern, after 2**n steps of a backtracking check."""
+    return "a" * n + "!"
+
+
+def nested(depth: int) -> dict:
+    """A value nested depth maps deep."""
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+'''
+
+
+@pytest.mark.timeout(60)
+def test_hostile_results_are_error_results_or_unchecked_and_the_server_keeps_serving(
+    write_set, sets_dir, errlog
+):
+    """A result nested 700 deep would exhaust the server's recursion; a
+    pattern that backtracks would hold its event loop for minutes if the
+    server checked results against it (it is left out of outputSchema)."""
+    write_set("hostile", HOSTILE)
+
+    async def scenario() -> tuple[Any, CallToolResult, CallToolResult, CallToolResult]:
+        async with mcp_session(sets_dir, errlog=errlog) as session:
+            listed = await session.list_tools()
+            return (
+                listed,
+                await session.call_tool("word", {"n": 40}),
+                await session.call_tool("nested", {"depth": 700}),
+                await session.call_tool("nested", {"depth": 2}),
+            )
+
+    listed, word, deep, shallow = asyncio.run(scenario())
+    schema = next(t for t in listed.tools if t.name == "word").output_schema
+    assert "pattern" not in json.dumps(schema)
+    assert word.is_error is False and text_of(word) == "a" * 40 + "!"
+    assert deep.is_error is True
+    assert "nested more than 100 levels deep" in text_of(deep)
+    assert shallow.is_error is False
+    assert shallow.structured_content == {"a": {"a": {}}}

@@ -293,12 +293,22 @@ class FunctionHostMCPServer:
         if result.stdout:
             log.debug("%s printed: %s", name, result.stdout.rstrip())
         _printed(on_output, result.stdout, result.stderr)
-        value = tool_results.jsonable(result.value)
-        text = tool_results.result_text(result.value)
+        try:
+            value = tool_results.jsonable(result.value)
+            text = tool_results.result_text(result.value)
+        except tool_results.TooDeep:
+            return _error(tool_results.too_deep_text(name))
         if entry is None or entry.validator is None:
             return types.CallToolResult(content=[_text(text)])
         structured = {"result": value} if entry.wraps else value
-        problem = next(iter(entry.validator.iter_errors(structured)), None)
+        try:
+            problem = next(iter(entry.validator.iter_errors(structured)), None)
+        except Exception:  # a schema the validator cannot follow (an unresolvable $ref)
+            log.exception("could not check %r's result against its output schema", name)
+            return _error(
+                f"{name} returned a value its declared return type cannot be checked "
+                "against; the details are in the server's log."
+            )
         if problem is not None:
             log.warning("%s returned a value outside its output schema: %s", name, problem.message)
             return _error(

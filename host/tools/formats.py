@@ -350,14 +350,47 @@ def _gemini_default(schema: JSON) -> JSON:
 # -- MCP -----------------------------------------------------------------------------
 
 
+#: Keywords left out of an output schema: regular expressions the set chose,
+#: which whoever checks a result against the schema (the MCP server does)
+#: would run on it, and one that backtracks catastrophically (``^(a+)+$``)
+#: takes seconds per character. Input patterns are checked by the worker.
+_UNCHECKED_OUTPUT_KEYWORDS = ("pattern", "patternProperties")
+
+
+#: Keywords whose value maps names (a property called "pattern") to schemas.
+_NAMED_SCHEMAS = ("properties", "$defs", "definitions", "dependentSchemas")
+#: Keywords whose value is data, not a schema (a default may hold "pattern").
+_DATA_KEYWORDS = ("enum", "const", "default", "examples")
+
+
+def _without_patterns(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        out = {}
+        for key, value in schema.items():
+            if key in _UNCHECKED_OUTPUT_KEYWORDS:
+                continue
+            if key in _DATA_KEYWORDS:
+                out[key] = value
+            elif key in _NAMED_SCHEMAS and isinstance(value, dict):
+                out[key] = {name: _without_patterns(v) for name, v in value.items()}
+            else:
+                out[key] = _without_patterns(value)
+        return out
+    if isinstance(schema, list):
+        return [_without_patterns(v) for v in schema]
+    return schema
+
+
 def mcp_output_schema(returns: JSON) -> JSON:
     """MCP requires ``{"type": "object", ...}`` at the top of an output schema.
 
     An object result is used as it is (a top-level ``$ref`` to an object
     definition is inlined, ``$defs`` kept for nested references); anything
     else is wrapped as ``{"result": ...}``, and its value must be wrapped the
-    same way (``mcp_wraps_result`` tells which).
+    same way (``mcp_wraps_result`` tells which). ``pattern`` and
+    ``patternProperties`` are left out (see ``_UNCHECKED_OUTPUT_KEYWORDS``).
     """
+    returns = _without_patterns(returns)
     target = _resolve_top(returns)
     if _is_object(target):
         out = {k: v for k, v in target.items() if k != "$defs"}

@@ -78,12 +78,19 @@ def _field(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def _plain(value: Any) -> Any:
+#: Levels of SDK containers converted; deeper ones are left as they are (a
+#: model's arguments that deep fail their checks or the function's own).
+_MAX_PLAIN_DEPTH = 100
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
     """SDK containers (proto maps, repeated fields) -> dicts and lists."""
+    if depth >= _MAX_PLAIN_DEPTH:
+        return value
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray):
-        return [_plain(v) for v in value]
+        return [_plain(v, depth + 1) for v in value]
     return value
 
 

@@ -111,21 +111,48 @@ class ToolResult(dict):  # type: ignore[type-arg]
         self.heartbeat_requested = heartbeat_requested
 
 
-def jsonable(value: Any) -> Any:
-    """A result value as JSON data: ``bytes`` become base64 text, tuples lists."""
+class TooDeep(ValueError):
+    """A value nested more than ``MAX_DEPTH`` lists and maps deep: it is not
+    rendered for a model (the recursion of rendering it, and of a client
+    reading it, is what a hostile set would aim at)."""
+
+
+#: The deepest nesting of lists and maps rendered for a model. ``fh.call``
+#: returns deeper values as they are; only the text for a model stops here.
+MAX_DEPTH = 100
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
+    """A result value as JSON data: ``bytes`` become base64 text, tuples lists.
+
+    Raises ``TooDeep`` for lists and maps nested more than ``MAX_DEPTH`` deep."""
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        if _depth >= MAX_DEPTH:
+            raise TooDeep(f"a value nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            return {
+                k if isinstance(k, str) else str(k): jsonable(v, _depth + 1)
+                for k, v in value.items()
+            }
+        return [jsonable(v, _depth + 1) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # NaN / Infinity are not JSON
     return value
 
 
+def too_deep_text(name: str) -> str:
+    """The error text for a result ``jsonable`` refused (``TooDeep``)."""
+    return (
+        f"Error: {name} returned a value nested more than {MAX_DEPTH} levels deep, "
+        "which cannot be shown; ask for a flatter result."
+    )
+
+
 def result_text(value: Any) -> str:
-    """A result as text: a string as it is, ``bytes`` as base64, anything else compact JSON."""
+    """A result as text: a string as it is, ``bytes`` as base64, anything else
+    compact JSON. Raises ``TooDeep`` (see ``jsonable``)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
@@ -207,7 +234,7 @@ def tool_error_text(name: str, error: BaseException, available: Sequence[str] = 
             listed += f" (and {len(shown) - _SUGGESTIONS} more)"
         return f"Error: there is no tool named {name!r}. Available tools: {listed}."
     if isinstance(error, UserFunctionError):
-        kind = error.remote_type or "Exception"
+        kind = clip(error.remote_type, 200) or "Exception"  # the worker names it
         message = clip(error.message, _MAX_EXCEPTION_CHARS)
         return (
             f"Error: {name} raised {kind}: {message}" if message else f"Error: {name} raised {kind}"
@@ -325,9 +352,19 @@ def build_result(
             heartbeat_requested=heartbeat_requested,
         )
     qualified = f"{outcome.set_name}.{outcome.function}"
-    text, cut = truncate(
-        result_text(outcome.value), limit_for(max_result_chars, call.name, qualified)
-    )
+    try:
+        whole = result_text(outcome.value)
+    except TooDeep as exc:
+        text = too_deep_text(call.name)
+        return ToolResult(
+            result_message(call, text, is_error=True),
+            call=call,
+            text=text,
+            error=exc,
+            result=outcome,
+            heartbeat_requested=heartbeat_requested,
+        )
+    text, cut = truncate(whole, limit_for(max_result_chars, call.name, qualified))
     message = result_message(call, text, value=outcome.value, truncated=bool(cut))
     return ToolResult(
         message,
