@@ -759,3 +759,36 @@ def test_function_listed_in_all_is_exported_even_if_defined_elsewhere(fh, write_
     assert set(loaded) == {"dedent", "mine"}
     # It runs in the worker like any other function.
     assert fh.call("dedent", {"text": "    a\n    b"}) == "a\nb"
+
+
+DEEP_SOURCE = '''
+import sys
+
+sys.setrecursionlimit(100000)
+T = int
+for _ in range(700):
+    T = list[T]
+
+
+def nested(x: T = None) -> int:  # 700 levels of list[list[...]]
+    """Take a deeply nested list."""
+    return 1
+
+
+def flat(x: int) -> int:
+    """An ordinary function beside it."""
+    return x
+'''
+
+
+def test_a_schema_nested_too_deep_is_skipped_and_every_format_still_lists_the_rest(fh, write_set):
+    """Every format walks schemas recursively: one set's 700-deep parameter
+    would take the whole host's tool list down (RecursionError)."""
+    fh.load_function_set(write_set("deep_set", DEEP_SOURCE))
+    fh.load_function_set(write_set("other_set", "def other(y: str) -> str:\n    return y\n"))
+    skipped = fh.function_sets["deep_set"]["skipped"]
+    assert "more than 64 levels deep" in skipped["nested"]
+    for fmt in ("raw", "openai", "openai-responses", "anthropic", "gemini", "mcp"):
+        names = {t.get("name") or t.get("function", {}).get("name") for t in fh.tools(format=fmt)}
+        assert {"flat", "other"} <= names and "nested" not in names, fmt
+    assert fh.call("flat", {"x": 3}) == 3

@@ -22,6 +22,7 @@ from host.api.watcher import file_stamp
 from host.environments.set_environments import SetEnvironments
 from host.errors import HostError, LoadError, NameConflict
 from host.launch.launcher import Launcher, WorkerSpec
+from host.tools.formats import MAX_SCHEMA_DEPTH, schema_too_deep
 from host.workers.live_workers import LiveWorkers
 from host.workers.set_workers import SetWorkers
 from host.workers.worker_handle import WorkerHandle
@@ -47,6 +48,22 @@ def local_workers(
         return WorkerHandle(spec, launcher, live)
 
     return make
+
+
+def exported(ready: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """A worker's ``ready`` report as (functions by name, skipped: name ->
+    reason). A function whose schema nests deeper than ``MAX_SCHEMA_DEPTH``
+    is skipped here (the worker cannot be trusted to have done it)."""
+    functions: dict[str, dict[str, Any]] = {}
+    skipped = {s["name"]: s["reason"] for s in ready.get("skipped", [])}
+    for f in ready["functions"]:
+        if schema_too_deep(f, MAX_SCHEMA_DEPTH + 2):  # the function's own map, parameters
+            skipped[f["name"]] = (
+                f"its schema nests lists and maps more than {MAX_SCHEMA_DEPTH} levels deep"
+            )
+        else:
+            functions[f["name"]] = f
+    return functions, skipped
 
 
 def close_handles(handles: list[SetWorkers], grace: float) -> None:
@@ -226,13 +243,14 @@ class SetLoader:
                     self._load_errors[spec.set_name] = exc
                 raise
             self._cache_report(spec, key, ready)
+        functions, skipped = exported(ready)
         loaded = LoadedSet(
             name=spec.set_name,
             source=spec.source,
             origin=origin,
             handle=handle,
-            functions={f["name"]: f for f in ready["functions"]},
-            skipped={s["name"]: s["reason"] for s in ready.get("skipped", [])},
+            functions=functions,
+            skipped=skipped,
             protections=dict(ready.get("protections") or {}),
             stamp=stamp,
         )
@@ -266,11 +284,7 @@ class SetLoader:
             raise
         with self._lock:
             try:
-                changes = self._registry.replace_functions(
-                    loaded,
-                    {f["name"]: f for f in ready["functions"]},
-                    {s["name"]: s["reason"] for s in ready.get("skipped", [])},
-                )
+                changes = self._registry.replace_functions(loaded, *exported(ready))
             except NameConflict:
                 handle.discard(inc)
                 raise

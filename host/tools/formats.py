@@ -37,6 +37,27 @@ from host.errors import SchemaFormatError
 JSON = dict[str, Any]
 FORMATS = ("raw", "openai", "openai-responses", "anthropic", "gemini", "mcp")
 
+#: The deepest nesting of a function's schema (its ``parameters`` and
+#: ``returns``, in JSON lists and maps) a host accepts at load: every format
+#: walks schemas recursively, so one set's 700-deep ``list[list[...]]`` would
+#: take every set's tool list down. Deeper functions are skipped with a reason.
+MAX_SCHEMA_DEPTH = 64
+
+
+def schema_too_deep(schema: Any, limit: int = MAX_SCHEMA_DEPTH) -> bool:
+    """Whether ``schema`` nests lists and maps more than ``limit`` deep
+    (walked without recursion, so any depth is safe to ask about)."""
+    todo: list[tuple[Any, int]] = [(schema, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            todo.extend((v, depth + 1) for v in items)
+    return False
+
+
 #: ``format`` values OpenAI strict mode accepts.
 OPENAI_FORMATS = {
     "date-time",
