@@ -55,6 +55,7 @@ HOST_LAYERS = {
     "host.placement.ray_placement": 4,
     "host.limits": 4,
     "host.sandbox": 4,
+    "host.set_file": 4,  # reading a set's file: regular, bounded
     "host.function_sets": 5,  # built-in sets: data the workers load
 }
 

@@ -138,3 +138,29 @@ def test_watch_reloads_a_changed_file(make_host, write_set):
     path.write_text(V2)  # at once: the stamp was taken when the set was loaded
     assert wait_for(lambda: "new" in fh.schemas(), 5.0)
     assert fh.call("new") == 2
+
+
+@pytest.mark.parametrize("kind", ["fifo", "endless"])
+def test_a_set_file_that_is_no_longer_a_regular_file_cannot_hang_the_host(
+    make_host, write_set, tmp_path, kind
+):
+    """A set that may write its own directory can swap its file for a FIFO
+    (whose open blocks) or a link to /dev/zero (whose read never ends). The
+    host reads the file itself (its script block, the schema cache's key)
+    on a reload and in the watcher: it refuses such a file and keeps the
+    last good version; the watcher goes on to reload other sets."""
+    fh = make_host(watch=True, watch_interval=0.05, schema_cache=tmp_path / "cache")
+    path = write_set("tools", V1)
+    other = write_set("others", "def welcome() -> int:\n    return 1\n")
+    fh.load_function_set(path)
+    fh.load_function_set(other)
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+    with pytest.raises(LoadError):
+        fh.reload("tools")
+    assert fh.call("greet", {"name": "bob"}) == "hello bob"
+    other.write_text("def welcome() -> int:\n    return 1\n\n\ndef newer() -> int:\n    return 2\n")
+    assert wait_for(lambda: "newer" in fh.schemas(), 10.0)  # the watcher is not stuck

@@ -45,6 +45,7 @@ import msgpack
 
 from host.environments.env_cache import cache_root
 from host.launch.launcher import WorkerSpec
+from host.set_file import read_set_file
 from protocol import PROTOCOL_VERSION, ProtocolViolation
 from protocol.messages import validate_ready
 
@@ -138,7 +139,7 @@ class SchemaCache:
         if spec.limits.sandbox.required:
             return None
         try:
-            content = Path(path).read_bytes()
+            content = read_set_file(path)
         except OSError:
             return None
         h = hashlib.sha256(FORMAT)

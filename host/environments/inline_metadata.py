@@ -10,6 +10,8 @@ import re
 import tomllib
 from dataclasses import dataclass
 
+from host.set_file import read_set_file
+
 #: The PEP's regular expression for a metadata block of any type.
 BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
 
@@ -62,10 +64,10 @@ def parse_script_metadata(text: str) -> ScriptMetadata | None:
 
 def read_script_metadata(path: str) -> ScriptMetadata | None:
     """``parse_script_metadata`` of the file at ``path``; None if it cannot be
-    read (the worker then reports why the set does not load)."""
+    read, is not a regular file or is too large (``host.set_file``; the
+    worker then reports why the set does not load)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_set_file(path).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
     return parse_script_metadata(text)
