@@ -185,3 +185,47 @@ def test_without_uv_the_set_fails_saying_how_to_install_it(write_set, tmp_path, 
     assert "its environment cannot be built: uv is not installed" in result["error"]
     assert "pip install 'fnhost[envs]'" in result["error"]
     assert result["other"] == "pong"
+
+
+@pytest.mark.parametrize(
+    "requirement",
+    [
+        "fnhost_errtest_pkg @ http://127.0.0.1:{port}/fnhost_errtest_pkg-1.0-py3-none-any.whl",
+        "http://127.0.0.1:{port}/fnhost_errtest_pkg-1.0-py3-none-any.whl",
+        "./fnhost_errtest_pkg-1.0-py3-none-any.whl",
+        "fnhost_errtest_pkg @ file:///etc/passwd",
+    ],
+)
+def test_a_direct_reference_is_refused_before_anything_is_fetched(
+    make_host, write_set, options, requirement
+):
+    """``no_index`` says "no network at all": a set's block naming a URL
+    would make the host's uv fetch it anyway (and a path read it)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    try:
+        req = requirement.format(port=listener.getsockname()[1])
+        err = load_error(make_host, write_set, options, "direct", script_block(req))
+        assert "direct reference" in str(err) and "allow_direct_references" in str(err)
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nobody came
+    finally:
+        listener.close()
+
+
+def test_direct_references_load_when_allowed(make_host, write_set, tmp_path, links):
+    options = EnvironmentOptions(
+        no_index=True,
+        find_links=(str(links),),
+        cache_dir=str(tmp_path / "c"),
+        allow_direct_references=True,
+    )
+    wheel = links / f"{PKG}-1.0-py3-none-any.whl"
+    path = write_set("direct", script_block(f"{PKG} @ {wheel.as_uri()}") + BODY)
+    fh = make_host(environments=options)
+    fh.load_function_set(path)
+    assert fh.call("ping") == "pong"

@@ -24,11 +24,15 @@ def project_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
-def requirement_problem(requirement: str) -> str | None:
+def requirement_problem(requirement: str, allow_direct: bool = False) -> str | None:
     """Why ``requirement`` cannot be handed to uv as one, or None.
 
     Checked here because each requirement goes on uv's command line: one
-    that starts with ``-`` would be read as an option.
+    that starts with ``-`` would be read as an option. Unless
+    ``allow_direct``, a requirement must name a project found through the
+    indexes and ``find_links`` the host chose: a direct reference (``name @
+    URL``, a bare URL or path) would make the host fetch or read whatever it
+    names, past ``no_index`` and every index option.
     """
     text = requirement.strip()
     if not text:
@@ -37,6 +41,13 @@ def requirement_problem(requirement: str) -> str | None:
         return "a requirement cannot start with '-' (options go in EnvironmentOptions)"
     if any(c in text for c in "\r\n\0"):
         return "a requirement is one line"
+    if not allow_direct and ("@" in text or "://" in text or _NAME.match(text) is None):
+        return (
+            "it is a direct reference (a URL or path), which the host would fetch or read "
+            "past its index options; name a project (EnvironmentOptions(find_links=...) "
+            "for local wheels), or allow them with "
+            "EnvironmentOptions(allow_direct_references=True)"
+        )
     return None
 
 

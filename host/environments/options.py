@@ -22,6 +22,10 @@ class EnvironmentOptions:
     - ``allow_sdist``: allow building packages from source distributions.
       Off by default: a build script runs on the host, outside every
       sandbox, with the host's rights; wheels only unpack.
+    - ``allow_direct_references``: allow requirements that name a URL or
+      path (``pkg @ https://...``, ``./dir``) instead of a project. Off by
+      default: the host would fetch or read whatever a set's block names,
+      whatever ``no_index`` and the index options say.
     - ``cache_dir``: where environments live (default ``$FNHOST_CACHE_DIR``,
       else ``$XDG_CACHE_HOME/fnhost``, else ``~/.cache/fnhost``).
     - ``build_timeout``: seconds one build (or the wait for another
@@ -36,6 +40,7 @@ class EnvironmentOptions:
     find_links: tuple[str, ...] = ()
     no_index: bool = False
     allow_sdist: bool = False
+    allow_direct_references: bool = False
     cache_dir: str | None = None
     build_timeout: float = 900.0
 

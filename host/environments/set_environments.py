@@ -75,7 +75,7 @@ class SetEnvironments:
             assert metadata is not None
             requirements = metadata.dependencies
         for requirement in requirements:
-            problem = requirement_problem(requirement)
+            problem = requirement_problem(requirement, self.options.allow_direct_references)
             if problem:
                 raise LoadError(
                     spec.set_name,
