@@ -17,6 +17,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pydantic
 import pytest
 
 from host import HostClosed, Limits, NameConflict, ProtocolError
@@ -205,6 +206,26 @@ def test_reading_an_exposed_dataclass_does_not_reveal_its_private_fields(fh, wri
     (and deep-copies whatever its fields hold on the host, listed or not)."""
     fh.load_function_set(write_set("profiled", PLAIN), context=WithProfile(), expose=["profile"])
     assert "sk-not-for-the-sandbox" not in fh.call("read", {"path": "profile"})
+
+
+class ProfileHolder(pydantic.BaseModel):
+    """A pydantic model holding a dataclass: ``model_dump`` serializes the
+    dataclass whole, ``_``-fields included."""
+
+    profile: Profile
+    label: str = "main"
+
+
+class WithModel:
+    def __init__(self) -> None:
+        self.settings = ProfileHolder(profile=Profile("sam", "sk-not-for-the-sandbox"))
+
+
+def test_a_dataclass_inside_an_exposed_pydantic_model_keeps_its_private_fields(fh, write_set):
+    fh.load_function_set(write_set("modelled", PLAIN), context=WithModel(), expose=["settings"])
+    answer = fh.call("read", {"path": "settings"})
+    assert "sk-not-for-the-sandbox" not in answer
+    assert "sam" in answer and "main" in answer  # the public fields still cross
 
 
 STALLING = '''

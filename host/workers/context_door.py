@@ -195,13 +195,18 @@ def answer(
 def _data(obj: Any) -> Any:
     """``to_wire`` for answers, but a dataclass without its ``_private``
     fields, and shallow (its fields are converted in turn, never deep-copied):
-    only what is public of a host object crosses."""
+    only what is public of a host object crosses. A pydantic model too: its
+    fields one by one, not ``model_dump``, which would serialize a dataclass
+    inside it whole, ``_private`` fields and all."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
             f.name: getattr(obj, f.name)
             for f in dataclasses.fields(obj)
             if not f.name.startswith("_")
         }
+    fields = getattr(type(obj), "model_fields", None)
+    if isinstance(fields, dict) and hasattr(type(obj), "model_json_schema"):
+        return {name: getattr(obj, name) for name in fields if not name.startswith("_")}
     return to_wire(obj)
 
 
