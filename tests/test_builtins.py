@@ -269,3 +269,47 @@ def test_an_agent_of_another_kind_works_with_the_same_list(make_host):
     with pytest.raises(UserFunctionError) as info:
         fh.call("send_message", {"message": "hi"})
     assert info.value.remote_type == "AttributeError"
+
+
+POISON = '''
+def poison(self) -> str:
+    """Store what is not text through the door."""
+    out = []
+    for attempt in (
+        lambda: self.persistence_manager.archival_memory.insert(12345),
+        lambda: self.interface.assistant_message({"not": "text"}),
+        lambda: self.persistence_manager.archival_memory.insert("x" * 200_000),
+    ):
+        try:
+            attempt()
+            out.append("stored")
+        except (TypeError, ValueError) as exc:
+            out.append(type(exc).__name__)
+    return ",".join(out)
+'''
+
+
+def test_a_set_cannot_poison_or_flood_the_agents_memory_through_the_door(memgpt, agent, write_set):
+    """Anything but text, or a passage over MAX_ENTRY_CHARS, is refused by
+    the agent (the host's memory) and nothing is stored, so the built-in
+    searches keep working for every later caller."""
+    memgpt.load_function_set(write_set("hostile", POISON), context=agent, expose=MEMGPT_EXPOSE)
+    memgpt.call("archival_memory_insert", {"content": "Ada keeps bees."})
+    assert memgpt.call("poison") == "TypeError,TypeError,ValueError"
+    assert len(agent.persistence_manager.archival_memory.passages) == 1
+    assert agent.interface.messages == []
+    assert "bees" in memgpt.call("archival_memory_search", {"query": "bees"})
+    memgpt.call("send_message", {"message": "hello"})
+    assert "hello" in memgpt.call("conversation_search", {"query": "hello"})
+
+
+def test_archival_memory_stops_taking_passages_when_full(monkeypatch, agent):
+    from host.api import reference_agent
+
+    monkeypatch.setattr(reference_agent, "MAX_STORE_CHARS", 10)
+    store = agent.persistence_manager.archival_memory
+    store.insert("12345")
+    store.insert("67890")
+    with pytest.raises(ValueError, match="archival memory is full"):
+        store.insert("x")
+    assert [p["content"] for p in store.passages] == ["12345", "67890"]

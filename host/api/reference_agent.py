@@ -46,8 +46,42 @@ MEMGPT_EXPOSE: tuple[str, ...] = (
 
 #: MemGPT's default size of each core memory section, in characters.
 CORE_MEMORY_LIMIT = 2000
+#: The longest archival passage or message, in characters: what a set
+#: writes through the context door lands in the host's memory.
+MAX_ENTRY_CHARS = 100_000
+#: What archival memory, and recall memory, may hold in all, in characters.
+MAX_STORE_CHARS = 32 * 1024 * 1024
 
 Clock = Callable[[], datetime]
+
+
+def _checked_text(value: object, what: str) -> str:
+    """``value`` if it is text of at most ``MAX_ENTRY_CHARS``; else
+    ``TypeError`` / ``ValueError`` saying so (nothing is stored)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be text (str), not {type(value).__name__}")
+    if len(value) > MAX_ENTRY_CHARS:
+        raise ValueError(
+            f"{what} is {len(value)} characters, over the limit of {MAX_ENTRY_CHARS}; "
+            "store it in smaller pieces"
+        )
+    return value
+
+
+class _Store:
+    """Counts what a memory store holds, in characters, against ``MAX_STORE_CHARS``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.chars = 0
+
+    def take(self, text: str) -> None:
+        if self.chars + len(text) > MAX_STORE_CHARS:
+            raise ValueError(
+                f"{self.name} is full ({self.chars} of {MAX_STORE_CHARS} characters); "
+                "nothing was stored"
+            )
+        self.chars += len(text)
 
 
 def _utc_now() -> datetime:
@@ -142,9 +176,15 @@ class ArchivalMemory:
     def __init__(self, clock: Clock = _utc_now) -> None:
         self.passages: list[dict[str, Any]] = []  # {"timestamp": datetime, "content": str}
         self._clock = clock
+        self._store = _Store("archival memory")
 
     def insert(self, content: str) -> None:
-        """Store ``content`` as a new passage, stamped with the current time."""
+        """Store ``content`` as a new passage, stamped with the current time.
+
+        Raises ``TypeError`` for anything but text, ``ValueError`` for a
+        passage over ``MAX_ENTRY_CHARS`` or when the store would pass
+        ``MAX_STORE_CHARS``; nothing is stored then."""
+        self._store.take(_checked_text(content, "a passage"))
         self.passages.append({"timestamp": self._clock(), "content": content})
 
     def search(
@@ -178,10 +218,16 @@ class RecallMemory:
     def __init__(self, clock: Clock = _utc_now) -> None:
         self.messages: list[dict[str, Any]] = []  # {"timestamp", "role", "content"}
         self._clock = clock
+        self._store = _Store("recall memory")
 
     def append(self, role: str, content: str, timestamp: datetime | None = None) -> None:
         """Record one message (``role``: ``user``, ``assistant``...), stamped
-        ``timestamp`` or the current time."""
+        ``timestamp`` or the current time.
+
+        Raises ``TypeError`` / ``ValueError`` as ``ArchivalMemory.insert``
+        (for ``role`` and ``content``); nothing is recorded then."""
+        _checked_text(role, "a message's role")
+        self._store.take(_checked_text(content, "a message"))
         stamp = timestamp if timestamp is not None else self._clock()
         self.messages.append({"timestamp": stamp, "role": role, "content": content})
 
@@ -250,9 +296,11 @@ class Interface:
 
     def assistant_message(self, message: str) -> None:
         """Show ``message`` to the user (appended to ``messages``) and record it
-        in the conversation (recall memory) as the assistant's."""
-        self.messages.append(message)
+        in the conversation (recall memory) as the assistant's.
+
+        Raises as ``RecallMemory.append``; nothing is shown or recorded then."""
         self._recall.append("assistant", message)
+        self.messages.append(message)
 
 
 class Agent:
