@@ -208,3 +208,47 @@ def test_fnhost_mcp_forwards_progress_to_a_client_that_asked(write_set, sets_dir
     assert not result.is_error and result.content[0].text == "finished"
     assert not quiet.is_error
     assert seen == [(1.0, 3.0, "step 1"), (2.0, 3.0, "step 2"), (3.0, 3.0, "step 3")]
+
+
+ENDLESS = """
+from worker.progress import report_progress
+
+
+def endless() -> str:
+    report_progress(1, 3, "one")
+    report_progress(float("inf"), None, "forever")
+    report_progress(2, float("inf"), "of forever")
+    report_progress(3, 3, "three")
+    return "done"
+"""
+
+
+@pytest.mark.timeout(60)
+def test_fnhost_mcp_drops_progress_json_cannot_carry(write_set, sets_dir, tmp_path):
+    """Infinity becomes null in JSON, which the client's SDK rejects: such a
+    report is not forwarded; the rest are, and the call's result arrives."""
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    write_set("endless", ENDLESS)
+
+    async def scenario():
+        params = StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "host", "mcp", str(sets_dir), "--no-builtins"],
+        )
+        seen = []
+
+        async def progress(done, total, message):
+            seen.append((done, total, message))
+
+        with open(tmp_path / "stderr.txt", "w") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    result = await session.call_tool("endless", {}, progress_callback=progress)
+        return result, seen
+
+    result, seen = asyncio.run(scenario())
+    assert not result.is_error and result.content[0].text == "done"
+    assert seen == [(1.0, 3.0, "one"), (3.0, 3.0, "three")]

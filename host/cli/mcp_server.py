@@ -41,6 +41,7 @@ import asyncio
 import importlib.metadata
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -233,6 +234,8 @@ class FunctionHostMCPServer:
         self._sessions.add(ctx.session)
 
         def on_progress(done: float, total: float | None, message: str | None) -> None:
+            if not math.isfinite(done) or (total is not None and not math.isfinite(total)):
+                return  # JSON has no infinity: the client would reject the notification
             sent.append(asyncio.ensure_future(ctx.session.report_progress(done, total, message)))
 
         def on_output(stream: str, text: str) -> None:
