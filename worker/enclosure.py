@@ -138,25 +138,6 @@ class Entered:
         self.init_pid = self.status_r = self.life_w = -1
 
 
-#: The policy a worker entered ahead (by the zygote's spare) serves: the
-#: defaults. ``fits_ahead`` says whether a request's policy is served by it.
-AHEAD_POLICY: dict = {}
-
-
-def fits_ahead(policy: dict) -> bool:
-    """Whether a worker that ran ``enter(AHEAD_POLICY)`` can serve ``policy``
-    (the rest of the policy is applied by ``finish`` and later steps): the
-    same namespaces, identity and read-only view; network access only where
-    the worker can go back to the host's network namespace (root)."""
-    if not policy.get("private_namespaces", True) or not policy.get("confine_writes", True):
-        return False
-    if os.geteuid() != 0:
-        return bool(policy.get("user_namespace", True)) and not policy.get("network", False)
-    return bool(policy.get("own_uid", True)) and (
-        int(policy.get("uid_base", DEFAULT_UID_BASE)) == DEFAULT_UID_BASE
-    )
-
-
 _libc: list[ctypes.CDLL] = []
 
 
@@ -196,31 +177,6 @@ def _wants_ids(policy: dict) -> bool:
     )
 
 
-#: A worker entered ahead, set by the zygote's spare before the start sequence.
-_ahead: list[Entered] = []
-
-
-def use_ahead(entered: Entered) -> None:
-    """In a worker that ``enter`` returned in ahead of its request, once the
-    zygote has taken it: the start sequence's ``enclose`` goes straight to
-    ``finish``, and the warden hears that it serves a request now (it
-    takes back its name). Before any user code: the pipe to the warden is
-    closed here, so no module sees it."""
-    _ahead[:] = [entered]
-    if entered.taken >= 0:
-        try:
-            os.write(entered.taken, b"t")
-        except OSError:
-            pass
-        _close_fds([entered.taken])
-        entered.taken = -1
-
-
-def entered_ahead() -> Entered | None:
-    """The worker entered ahead of its request, if this process is one."""
-    return _ahead[0] if _ahead else None
-
-
 def enclose(
     policy: dict,
     limits: dict,
@@ -230,8 +186,10 @@ def enclose(
     granted: list[str],
     parent_reaps_orphans: bool = False,
     egress_fd: int | None = None,
+    ahead: Entered | None = None,
 ) -> Enclosure:
-    """Both phases (or only ``finish``, for a worker entered ahead).
+    """Both phases (or only ``finish``, for a worker entered ``ahead``:
+    ``worker.ahead``).
 
     ``policy``: the sandbox policy (``own_uid``, ``uid_base``,
     ``private_namespaces``, ``user_namespace``, ``network``,
@@ -250,7 +208,7 @@ def enclose(
     (the private one when ``scratch_tmpfs`` holds). Raises ``OSError`` only
     if a fork fails: the worker cannot start then.
     """
-    entered = _ahead.pop() if _ahead else enter(policy, keep_fds)
+    entered = ahead if ahead is not None else enter(policy, keep_fds)
     if entered.role == "warden":
         run_warden(entered, parent_reaps_orphans=parent_reaps_orphans)
     return finish(entered, policy, limits, scratch, reach, granted, egress_fd)

@@ -27,6 +27,7 @@ import sys
 
 from protocol.zygote_control import MAX_SPAWN_FDS, SPAWN_FDS, SpawnRequest, decode_spawn_request
 from worker import confinement, enclosure, memory_cgroup, private_view, rehearsal, start
+from worker.ahead import AHEAD_POLICY, use_ahead
 
 PR_SET_NAME, PR_GET_NAME = 15, 16
 
@@ -80,7 +81,7 @@ def wait_as_spare(
     and a hop. It confirms with ``k`` and goes on only after the zygote's
     ``g``: a spare the zygote gave up on, and killed, must not touch the
     request's pipes and files, which a fresh fork then holds. The zygote
-    hands a spare only requests it fits (``enclosure.fits_ahead``) and only
+    hands a spare only requests it fits (``ahead.fits_ahead``) and only
     while no process of it is stopped.
 
     Not ``ahead``: a plain spare, for the requests that do not fit; it only
@@ -102,7 +103,7 @@ def wait_as_spare(
             os.setsid()  # the warden leads the session; init and worker join it
             # The socket to the zygote stays with the worker-to-be alone.
             entered = enclosure.enter(
-                enclosure.AHEAD_POLICY, [conn.fileno()], ahead=True, worker_name=AHEAD_NAME
+                AHEAD_POLICY, [conn.fileno()], ahead=True, worker_name=AHEAD_NAME
             )
             if entered.role == "warden":
                 conn.detach()  # closed by enter
@@ -130,7 +131,7 @@ def wait_as_spare(
         if conn.recv(1) != b"g":
             os._exit(0)
         if entered is not None and entered.role == "worker":
-            enclosure.use_ahead(entered)
+            use_ahead(entered)
         conn.close()
     except BaseException:  # noqa: BLE001 - a spare that fails only exits
         os._exit(0)

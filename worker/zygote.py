@@ -63,6 +63,7 @@ from protocol.zygote_control import (
 )
 from worker import confinement, enclosure, memory_cgroup, rehearsal, sandbox
 from worker import spare as spare_life
+from worker.ahead import fits_ahead
 
 #: How long a closing zygote reaps what it killed (the host waits 1 s for it).
 LEAVE_REAP_SECONDS = 0.8
@@ -353,7 +354,7 @@ def main() -> None:
             send(SpawnFailed(exc.request_id, str(exc)))
             request, data, fds = None, b"", []
             continue
-        fits = enclosure.fits_ahead(request.config.sandbox)
+        fits = fits_ahead(request.config.sandbox)
         pid = hand_to_spare(request, data, fds, ahead=fits)
         want_plain = want_plain or not fits
         if pid is None:
