@@ -7,6 +7,7 @@ the crashed worker is left (docs/sandbox.md, "Start sequence")."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -19,6 +20,7 @@ needs_root = pytest.mark.skipif(not ROOT, reason="private namespaces need a root
 CRASHER = """
 import ctypes
 import os
+import time
 
 
 def crash() -> None:
@@ -79,3 +81,38 @@ def test_after_a_crash_the_error_names_its_cause_and_the_replacement_is_measured
     # and says what the first worker's said.
     assert fh.protections("crasher") == before
     assert wait_for(lambda: not any(process_alive(p) for p in old_tree))
+
+
+V1_MOUNT = "/sys/fs/cgroup/memory"
+CGROUPS = ROOT and os.path.exists(os.path.join(V1_MOUNT, "memory.limit_in_bytes"))
+
+
+def _cgroup_limit(pid: int) -> int:
+    """The memory limit of ``pid``'s v1 memory cgroup, read from here."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f.read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                with open(f"{V1_MOUNT}{path}/memory.limit_in_bytes") as limit:
+                    return int(limit.read())
+    raise LookupError(f"{pid} has no memory cgroup")
+
+
+@pytest.mark.skipif(not CGROUPS, reason="needs root and cgroup v1's memory controller")
+def test_restarts_from_spares_given_another_sets_limit_get_their_own(make_host, write_set):
+    """A spare sets the last request's limit on its cgroup ahead, and the
+    zygote then writes none for a request with the same limit: restarts of
+    two sets with different limits, in turns, each under its own."""
+    fh = make_host(on_conflict="prefix")
+    mb = {"small": 96, "large": 160}
+    for name, memory in mb.items():
+        path = write_set(name, CRASHER)
+        fh.load_function_set(path, limits=Limits(memory_mb=memory, disk_mb=32, crash_limit=100))
+    for name in ["small", "small", "large", "small", "large", "large"]:
+        time.sleep(0.15)  # the zygote's next spare is forked and waiting
+        with pytest.raises(WorkerCrashed):
+            fh.call(f"{name}.crash")
+        fh.call(f"{name}.where")
+        pid = fh.function_sets[name]["pid"]
+        assert _cgroup_limit(pid) == (mb[name] + 32) << 20, name
+        assert fh.protections(name)["memory_cgroup"] is True

@@ -61,7 +61,7 @@ from protocol.zygote_control import (
     decode_spawn_request,
     encode_reply,
 )
-from worker import confinement, enclosure, memory_cgroup, rehearsal, sandbox
+from worker import confinement, enclosure, memory_cgroup, process_table, rehearsal, sandbox
 from worker import spare as spare_life
 from worker.ahead import fits_ahead
 
@@ -131,6 +131,11 @@ def main() -> None:
     want_plain = False
     #: Spares forked and not handed a request: their cgroups are ours to remove.
     spare_pids: set[int] = set()
+    #: The memory limit of the last request served, which the next spares
+    #: set on their cgroups ahead (a set's restart asks for the same one),
+    #: and the limit each spare was given.
+    last_limit: list[int | None] = [None]
+    presets: dict[int, int | None] = {}
 
     def fork_spare(ahead: bool = True) -> None:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
@@ -150,11 +155,19 @@ def main() -> None:
             ours.close()
             close_spare_sockets()  # the other spares' ends: no child may hold one
             spare_life.wait_as_spare(
-                theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead, name
+                theirs,
+                sock,
+                (wake_r, wake_w),
+                me,
+                config.memory_cgroup,
+                ahead,
+                name,
+                preset=last_limit[0],
             )
         theirs.close()
         spares[ahead].append((pid, ours))
         spare_pids.add(pid)
+        presets[pid] = last_limit[0]
 
     def close_spare_sockets() -> None:
         """In a fresh child: close our ends of the spares' sockets. A worker
@@ -179,6 +192,7 @@ def main() -> None:
         if not spares[ahead]:
             return None
         pid, conn = spares[ahead].pop()
+        preset = presets.pop(pid, None)
         try:
             # Sent first: the spare wakes up, renames itself and answers
             # while we check it and write its limit. It touches nothing of
@@ -186,9 +200,9 @@ def main() -> None:
             conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
             # Stopped (a SIGSTOP) or gone, the spare or a process below it
             # (its init, its worker-to-be): a fresh fork takes the request.
-            tree = _tree(pid)
+            tree = process_table.tree(pid)
             if len(tree) in ((1, 3) if ahead else (1,)) and all(
-                _state(p) in ("S", "R", "D") for p in tree
+                state in ("S", "R", "D") for _, state in tree
             ):
                 # The limit is the request's (its worker checks it before its
                 # report). A spare joins its memory cgroup first thing, before
@@ -199,11 +213,16 @@ def main() -> None:
                 cgroup = None
                 if parent is not None and limit is not None:
                     cgroup = os.path.join(parent, worker_dir_name(pid))
-                    if memory_cgroup.member(cgroup, pid):
+                    # A spare given this very limit at its fork says whether
+                    # it is in force with its answer: nothing to do here then.
+                    if preset != limit and memory_cgroup.member(cgroup, pid):
                         memory_cgroup.set_limit(cgroup, limit)
                         cgroup = None
                 ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
-                if ready and conn.recv(1) == b"k":
+                answer = conn.recv(1) if ready else b""
+                if answer in (b"k", spare_life.LIMITED):
+                    if answer == spare_life.LIMITED and preset == limit:
+                        cgroup = None
                     if cgroup is not None and limit is not None and parent is not None:
                         # Moved in by us only if its own join failed (~10 ms).
                         memory_cgroup.join(parent, pid, process=pid)
@@ -241,6 +260,7 @@ def main() -> None:
                 continue
             if pid in spare_pids:
                 spare_pids.discard(pid)
+                presets.pop(pid, None)
                 if config.memory_cgroup is not None:
                     # A spare that died, was dropped or given up on: the host
                     # never knew it (a worker's cgroup is the host's to remove).
@@ -261,7 +281,7 @@ def main() -> None:
         """SIGKILL our children that are not workers (adopted escapees), with
         their process groups; with ``everyone``, the workers too."""
         keep = set() if everyone else workers | {p for kind in spares.values() for p, _ in kind}
-        for pid in _children(me):
+        for pid in process_table.children(me):
             if pid not in keep:
                 doomed.add(pid)
                 for kill in (os.killpg, os.kill):
@@ -355,6 +375,7 @@ def main() -> None:
             request, data, fds = None, b"", []
             continue
         fits = fits_ahead(request.config.sandbox)
+        last_limit[0] = limit_bytes(request.config.limits)
         pid = hand_to_spare(request, data, fds, ahead=fits)
         want_plain = want_plain or not fits
         if pid is None:
@@ -381,59 +402,6 @@ def main() -> None:
         request, data, fds = None, b"", []
         if not spare or (want_plain and not spares[False]):
             spares_due = time.monotonic() + SPARE_DELAY
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo += _children(p) if _state(p) else []
-    return found
-
-
-def _state(pid: int) -> str:
-    """A process's state letter (``/proc/<pid>/stat``), or "" if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        return ""
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _children(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (a single-threaded process).
-
-    The kernel keeps the list (``/proc/<pid>/task/<tid>/children``, where
-    built in); otherwise every process in /proc is read, which takes a
-    millisecond per hundred processes, after every worker's exit.
-    """
-    try:
-        with open(f"/proc/{parent}/task/{parent}/children", "rb") as f:
-            return [int(pid) for pid in f.read().split()]
-    except OSError:
-        pass
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(b")", 1)[-1].split()
-        if len(fields) > 1 and int(fields[1]) == parent:
-            found.append(int(entry))
-    return found
 
 
 def _pack_fds(fds: list[int]) -> bytes:
