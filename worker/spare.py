@@ -9,10 +9,9 @@ once a request did not fit that policy, only joins its memory cgroup
 (``worker.memory_cgroup``: the kernel's slow step) and starts the worker
 from the beginning when it gets a request. Both rehearse their start while
 they wait (``worker.rehearsal``), and both hand-shake the request with the
-zygote: ``k`` (alive, renamed), then nothing is touched before the zygote's
-``g``, so a spare the zygote gave up on never acts on the pipes and files
-a fresh fork then holds. A spare exits on EOF (the zygote dropped it, or
-died).
+zygote (``worker.hand_over``), so that a spare the zygote gave up on never
+acts on the pipes and files a fresh fork then holds. A spare exits on EOF
+(the zygote dropped it, or died).
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from protocol.worker_config import WorkerConfig
 from protocol.zygote_control import MAX_SPAWN_FDS, SPAWN_FDS, SpawnRequest, decode_spawn_request
 from worker import confinement, enclosure, memory_cgroup, private_view, rehearsal, start
 from worker.ahead import AHEAD_POLICY, use_ahead
+from worker.hand_over import ACK, GO_ON, LIMITED, spare_waits
 
 PR_SET_NAME, PR_GET_NAME = 15, 16
 
@@ -37,10 +37,6 @@ SPARE_NAME = "fnhost-spare"
 #: ... and the worker a spare has entered its namespaces for (its init keeps
 #: the spare's name until it serves).
 AHEAD_NAME = "fnhost-ahead"
-
-#: A spare's answer to a request when the limit the zygote gave it at its
-#: fork is in force on its memory cgroup (else ``k``).
-LIMITED = b"l"
 
 
 def recv_request(sock: _socket.socket) -> tuple[bytes, list[int]]:
@@ -84,11 +80,10 @@ def wait_as_spare(
     worker's end), init and the worker-to-be (``enclosure.enter``, with the
     default policy). The worker-to-be holds the socket to the zygote and
     takes the request itself, so a restart skips an ``unshare``, two forks
-    and a hop. It confirms with ``k`` and goes on only after the zygote's
-    ``g``: a spare the zygote gave up on, and killed, must not touch the
-    request's pipes and files, which a fresh fork then holds. The zygote
-    hands a spare only requests it fits (``ahead.fits_ahead``) and only
-    while no process of it is stopped.
+    and a hop. It answers at once and goes on, or waits for the zygote's
+    go where the zygote says so (``worker.hand_over``). The zygote hands a
+    spare only requests it fits (``ahead.fits_ahead``) and only while no
+    process of it is stopped.
 
     Not ``ahead``: a plain spare, for the requests that do not fit; it only
     joins its memory cgroup and rehearses, then starts the worker from the
@@ -99,7 +94,7 @@ def wait_as_spare(
     (``LIMITED``), and the zygote then writes none for a request with the
     same limit (the worker still checks the limit before its report).
     """
-    answer = b"k"
+    answer = ACK
     try:
         if cgroup_parent is not None:
             # First thing (the zygote may hand us a request at once and then
@@ -134,9 +129,10 @@ def wait_as_spare(
         data, fds = recv_request(conn)
         if not data or not SPAWN_FDS <= len(fds) <= MAX_SPAWN_FDS:
             os._exit(0)
+        mode, data = data[:1], data[1:]
         if comm:
-            rename(comm)  # before "k": the zygote's reply finds us renamed
-        conn.send(answer)  # alive: the zygote reports our (warden's) pid
+            rename(comm)  # before answering: the zygote's reply finds us renamed
+        conn.send(answer)  # taken: the zygote reports our (warden's) pid
         # Read by the zygote already; decoded, and the config and the
         # process's directory and environment made as the worker's, while it
         # answers (nothing of the request's pipes and files is touched).
@@ -150,9 +146,10 @@ def wait_as_spare(
         except (OSError, ValueError):
             config = None  # done again by become_worker, which reports a failure
         # Nothing happens on the request's pipes and files before the zygote
-        # has taken us: one it gave up on (and is killing) must not touch
-        # what a fresh fork now holds.
-        if conn.recv(1) != b"g":
+        # has taken us: it reads our answer in time, or kills us and sees us
+        # dead before any other process gets them (worker.hand_over); told
+        # to wait, not before its GO_ON.
+        if spare_waits(mode, answer) and conn.recv(1) != GO_ON:
             os._exit(0)
         if entered is not None and entered.role == "worker":
             use_ahead(entered)

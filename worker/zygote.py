@@ -18,12 +18,11 @@ worker-to-be, and a new spare is forked ``SPARE_DELAY`` after the reply,
 when the zygote has nothing else to do (from a frame that no longer holds
 the served request, which belongs to another set; the worker just handed
 the request starts without a spare entering beside it on the other CPU).
-The worker-to-be confirms the hand-over with ``k`` and goes on only after
-the zygote's ``g``; a spare that is gone, stopped, or silent for
-``SPARE_ACK_TIMEOUT`` is killed and a fresh fork takes the request (a
-request whose policy the head start does not fit, a request that comes
-before the spare is due, and one already waiting when the zygote starts,
-too). Before
+How the two hand the request over is ``worker.hand_over``: a spare that is
+gone, stopped, or silent for ``SPARE_ACK_TIMEOUT`` is killed and a fresh
+fork takes the request (a request whose policy the head start does not
+fit, a request that comes before the spare is due, and one already waiting
+when the zygote starts, too). Before
 forking, ``gc.freeze()`` moves everything loaded so far out of the
 collector's sight, so a worker's collections do not copy those pages.
 
@@ -49,7 +48,7 @@ import sys
 import time
 from typing import NoReturn
 
-from protocol.memory_cgroup import limit_bytes, worker_dir_name
+from protocol.memory_cgroup import limit_bytes
 from protocol.zygote_control import (
     BadSpawnRequest,
     Exited,
@@ -64,6 +63,7 @@ from protocol.zygote_control import (
 from worker import confinement, enclosure, memory_cgroup, process_table, rehearsal, sandbox
 from worker import spare as spare_life
 from worker.ahead import fits_ahead
+from worker.hand_over import LOST, hand_over
 
 #: How long a closing zygote reaps what it killed (the host waits 1 s for it).
 LEAVE_REAP_SECONDS = 0.8
@@ -77,9 +77,6 @@ LEAVE_REAP_SECONDS = 0.8
 #: for its model then).
 IDLE_PRELOADS = ("asyncio",)
 IDLE_AFTER = 1.0
-
-#: How long a spare has to confirm a request before a fresh fork takes it.
-SPARE_ACK_TIMEOUT = 0.1
 
 #: How long after a request the next spare is forked. A spare entering its
 #: namespaces takes ~8 ms of CPU; forked at once, it competed with the
@@ -168,6 +165,7 @@ def main() -> None:
         spares[ahead].append((pid, ours))
         spare_pids.add(pid)
         presets[pid] = last_limit[0]
+        rehearsal.rehearse_hand_over(pid)
 
     def close_spare_sockets() -> None:
         """In a fresh child: close our ends of the spares' sockets. A worker
@@ -185,59 +183,13 @@ def main() -> None:
     def hand_to_spare(
         request: SpawnRequest, data: bytes, fds: list[int], ahead: bool = True
     ) -> int | None:
-        """Give the request to a spare of that kind; its pid, or None if
-        there is none, or it is gone or does not confirm within
-        ``SPARE_ACK_TIMEOUT`` (stopped, say: a worker allowed to signal
-        others could do that), then killed."""
+        """Give the request to a spare of that kind (``worker.hand_over``);
+        its pid, None if there is none or it did not take it (a fresh fork
+        may), or ``LOST``."""
         if not spares[ahead]:
             return None
         pid, conn = spares[ahead].pop()
-        preset = presets.pop(pid, None)
-        try:
-            # Sent first: the spare wakes up, renames itself and answers
-            # while we check it and write its limit. It touches nothing of
-            # the request before our "g".
-            conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
-            # Stopped (a SIGSTOP) or gone, the spare or a process below it
-            # (its init, its worker-to-be): a fresh fork takes the request.
-            tree = process_table.tree(pid)
-            if len(tree) in ((1, 3) if ahead else (1,)) and all(
-                state in ("S", "R", "D") for _, state in tree
-            ):
-                # The limit is the request's (its worker checks it before its
-                # report). A spare joins its memory cgroup first thing, before
-                # it forks or reads a request: one forked a moment ago may not
-                # have yet, and then has by its "k".
-                limit = limit_bytes(request.config.limits)
-                parent = request.config.memory_cgroup
-                cgroup = None
-                if parent is not None and limit is not None:
-                    cgroup = os.path.join(parent, worker_dir_name(pid))
-                    # A spare given this very limit at its fork says whether
-                    # it is in force with its answer: nothing to do here then.
-                    if preset != limit and memory_cgroup.member(cgroup, pid):
-                        memory_cgroup.set_limit(cgroup, limit)
-                        cgroup = None
-                ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
-                answer = conn.recv(1) if ready else b""
-                if answer in (b"k", spare_life.LIMITED):
-                    if answer == spare_life.LIMITED and preset == limit:
-                        cgroup = None
-                    if cgroup is not None and limit is not None and parent is not None:
-                        # Moved in by us only if its own join failed (~10 ms).
-                        memory_cgroup.join(parent, pid, process=pid)
-                        memory_cgroup.set_limit(cgroup, limit)
-                    conn.send(b"g")  # taken: a spare entered ahead may go on
-                    return pid
-        except OSError:
-            pass
-        finally:
-            conn.close()
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        return None
+        return hand_over(pid, conn, presets.pop(pid, None), ahead, request, data, fds)
 
     def send(reply: ZygoteReply) -> None:
         try:
@@ -378,6 +330,15 @@ def main() -> None:
         last_limit[0] = limit_bytes(request.config.limits)
         pid = hand_to_spare(request, data, fds, ahead=fits)
         want_plain = want_plain or not fits
+        if pid == LOST:
+            # A spare that answered too late, when it was given up on: it
+            # may have touched them, so no other process gets these fds.
+            for fd in fds:
+                os.close(fd)
+            send(SpawnFailed(request.id, "a spare answered too late; ask again"))
+            request, data, fds = None, b"", []
+            spares_due = time.monotonic() + SPARE_DELAY
+            continue
         if pid is None:
             try:
                 pid = os.fork()
@@ -402,10 +363,6 @@ def main() -> None:
         request, data, fds = None, b"", []
         if not spare or (want_plain and not spares[False]):
             spares_due = time.monotonic() + SPARE_DELAY
-
-
-def _pack_fds(fds: list[int]) -> bytes:
-    return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
 
 if __name__ == "__main__":
