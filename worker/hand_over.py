@@ -13,7 +13,8 @@ may go on at once:
 - ``GO_IF_LIMITED``: yes if the limit the zygote gave the spare at its fork
   (the same as the request's) is in force, which the spare knows.
 - ``WAIT``: no, not before the zygote's ``g``: the zygote could not write
-  the limit yet (a spare forked a moment ago has not joined its cgroup).
+  the limit yet (a spare forked a moment ago has not joined its cgroup, or
+  may still be setting another limit given at its fork).
 
 The spare answers ``LIMITED`` (its limit from the fork is in force) or
 ``ACK`` at once. One round trip fewer than a ``g`` for every request: on
@@ -93,11 +94,15 @@ def hand_over(
         mode = GO
         if cgroup is not None and limit is not None:
             # The limit is the request's (its worker checks it before its
-            # report). A spare joins its cgroup first thing after its fork:
-            # one forked a moment ago may not have yet, and has by its answer.
+            # report). A spare joins its cgroup, and sets ``preset`` on it,
+            # first thing after its fork: one forked a moment ago may not
+            # have yet, and has by its answer. A limit written now could be
+            # overwritten by its preset: then ours is written after.
             if preset == limit:
                 mode = GO_IF_LIMITED
-            elif not (memory_cgroup.member(cgroup, pid) and memory_cgroup.set_limit(cgroup, limit)):
+            elif preset is not None or not (
+                memory_cgroup.member(cgroup, pid) and memory_cgroup.set_limit(cgroup, limit)
+            ):
                 mode = WAIT
         # The process that acts on the fds, watched from now on: a spare
         # given up on is seen dead before anyone else gets them.
