@@ -219,3 +219,40 @@ def test_a_stale_dir_that_cannot_be_removed_does_not_stop_a_host(private_tmp):
             assert pinned.exists()
     finally:
         subprocess.run(["chattr", "-i", str(pinned)], check=True)
+
+
+def test_a_workdirs_usual_shape_goes_without_the_walk_and_anything_else_with_it(tmp_path):
+    """``remove_workdir``: the capture files and an empty scratch are
+    removed through the directory's fd; a scratch with contents, a link
+    where a capture file was, or a link in place of the directory itself
+    fall to ``remove_tree``, which never follows a link."""
+    from host.launch.workdirs import remove_workdir
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("precious")
+
+    def workdir(name: str) -> Path:
+        d = tmp_path / name
+        (d / "scratch").mkdir(parents=True)
+        (d / "stdout").write_text("out")
+        (d / "stderr").write_text("err")
+        return d
+
+    usual = workdir("usual")
+    assert remove_workdir(str(usual)) and not os.path.lexists(usual)
+    full = workdir("full")
+    (full / "scratch" / "made").mkdir()
+    (full / "scratch" / "made" / "file").write_text("x")
+    assert remove_workdir(str(full)) and not os.path.lexists(full)
+    linked = workdir("linked")
+    (linked / "stdout").unlink()
+    (linked / "stdout").symlink_to(outside / "keep")
+    (linked / "scratch").rmdir()
+    (linked / "scratch").symlink_to(outside)
+    assert remove_workdir(str(linked)) and not os.path.lexists(linked)
+    swapped = tmp_path / "swapped"
+    swapped.symlink_to(outside)
+    assert remove_workdir(str(swapped)) and not os.path.lexists(swapped)
+    assert remove_workdir(str(tmp_path / "never-made"))
+    assert (outside / "keep").read_text() == "precious"

@@ -14,16 +14,19 @@ runs it ahead of one, off the restart's path):
    the range; otherwise one of its own that maps only the host's uid. The
    worker later leaves it for a nested one with nothing mapped, in
    ``worker.confinement``;
-2. new mount, IPC and PID namespaces (``unshare``);
-3. a split in three (a PID namespace takes effect for children only):
+2. a new PID namespace (``unshare``), then a split in three (a PID
+   namespace takes effect for children only):
 
-   - the *warden*, this process: stays outside the PID namespace, is the
+   - the *warden*, this process: stays outside the new namespaces, is the
      pid the host and the zygote know, waits for ``init`` and ends the way
      the worker ended (the same exit code, or killed by the same signal);
-   - *init*, pid 1 of the new namespace: forks the worker, reaps every
-     orphan, and when the worker is gone exits, which makes the kernel
-     kill every process left in the namespace: nothing a worker starts
-     (daemons in new sessions included) outlives it;
+   - *init*, pid 1 of the new namespace: enters new mount, IPC (and
+     network) namespaces, forks the worker, reaps every orphan, and when
+     the worker is gone exits, which makes the kernel kill every process
+     left in the namespace: nothing a worker starts (daemons in new
+     sessions included) outlives it. The warden stays out of the mount
+     namespace: its teardown (an RCU grace period) is then not on the
+     warden's exit, the death the host sees (docs/sandbox.md);
    - the *worker*, which returns. Inside its namespace it has the warden's
      pid number (``kernel.ns_last_pid``), so ``os.getpid()`` matches the
      pid the host reports for the set. It is not pid 1, so signals it sends
@@ -138,25 +141,6 @@ class Entered:
         self.init_pid = self.status_r = self.life_w = -1
 
 
-#: The policy a worker entered ahead (by the zygote's spare) serves: the
-#: defaults. ``fits_ahead`` says whether a request's policy is served by it.
-AHEAD_POLICY: dict = {}
-
-
-def fits_ahead(policy: dict) -> bool:
-    """Whether a worker that ran ``enter(AHEAD_POLICY)`` can serve ``policy``
-    (the rest of the policy is applied by ``finish`` and later steps): the
-    same namespaces, identity and read-only view; network access only where
-    the worker can go back to the host's network namespace (root)."""
-    if not policy.get("private_namespaces", True) or not policy.get("confine_writes", True):
-        return False
-    if os.geteuid() != 0:
-        return bool(policy.get("user_namespace", True)) and not policy.get("network", False)
-    return bool(policy.get("own_uid", True)) and (
-        int(policy.get("uid_base", DEFAULT_UID_BASE)) == DEFAULT_UID_BASE
-    )
-
-
 _libc: list[ctypes.CDLL] = []
 
 
@@ -196,31 +180,6 @@ def _wants_ids(policy: dict) -> bool:
     )
 
 
-#: A worker entered ahead, set by the zygote's spare before the start sequence.
-_ahead: list[Entered] = []
-
-
-def use_ahead(entered: Entered) -> None:
-    """In a worker that ``enter`` returned in ahead of its request, once the
-    zygote has taken it: the start sequence's ``enclose`` goes straight to
-    ``finish``, and the warden hears that it serves a request now (it
-    takes back its name). Before any user code: the pipe to the warden is
-    closed here, so no module sees it."""
-    _ahead[:] = [entered]
-    if entered.taken >= 0:
-        try:
-            os.write(entered.taken, b"t")
-        except OSError:
-            pass
-        _close_fds([entered.taken])
-        entered.taken = -1
-
-
-def entered_ahead() -> Entered | None:
-    """The worker entered ahead of its request, if this process is one."""
-    return _ahead[0] if _ahead else None
-
-
 def enclose(
     policy: dict,
     limits: dict,
@@ -230,8 +189,10 @@ def enclose(
     granted: list[str],
     parent_reaps_orphans: bool = False,
     egress_fd: int | None = None,
+    ahead: Entered | None = None,
 ) -> Enclosure:
-    """Both phases (or only ``finish``, for a worker entered ahead).
+    """Both phases (or only ``finish``, for a worker entered ``ahead``:
+    ``worker.ahead``).
 
     ``policy``: the sandbox policy (``own_uid``, ``uid_base``,
     ``private_namespaces``, ``user_namespace``, ``network``,
@@ -250,7 +211,7 @@ def enclose(
     (the private one when ``scratch_tmpfs`` holds). Raises ``OSError`` only
     if a fork fails: the worker cannot start then.
     """
-    entered = _ahead.pop() if _ahead else enter(policy, keep_fds)
+    entered = ahead if ahead is not None else enter(policy, keep_fds)
     if entered.role == "warden":
         run_warden(entered, parent_reaps_orphans=parent_reaps_orphans)
     return finish(entered, policy, limits, scratch, reach, granted, egress_fd)
@@ -287,15 +248,10 @@ def enter(
     if no_net and ahead and not entered.mapped:
         entered.host_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     before = _namespace_ids()
-    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWPID | (CLONE_NEWNET if no_net else 0)
-    if _c().unshare(ctypes.c_int(flags)) != 0:
+    if _c().unshare(ctypes.c_int(CLONE_NEWPID)) != 0:
         return entered
-    after = _namespace_ids()
-    # Counted only if the kernel shows new ones (pid: for children).
-    if not all(after[kind] != before[kind] for kind in ("mnt", "ipc", "pid_for_children")):
-        return entered
-    entered.namespaces = True
-    entered.network = no_net and after["net"] != before["net"]
+    if _namespace_ids()["pid_for_children"] == before["pid_for_children"]:
+        return entered  # counted only if the kernel shows a new one
     status_r, status_w = os.pipe()
     life_r, life_w = os.pipe()
     taken_r, taken_w = os.pipe() if ahead else (-1, -1)
@@ -323,6 +279,13 @@ def enter(
     os.close(status_r)
     os.close(life_w)
     warden.stay_with_warden(life_r)
+    # Not the warden's (see the module). Counted only if the kernel shows
+    # new ones; if not, the worker reports none.
+    flags = CLONE_NEWNS | CLONE_NEWIPC | (CLONE_NEWNET if no_net else 0)
+    if _c().unshare(ctypes.c_int(flags)) == 0:
+        after = _namespace_ids()
+        entered.namespaces = all(after[kind] != before[kind] for kind in ("mnt", "ipc"))
+        entered.network = entered.namespaces and no_net and after["net"] != before["net"]
     # The worker's pid number inside: the warden's (set while still root).
     private_view.write_sysctl("kernel/ns_last_pid", str(entered.warden_pid - 1))
     worker_pid = os.fork()

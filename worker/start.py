@@ -61,6 +61,7 @@ from worker import (
     private_view,
     sandbox,
 )
+from worker.ahead import entered_ahead
 from worker.capture import OutputCapture
 from worker.loader import (
     ModuleLoadError,
@@ -102,7 +103,7 @@ def run(config: WorkerConfig) -> NoReturn:
     # host reads back as the crash's stderr tail.
     faulthandler.enable(file=sys.__stderr__ or 2, all_threads=True)
     sandbox.detach_stdin()
-    ahead = enclosure.entered_ahead()
+    ahead = entered_ahead()
     if ahead is not None:
         # Entered ahead by the zygote's spare (enclosure.enter): our parent
         # is init, armed then; the session's leader is the warden, outside.
@@ -154,6 +155,7 @@ def run(config: WorkerConfig) -> NoReturn:
         granted=[config.path] if config.path else [],
         parent_reaps_orphans=config.forked,
         egress_fd=egress_fd,
+        ahead=ahead,
     )
 
     def _close_protocol_in_child() -> None:

@@ -18,12 +18,11 @@ worker-to-be, and a new spare is forked ``SPARE_DELAY`` after the reply,
 when the zygote has nothing else to do (from a frame that no longer holds
 the served request, which belongs to another set; the worker just handed
 the request starts without a spare entering beside it on the other CPU).
-The worker-to-be confirms the hand-over with ``k`` and goes on only after
-the zygote's ``g``; a spare that is gone, stopped, or silent for
-``SPARE_ACK_TIMEOUT`` is killed and a fresh fork takes the request (a
-request whose policy the head start does not fit, a request that comes
-before the spare is due, and one already waiting when the zygote starts,
-too). Before
+How the two hand the request over is ``worker.hand_over``: a spare that is
+gone, stopped, or silent for ``SPARE_ACK_TIMEOUT`` is killed and a fresh
+fork takes the request (a request whose policy the head start does not
+fit, a request that comes before the spare is due, and one already waiting
+when the zygote starts, too). Before
 forking, ``gc.freeze()`` moves everything loaded so far out of the
 collector's sight, so a worker's collections do not copy those pages.
 
@@ -49,7 +48,7 @@ import sys
 import time
 from typing import NoReturn
 
-from protocol.memory_cgroup import limit_bytes, worker_dir_name
+from protocol.memory_cgroup import limit_bytes
 from protocol.zygote_control import (
     BadSpawnRequest,
     Exited,
@@ -61,8 +60,10 @@ from protocol.zygote_control import (
     decode_spawn_request,
     encode_reply,
 )
-from worker import confinement, enclosure, memory_cgroup, rehearsal, sandbox
+from worker import confinement, enclosure, memory_cgroup, process_table, rehearsal, sandbox
 from worker import spare as spare_life
+from worker.ahead import fits_ahead
+from worker.hand_over import LOST, hand_over
 
 #: How long a closing zygote reaps what it killed (the host waits 1 s for it).
 LEAVE_REAP_SECONDS = 0.8
@@ -76,9 +77,6 @@ LEAVE_REAP_SECONDS = 0.8
 #: for its model then).
 IDLE_PRELOADS = ("asyncio",)
 IDLE_AFTER = 1.0
-
-#: How long a spare has to confirm a request before a fresh fork takes it.
-SPARE_ACK_TIMEOUT = 0.1
 
 #: How long after a request the next spare is forked. A spare entering its
 #: namespaces takes ~8 ms of CPU; forked at once, it competed with the
@@ -130,6 +128,11 @@ def main() -> None:
     want_plain = False
     #: Spares forked and not handed a request: their cgroups are ours to remove.
     spare_pids: set[int] = set()
+    #: The memory limit of the last request served, which the next spares
+    #: set on their cgroups ahead (a set's restart asks for the same one),
+    #: and the limit each spare was given.
+    last_limit: list[int | None] = [None]
+    presets: dict[int, int | None] = {}
 
     def fork_spare(ahead: bool = True) -> None:
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
@@ -149,11 +152,20 @@ def main() -> None:
             ours.close()
             close_spare_sockets()  # the other spares' ends: no child may hold one
             spare_life.wait_as_spare(
-                theirs, sock, (wake_r, wake_w), me, config.memory_cgroup, ahead, name
+                theirs,
+                sock,
+                (wake_r, wake_w),
+                me,
+                config.memory_cgroup,
+                ahead,
+                name,
+                preset=last_limit[0],
             )
         theirs.close()
         spares[ahead].append((pid, ours))
         spare_pids.add(pid)
+        presets[pid] = last_limit[0]
+        rehearsal.rehearse_hand_over(pid)
 
     def close_spare_sockets() -> None:
         """In a fresh child: close our ends of the spares' sockets. A worker
@@ -171,53 +183,13 @@ def main() -> None:
     def hand_to_spare(
         request: SpawnRequest, data: bytes, fds: list[int], ahead: bool = True
     ) -> int | None:
-        """Give the request to a spare of that kind; its pid, or None if
-        there is none, or it is gone or does not confirm within
-        ``SPARE_ACK_TIMEOUT`` (stopped, say: a worker allowed to signal
-        others could do that), then killed."""
+        """Give the request to a spare of that kind (``worker.hand_over``);
+        its pid, None if there is none or it did not take it (a fresh fork
+        may), or ``LOST``."""
         if not spares[ahead]:
             return None
         pid, conn = spares[ahead].pop()
-        try:
-            # Sent first: the spare wakes up, renames itself and answers
-            # while we check it and write its limit. It touches nothing of
-            # the request before our "g".
-            conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _pack_fds(fds))])
-            # Stopped (a SIGSTOP) or gone, the spare or a process below it
-            # (its init, its worker-to-be): a fresh fork takes the request.
-            tree = _tree(pid)
-            if len(tree) in ((1, 3) if ahead else (1,)) and all(
-                _state(p) in ("S", "R", "D") for p in tree
-            ):
-                # The limit is the request's (its worker checks it before its
-                # report). A spare joins its memory cgroup first thing, before
-                # it forks or reads a request: one forked a moment ago may not
-                # have yet, and then has by its "k".
-                limit = limit_bytes(request.config.limits)
-                parent = request.config.memory_cgroup
-                cgroup = None
-                if parent is not None and limit is not None:
-                    cgroup = os.path.join(parent, worker_dir_name(pid))
-                    if memory_cgroup.member(cgroup, pid):
-                        memory_cgroup.set_limit(cgroup, limit)
-                        cgroup = None
-                ready, _, _ = select.select([conn], [], [], SPARE_ACK_TIMEOUT)
-                if ready and conn.recv(1) == b"k":
-                    if cgroup is not None and limit is not None and parent is not None:
-                        # Moved in by us only if its own join failed (~10 ms).
-                        memory_cgroup.join(parent, pid, process=pid)
-                        memory_cgroup.set_limit(cgroup, limit)
-                    conn.send(b"g")  # taken: a spare entered ahead may go on
-                    return pid
-        except OSError:
-            pass
-        finally:
-            conn.close()
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        return None
+        return hand_over(pid, conn, presets.pop(pid, None), ahead, request, data, fds)
 
     def send(reply: ZygoteReply) -> None:
         try:
@@ -240,6 +212,7 @@ def main() -> None:
                 continue
             if pid in spare_pids:
                 spare_pids.discard(pid)
+                presets.pop(pid, None)
                 if config.memory_cgroup is not None:
                     # A spare that died, was dropped or given up on: the host
                     # never knew it (a worker's cgroup is the host's to remove).
@@ -260,7 +233,7 @@ def main() -> None:
         """SIGKILL our children that are not workers (adopted escapees), with
         their process groups; with ``everyone``, the workers too."""
         keep = set() if everyone else workers | {p for kind in spares.values() for p, _ in kind}
-        for pid in _children(me):
+        for pid in process_table.children(me):
             if pid not in keep:
                 doomed.add(pid)
                 for kill in (os.killpg, os.kill):
@@ -353,9 +326,19 @@ def main() -> None:
             send(SpawnFailed(exc.request_id, str(exc)))
             request, data, fds = None, b"", []
             continue
-        fits = enclosure.fits_ahead(request.config.sandbox)
+        fits = fits_ahead(request.config.sandbox)
+        last_limit[0] = limit_bytes(request.config.limits)
         pid = hand_to_spare(request, data, fds, ahead=fits)
         want_plain = want_plain or not fits
+        if pid == LOST:
+            # A spare that answered too late, when it was given up on: it
+            # may have touched them, so no other process gets these fds.
+            for fd in fds:
+                os.close(fd)
+            send(SpawnFailed(request.id, "a spare answered too late; ask again"))
+            request, data, fds = None, b"", []
+            spares_due = time.monotonic() + SPARE_DELAY
+            continue
         if pid is None:
             try:
                 pid = os.fork()
@@ -380,63 +363,6 @@ def main() -> None:
         request, data, fds = None, b"", []
         if not spare or (want_plain and not spares[False]):
             spares_due = time.monotonic() + SPARE_DELAY
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo += _children(p) if _state(p) else []
-    return found
-
-
-def _state(pid: int) -> str:
-    """A process's state letter (``/proc/<pid>/stat``), or "" if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        return ""
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _children(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (a single-threaded process).
-
-    The kernel keeps the list (``/proc/<pid>/task/<tid>/children``, where
-    built in); otherwise every process in /proc is read, which takes a
-    millisecond per hundred processes, after every worker's exit.
-    """
-    try:
-        with open(f"/proc/{parent}/task/{parent}/children", "rb") as f:
-            return [int(pid) for pid in f.read().split()]
-    except OSError:
-        pass
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(b")", 1)[-1].split()
-        if len(fields) > 1 and int(fields[1]) == parent:
-            found.append(int(entry))
-    return found
-
-
-def _pack_fds(fds: list[int]) -> bytes:
-    return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
 
 if __name__ == "__main__":

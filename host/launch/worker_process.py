@@ -13,7 +13,7 @@ import subprocess
 
 from host.egress.gateway import Gateway
 from host.launch.memory_cgroups import MemoryCgroups
-from host.launch.tree_removal import remove_tree
+from host.launch.workdirs import remove_workdir
 from host.launch.zygote import Zygote
 
 STDERR_TAIL_BYTES = 4096
@@ -133,9 +133,9 @@ class WorkerProcess:
 
         The pipe fds and the pidfd belong to the ``Channel`` built on them.
         Never raises: whatever the worker made there is removed (see
-        ``tree_removal``); what cannot be is logged and left.
+        ``workdirs.remove_workdir``); what cannot be is logged and left.
         """
-        remove_tree(self.workdir)
+        remove_workdir(self.workdir)
         if self.cgroups is not None:
             self.cgroups.release(self.pid)
         if self.egress_door is not None:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from protocol import ProtocolViolation
 from protocol.worker_config import WorkerConfig
@@ -28,6 +29,7 @@ from protocol.zygote_control import (
     SpawnFailed,
     SpawnRequest,
     ZygoteConfig,
+    ZygoteReply,
     decode_reply,
     encode_spawn_request,
 )
@@ -76,7 +78,14 @@ class Zygote:
         finally:
             theirs.close()
         self._sock = ours
+        #: Held while a request is sent (ids in order, one datagram at a time).
         self._lock = threading.Lock()
+        #: Guards the tables below; notified whenever a message is stored.
+        self._state = threading.Condition()
+        #: A waiter is reading the socket for everyone (the others sleep on
+        #: ``_state``): a worker's exit status is never held up behind a
+        #: spawn's round trip, as it was when one lock covered the wait.
+        self._reading = False
         self._ids = 0
         self._replies: dict[int, Spawned | SpawnFailed] = {}
         self._statuses: dict[int, int] = {}
@@ -108,12 +117,9 @@ class Zygote:
             except OSError as exc:
                 self._dead = True
                 raise ZygoteError(f"the zygote is gone: {exc}") from None
-            deadline = time.monotonic() + SPAWN_TIMEOUT
-            while rid not in self._replies:
-                if not self._receive(deadline):
-                    raise ZygoteError(
-                        self._violation or "the zygote did not answer a spawn request"
-                    )
+        if not self._wait(lambda: rid in self._replies, time.monotonic() + SPAWN_TIMEOUT):
+            raise ZygoteError(self._violation or "the zygote did not answer a spawn request")
+        with self._state:
             reply = self._replies.pop(rid)
         if isinstance(reply, SpawnFailed):
             raise ZygoteError(f"the zygote could not fork: {reply.error}")
@@ -121,54 +127,85 @@ class Zygote:
 
     def wait_status(self, pid: int, timeout: float) -> int | None:
         """The exit status of a forked worker (as ``Popen.returncode``), or None."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while pid not in self._statuses:
-                if not self._receive(deadline):
-                    return None
+        if not self._wait(lambda: pid in self._statuses, time.monotonic() + timeout):
+            return None
+        with self._state:
             return self._statuses.pop(pid)
 
     def forget(self, pid: int) -> None:
         """The host knows ``pid``'s exit status already (``zombie_status``):
         its report, when the zygote gets to it, is dropped, not kept."""
-        # Without the lock (a spawn may hold it for its round trip); each step
-        # is atomic, and _receive checks the set after storing a status.
-        self._forgotten.add(pid)
-        if self._statuses.pop(pid, None) is not None:
-            self._forgotten.discard(pid)
+        with self._state:  # held only briefly, never across a read
+            self._forgotten.add(pid)
+            if self._statuses.pop(pid, None) is not None:
+                self._forgotten.discard(pid)
 
-    def _receive(self, deadline: float) -> bool:
-        """Read one message into the tables (lock held); False on timeout, EOF
-        or a message that breaks the control protocol (the zygote is then
-        taken for dead: ``_violation`` says why)."""
+    def _wait(self, have: Callable[[], bool], deadline: float) -> bool:
+        """Until ``have()`` (True) or ``deadline``, EOF or a broken control
+        protocol (False). One waiter at a time reads the socket and stores
+        what it reads; the others sleep until it has. A deadline already
+        past still gets one look at what is there."""
+        with self._state:
+            looked = False
+            while not have():
+                now = time.monotonic()
+                if self._dead:
+                    return False
+                if self._reading:  # another waiter reads: woken when it stored one
+                    if now >= deadline:
+                        return False
+                    self._state.wait(deadline - now)
+                    continue
+                if looked and now >= deadline:
+                    return False
+                looked = True
+                self._reading = True
+                self._state.release()
+                msg = None
+                try:
+                    msg = self._read(deadline)
+                finally:
+                    self._state.acquire()
+                    self._reading = False
+                    if msg is not None:
+                        self._store(msg)
+                    self._state.notify_all()
+            return True
+
+    def _read(self, deadline: float) -> ZygoteReply | None:
+        """One message from the socket, or None on timeout, EOF or a message
+        that breaks the control protocol (the zygote is then taken for dead:
+        ``_violation`` says why). Only the waiter that is ``_reading``."""
         if self._dead:
-            return False
+            return None
         remaining = max(0.0, deadline - time.monotonic())  # 0: only what is there
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
         if not poller.poll(min(int(remaining * 1000) + 1, 2**31 - 1)):
-            return False
+            return None
         try:
             data = self._sock.recv(1 << 16)
         except OSError:
             data = b""
         if not data:
             self._dead = True
-            return False
+            return None
         try:
-            msg = decode_reply(data)
+            return decode_reply(data)
         except ProtocolViolation as exc:
             self._dead = True
             self._violation = f"the zygote broke the control protocol: {exc}"
-            return False
+            return None
+
+    def _store(self, msg: ZygoteReply) -> None:
+        """File a message in the tables (``_state`` held)."""
         if isinstance(msg, Exited):
-            self._statuses[msg.pid] = msg.status
             if msg.pid in self._forgotten:
                 self._forgotten.discard(msg.pid)
-                self._statuses.pop(msg.pid, None)
+            else:
+                self._statuses[msg.pid] = msg.status
         else:
             self._replies[msg.id] = msg
-        return True
 
     def close(self, grace: float = 1.0) -> None:
         """Close the socket: the zygote kills every process it still has (workers

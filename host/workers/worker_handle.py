@@ -328,6 +328,7 @@ class WorkerHandle(WorkerStops):
             self._record_death()
         if (
             inc.ready is not None
+            and inc is self.current  # else its replacement is started already
             and not self._closed
             and not self._crashes.parked()
             and (reason is None or reason[0] in (TIMEOUT, PROTOCOL, RECYCLE))
