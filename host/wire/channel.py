@@ -39,7 +39,7 @@ from typing import Any
 from host.wire.delivery import Delivery
 from host.wire.leadership import Leadership
 from host.wire.loop_watch import LoopWatch
-from host.wire.pending import Pending, WorkerLost
+from host.wire.pending import Pending, WorkerLost, WriteInterrupted
 from host.wire.reply_reader import ReplyReader
 from host.wire.request_writer import RequestWriter
 from protocol import Notification, ProtocolViolation, Request
@@ -112,6 +112,7 @@ class Channel:
             broken=lambda: self._broken,
             usable=self._usable,
             read_while_full=self._read_while_full,
+            cut=self._cut,
         )
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
@@ -301,11 +302,35 @@ class Channel:
             return False
         return True
 
-    def _break(self, violation: ProtocolViolation | None) -> None:
+    def _cut(self, exc: BaseException) -> None:
+        """A write to the worker raised part-way (``request_writer``): the
+        pipe may hold part of a frame, and frames taken from the batch may
+        be lost. End the worker as broken: its running call fails with
+        ``WriteInterrupted`` (saying what was raised), the calls that never
+        started go to the next worker (``on_broken``)."""
+        text = str(exc)
+        cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        self._break(
+            ProtocolViolation(
+                f"the host was interrupted while writing to the worker ({cause}); "
+                "its request stream may be cut part-way"
+            ),
+            WriteInterrupted(cause),
+        )
+
+    def _break(
+        self, violation: ProtocolViolation | None, running_error: BaseException | None = None
+    ) -> None:
+        """End the channel once: ``on_broken``, then fail what is left.
+        ``running_error``: what the running call fails with (else what
+        ``on_broken`` decides)."""
         with self._lock:
             if self._broken:
                 return
             self._broken = True
+            head = self._conversation.head if running_error is not None else None
+        if head is not None and head.started:
+            self._delivery.complete(head, error=running_error)  # type: ignore[arg-type]  # (only Pendings are sent)
         try:
             self._on_broken(violation)
         except Exception:  # a bug in the owner must not leave calls hanging

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from host.errors import CallTimeout, InvalidArguments, WorkerCrashed, error_from_map
-from host.wire.pending import Pending, WorkerGone, WorkerLost
+from host.wire.pending import Pending, WorkerGone, WorkerLost, WriteInterrupted
 from host.workers.call_gate import CallGate
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
@@ -413,6 +413,15 @@ class CallPath:
                 )
             if isinstance(pending.error, WorkerLost):
                 raise WorkerCrashed(self.name, pending.function, "its worker was lost")
+            if isinstance(pending.error, WriteInterrupted):
+                raise WorkerCrashed(
+                    self.name,
+                    pending.function,
+                    "its worker was replaced while the call ran: the host was interrupted "
+                    f"while writing to it ({pending.error.cause}), which may have cut "
+                    "a request part-way",
+                    details={"cause": "interrupted"},
+                )
             raise pending.error
         msg = pending.result
         assert isinstance(msg, Response)
