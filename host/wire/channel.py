@@ -358,48 +358,45 @@ class Channel:
         """
         return self._leadership.wait(pending, deadline)
 
-    async def wait_async(
-        self,
-        pending: Pending,
-        deadline: float | None,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> bool:
-        """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
+    def watch(
+        self, pending: Pending, deadline: float | None, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future | None:
+        """Arm an asyncio wait for ``pending`` on ``loop`` (the running loop):
+        the future to await, resolved by its reply, its worker's end or
+        ``deadline`` (then ``pending.done`` is still False); None if it is
+        done already. Whatever the await does (it may be cancelled), call
+        ``unwatch`` with the same arguments after it.
 
-        ``pending.future`` must have been created on the running loop. On
-        cancellation nothing changes here: the caller decides whether to
-        ``abandon`` the call. ``loop``: the running loop, if the caller has it.
+        A plain function, not a coroutine: the caller awaits the future
+        itself (one coroutine less on every ``acall``'s way in and out).
+        ``pending.future`` must have been created on ``loop``.
         """
-        if loop is None:
-            loop = asyncio.get_running_loop()
         fut = pending.future
         assert fut is not None and fut.get_loop() is loop
         if pending.done:
-            return True
+            return None
         if fut.done():
             # The timer of an earlier wait resolved it: wait on a fresh one.
             with self._lock:
                 if pending.done:
-                    return True
+                    return None
                 fut = pending.future = loop.create_future()
         loops = self._loops
         if not loops.attach(loop, self._usable, reading=not self._reader.eof):
             # Broken (or closed) already: its breakage handling completes
             # or has completed the call; wait for that off the loop.
-            return await asyncio.to_thread(self.wait, pending, deadline)
-        timer = None
-        try:
-            if deadline is not None:
-                # The loop's shared timer resolves the same future.
-                timer = loops.timer(loop)
-                timer.add(fut, deadline)
-            if not pending.done:
-                await fut
-            return pending.done
-        finally:
-            if timer is not None:
-                timer.remove(fut)
-            loops.detach(loop)
+            return loop.run_in_executor(None, self.wait, pending, deadline)
+        if deadline is not None:
+            # The loop's shared timer resolves the same future.
+            loops.timer(loop).add(fut, deadline)
+        return fut
+
+    def unwatch(
+        self, pending: Pending, fut: asyncio.Future, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """After awaiting what ``watch`` returned: stop watching for it."""
+        if fut is pending.future:
+            self._loops.release_wait(loop, fut)
 
     def _usable(self) -> bool:
         return not (self._broken or self._fds_closed)

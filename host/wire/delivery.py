@@ -79,7 +79,12 @@ class Delivery:
             if pending.on_exit is not None:
                 pending.on_exit()
             if completed and fut is not None and not pending.abandoned:
-                wake_future(fut, self.loop)
+                if fut.get_loop() is self.loop:
+                    # wake_future inlined: its own loop is reading, here.
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    wake_future(fut, self.loop)
         elif type(event) is Noted:
             if self._on_note is not None:
                 noted: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)

@@ -30,7 +30,13 @@ from host.workers.death import NotStarted
 from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
 from host.workers.stream import StreamSink
 from protocol import ErrorKind, Response, encode_call
-from protocol.messages import STREAM_WINDOW
+from protocol.messages import STREAM_WINDOW, new_packer
+
+#: Each thread's packer of call frames (``new_packer``: reused, unlike
+#: ``msgpack.packb``'s, and not shared: a packer is not thread-safe).
+_packers = threading.local()
+#: ... replaced after a frame larger than this.
+PACKER_KEEP = 1 << 20
 
 #: ``on_progress(done, total, message)``.
 OnProgress = Callable[[float, float | None, str | None], object]
@@ -206,13 +212,21 @@ class CallPath:
                     # off the loop, which must never block on a lock.
                     await asyncio.to_thread(channel.send, pending, frame)
                 try:
-                    while not await channel.wait_async(
-                        pending,
-                        pending.run_deadline
-                        if pending.started
-                        else self._next_deadline(inc, pending, queue_deadline),
-                        loop,
-                    ):
+                    while True:
+                        fut = channel.watch(
+                            pending,
+                            pending.run_deadline
+                            if pending.started
+                            else self._next_deadline(inc, pending, queue_deadline),
+                            loop,
+                        )
+                        if fut is not None:
+                            try:
+                                await fut
+                            finally:
+                                channel.unwatch(pending, fut, loop)
+                        if pending.done:
+                            break
                         # (lock_timeout=0: a cancel must not block the loop;
                         # it is tried again on the next turn.)
                         if self._overdue(inc, pending, queue_deadline, lock_timeout=0):
@@ -247,13 +261,19 @@ class CallPath:
         """A request id (unique for this set) and the framed request."""
         msgid = next(self._ids) % 0xFFFFFFFF + 1
         try:
+            pack = _packers.pack
+        except AttributeError:
+            pack = _packers.pack = new_packer()
+        try:
             if door is None and not stream:
-                frame = encode_call(msgid, function, arguments)
+                frame = encode_call(msgid, function, arguments, None, False, pack)
             else:
                 context = None if door is None else door.describe()
-                frame = encode_call(msgid, function, arguments, context, stream)
+                frame = encode_call(msgid, function, arguments, context, stream, pack)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise self._not_sendable(function, str(exc)) from None
+        if len(frame) > PACKER_KEEP:
+            _packers.pack = new_packer()  # (a packer keeps the largest buffer it filled)
         limit = self._max_argument_bytes
         if len(frame) > limit:
             raise self._not_sendable(
