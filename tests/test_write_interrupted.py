@@ -11,8 +11,12 @@ the writing thread, or a failing write, does there)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
 import os
+import signal
+import struct
+import termios
 import threading
 import time
 import types
@@ -27,8 +31,15 @@ SET = """
 import os
 
 
-def tagged(x: int) -> dict:
+import time
+
+
+def tagged(x: int, pad: str = "") -> dict:
     return {"x": x, "pid": os.getpid()}
+
+
+def sleepy(seconds: float) -> None:
+    time.sleep(seconds)
 """
 
 
@@ -69,58 +80,96 @@ def _raising_write(monkeypatch, fd: int, raise_on: int, exc: BaseException, befo
     return state
 
 
-def test_an_interrupt_while_writing_other_threads_frames_loses_none(piped, monkeypatch):
-    """The thread holding the write lock writes its own frame, then the
-    frames four other threads added meanwhile; an interrupt in that second
-    write reaches its thread, and each of the four calls still gets its own
-    answer (from the replaced worker: the stream may hold part of a frame),
-    instead of waiting for a reply that cannot come."""
+def _pipe_bytes(fd: int) -> int:
+    """Bytes waiting in the pipe of ``fd`` (either end)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals need the main thread"
+)
+def test_an_interrupt_while_waiting_for_room_in_the_pipe_loses_no_frame(piped):
+    """The worker is busy and its pipe is full: the main thread, holding the
+    write lock, waits for room with its own frame in hand and three
+    other threads' frames in the batch behind it. A signal handler raises
+    there. The interrupt reaches the main thread; the three calls whose
+    frames never reached the worker run on its replacement and get their
+    own answers (before, they waited for ever); the calls that had reached
+    the worker (it may have run them) get their answer or a WorkerCrashed
+    saying why, never a second run. Nothing hangs."""
     channel = _channel(piped)
     first = piped.function_sets["piped"]["pid"]
-    joined = threading.Event()
+    pad = "p" * 1500  # a frame of ~1.6 KB: the third does not fit in a 4 KiB pipe
+    outcomes: dict[str, object] = {}
 
-    def before(n: int) -> None:
-        if n == 0:
-            # Holding the write lock: wait for the others to join the batch.
-            joined.wait(10)
-
-    state = _raising_write(monkeypatch, channel.write_fd, 1, Interrupted(), before)
-    state["armed"] = True
-    outcomes: dict[int, object] = {}
-
-    def one(i: int) -> None:
+    def one(key: str, function: str, args: dict) -> None:
         try:
-            outcomes[i] = piped.call("piped.tagged", {"x": i})
-        except BaseException as exc:  # noqa: BLE001 (the interrupt is what we look for)
-            outcomes[i] = exc
+            outcomes[key] = piped.call(f"piped.{function}", args, timeout=None)
+        except BaseException as exc:  # noqa: BLE001 (what each call ends with)
+            outcomes[key] = exc
 
-    holder = threading.Thread(target=one, args=(0,))
-    holder.start()
-    while state["n"] == 0:
+    def start(key: str, function: str, args: dict) -> threading.Thread:
+        thread = threading.Thread(target=one, args=(key, function, args))
+        thread.start()
+        return thread
+
+    threads = [start("running", "sleepy", {"seconds": 3.0})]
+    while piped._registry.sets["piped"].handle.current.channel.head is None:
         time.sleep(0.001)
-    others = [threading.Thread(target=one, args=(i,)) for i in range(1, 5)]
-    for t in others:
-        t.start()
-    while len(channel._writer._batch) < 4:
-        time.sleep(0.001)
-    joined.set()
-    for t in [holder, *others]:
-        t.join(30)  # a guard against hanging the suite, not a measure
-    assert state["raised"] == 1
-    assert isinstance(outcomes[0], Interrupted), outcomes[0]
-    for i in range(1, 5):
-        assert isinstance(outcomes[i], dict), (i, outcomes[i])
-        assert outcomes[i]["x"] == i
-        assert outcomes[i]["pid"] != first  # the cut stream's worker was replaced
-    monkeypatch.undo()
-    assert piped.call("piped.tagged", {"x": 9})["x"] == 9
+    time.sleep(0.1)  # the worker has read it and is running it
+    fcntl.fcntl(channel.write_fd, fcntl.F_SETPIPE_SZ, 4096)
+    for i in range(2):
+        waiting = _pipe_bytes(channel.write_fd)
+        threads.append(start(f"queued{i}", "tagged", {"x": i, "pad": pad}))
+        while _pipe_bytes(channel.write_fd) == waiting:  # it is in the pipe
+            time.sleep(0.001)
+
+    sending = threading.Event()
+
+    def interrupt() -> None:
+        while not (sending.is_set() and channel._write_lock.locked()):
+            time.sleep(0.001)  # the main thread holds the write lock, waiting for room
+        for i in range(3):
+            threads.append(start(f"behind{i}", "tagged", {"x": 10 + i, "pad": pad}))
+        while len(channel._writer._batch) < 3:
+            time.sleep(0.001)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    def handler(signum, frame):
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        interrupter = threading.Thread(target=interrupt)
+        interrupter.start()
+        sending.set()
+        one("main", "tagged", {"x": 99, "pad": pad})
+        interrupter.join(30)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    for thread in threads:
+        thread.join(30)  # a guard against hanging the suite, not a measure
+    assert not any(thread.is_alive() for thread in threads), outcomes
+    assert isinstance(outcomes.pop("main"), Interrupted)
+    for i in range(3):
+        answer = outcomes.pop(f"behind{i}")
+        assert isinstance(answer, dict), answer
+        assert answer["x"] == 10 + i and answer["pid"] != first
+    for key, outcome in outcomes.items():  # they had reached the worker
+        if isinstance(outcome, WorkerCrashed):
+            assert outcome.details.get("cause") == "interrupted", outcome
+            assert "Interrupted" in str(outcome) and "piped." in str(outcome), outcome
+        else:
+            assert key != "running" and outcome["pid"] == first, (key, outcome)
+    assert piped.call("piped.tagged", {"x": 7})["x"] == 7
 
 
 def test_an_error_in_an_event_loop_s_batch_write_loses_none(piped, monkeypatch):
     """A gather's first call is written at once, the others in one write on
-    the loop's next turn; that write fails with an error the loop only logs.
-    The calls it carried run on the replaced worker; the running one gets
-    its answer or a WorkerCrashed that says why. None times out."""
+    the loop's next turn; that write fails with an error the loop only logs
+    (the frames it carried lost, before). Each call gets its answer or a
+    WorkerCrashed that says why; none waits for its timeout (before: a
+    CallTimeout), and the worker is replaced."""
     channel = _channel(piped)
     first = piped.function_sets["piped"]["pid"]
     state = _raising_write(monkeypatch, channel.write_fd, 1, RuntimeError("write failed"))
@@ -138,15 +187,16 @@ def test_an_error_in_an_event_loop_s_batch_write_loses_none(piped, monkeypatch):
 
     outcomes = asyncio.run(main())
     assert state["raised"] == 1
-    head = outcomes[0]
-    if isinstance(head, WorkerCrashed):
-        assert head.details.get("cause") == "interrupted", head
-        assert "RuntimeError" in str(head) and "piped" in str(head), head
-    else:
-        assert head == {"x": 0, "pid": first}, head
-    for i in range(1, 8):
-        assert isinstance(outcomes[i], dict), (i, outcomes[i])
-        assert outcomes[i]["x"] == i and outcomes[i]["pid"] != first
+    for i, outcome in enumerate(outcomes):
+        # Their frames were in hand when the write failed: each may have
+        # reached the worker (and run), so none is sent again.
+        if isinstance(outcome, WorkerCrashed):
+            assert outcome.details.get("cause") == "interrupted", (i, outcome)
+            assert "RuntimeError" in str(outcome) and "piped.tagged" in str(outcome), outcome
+        else:
+            assert outcome == {"x": i, "pid": first}, (i, outcome)
+    monkeypatch.undo()
+    assert piped.call("piped.tagged", {"x": 9})["pid"] != first  # replaced, serving
 
 
 def test_a_loop_closed_with_its_batch_unwritten_is_not_kept(piped):

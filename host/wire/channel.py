@@ -39,7 +39,7 @@ from typing import Any
 from host.wire.delivery import Delivery
 from host.wire.leadership import Leadership
 from host.wire.loop_watch import LoopWatch
-from host.wire.pending import Pending, WorkerLost, WriteInterrupted
+from host.wire.pending import Pending, WorkerGone, WorkerLost, WriteInterrupted
 from host.wire.reply_reader import ReplyReader
 from host.wire.request_writer import RequestWriter
 from protocol import Notification, ProtocolViolation, Request
@@ -97,6 +97,9 @@ class Channel:
         # Held while a frame is written (taken before ``_lock``).
         self._write_lock = threading.Lock()
         self._broken = False
+        #: A write was cut: what was raised, and the calls that never
+        #: reached the worker (``_cut``).
+        self._cut_by: tuple[str, set[Pending]] | None = None
         #: Who reads: one waiting caller at a time leads, the others follow.
         self._leadership = Leadership(
             self._lock, self._lead_once, lambda: self._broken and self.exit.done
@@ -226,6 +229,17 @@ class Channel:
         with self._lock:
             return self._conversation.head  # type: ignore[return-value]  # (only Pendings are sent)
 
+    @property
+    def head_hint(self) -> Pending | None:
+        """``head`` read without the lock (every waiting call asks it when
+        it waits): a hint of when to look again, which may be stale or, if
+        the calls in flight changed during the read, another call in
+        flight. Decide nothing on it but a wake-up time."""
+        try:
+            return self._conversation.head  # type: ignore[return-value]  # (only Pendings are sent)
+        except RuntimeError:  # they changed during the read
+            return self.head
+
     def notify(self, method: str, params: Any, timeout: float = 0.2) -> bool:
         """Best-effort notification (e.g. ``shutdown``) within ``timeout`` seconds.
 
@@ -288,7 +302,7 @@ class Channel:
     def _pump(self) -> bool:
         """Read what is available and deliver it. False once broken."""
         try:
-            if self._reader.pump(self._delivery.deliver):
+            if self._reader.pump(self._delivery.deliver_all):
                 self._poller.unregister(self.read_fd)  # at EOF: it stays readable
                 if self._on_eof is not None:
                     # Once (unregistered now): the worker can never answer
@@ -302,12 +316,13 @@ class Channel:
             return False
         return True
 
-    def _cut(self, exc: BaseException) -> None:
+    def _cut(self, exc: BaseException, unreached: list[Pending]) -> None:
         """A write to the worker raised part-way (``request_writer``): the
-        pipe may hold part of a frame, and frames taken from the batch may
-        be lost. End the worker as broken: its running call fails with
-        ``WriteInterrupted`` (saying what was raised), the calls that never
-        started go to the next worker (``on_broken``)."""
+        pipe may hold part of a frame, frames may be lost. End the worker
+        as broken: the calls ``unreached`` (their frames certainly never
+        reached it) go to the next worker (``WorkerGone``); every other call
+        in flight may have reached it, and run, so it fails with
+        ``WriteInterrupted`` saying what was raised."""
         text = str(exc)
         cause = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         self._break(
@@ -315,22 +330,20 @@ class Channel:
                 f"the host was interrupted while writing to the worker ({cause}); "
                 "its request stream may be cut part-way"
             ),
-            WriteInterrupted(cause),
+            (cause, set(unreached)),
         )
 
     def _break(
-        self, violation: ProtocolViolation | None, running_error: BaseException | None = None
+        self, violation: ProtocolViolation | None, cut: tuple[str, set[Pending]] | None = None
     ) -> None:
         """End the channel once: ``on_broken``, then fail what is left.
-        ``running_error``: what the running call fails with (else what
-        ``on_broken`` decides)."""
+        ``cut``: a write was cut (``_cut``), and which calls never reached
+        the worker; ``fail_all`` decides their errors then."""
         with self._lock:
             if self._broken:
                 return
             self._broken = True
-            head = self._conversation.head if running_error is not None else None
-        if head is not None and head.started:
-            self._delivery.complete(head, error=running_error)  # type: ignore[arg-type]  # (only Pendings are sent)
+            self._cut_by = cut
         try:
             self._on_broken(violation)
         except Exception:  # a bug in the owner must not leave calls hanging
@@ -343,10 +356,17 @@ class Channel:
         """Fail the handshake and every call in flight (used by ``on_broken``)."""
         with self._lock:
             pendings: list[Pending] = self._conversation.close()  # type: ignore[assignment]
-        if not self.handshake.done:
-            pendings.append(self.handshake)
+            cut = self._cut_by
         for pending in pendings:
-            self._delivery.complete(pending, error=make_error(pending))
+            if cut is None:
+                error = make_error(pending)
+            elif pending in cut[1]:
+                error = WorkerGone()  # never reached the worker: sent again
+            else:
+                error = WriteInterrupted(cut[0])  # it may have run: not again
+            self._delivery.complete(pending, error=error)
+        if not self.handshake.done:
+            self._delivery.complete(self.handshake, error=make_error(self.handshake))
 
     # -- waiting -----------------------------------------------------------
 

@@ -301,7 +301,7 @@ class CallPath:
         # cancelled), and no longer than the running call's deadline plus a
         # grace (in case that call's caller was cancelled and left).
         deadline = None if pending.cancel_sent else queue_deadline
-        head = inc.channel.head
+        head = inc.channel.head_hint  # (only when to look again: _overdue decides)
         if head is not None and head is not pending and head.run_deadline is not None:
             overdue = head.run_deadline + OVERDUE_GRACE
             deadline = overdue if deadline is None else min(deadline, overdue)
