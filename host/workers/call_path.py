@@ -21,15 +21,16 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from host.errors import CallTimeout, InvalidArguments, WorkerCrashed, error_from_map
-from host.wire.pending import Pending, WorkerGone, WorkerLost, WriteInterrupted
+from host.errors import CallTimeout, InvalidArguments
+from host.wire.pending import Pending, WorkerGone
 from host.workers.call_gate import CallGate
+from host.workers.call_outcome import outcome
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.death import NotStarted
-from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
+from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, usable
 from host.workers.stream import StreamSink
-from protocol import ErrorKind, Response, encode_call
+from protocol import ErrorKind, encode_call
 from protocol.messages import STREAM_WINDOW, new_packer
 
 #: Each thread's packer of call frames (``new_packer``: reused, unlike
@@ -155,9 +156,11 @@ class CallPath:
                         channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
                         raise self._timeout_error(function, timeout)
                 if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending, mark)  # the usual case, checked inline
+                    return outcome(
+                        self.name, inc, pending, mark, self._log
+                    )  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending, mark)
+                    return outcome(self.name, inc, pending, mark, self._log)
         finally:
             gate.release(weight)
 
@@ -248,9 +251,11 @@ class CallPath:
                                 self._watch(inc, pending, cancel=not cancelled)
                     raise
                 if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending, mark)  # the usual case, checked inline
+                    return outcome(
+                        self.name, inc, pending, mark, self._log
+                    )  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending, mark)
+                    return outcome(self.name, inc, pending, mark, self._log)
         finally:
             if release:
                 gate.release(weight)
@@ -423,43 +428,6 @@ class CallPath:
             self.name,
             function,
             f"did not finish within {timeout:g}s; its worker was killed and is restarting",
-        )
-
-    def _outcome(self, inc: Incarnation, pending: Pending, mark: int | None = None) -> CallResult:
-        if pending.error is not None:
-            if isinstance(pending.error, WorkerGone):
-                raise WorkerCrashed(
-                    self.name, pending.function, "had already exited when the call was sent"
-                )
-            if isinstance(pending.error, WorkerLost):
-                raise WorkerCrashed(self.name, pending.function, "its worker was lost")
-            if isinstance(pending.error, WriteInterrupted):
-                raise WorkerCrashed(
-                    self.name,
-                    pending.function,
-                    "its worker was replaced while the call ran: the host was interrupted "
-                    f"while writing to it ({pending.error.cause}), which may have cut "
-                    "a request part-way",
-                    details={"cause": "interrupted"},
-                )
-            raise pending.error
-        msg = pending.result
-        assert isinstance(msg, Response)
-        output = msg.result  # checked by the channel (validate_call_result)
-        if output.get("stderr"):
-            log_stderr(self._log, output)
-        if msg.error is not None:
-            # (A "recycle" error has had its worker replaced by then: the
-            # channel told the handle first, through on_recycle.)
-            raise error_from_map(self.name, pending.function, msg.error, output)
-        egress = inc.proc.egress_door
-        return CallResult(
-            output["value"],
-            output.get("stdout") or "",
-            output.get("stderr") or "",
-            self.name,
-            pending.function,
-            () if egress is None or mark is None else egress[0].since(egress[1], mark),
         )
 
 
