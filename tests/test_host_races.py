@@ -111,10 +111,10 @@ def test_call_sent_while_the_worker_dies_fails_fast(make_host, write_set, monkey
     crashed = threading.Event()
     real_encode = call_path_mod.encode_call
 
-    def slow_encode(msgid, function, arguments):
+    def slow_encode(msgid, function, arguments, *rest):
         if function == "echo":
             crashed.wait(5)  # the worker dies while this request is being encoded
-        return real_encode(msgid, function, arguments)
+        return real_encode(msgid, function, arguments, *rest)
 
     monkeypatch.setattr(call_path_mod, "encode_call", slow_encode)
     outcome: list[object] = []

@@ -17,12 +17,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
 from protocol import ErrorKind, ProtocolViolation, Response, encode_message
-from protocol.framing import HEADER_SIZE, PACK_OPTIONS, encode_frame, unpack
-from protocol.messages import RESPONSE, make_error_map
+from protocol.framing import HEADER_SIZE, encode_frame, unpack
+from protocol.messages import RESPONSE, make_error_map, new_packer
 from protocol.values import to_wire
+
+#: Packs the usual reply (only exact native types: nothing of the user's
+#: runs while it packs, so one packer serves the worker's request loop).
+_pack_strict = new_packer(strict=True)
+#: ... replaced after a reply larger than this (a packer keeps the largest
+#: buffer it filled: an idle worker would hold it).
+PACKER_KEEP = 1 << 20
+
+
+def _renew_packer() -> None:
+    global _pack_strict
+    _pack_strict = new_packer(strict=True)
+
 
 #: What msgpack packs natively (``strict_types``) and the host can use as a key.
 _KEY_TYPES = (str, int, float, bool, type(None), bytes)
@@ -35,14 +46,12 @@ def encode_result(msgid: int, value: Any, output: dict[str, str], max_bytes: int
         # no key that would arrive as an array or a map): packed directly.
         # Anything else (a conversion, an error, a result over the limit)
         # takes the path below, which packs it again.
-        body = msgpack.packb(
-            [RESPONSE, msgid, None, {"value": value, **output}],
-            strict_types=True,
-            **PACK_OPTIONS,
-        )
+        body = _pack_strict([RESPONSE, msgid, None, {"value": value, **output}])
     except Exception:
-        pass
+        _renew_packer()  # (it may have filled a large buffer before it failed)
     else:
+        if len(body) > PACKER_KEEP:
+            _renew_packer()
         if len(body) + HEADER_SIZE <= max_bytes:
             return encode_frame(body)
     made_container = False

@@ -59,7 +59,10 @@ _PLAIN = frozenset({int, float, str, bool, type(None), dict, list, bytes})
 
 
 def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    written = _write(fd, data)  # (a reply usually goes whole: no view)
+    if written == len(data):
+        return
+    view = memoryview(data)[written:]
     while view:
         written = _write(fd, view)
         view = view[written:]
@@ -283,7 +286,8 @@ class Server:
                 f"no exported function named {name!r} (available: {available})",
                 self.capture.collect(),
             )
-        context = self._context(msg.msgid, params.get("context"))
+        description = params.get("context")
+        context = None if description is None else self._context(msg.msgid, description)
         try:
             args, kwargs = bind(spec, arguments, context)
         except ArgumentError as exc:

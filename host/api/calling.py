@@ -125,7 +125,10 @@ class Calling:
                 do not retry now), ``"timeout"`` (another call on the same
                 worker timed out), ``"recycle"`` or ``"retired"`` (its worker
                 was being replaced: call again), ``"start"`` (a new worker
-                could not start).
+                could not start), ``"interrupted"`` (the host was
+                interrupted while writing to the worker, e.g. by
+                ``KeyboardInterrupt``, and replaced it: the call may have
+                run).
             OutOfMemory: the function hit the memory limit; its worker is
                 replaced by a fresh one.
             ResultError: the function ran (its effects stand) but its value

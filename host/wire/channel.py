@@ -36,10 +36,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from host.wire.channel_end import ChannelEnd
 from host.wire.delivery import Delivery
 from host.wire.leadership import Leadership
 from host.wire.loop_watch import LoopWatch
-from host.wire.pending import Pending, WorkerLost
+from host.wire.pending import Pending
 from host.wire.reply_reader import ReplyReader
 from host.wire.request_writer import RequestWriter
 from protocol import Notification, ProtocolViolation, Request
@@ -51,7 +52,7 @@ logger = logging.getLogger("fnhost")
 EXIT_POLL_INTERVAL = 0.05
 
 
-class Channel:
+class Channel(ChannelEnd):
     """Requests out, replies in, for one worker process.
 
     Frames are read and decoded by ``host.wire.reply_reader`` (``max_frame_size``,
@@ -97,6 +98,9 @@ class Channel:
         # Held while a frame is written (taken before ``_lock``).
         self._write_lock = threading.Lock()
         self._broken = False
+        #: A write was cut: what was raised, and the calls that never
+        #: reached the worker (``_cut``).
+        self._cut_by: tuple[str, set[Pending]] | None = None
         #: Who reads: one waiting caller at a time leads, the others follow.
         self._leadership = Leadership(
             self._lock, self._lead_once, lambda: self._broken and self.exit.done
@@ -112,6 +116,7 @@ class Channel:
             broken=lambda: self._broken,
             usable=self._usable,
             read_while_full=self._read_while_full,
+            cut=self._cut,
         )
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
@@ -225,6 +230,17 @@ class Channel:
         with self._lock:
             return self._conversation.head  # type: ignore[return-value]  # (only Pendings are sent)
 
+    @property
+    def head_hint(self) -> Pending | None:
+        """``head`` read without the lock (every waiting call asks it when
+        it waits): a hint of when to look again, which may be stale or, if
+        the calls in flight changed during the read, another call in
+        flight. Decide nothing on it but a wake-up time."""
+        try:
+            return self._conversation.head  # type: ignore[return-value]  # (only Pendings are sent)
+        except RuntimeError:  # they changed during the read
+            return self.head
+
     def notify(self, method: str, params: Any, timeout: float = 0.2) -> bool:
         """Best-effort notification (e.g. ``shutdown``) within ``timeout`` seconds.
 
@@ -287,7 +303,7 @@ class Channel:
     def _pump(self) -> bool:
         """Read what is available and deliver it. False once broken."""
         try:
-            if self._reader.pump(self._delivery.deliver):
+            if self._reader.pump(self._delivery.deliver_all):
                 self._poller.unregister(self.read_fd)  # at EOF: it stays readable
                 if self._on_eof is not None:
                     # Once (unregistered now): the worker can never answer
@@ -301,28 +317,6 @@ class Channel:
             return False
         return True
 
-    def _break(self, violation: ProtocolViolation | None) -> None:
-        with self._lock:
-            if self._broken:
-                return
-            self._broken = True
-        try:
-            self._on_broken(violation)
-        except Exception:  # a bug in the owner must not leave calls hanging
-            logger.exception("handling the end of a worker failed")
-        finally:
-            self.fail_all(lambda p: WorkerLost())
-            self._delivery.complete(self.exit)
-
-    def fail_all(self, make_error: Callable[[Pending], BaseException]) -> None:
-        """Fail the handshake and every call in flight (used by ``on_broken``)."""
-        with self._lock:
-            pendings: list[Pending] = self._conversation.close()  # type: ignore[assignment]
-        if not self.handshake.done:
-            pendings.append(self.handshake)
-        for pending in pendings:
-            self._delivery.complete(pending, error=make_error(pending))
-
     # -- waiting -----------------------------------------------------------
 
     def wait(self, pending: Pending, deadline: float | None) -> bool:
@@ -333,48 +327,45 @@ class Channel:
         """
         return self._leadership.wait(pending, deadline)
 
-    async def wait_async(
-        self,
-        pending: Pending,
-        deadline: float | None,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> bool:
-        """Await ``pending`` (True) or ``deadline`` (False) without blocking the loop.
+    def watch(
+        self, pending: Pending, deadline: float | None, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future | None:
+        """Arm an asyncio wait for ``pending`` on ``loop`` (the running loop):
+        the future to await, resolved by its reply, its worker's end or
+        ``deadline`` (then ``pending.done`` is still False); None if it is
+        done already. Whatever the await does (it may be cancelled), call
+        ``unwatch`` with the same arguments after it.
 
-        ``pending.future`` must have been created on the running loop. On
-        cancellation nothing changes here: the caller decides whether to
-        ``abandon`` the call. ``loop``: the running loop, if the caller has it.
+        A plain function, not a coroutine: the caller awaits the future
+        itself (one coroutine less on every ``acall``'s way in and out).
+        ``pending.future`` must have been created on ``loop``.
         """
-        if loop is None:
-            loop = asyncio.get_running_loop()
         fut = pending.future
         assert fut is not None and fut.get_loop() is loop
         if pending.done:
-            return True
+            return None
         if fut.done():
             # The timer of an earlier wait resolved it: wait on a fresh one.
             with self._lock:
                 if pending.done:
-                    return True
+                    return None
                 fut = pending.future = loop.create_future()
         loops = self._loops
         if not loops.attach(loop, self._usable, reading=not self._reader.eof):
             # Broken (or closed) already: its breakage handling completes
             # or has completed the call; wait for that off the loop.
-            return await asyncio.to_thread(self.wait, pending, deadline)
-        timer = None
-        try:
-            if deadline is not None:
-                # The loop's shared timer resolves the same future.
-                timer = loops.timer(loop)
-                timer.add(fut, deadline)
-            if not pending.done:
-                await fut
-            return pending.done
-        finally:
-            if timer is not None:
-                timer.remove(fut)
-            loops.detach(loop)
+            return loop.run_in_executor(None, self.wait, pending, deadline)
+        if deadline is not None:
+            # The loop's shared timer resolves the same future.
+            loops.timer(loop).add(fut, deadline)
+        return fut
+
+    def unwatch(
+        self, pending: Pending, fut: asyncio.Future, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """After awaiting what ``watch`` returned: stop watching for it."""
+        if fut is pending.future:
+            self._loops.release_wait(loop, fut)
 
     def _usable(self) -> bool:
         return not (self._broken or self._fds_closed)

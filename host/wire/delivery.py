@@ -19,7 +19,7 @@ from typing import Any
 
 from host.wire.leadership import Leadership
 from host.wire.pending import Pending, wake_future
-from protocol import Notification, ProtocolViolation, Request
+from protocol import Notification, ProtocolViolation, Request, Response
 from protocol.conversation import Answered, Asked, HostConversation, Noted, Probed
 
 
@@ -57,6 +57,53 @@ class Delivery:
         #: loop runs; only the reading caller delivers).
         self.loop: asyncio.AbstractEventLoop | None = None
 
+    def deliver_all(self, items: list[tuple[Any, int]]) -> None:
+        """``deliver`` each (message, size) in order; the state of a run of
+        replies moves under one acquisition of the lock (the leader does
+        not take it once per reply while the callers compete for it), and
+        their waiters are woken after. Raises as ``deliver`` does, once the
+        messages before the offending one have been delivered."""
+        i, n = 0, len(items)
+        receive = self._conversation.receive
+        while i < n:
+            if type(items[i][0]) is not Response:
+                self.deliver(*items[i])
+                i += 1
+                continue
+            answered: list[tuple[Answered, Pending, bool, Any]] = []
+            try:
+                with self._lock:
+                    now = time.monotonic()
+                    while i < n and type(items[i][0]) is Response:
+                        msg, size = items[i]
+                        event: Answered = receive(msg, now, size)  # type: ignore[assignment]  # (a reply's)
+                        i += 1
+                        pending: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)
+                        completed = not pending.done
+                        if completed:
+                            pending.result = msg
+                            pending.done = True
+                            if pending.cond:
+                                self._leadership.wake(pending)
+                        answered.append((event, pending, completed, pending.future))
+            finally:
+                for event, pending, completed, fut in answered:
+                    self._after_answer(event, pending, completed, fut)
+
+    def _after_answer(self, event: Answered, pending: Pending, completed: bool, fut: Any) -> None:
+        """A reply's work outside the lock: the recycle, the gate, the future."""
+        if event.recycle and self._on_recycle is not None:
+            self._on_recycle(pending)
+        if pending.on_exit is not None:
+            pending.on_exit()
+        if completed and fut is not None and not pending.abandoned:
+            if fut.get_loop() is self.loop:
+                # wake_future inlined: its own loop is reading, here.
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                wake_future(fut, self.loop)
+
     def deliver(self, msg: Any, size: int = 0) -> None:
         """Hand one message (of ``size`` bytes) to its waiter, as the
         conversation reads it. Raises ``ProtocolViolation`` (nothing
@@ -74,12 +121,7 @@ class Delivery:
                         self._leadership.wake(pending)
                 fut = pending.future  # read under the lock: wait_async may renew it
         if type(event) is Answered:
-            if event.recycle and self._on_recycle is not None:
-                self._on_recycle(pending)
-            if pending.on_exit is not None:
-                pending.on_exit()
-            if completed and fut is not None and not pending.abandoned:
-                wake_future(fut, self.loop)
+            self._after_answer(event, pending, completed, fut)
         elif type(event) is Noted:
             if self._on_note is not None:
                 noted: Pending = event.call  # type: ignore[assignment]  # (only Pendings are sent)

@@ -94,6 +94,14 @@ class LoopWatch:
         if closing:
             self.unwatch(loop)
 
+    def release_wait(self, loop: Loop, fut: asyncio.Future) -> None:
+        """A call stopped waiting for ``fut`` on ``loop``: forget its
+        deadline, and ``detach``."""
+        timer = self._timers.get(loop)
+        if timer is not None:
+            timer.remove(fut)
+        self.detach(loop)
+
     def timer(self, loop: Loop) -> DeadlineTimer:
         """The loop's shared deadline timer (cheaper than a timer per call)."""
         timer = self._timers.get(loop)

@@ -99,3 +99,12 @@ class WorkerGone(Exception):
 
 class WorkerLost(Exception):
     """The worker is gone and handling its end failed (a bug, logged)."""
+
+
+class WriteInterrupted(Exception):
+    """The host's write to the worker raised part-way (``cause``: what was
+    raised), so the worker was ended while this call ran."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause

@@ -31,9 +31,10 @@ class ReplyReader:
         self._decoder = FrameDecoder(max_frame_size)
         self._decode_budget = decode_budget
 
-    def pump(self, deliver: Callable[[Message, int], None]) -> bool:
-        """Read everything available now and ``deliver`` each message (and
-        its body's size in bytes), in order.
+    def pump(self, deliver: Callable[[list[tuple[Message, int]]], None]) -> bool:
+        """Read everything available now and ``deliver`` the messages of
+        each read (each with its body's size in bytes), in order, as one
+        list.
 
         Returns True if this call found the end of file (once). Raises
         ``ProtocolViolation`` for a malformed frame or message, or whatever
@@ -51,13 +52,18 @@ class ReplyReader:
                 first = not self.eof
                 self.eof = True
                 return first
-            for body in self._decoder.feed(data):
-                if len(body) <= PLAIN_DECODE_MAX:
-                    # decode_message, inlined: every reply's path.
-                    msg = message_from(unpack(body))
-                else:
-                    with gc_paused():
-                        msg = decode_reply(body, self._decode_budget)
-                deliver(msg, len(body))
+            messages: list[tuple[Message, int]] = []
+            try:
+                for body in self._decoder.feed(data):
+                    if len(body) <= PLAIN_DECODE_MAX:
+                        # decode_message, inlined: every reply's path.
+                        messages.append((message_from(unpack(body)), len(body)))
+                    else:
+                        with gc_paused():
+                            messages.append((decode_reply(body, self._decode_budget), len(body)))
+            finally:
+                # (Those before a malformed one still count.)
+                if messages:
+                    deliver(messages)
             if len(data) < READ_CHUNK:
                 return False

@@ -26,6 +26,20 @@ part-way leaves the stream unusable, which is why the callers kill the
 worker then (see ``Channel``). The batch never needs a deadline: the calls
 admitted to the pipe fit in it (``host.workers.call_gate``), so writing
 them never waits for the worker.
+
+A write that *raises* while the write lock is held (a signal handler's
+``KeyboardInterrupt`` in the writing thread, typically while it waits for
+room in a full pipe; an error from a callback run while it reads) may have
+cut a frame part-way, dropped frames it took from the batch, or left
+behind frames that others added for it to write. The writer then ``cut``s
+the channel before the exception goes on, naming the calls whose frames
+certainly never reached the worker (``host.wire.write_ledger``): the worker
+is ended as broken, those calls go to the next worker, and the others fail
+saying why (they may have run: none runs twice). So every frame either
+reaches a worker or its caller gets an error; nobody waits for a reply
+that cannot come. (Between two bytecodes around a lock's acquisition
+Python itself gives no such guarantee; the windows left are those
+instructions.)
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ from collections.abc import Callable
 from typing import Any
 
 from host.wire.pending import Pending, WorkerGone
+from host.wire.write_ledger import WriteLedger
 from protocol import Notification, Verb, encode_cancel, encode_message
 from protocol.conversation import HostConversation
 
@@ -66,7 +81,9 @@ class RequestWriter:
     ``usable()``: neither broken nor closed, else a write stops.
     ``read_while_full(ms)``: the pipe is full; read the worker's replies for
     up to ``ms`` milliseconds or until it drains, False (doing nothing) if
-    another caller is reading.
+    another caller is reading. ``cut(exc, unreached)``: a write raised
+    ``exc`` part-way (write lock held): end the worker as broken; the calls
+    ``unreached`` never reached it (see the module docstring).
     """
 
     def __init__(
@@ -79,6 +96,7 @@ class RequestWriter:
         broken: Callable[[], bool],
         usable: Callable[[], bool],
         read_while_full: Callable[[int], bool],
+        cut: Callable[[BaseException, list[Pending]], None],
     ) -> None:
         self.write_fd = write_fd
         self._write_lock = write_lock
@@ -87,8 +105,11 @@ class RequestWriter:
         self._broken = broken
         self._usable = usable
         self._read_while_full = read_while_full
+        self._cut = cut
         #: Call frames registered and not written yet, in order (under ``lock``).
         self._batch: list[bytes] = []
+        #: Its calls, and those of the bytes being written (``write_ledger``).
+        self._ledger = WriteLedger()
         #: The event loops with a flush of the batch scheduled (under ``lock``).
         self._flushing: set[asyncio.AbstractEventLoop] = set()
 
@@ -104,6 +125,7 @@ class RequestWriter:
             if not self._register(pending):
                 return
             self._batch.append(frame)
+            self._ledger.add(pending, len(frame))
             # Held: its holder writes the batch before it lets go.
             if not self._write_lock.acquire(blocking=False):
                 return
@@ -123,21 +145,21 @@ class RequestWriter:
             if not self._register(pending):
                 return True
             self._batch.append(frame)
+            self._ledger.add(pending, len(frame))
             if loop is not None and not pending.started and len(self._batch) < BATCH_CALLS:
                 # Calls are ahead of it: it cannot start before the loop's
                 # next turn anyway, and the calls its other tasks send until
                 # then go in the same write.
                 if loop in self._flushing:
                     return True
+                # Scheduled before it is marked: marked without a flush to
+                # come, the loop's next calls would wait for none.
+                loop.call_soon(self._flush, loop)
                 self._flushing.add(loop)
-            elif not self._write_lock.acquire(blocking=False):
                 return True
-            else:
-                loop = None
-        if loop is not None:
-            loop.call_soon(self._flush, loop)
-        else:
-            self._release()
+            if not self._write_lock.acquire(blocking=False):
+                return True
+        self._release()
         return True
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -147,6 +169,20 @@ class RequestWriter:
             if not self._batch or not self._write_lock.acquire(blocking=False):
                 return
         self._release()
+
+    def _forget_closed_loops(self) -> None:
+        """A loop closed before its turn came never runs its flush (its
+        frames go with the next write, as now): forget it (``lock`` held)."""
+        flushing = self._flushing
+        if any(loop.is_closed() for loop in flushing):
+            self._flushing = {loop for loop in flushing if not loop.is_closed()}
+
+    def _cut_off(self, exc: BaseException) -> None:
+        """A write raised ``exc`` part-way (write lock held): ``cut``, with
+        the calls that certainly did not reach the worker."""
+        with self._lock:
+            unreached = self._ledger.unreached()
+        self._cut(exc, unreached)
 
     def _register(self, pending: Pending) -> bool:
         """Take the call into the conversation (``lock`` held). False (the
@@ -170,7 +206,11 @@ class RequestWriter:
                     return
                 ahead = self._take_batch()
             if ahead is None or self._write_locked(ahead, None):
+                self._ledger.hold(pending, len(frame))
                 self._write_locked(frame, pending.run_deadline)
+        except BaseException as exc:
+            self._cut_off(exc)  # part of it may be in the pipe, or lost
+            raise
         finally:
             self._release()
 
@@ -180,6 +220,7 @@ class RequestWriter:
         if not batch:
             return None
         data = batch[0] if len(batch) == 1 else b"".join(batch)
+        self._ledger.take()
         batch.clear()
         return data
 
@@ -187,18 +228,37 @@ class RequestWriter:
         """Let go of the write lock, writing first the batch that came
         meanwhile. The last look and the letting go are one critical
         section of ``lock``, where a call joining the batch finds the write
-        lock held or takes it: no frame is left behind."""
+        lock held or takes it: no frame is left behind.
+
+        If anything is raised before the write lock is let go while frames
+        are in hand or wait in the batch (others added them for this thread
+        to write), the channel is cut first (see the module docstring)."""
+        held = True
+        data = None
+        batch = self._batch
         try:
             while True:
                 with self._lock:
-                    data = self._take_batch()
-                    if data is None:
+                    if not batch:
+                        # (No check for signals between these two.)
+                        held = False
                         self._write_lock.release()
                         return
+                    data = batch[0] if len(batch) == 1 else b"".join(batch)
+                    self._ledger.take()
+                    batch.clear()
+                    if self._flushing:
+                        self._forget_closed_loops()
                 # (Stops only once the worker is gone: its calls fail then.)
                 self._write_locked(data, None)
-        except BaseException:
-            self._write_lock.release()
+                data = None
+        except BaseException as exc:
+            if held:
+                try:
+                    if data is not None or batch:
+                        self._cut_off(exc)
+                finally:
+                    self._write_lock.release()
             raise
 
     # -- answers, cancels, notifications ---------------------------------------
@@ -214,6 +274,9 @@ class RequestWriter:
                     return True
                 ahead = self._take_batch()
             return self._write_after(ahead, frame, deadline)
+        except BaseException as exc:
+            self._cut_off(exc)  # part of it may be in the pipe, or lost
+            raise
         finally:
             self._release()
 
@@ -247,6 +310,9 @@ class RequestWriter:
             with self._lock:
                 self._conversation.cancel_unsent(pending)
             return False
+        except BaseException as exc:
+            self._cut_off(exc)  # part of it may be in the pipe, or lost
+            raise
         finally:
             self._release()
 
@@ -272,6 +338,9 @@ class RequestWriter:
             with self._lock:
                 self._conversation.more_unsent(pending, n, nbytes)
             return False
+        except BaseException as exc:
+            self._cut_off(exc)  # part of it may be in the pipe, or lost
+            raise
         finally:
             self._release()
 
@@ -302,6 +371,9 @@ class RequestWriter:
             with self._lock:
                 ahead = self._take_batch()
             return self._write_after(ahead, frame, deadline)
+        except BaseException as exc:
+            self._cut_off(exc)  # part of it may be in the pipe, or lost
+            raise
         finally:
             self._release()
 
@@ -315,20 +387,31 @@ class RequestWriter:
         return self._write_locked(frame, deadline)
 
     def _write_locked(self, frame: bytes, deadline: float | None) -> bool:
+        """Write ``frame`` by ``deadline``; False if it passed or the worker
+        is gone. Counts what went out in the ledger (``write_ledger``), and
+        ends the write in hand there unless it raises."""
         view = memoryview(frame)
+        ledger = self._ledger
         while view and self._usable():
             try:
-                view = view[os.write(self.write_fd, view) :]
+                ledger.writing = True
+                written = os.write(self.write_fd, view)
+                ledger.sent += written
+                ledger.writing = False
+                view = view[written:]
                 continue
             except BlockingIOError:
-                pass
+                ledger.writing = False
             except OSError:
+                ledger.done()
                 return False  # the worker is gone; its exit fails the pending call
             # The pipe is full: the worker may itself be blocked writing a
             # reply, so keep reading while we wait to write.
             if deadline is not None and time.monotonic() >= deadline:
+                ledger.done()
                 return False
             self._wait_writable(deadline)
+        ledger.done()
         return not view
 
     def _wait_writable(self, deadline: float | None) -> None:

@@ -100,9 +100,19 @@ class CallGate:
         (and without the cost of a coroutine, for the asyncio path)."""
         limit = math.inf if timeout is None else timeout
         with self._lock:
-            if self._holders and (self._waiters or not self._fits(weight, limit)):
+            holders = self._holders
+            if holders and (
+                self._waiters
+                # (_fits, inlined: every asyncio call's path)
+                or self._used + weight > self._budget
+                or holders >= self._depth
+                or self._timeout != limit
+            ):
                 return False
-            self._take(weight, limit)
+            # (_take, inlined)
+            self._used += weight
+            self._holders = holders + 1
+            self._timeout = limit
             return True
 
     def acquire(self, deadline: float | None, weight: int, timeout: float | None) -> bool:

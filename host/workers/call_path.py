@@ -21,16 +21,23 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from host.errors import CallTimeout, InvalidArguments, WorkerCrashed, error_from_map
-from host.wire.pending import Pending, WorkerGone, WorkerLost
+from host.errors import CallTimeout, InvalidArguments
+from host.wire.pending import Pending, WorkerGone
 from host.workers.call_gate import CallGate
+from host.workers.call_outcome import outcome
 from host.workers.call_result import CallResult
 from host.workers.context_door import ContextDoor
 from host.workers.death import NotStarted
-from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, log_stderr, usable
+from host.workers.incarnation import REAP_TIMEOUT, TIMEOUT, Incarnation, usable
 from host.workers.stream import StreamSink
-from protocol import ErrorKind, Response, encode_call
-from protocol.messages import STREAM_WINDOW
+from protocol import ErrorKind, encode_call
+from protocol.messages import STREAM_WINDOW, new_packer
+
+#: Each thread's packer of call frames (``new_packer``: reused, unlike
+#: ``msgpack.packb``'s, and not shared: a packer is not thread-safe).
+_packers = threading.local()
+#: ... replaced after a frame larger than this.
+PACKER_KEEP = 1 << 20
 
 #: ``on_progress(done, total, message)``.
 OnProgress = Callable[[float, float | None, str | None], object]
@@ -149,9 +156,11 @@ class CallPath:
                         channel.wait(channel.exit, time.monotonic() + REAP_TIMEOUT)
                         raise self._timeout_error(function, timeout)
                 if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending, mark)  # the usual case, checked inline
+                    return outcome(
+                        self.name, inc, pending, mark, self._log
+                    )  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending, mark)
+                    return outcome(self.name, inc, pending, mark, self._log)
         finally:
             gate.release(weight)
 
@@ -206,13 +215,21 @@ class CallPath:
                     # off the loop, which must never block on a lock.
                     await asyncio.to_thread(channel.send, pending, frame)
                 try:
-                    while not await channel.wait_async(
-                        pending,
-                        pending.run_deadline
-                        if pending.started
-                        else self._next_deadline(inc, pending, queue_deadline),
-                        loop,
-                    ):
+                    while True:
+                        fut = channel.watch(
+                            pending,
+                            pending.run_deadline
+                            if pending.started
+                            else self._next_deadline(inc, pending, queue_deadline),
+                            loop,
+                        )
+                        if fut is not None:
+                            try:
+                                await fut
+                            finally:
+                                channel.unwatch(pending, fut, loop)
+                        if pending.done:
+                            break
                         # (lock_timeout=0: a cancel must not block the loop;
                         # it is tried again on the next turn.)
                         if self._overdue(inc, pending, queue_deadline, lock_timeout=0):
@@ -234,9 +251,11 @@ class CallPath:
                                 self._watch(inc, pending, cancel=not cancelled)
                     raise
                 if pending.error is None and pending.result.error is None:
-                    return self._outcome(inc, pending, mark)  # the usual case, checked inline
+                    return outcome(
+                        self.name, inc, pending, mark, self._log
+                    )  # the usual case, checked inline
                 if not self._resend(pending, function, timeout):
-                    return self._outcome(inc, pending, mark)
+                    return outcome(self.name, inc, pending, mark, self._log)
         finally:
             if release:
                 gate.release(weight)
@@ -247,13 +266,19 @@ class CallPath:
         """A request id (unique for this set) and the framed request."""
         msgid = next(self._ids) % 0xFFFFFFFF + 1
         try:
+            pack = _packers.pack
+        except AttributeError:
+            pack = _packers.pack = new_packer()
+        try:
             if door is None and not stream:
-                frame = encode_call(msgid, function, arguments)
+                frame = encode_call(msgid, function, arguments, None, False, pack)
             else:
                 context = None if door is None else door.describe()
-                frame = encode_call(msgid, function, arguments, context, stream)
+                frame = encode_call(msgid, function, arguments, context, stream, pack)
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             raise self._not_sendable(function, str(exc)) from None
+        if len(frame) > PACKER_KEEP:
+            _packers.pack = new_packer()  # (a packer keeps the largest buffer it filled)
         limit = self._max_argument_bytes
         if len(frame) > limit:
             raise self._not_sendable(
@@ -281,7 +306,7 @@ class CallPath:
         # cancelled), and no longer than the running call's deadline plus a
         # grace (in case that call's caller was cancelled and left).
         deadline = None if pending.cancel_sent else queue_deadline
-        head = inc.channel.head
+        head = inc.channel.head_hint  # (only when to look again: _overdue decides)
         if head is not None and head is not pending and head.run_deadline is not None:
             overdue = head.run_deadline + OVERDUE_GRACE
             deadline = overdue if deadline is None else min(deadline, overdue)
@@ -403,34 +428,6 @@ class CallPath:
             self.name,
             function,
             f"did not finish within {timeout:g}s; its worker was killed and is restarting",
-        )
-
-    def _outcome(self, inc: Incarnation, pending: Pending, mark: int | None = None) -> CallResult:
-        if pending.error is not None:
-            if isinstance(pending.error, WorkerGone):
-                raise WorkerCrashed(
-                    self.name, pending.function, "had already exited when the call was sent"
-                )
-            if isinstance(pending.error, WorkerLost):
-                raise WorkerCrashed(self.name, pending.function, "its worker was lost")
-            raise pending.error
-        msg = pending.result
-        assert isinstance(msg, Response)
-        output = msg.result  # checked by the channel (validate_call_result)
-        if output.get("stderr"):
-            log_stderr(self._log, output)
-        if msg.error is not None:
-            # (A "recycle" error has had its worker replaced by then: the
-            # channel told the handle first, through on_recycle.)
-            raise error_from_map(self.name, pending.function, msg.error, output)
-        egress = inc.proc.egress_door
-        return CallResult(
-            output["value"],
-            output.get("stdout") or "",
-            output.get("stderr") or "",
-            self.name,
-            pending.function,
-            () if egress is None or mark is None else egress[0].since(egress[1], mark),
         )
 
 

@@ -21,3 +21,23 @@ class CallResult:
     set_name: str
     function: str
     egress: tuple[EgressRecord, ...] = ()
+
+    def __init__(
+        self,
+        value: Any,
+        stdout: str,
+        stderr: str,
+        set_name: str,
+        function: str,
+        egress: tuple[EgressRecord, ...] = (),
+    ) -> None:
+        # (Every call makes one: the generated frozen __init__ sets each
+        # field through object.__setattr__, twice the cost of this.)
+        self.__dict__.update(
+            value=value,
+            stdout=stdout,
+            stderr=stderr,
+            set_name=set_name,
+            function=function,
+            egress=egress,
+        )
