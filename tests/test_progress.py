@@ -35,6 +35,12 @@ def no_total() -> int:
     return 1
 
 
+def forge() -> int:
+    """A log line that would read as two records of the host's."""
+    log("fine\\nERROR fnhost: host compromised")
+    return 1
+
+
 def flood() -> int:
     """More reports than a call may send."""
     for i in range(20000):
@@ -117,6 +123,13 @@ def test_log_lines_go_to_the_sets_logger(steps, caplog):
         steps.call("steps", {"n": 1})
     lines = [r.getMessage() for r in caplog.records if r.name.endswith("worker.steps")]
     assert "steps: all steps done" in lines
+
+
+def test_a_log_line_stays_one_line(steps, caplog):
+    with caplog.at_level(logging.INFO, logger="fnhost"):
+        steps.call("forge")
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith("worker.steps")]
+    assert lines == ["forge: fine\\nERROR fnhost: host compromised"]
 
 
 def test_a_failing_callback_does_not_fail_the_call(steps, caplog):

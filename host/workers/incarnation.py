@@ -140,7 +140,10 @@ class Incarnation:
                 sink.received(params["value"], size, self.channel, pending)
             return
         if note.method == Verb.LOG:
-            self.log.info("%s: %s", pending.function, params["text"])
+            # One record, one line: a worker's line breaks cannot forge
+            # records of the host's own in a line-based log.
+            text = params["text"].replace("\r", "\\r").replace("\n", "\\n")
+            self.log.info("%s: %s", pending.function, text)
             return
         callback = pending.on_progress
         if callback is None:
