@@ -32,10 +32,12 @@ class Limits:
     - ``max_processes``: processes and threads the worker may have at once,
       its children and their zombies included (``RLIMIT_NPROC``; ``None``:
       unlimited). Past it ``fork`` and ``Thread.start`` fail (``EAGAIN``).
-      Set only where the count is the worker's own: its own uid or user
-      namespace (``fh.protections(set)["rlimit_processes"]``); a worker
-      that shares the host's uid and user namespace would share the
-      host user's count, so it gets no such limit.
+      Set only where the count is the worker's own and the kernel applies
+      it: its own uid, or its own user namespace over a uid that is not
+      root (``fh.protections(set)["rlimit_processes"]``). A worker sharing
+      the host's uid and user namespace would share the host user's count,
+      and uid 0 (a root host's worker with ``Sandbox(own_uid=False)``) is
+      exempt, so those get no such limit.
     - ``disk_mb``: size of the private tmpfs that holds the worker's scratch
       directory and its ``/dev/shm`` together (memory, not disk: it counts
       apart from ``memory_mb``; the worker gets ``ENOSPC`` past it). Only

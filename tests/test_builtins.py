@@ -306,10 +306,11 @@ def test_a_set_cannot_poison_or_flood_the_agents_memory_through_the_door(memgpt,
 def test_archival_memory_stops_taking_passages_when_full(monkeypatch, agent):
     from host.api import reference_agent
 
-    monkeypatch.setattr(reference_agent, "MAX_STORE_CHARS", 10)
+    room = 2 * reference_agent.ENTRY_COST_CHARS + 10
+    monkeypatch.setattr(reference_agent, "MAX_STORE_CHARS", room)
     store = agent.persistence_manager.archival_memory
     store.insert("12345")
     store.insert("67890")
     with pytest.raises(ValueError, match="archival memory is full"):
-        store.insert("x")
+        store.insert("")  # an empty passage costs its record too
     assert [p["content"] for p in store.passages] == ["12345", "67890"]

@@ -214,6 +214,8 @@ class ProfileHolder(pydantic.BaseModel):
 
     profile: Profile
     label: str = "main"
+    token: pydantic.SecretStr = pydantic.SecretStr("sk-also-not-for-the-sandbox")
+    site: pydantic.HttpUrl = pydantic.HttpUrl("https://example.com/")
 
 
 class WithModel:
@@ -225,7 +227,9 @@ def test_a_dataclass_inside_an_exposed_pydantic_model_keeps_its_private_fields(f
     fh.load_function_set(write_set("modelled", PLAIN), context=WithModel(), expose=["settings"])
     answer = fh.call("read", {"path": "settings"})
     assert "sk-not-for-the-sandbox" not in answer
+    assert "sk-also-not-for-the-sandbox" not in answer  # masked, as the model dumps it
     assert "sam" in answer and "main" in answer  # the public fields still cross
+    assert "https://example.com/" in answer and "**********" in answer
 
 
 STALLING = '''

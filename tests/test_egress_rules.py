@@ -80,6 +80,10 @@ def test_only_hosts_listed_by_exact_name_may_resolve_to_internal_addresses():
         "2002:a00:1::1",  # 6to4 of 10.0.0.1
         "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
         "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215)
+        "64:ff9b:1::5db8:d822",  # local-use NAT64, even of a public address
+        "::7f00:1",  # IPv4-compatible (deprecated) 127.0.0.1
+        "::5db8:d822",  # IPv4-compatible, reserved space
     ):
         assert rules.internal(address), address
     for address in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "64:ff9b::5db8:d822"):

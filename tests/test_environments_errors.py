@@ -194,6 +194,12 @@ def test_without_uv_the_set_fails_saying_how_to_install_it(write_set, tmp_path, 
         "http://127.0.0.1:{port}/fnhost_errtest_pkg-1.0-py3-none-any.whl",
         "./fnhost_errtest_pkg-1.0-py3-none-any.whl",
         "fnhost_errtest_pkg @ file:///etc/passwd",
+        # A URL without "//", a relative path, an archive named as if a project:
+        # uv reads each as a location.
+        "http:127.0.0.1:{port}/fnhost_errtest_pkg-1.0-py3-none-any.whl",
+        "wheels/fnhost_errtest_pkg-1.0-py3-none-any.whl",
+        "fnhost_errtest_pkg-1.0-py3-none-any.whl",
+        "file:etc/passwd",
     ],
 )
 def test_a_direct_reference_is_refused_before_anything_is_fetched(

@@ -586,6 +586,13 @@ def families() -> dict:
             out[name] = "created"
         except OSError as exc:
             out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+    for name, family in (("unix_pair", socket.AF_UNIX), ("vsock_pair", 40), ("tipc_pair", 30)):
+        try:
+            for s in socket.socketpair(family, socket.SOCK_STREAM):
+                s.close()
+            out[name] = "created"
+        except OSError as exc:
+            out[name] = errno.errorcode.get(exc.errno, str(exc.errno))
     return out
 """
 
@@ -597,13 +604,12 @@ def test_sockets_of_families_no_namespace_confines_are_refused(make_host, write_
     fh = make_host(limits=Limits(timeout=10))
     fh.load_function_set(write_set("families", SOCKET_FAMILIES))
     out = fh.call("families")
-    assert out["unix"] == "created"
+    assert out["unix"] == "created" and out["unix_pair"] == "created"
     assert out["inet"] == "created"  # its own network namespace: loopback only
     if SECCOMP_AVAILABLE:
         assert fh.protections("families")["seccomp"] is True
-        assert {k: out[k] for k in ("vsock", "packet", "alg", "can")} == dict.fromkeys(
-            ("vsock", "packet", "alg", "can"), "EPERM"
-        )
+        refused = ("vsock", "packet", "alg", "can", "vsock_pair", "tipc_pair")
+        assert {k: out[k] for k in refused} == dict.fromkeys(refused, "EPERM")
 
 
 def _run_bpf(program, nr: int, arch: int, *args: int) -> int:
@@ -691,6 +697,8 @@ def test_the_filter_program_decides_each_case(machine):
         args = (family, 1, proto)
         assert _run_bpf(program, nrs["socket"], arch, *args) == default, args
         assert _run_bpf(offline, nrs["socket"], arch, *args) == denied_inet, args
+        pair = allow if family == AF_UNIX else eperm  # pairs: Unix only
+        assert _run_bpf(program, nrs["socketpair"], arch, *args) == pair, args
     # File modes with setuid/setgid bits; openat2's mode is out of sight.
     modes = seccomp._MODE_ARGUMENT[machine]
     for name in ("fchmod", "fchmodat", "openat", "mknodat"):

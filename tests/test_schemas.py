@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from host import InvalidArguments
+from host import InvalidArguments, SchemaFormatError
 
 # -- one parameter per annotation, table-driven -------------------------------
 
@@ -792,3 +792,37 @@ def test_a_schema_nested_too_deep_is_skipped_and_every_format_still_lists_the_re
         names = {t.get("name") or t.get("function", {}).get("name") for t in fh.tools(format=fmt)}
         assert {"flat", "other"} <= names and "nested" not in names, fmt
     assert fh.call("flat", {"x": 3}) == 3
+
+
+CHAIN_SOURCE = '''
+import dataclasses
+
+Inner = int
+for i in range(100):  # D99 holds D98 ... holds an int: each definition shallow
+    Inner = dataclasses.make_dataclass(f"D{i}", [("inner", Inner)])
+    Inner.__module__ = __name__
+    globals()[Inner.__name__] = Inner
+
+
+def chained(x: Inner) -> int:  # type: ignore[valid-type]
+    """Take the outermost of 100 nested dataclasses."""
+    return 1
+
+
+def plain(y: int) -> int:
+    """An ordinary function beside it."""
+    return y
+'''
+
+
+def test_definitions_chained_too_deep_are_a_format_error_naming_the_function(fh, write_set):
+    """Each definition is shallow, so the load's depth check passes; inlining
+    them for Gemini nests 100 dataclasses deep: a SchemaFormatError naming the
+    function, not a RecursionError; the formats that keep $defs list it."""
+    fh.load_function_set(write_set("chain_set", CHAIN_SOURCE))
+    assert "chained" in fh.schemas()
+    with pytest.raises(SchemaFormatError) as info:
+        fh.tools(format="gemini")
+    assert "chained" in str(info.value) and "levels deep" in str(info.value)
+    names = {t["name"] for t in fh.tools(format="anthropic")}
+    assert {"chained", "plain"} <= names

@@ -581,3 +581,21 @@ def test_the_default_process_limit_is_in_force(make_host, write_set):
     assert fh.protections("pidhog")["rlimit_processes"] is True
     out = fh.call("hold", {"n": 2048})
     assert out["error"] == errno.EAGAIN and out["held"] < Limits().max_processes
+
+
+def test_the_process_limit_is_not_claimed_for_a_worker_that_is_root_to_the_kernel(
+    make_host, write_set
+):
+    """A root host's worker without its own uid is uid 0 outside its user
+    namespace, which the kernel exempts from RLIMIT_NPROC: no claim there.
+    (A host that is not root: its uid, in the worker's own namespace, is
+    bounded.) Either way the claim is what the kernel does."""
+    fh = make_host(limits=Limits(timeout=60, max_processes=16, sandbox=Sandbox(own_uid=False)))
+    fh.load_function_set(write_set("pidhog", PID_HOG))
+    claimed = fh.protections("pidhog")["rlimit_processes"]
+    assert claimed is (os.geteuid() != 0)
+    out = fh.call("hold", {"n": 40})
+    if claimed:
+        assert out["error"] == errno.EAGAIN and out["held"] < 16
+    else:
+        assert out == {"held": 40, "error": None}

@@ -43,6 +43,7 @@ import sys
 
 from worker import egress_door, landlock, namespaces, seccomp
 from worker.enclosure import Enclosure
+from worker.loader import environment_site_packages
 
 
 def protected_pids(host_pid: int, parent_pid: int) -> set[int]:
@@ -103,6 +104,9 @@ def readable_paths(extra: list[str]) -> list[str]:
     """The paths a worker confined for reads may read (``extra``: the set's
     directory, its extra import paths, the policy's ``readable_paths``)."""
     interpreter = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)}
+    site_packages = environment_site_packages()  # joins sys.path only inside the wall
+    if site_packages is not None:
+        interpreter.add(site_packages)
     return [*filter(None, sys.path), *sorted(interpreter), *SYSTEM_READABLE, *extra]
 
 

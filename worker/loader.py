@@ -21,18 +21,28 @@ class ModuleLoadError(Exception):
     """The module could not be found or imported (the cause is chained)."""
 
 
-def add_site_packages() -> None:
+def environment_site_packages() -> str | None:
     """On an interpreter started with ``-S`` (a set's own environment, see
-    ``host.launch.interpreter``): the ``.pth`` files of the site-packages
-    directories on ``sys.path``, read now, inside the wall -- their
-    ``import`` lines run here, as the set's code; their directory lines
-    join ``sys.path``. Nothing on an interpreter that ran ``site`` itself."""
+    ``host.launch.interpreter``): its site-packages, which is not on
+    ``sys.path`` until ``add_site_packages``; None elsewhere."""
     if not sys.flags.no_site:
+        return None
+    environment = os.path.dirname(os.path.dirname(sys.executable))  # <env>/bin/python
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    return os.path.join(environment, "lib", version, "site-packages")
+
+
+def add_site_packages() -> None:
+    """Inside the wall, just before the set is imported: the environment's
+    site-packages on ``sys.path`` and its ``.pth`` files read (their
+    ``import`` lines run here, as the set's code; their directory lines
+    join ``sys.path``). Nothing on an interpreter that ran ``site`` itself."""
+    directory = environment_site_packages()
+    if directory is None:
         return
     import site
 
-    for entry in [p for p in sys.path if os.path.basename(p) == "site-packages"]:
-        site.addsitedir(entry)
+    site.addsitedir(directory)
 
 
 def import_module(

@@ -116,9 +116,10 @@ def apply_limits(limits: SandboxLimits) -> dict[str, bool]:
 def set_process_limit(limit: int | None, own_count: bool) -> bool:
     """``RLIMIT_NPROC`` at ``limit``: the processes and threads (zombies
     included) of this process's uid in its user namespace. Set only with
-    ``own_count`` (a uid or user namespace of the worker's own), since
-    otherwise the count is the host user's. Returns whether it is in force;
-    False for ``limit`` None (unlimited) too."""
+    ``own_count``: a uid of the worker's own, or a user namespace of its
+    own over a uid that is not root (the kernel exempts uid 0 from the
+    limit, and without either the count is the host user's). Returns
+    whether it is in force; False for ``limit`` None (unlimited) too."""
     if limit is None or not own_count:
         return False
     return _set_limit(resource.RLIMIT_NPROC, limit)

@@ -28,7 +28,8 @@ that widen the kernel's attack surface or reach other processes:
   with Landlock's scoping;
 - sockets of any family but Unix, IPv4/IPv6 and routing netlink (so
   ``AF_VSOCK``, which no network namespace confines, ``AF_PACKET``,
-  ``AF_ALG``, netlink beyond routing...), and ``io_uring``: ``EPERM``; with
+  ``AF_ALG``, netlink beyond routing...), socket pairs of any family but
+  Unix, and ``io_uring``: ``EPERM``; with
   ``deny_inet``, IPv4/IPv6 sockets too.
 
 The filter is raw classic BPF built here (no libseccomp dependency), for
@@ -63,8 +64,8 @@ _NUMBERS = {
         "mount_setattr": 442, "iopl": 172, "ioperm": 173, "io_uring_setup": 425,
         "io_uring_enter": 426, "io_uring_register": 427,
         "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-        "fcntl": 72, "socket": 41, "clone": 56, "clone3": 435, "memfd_create": 319,
-        "openat2": 437,
+        "fcntl": 72, "socket": 41, "socketpair": 53, "clone": 56, "clone3": 435,
+        "memfd_create": 319, "openat2": 437,
     },
     "aarch64": {
         "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "tkill": 130,
@@ -78,8 +79,8 @@ _NUMBERS = {
         "mount_setattr": 442, "io_uring_setup": 425, "io_uring_enter": 426,
         "io_uring_register": 427,
         "kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
-        "fcntl": 25, "socket": 198, "clone": 220, "clone3": 435, "memfd_create": 279,
-        "openat2": 437,
+        "fcntl": 25, "socket": 198, "socketpair": 199, "clone": 220, "clone3": 435,
+        "memfd_create": 279, "openat2": 437,
     },
 }  # fmt: skip
 _SIGNALS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
@@ -99,7 +100,7 @@ _MODE_ARGUMENT = {
     },
 }  # fmt: skip
 S_ISUID_ISGID = 0o6000
-_SPECIAL = {*_SIGNALS, "fcntl", "socket", "clone", "clone3", "openat2"}
+_SPECIAL = {*_SIGNALS, "fcntl", "socket", "socketpair", "clone", "clone3", "openat2"}
 F_SETOWN, F_SETOWN_EX = 8, 15
 F_SETLEASE = 1024
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
@@ -187,6 +188,7 @@ def build(
     code += [
         (_JEQ, numbers["fcntl"], "fcntl", 0),
         (_JEQ, numbers["socket"], "socket", 0),
+        (_JEQ, numbers["socketpair"], "socketpair", 0),
         (_JEQ, numbers["clone"], "clone", 0),
         (_RET, RET_ALLOW, 0, 0),
         # F_SETOWN would let SIGIO/SIGURG reach any process (the host).
@@ -204,6 +206,11 @@ def build(
         # attack surface a user namespace opens (netlink beyond routing:
         # nf_tables, xfrm; AF_PACKET, AF_ALG...). Routing netlink is what
         # getaddrinfo() uses.
+        # A pair is of Unix sockets only: other families' pairs (AF_TIPC...)
+        # reach the same kernel code as their sockets.
+        ("label", "socketpair"),
+        (_LD_W_ABS, _OFF_ARG0, 0, 0),
+        (_JEQ, AF_UNIX, "allow", "deny"),
         ("label", "socket"),
         (_LD_W_ABS, _OFF_ARG0, 0, 0),
         (_JEQ, AF_UNIX, "allow", 0),

@@ -188,11 +188,13 @@ def run(config: WorkerConfig) -> NoReturn:
         egress_fd=egress_fd if enclosed.door is None else None,
     )
     protections.update(report)
-    # Processes and threads: counted per uid and user namespace, so bounded
-    # only where both are not the host's (else the count is the host user's).
+    # Processes and threads: counted per uid and user namespace, and uid 0
+    # (a root host's, kept without an own uid) is exempt from the limit.
     protections["rlimit_processes"] = sandbox.set_process_limit(
         config.limits.get("max_processes"),
-        own_count=bool(report.get("own_uid") or report.get("user_namespace")),
+        own_count=bool(
+            report.get("own_uid") or (report.get("user_namespace") and config.host_uid != 0)
+        ),
     )
     if config.egress is not None:
         egress_door.announce(config.egress, os.getcwd())

@@ -51,6 +51,9 @@ CORE_MEMORY_LIMIT = 2000
 MAX_ENTRY_CHARS = 100_000
 #: What archival memory, and recall memory, may hold in all, in characters.
 MAX_STORE_CHARS = 32 * 1024 * 1024
+#: What each entry costs besides its text (its record and time stamp take
+#: a few hundred bytes): empty entries cannot grow a store for free.
+ENTRY_COST_CHARS = 256
 
 Clock = Callable[[], datetime]
 
@@ -76,12 +79,13 @@ class _Store:
         self.chars = 0
 
     def take(self, text: str) -> None:
-        if self.chars + len(text) > MAX_STORE_CHARS:
+        cost = len(text) + ENTRY_COST_CHARS
+        if self.chars + cost > MAX_STORE_CHARS:
             raise ValueError(
-                f"{self.name} is full ({self.chars} of {MAX_STORE_CHARS} characters); "
-                "nothing was stored"
+                f"{self.name} is full ({self.chars} of {MAX_STORE_CHARS} characters, "
+                f"{ENTRY_COST_CHARS} per entry besides its text); nothing was stored"
             )
-        self.chars += len(text)
+        self.chars += cost
 
 
 def _utc_now() -> datetime:

@@ -92,22 +92,31 @@ def internal(address: str) -> bool:
     """Any address that is not globally routable: loopback, private,
     link-local, shared (100.64.0.0/10: carrier NAT, tailnets, some clouds'
     metadata service), multicast, unspecified, reserved, documentation...
-    An IPv6 address that carries an IPv4 one (mapped, 6to4, Teredo, NAT64's
-    64:ff9b::/96) is judged by the IPv4 address too, since a translator on
-    the way would deliver it there."""
+    An IPv6 address that carries an IPv4 one (mapped, IPv4-compatible,
+    6to4, Teredo, NAT64's 64:ff9b::/96) is judged by the IPv4 address too,
+    since a translator on the way would deliver it there; local-use NAT64
+    (64:ff9b:1::/48) is internal."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        candidates += [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
-        if ip.teredo is not None:
-            candidates += list(ip.teredo)
-        if ip in _NAT64:
-            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return any(not a.is_global or a.is_multicast or a.is_unspecified for a in candidates)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _not_global(ip)
+    if ip in _NAT64_LOCAL:
+        return True
+    if ip in _NAT64:  # reserved space itself: judged by the address it carries
+        return _not_global(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    carried = [a for a in (ip.ipv4_mapped, ip.sixtofour) if a is not None]
+    if ip.teredo is not None:
+        carried += list(ip.teredo)
+    return _not_global(ip) or any(_not_global(a) for a in carried)
 
 
-#: NAT64's well-known prefix (RFC 6052): the last 32 bits are an IPv4 address.
+def _not_global(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return not ip.is_global or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+
+
+#: NAT64's well-known prefix (RFC 6052): the last 32 bits are an IPv4
+#: address; and the local-use one (RFC 8215), internal by definition.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def needs_interception(

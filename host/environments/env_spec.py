@@ -24,6 +24,27 @@ def project_name(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", match.group(1)).lower()
 
 
+_PROJECT = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+_CLAUSE = r"(?:~=|===|==|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+_CLAUSES = rf"{_CLAUSE}(?:\s*,\s*{_CLAUSE})*"
+#: A requirement of a project by name (PEP 508 without a URL): name,
+#: extras, version clauses, then anything after ``;`` (the marker).
+_BY_NAME = re.compile(
+    rf"\s*{_PROJECT}\s*(?:\[\s*(?:{_PROJECT}(?:\s*,\s*{_PROJECT})*)?\s*\])?"
+    rf"\s*(?:\(\s*{_CLAUSES}\s*\)|{_CLAUSES})?\s*(?:;.*)?"
+)
+#: Names uv reads as a file (an archive in the current directory).
+_ARCHIVES = (".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz")
+
+
+def _by_name(text: str) -> bool:
+    """Whether ``text`` asks for a project by name (no URL, no path)."""
+    if _BY_NAME.fullmatch(text) is None or "@" in text or "://" in text:
+        return False  # (markers never need either)
+    name = re.match(_PROJECT, text.strip())
+    return name is not None and not name.group(0).lower().endswith(_ARCHIVES)
+
+
 def requirement_problem(requirement: str, allow_direct: bool = False) -> str | None:
     """Why ``requirement`` cannot be handed to uv as one, or None.
 
@@ -41,7 +62,7 @@ def requirement_problem(requirement: str, allow_direct: bool = False) -> str | N
         return "a requirement cannot start with '-' (options go in EnvironmentOptions)"
     if any(c in text for c in "\r\n\0"):
         return "a requirement is one line"
-    if not allow_direct and ("@" in text or "://" in text or _NAME.match(text) is None):
+    if not allow_direct and not _by_name(text):
         return (
             "it is a direct reference (a URL or path), which the host would fetch or read "
             "past its index options; name a project (EnvironmentOptions(find_links=...) "

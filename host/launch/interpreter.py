@@ -13,12 +13,15 @@ brings its own worker code.
 
 ``-S`` too: ``site`` would otherwise run the ``import`` lines of every
 ``.pth`` file a dependency ships at interpreter start: in the zygote, as
-the host's uid, before any layer of the wall. So the boot code puts the
-environment's site-packages on ``sys.path`` itself (where the wall's
-reveals and read rules find it), and the worker reads its ``.pth`` files
-once the wall is up, just before it imports the set
-(``worker.loader.add_site_packages``). A ``.pth`` line naming a directory
-outside the environment is then out of the worker's reach.
+the host's uid, before any layer of the wall. Nor is the environment's
+site-packages on ``sys.path`` before the wall: the standard library tries
+optional imports (``copy`` tries ``org.python.core``, ``subprocess``
+``msvcrt``), and a dependency shipping such a module would run in the
+zygote. The worker adds it, and reads its ``.pth`` files, once the wall is
+up, just before it imports the set (``worker.loader.add_site_packages``);
+the wall's reveals and read rules include it from the start
+(``worker.loader.environment_site_packages``). A ``.pth`` line naming a
+directory outside the environment is out of the worker's reach.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ from dataclasses import dataclass
 #: module named after it (``-c BOOT -m worker CONFIG``: ``ps`` and the
 #: tests see ``-m worker`` as for any worker) with ``sys.argv`` as ``-m`` sets it.
 _BOOT = (
-    "import sys, runpy; sys.path.insert(0, {runtime!r}); "
-    "sys.path.append({environment!r} + '/lib/python%d.%d/site-packages' % sys.version_info[:2]); "
-    "module = sys.argv[2]; "
+    "import sys, runpy; sys.path.insert(0, {runtime!r}); module = sys.argv[2]; "
     "del sys.argv[1:3]; runpy.run_module(module, run_name='__main__', alter_sys=True)"
 )
 
@@ -48,7 +49,7 @@ class Interpreter:
     def argv(self, module: str, *args: str) -> list[str]:
         """The command running ``module`` (``worker`` or ``worker.zygote``) as
         ``python -I -S -m module args...`` would (see the module on ``-S``)."""
-        boot = _BOOT.format(runtime=self.runtime, environment=self.environment)
+        boot = _BOOT.format(runtime=self.runtime)
         return [self.python, "-I", "-S", "-c", boot, "-m", module, *args]
 
 

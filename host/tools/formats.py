@@ -290,8 +290,13 @@ def gemini_schema(params: JSON, function: str) -> JSON:
     def fail(path: str, reason: str) -> None:
         raise SchemaFormatError("gemini", function, _param_name(path), reason)
 
-    def visit(schema: JSON, path: str, seen: tuple[str, ...] = ()) -> JSON:
+    def visit(schema: JSON, path: str, seen: tuple[str, ...] = (), depth: int = 0) -> JSON:
         nonlocal inlined
+        if depth > MAX_SCHEMA_DEPTH:  # $refs chained past what the load check sees
+            fail(
+                _top_level(path),
+                f"nests more than {MAX_SCHEMA_DEPTH} levels deep once its definitions are inlined",
+            )
         if "$ref" in schema:
             name = schema["$ref"].rsplit("/", 1)[-1]
             if name in seen:
@@ -308,12 +313,12 @@ def gemini_schema(params: JSON, function: str) -> JSON:
                     f"(Gemini takes no $ref, so each use is a copy: {most} was copied "
                     f"{copies[most]} times so far); use each type fewer times",
                 )
-            inner = visit(copy.deepcopy(defs[name]), path, (*seen, name))
+            inner = visit(copy.deepcopy(defs[name]), path, (*seen, name), depth + 1)
             rest = {k: v for k, v in schema.items() if k != "$ref"}
             return {**inner, **rest}
         if "anyOf" in schema:
             members = schema.pop("anyOf")
-            non_null = [visit(m, path, seen) for m in members if m != {"type": "null"}]
+            non_null = [visit(m, path, seen, depth + 1) for m in members if m != {"type": "null"}]
             nullable = len(non_null) < len(members)
             if len(non_null) == 1:  # X | None, or a lone wrapped $ref
                 merged = {**non_null[0], **schema}
@@ -345,11 +350,11 @@ def gemini_schema(params: JSON, function: str) -> JSON:
         _fold_into_description(schema, GEMINI_FORMATS)
         if isinstance(schema.get("properties"), dict):
             schema["properties"] = {
-                k: visit(v, f"{path}.{k}" if path else k, seen)
+                k: visit(v, f"{path}.{k}" if path else k, seen, depth + 1)
                 for k, v in schema["properties"].items()
             }
         if isinstance(schema.get("items"), dict):
-            schema["items"] = visit(schema["items"], f"{path}[]", seen)
+            schema["items"] = visit(schema["items"], f"{path}[]", seen, depth + 1)
         return _gemini_default(schema)
 
     return visit(params, "")

@@ -206,8 +206,23 @@ def _data(obj: Any) -> Any:
         }
     fields = getattr(type(obj), "model_fields", None)
     if isinstance(fields, dict) and hasattr(type(obj), "model_json_schema"):
-        return {name: getattr(obj, name) for name in fields if not name.startswith("_")}
+        return {name: _model_field(obj, name) for name in fields if not name.startswith("_")}
     return to_wire(obj)
+
+
+def _model_field(model: Any, name: str) -> Any:
+    """One field of a pydantic model: a dataclass, a model or a container
+    as it is (converted in turn, by ``_data``); anything else as the
+    model's own JSON dump of that field (``SecretStr`` masked, ``HttpUrl``
+    text)."""
+    value = getattr(model, name)
+    if isinstance(value, list | tuple | set | frozenset | dict) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type)
+    ):
+        return value
+    if hasattr(type(value), "model_json_schema"):
+        return value
+    return model.model_dump(mode="json", include={name}).get(name)
 
 
 def _message(exc: BaseException) -> str:
