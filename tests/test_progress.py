@@ -192,12 +192,12 @@ def test_a_forged_report_is_a_protocol_error(fh, write_set, kind, why):
         fh.call("forge", {"kind": kind}, timeout=30)
 
 
-@pytest.mark.timeout(60)
-def test_fnhost_mcp_forwards_progress_to_a_client_that_asked(write_set, sets_dir, tmp_path):
+def _mcp_progress(sets_dir, tmp_path, calls):
+    """Run ``calls`` ((tool, arguments, with a progress token?)) through
+    ``fnhost mcp`` over stdio with the SDK's client: their results, and the
+    progress reports the client received."""
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
-
-    write_set("steps", STEPS)
 
     async def scenario():
         params = StdioServerParameters(
@@ -209,15 +209,28 @@ def test_fnhost_mcp_forwards_progress_to_a_client_that_asked(write_set, sets_dir
         async def progress(done, total, message):
             seen.append((done, total, message))
 
+        results = []
         with open(tmp_path / "stderr.txt", "w") as errlog:
             async with stdio_client(params, errlog=errlog) as (read, write):
                 async with ClientSession(read, write) as session:
                     await session.initialize()
-                    result = await session.call_tool("steps", {"n": 3}, progress_callback=progress)
-                    quiet = await session.call_tool("steps", {"n": 2})  # no token: no reports
-        return result, quiet, seen
+                    for tool, arguments, token in calls:
+                        callback = progress if token else None
+                        results.append(
+                            await session.call_tool(tool, arguments, progress_callback=callback)
+                        )
+        return results, seen
 
-    result, quiet, seen = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+@pytest.mark.timeout(60)
+def test_fnhost_mcp_forwards_progress_to_a_client_that_asked(write_set, sets_dir, tmp_path):
+    write_set("steps", STEPS)
+    # The second call sends no token: no reports.
+    (result, quiet), seen = _mcp_progress(
+        sets_dir, tmp_path, [("steps", {"n": 3}, True), ("steps", {"n": 2}, False)]
+    )
     assert not result.is_error and result.content[0].text == "finished"
     assert not quiet.is_error
     assert seen == [(1.0, 3.0, "step 1"), (2.0, 3.0, "step 2"), (3.0, 3.0, "step 3")]
@@ -240,28 +253,7 @@ def endless() -> str:
 def test_fnhost_mcp_drops_progress_json_cannot_carry(write_set, sets_dir, tmp_path):
     """Infinity becomes null in JSON, which the client's SDK rejects: such a
     report is not forwarded; the rest are, and the call's result arrives."""
-    from mcp import ClientSession, StdioServerParameters
-    from mcp.client.stdio import stdio_client
-
     write_set("endless", ENDLESS)
-
-    async def scenario():
-        params = StdioServerParameters(
-            command=sys.executable,
-            args=["-m", "host", "mcp", str(sets_dir), "--no-builtins"],
-        )
-        seen = []
-
-        async def progress(done, total, message):
-            seen.append((done, total, message))
-
-        with open(tmp_path / "stderr.txt", "w") as errlog:
-            async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    result = await session.call_tool("endless", {}, progress_callback=progress)
-        return result, seen
-
-    result, seen = asyncio.run(scenario())
+    (result,), seen = _mcp_progress(sets_dir, tmp_path, [("endless", {}, True)])
     assert not result.is_error and result.content[0].text == "done"
     assert seen == [(1.0, 3.0, "one"), (3.0, 3.0, "three")]
