@@ -56,6 +56,7 @@ HOST_LAYERS = {
     "host.limits": 4,
     "host.sandbox": 4,
     "host.set_file": 4,  # reading a set's file: regular, bounded
+    "host.terminal_text": 4,  # a set's text shown to an operator
     "host.function_sets": 5,  # built-in sets: data the workers load
 }
 

@@ -162,3 +162,32 @@ def test_doctor_reports_probed_layers():
     ):
         assert layers[name]["status"] == "active", layers[name]
     assert {layer["status"] for layer in layers.values()} <= {"active", "available", "unavailable"}
+
+
+TERMINAL_TRICKS = """
+def shout() -> str:
+    print("\\x1b]52;c;Y3VybCBldmls\\x07printed")  # OSC 52: write the clipboard
+    raise ValueError("\\x1b[2K\\rERROR: host compromised\\x1b]0;title\\x07")
+
+
+def chatty() -> int:
+    print("\\x1b[31mred\\x1b[0m and\\u2028more")
+    return 1
+"""
+
+
+def test_call_escapes_a_sets_control_characters_on_the_terminal(tmp_path):
+    """What a set prints or raises reaches the operator's terminal: its
+    escape sequences (clipboard writes, cursor moves) are shown escaped."""
+    path = tmp_path / "tricks.py"
+    path.write_text(TERMINAL_TRICKS)
+    tmp_path.chmod(0o755)
+    path.chmod(0o644)
+    failed = fnhost("call", str(path), "--no-builtins", "shout", "{}")
+    assert failed.returncode != 0
+    assert "\x1b" not in failed.stderr and "\x07" not in failed.stderr
+    assert "\\x1b[2K" in failed.stderr and "compromised\\x1b]0;title\\x07" in failed.stderr
+    ok = fnhost("call", str(path), "--no-builtins", "chatty", "{}")
+    assert ok.returncode == 0 and ok.stdout.strip() == "1"
+    assert "\x1b" not in ok.stderr and "\u2028" not in ok.stderr
+    assert "\\x1b[31mred\\x1b[0m and\\u2028more" in ok.stderr

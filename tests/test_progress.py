@@ -37,7 +37,7 @@ def no_total() -> int:
 
 def forge() -> int:
     """A log line that would read as two records of the host's."""
-    log("fine\\nERROR fnhost: host compromised")
+    log("fine\\nERROR fnhost: host compromised\\x1b[2K\\u2028x")
     return 1
 
 
@@ -129,7 +129,7 @@ def test_a_log_line_stays_one_line(steps, caplog):
     with caplog.at_level(logging.INFO, logger="fnhost"):
         steps.call("forge")
     lines = [r.getMessage() for r in caplog.records if r.name.endswith("worker.steps")]
-    assert lines == ["forge: fine\\nERROR fnhost: host compromised"]
+    assert lines == ["forge: fine\\x0aERROR fnhost: host compromised\\x1b[2K\\u2028x"]
 
 
 def test_a_failing_callback_does_not_fail_the_call(steps, caplog):

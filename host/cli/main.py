@@ -31,6 +31,7 @@ from host.cli.options import (
 )
 from host.errors import CallError, HostError, LoadError, WorkerCrashed
 from host.limits import Limits
+from host.terminal_text import shown
 from host.tools.formats import FORMATS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "function_sets"
@@ -64,12 +65,14 @@ def cmd_call(args: argparse.Namespace) -> int:
         try:
             result = fh.call_detailed(args.name, args.arguments)
         except CallError as exc:
-            print(f"error ({exc.kind}): {exc}", file=sys.stderr)
+            # The set's text (message, traceback, stderr) with its control
+            # characters escaped: it writes to the operator's terminal.
+            print(f"error ({exc.kind}): {shown(str(exc), lines=True)}", file=sys.stderr)
             if isinstance(exc, WorkerCrashed) and (exc.traceback or exc.stderr_tail):
-                print(exc.traceback or exc.stderr_tail, file=sys.stderr)
+                print(shown(exc.traceback or exc.stderr_tail or "", lines=True), file=sys.stderr)
             return 1
         if result.stdout:
-            print(result.stdout, end="", file=sys.stderr)
+            print(shown(result.stdout, lines=True), end="", file=sys.stderr)
         print(json.dumps(result.value, indent=2, default=repr))
         return 0
 
@@ -81,17 +84,17 @@ def _step(title: str) -> None:
 def _demo_call(
     fh: FunctionHost, name: str, arguments: object, timeout: float | None = None
 ) -> None:
-    shown = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    given = arguments if isinstance(arguments, str) else json.dumps(arguments)
     start = time.perf_counter()
     try:
         result = fh.call_detailed(name, arguments, timeout=timeout)
     except CallError as exc:
         ms = (time.perf_counter() - start) * 1000
-        print(f"  {name}({shown}) -> {type(exc).__name__} [{exc.kind}] in {ms:.1f} ms")
-        print(f"      {exc}")
+        print(f"  {name}({given}) -> {type(exc).__name__} [{exc.kind}] in {ms:.1f} ms")
+        print(f"      {shown(str(exc), lines=True)}")
         return
     ms = (time.perf_counter() - start) * 1000
-    print(f"  {name}({shown}) -> {json.dumps(result.value)}  ({ms:.1f} ms)")
+    print(f"  {name}({given}) -> {json.dumps(result.value)}  ({ms:.1f} ms)")
     if result.stdout:
         print(f"      captured stdout: {result.stdout.strip()!r}")
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 from host.errors import CallError, LoadError
 from host.launch.launcher import WorkerSpec
 from host.launch.worker_process import WorkerProcess
+from host.terminal_text import shown
 from host.wire.channel import Channel
 from host.wire.pending import Pending
 from host.workers.context_door import answer_in_thread
@@ -140,10 +141,9 @@ class Incarnation:
                 sink.received(params["value"], size, self.channel, pending)
             return
         if note.method == Verb.LOG:
-            # One record, one line: a worker's line breaks cannot forge
-            # records of the host's own in a line-based log.
-            text = params["text"].replace("\r", "\\r").replace("\n", "\\n")
-            self.log.info("%s: %s", pending.function, text)
+            # One record, one line, no escape sequences: a worker's text
+            # cannot forge records of the host's own (host.terminal_text).
+            self.log.info("%s: %s", pending.function, shown(params["text"]))
             return
         callback = pending.on_progress
         if callback is None:
