@@ -345,3 +345,40 @@ def test_mcp_idle_timeout_and_schema_cache(write_set, sets_dir, tmp_path):
     )
     entry = json.loads(printed.stdout)["mcpServers"]["fnhost"]
     assert entry["args"][-3:] == ["--idle-timeout", "0.2", "--schema-cache"]
+
+
+def test_install_never_writes_or_copies_through_a_planted_link(tools_dir, tmp_path):
+    """A cloned repository's .vscode/ may hold links: a .bak linked to a
+    file of the user's (install would overwrite it with the repository's
+    file and its mode), or mcp.json linked to another client's file (install
+    would copy its keys into the workspace)."""
+
+    def install(config) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "host", "install", "vscode", str(tools_dir),
+             "--config", str(config)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    victim = tmp_path / "bashrc"
+    victim.write_text("the user's own\n")
+    victim.chmod(0o600)
+    workspace = tmp_path / "repo" / ".vscode"
+    workspace.mkdir(parents=True)
+    (workspace / "mcp.json").write_text(json.dumps({"servers": {}, "planted": True}))
+    (workspace / "mcp.json").chmod(0o666)
+    (workspace / "mcp.json.bak").symlink_to(victim)
+    result = install(workspace / "mcp.json")
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "the user's own\n" and victim.stat().st_mode & 0o777 == 0o600
+    assert not (workspace / "mcp.json.bak").is_symlink()  # a file of its own now
+
+    secrets = tmp_path / "cursor-mcp.json"
+    secrets.write_text(json.dumps({"mcpServers": {"paid": {"env": {"API_KEY": "sk-secret"}}}}))
+    linked = tmp_path / "repo2" / ".vscode"
+    linked.mkdir(parents=True)
+    (linked / "mcp.json").symlink_to(secrets)
+    refused = install(linked / "mcp.json")
+    assert refused.returncode == 2 and "symbolic link" in refused.stderr
+    assert not (linked / "mcp.json.bak").exists()
+    assert "fnhost" not in secrets.read_text()

@@ -12,6 +12,7 @@ server starts from an app launched with another PATH and working directory
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import stat
@@ -82,6 +83,17 @@ def cmd_install(args: argparse.Namespace) -> int:
     object is left alone (exit 2)."""
     path = Path(args.config) if args.config else config_path(args.client)
     key, entry = client_entry(args.client, args)
+    # A workspace's file may come from a cloned repository: a link there
+    # (the file or its directory) would have us write, or copy with its
+    # keys, a file of the user's elsewhere.
+    for link in (path, path.parent):
+        if link.is_symlink():
+            print(
+                f"fnhost: {link} is a symbolic link; left as it is "
+                "(pass --config with the file it points to, if that is meant)",
+                file=sys.stderr,
+            )
+            return 2
     config: dict[str, Any] = {}
     # A client's file may hold other servers' API keys: never wider than it was.
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o600
@@ -107,8 +119,13 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """``data`` into a new file with ``mode`` (not the umask's default)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    """``data`` into a new file with ``mode`` (not the umask's default).
+    Whatever was at ``path`` (an old backup, or a link planted there) is
+    removed first, and the new file is created, never opened through a link."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
     try:
         os.fchmod(fd, mode)
         os.write(fd, data)
