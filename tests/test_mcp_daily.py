@@ -202,6 +202,46 @@ def test_streamable_http_transport_on_loopback(tools_dir):
         assert proc.wait(30) == 0
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2"])
+def test_http_refuses_a_foreign_host_header_on_every_loopback_address(tools_dir, address):
+    """DNS rebinding: a page at evil.example resolving to the server's
+    address. The SDK checks Host only for 127.0.0.1, localhost and ::1; the
+    rest of loopback (127.0.0.2) is loopback too, and gets no warning."""
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host", "mcp", str(tools_dir), "--http", f"{address}:0"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url, said = None, []
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            said.append(line)
+            if "serving on" in line:
+                url = line.rsplit(" ", 1)[1].strip()
+                break
+        assert url and url.startswith(f"http://{address}:"), said
+        assert not any("beyond loopback" in line for line in said)
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "evil", "version": "1"}}}
+        ).encode()  # fmt: skip
+        request = urllib.request.Request(url, data=body, method="POST", headers={
+            "Host": "evil.example", "Origin": "http://evil.example",
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream"})  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code in (403, 421)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
 # -- the small things ----------------------------------------------------------------
 
 

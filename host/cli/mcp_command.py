@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import sys
 
 from host.cli.mcp_config import CLIENTS, add_config_options, cmd_install, print_config
@@ -52,7 +53,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         if address is None:
             mcp_transports.serve(fh, watch=args.watch)
         else:
-            if address[0] not in ("127.0.0.1", "::1", "localhost"):
+            if address[0] != "localhost" and not _is_loopback(address[0]):
                 print(
                     f"fnhost: serving on {address[0]}, beyond loopback, with no authentication",
                     file=sys.stderr,
@@ -167,3 +168,10 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         "importing them until their first call ($FNHOST_CACHE_DIR/schemas)",
     )
     add_sandbox_options(parser)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: said to be beyond loopback unless it is localhost
+        return False

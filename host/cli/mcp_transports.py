@@ -7,6 +7,7 @@ The server itself is ``host.cli.mcp_server.FunctionHostMCPServer``."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 
 import anyio
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 
 from host.api.function_host import FunctionHost
 from host.cli.mcp_server import FunctionHostMCPServer, log
@@ -42,6 +44,24 @@ async def serve_stdio(server: FunctionHostMCPServer) -> None:
         tg.cancel_scope.cancel()
 
 
+def _rebinding_checks(host: str) -> TransportSecuritySettings | None:
+    """DNS-rebinding checks for a server bound to ``host``: requests must
+    name it (or, on loopback, a loopback name) in ``Host`` and ``Origin``.
+    The SDK turns them on only for 127.0.0.1, localhost and ::1, not for
+    the rest of loopback (127.0.0.2...) or a named address. None for a
+    wildcard address, whose name cannot be known (the CLI warns)."""
+    ip = ipaddress.ip_address(host)
+    if ip.is_unspecified:
+        return None
+    name = f"[{host}]" if ip.version == 6 else host
+    hosts = [name, *(("127.0.0.1", "localhost", "[::1]") if ip.is_loopback else ())]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{h}:*" for h in dict.fromkeys(hosts)],
+        allowed_origins=[f"http://{h}:*" for h in dict.fromkeys(hosts)],
+    )
+
+
 async def serve_http_on(server: FunctionHostMCPServer, sock: socket.socket) -> None:
     """Serve the streamable HTTP transport (path ``/mcp``) on the bound,
     listening ``sock`` until SIGTERM, SIGHUP or SIGINT; then returns
@@ -57,7 +77,8 @@ async def serve_http_on(server: FunctionHostMCPServer, sock: socket.socket) -> N
             yield
 
     server.refresh()
-    app = server.server.streamable_http_app(host=sock.getsockname()[0])
+    host = sock.getsockname()[0]
+    app = server.server.streamable_http_app(host=host, transport_security=_rebinding_checks(host))
     web = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="on"))
 
     async def stop_on_signal() -> None:
