@@ -7,10 +7,11 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 
 import pytest
 
-from host import LoadError, NameConflict
+from host import Limits, LoadError, NameConflict, Sandbox
 
 from .conftest import wait_for
 
@@ -164,3 +165,43 @@ def test_a_set_file_that_is_no_longer_a_regular_file_cannot_hang_the_host(
     assert fh.call("greet", {"name": "bob"}) == "hello bob"
     other.write_text("def welcome() -> int:\n    return 1\n\n\ndef newer() -> int:\n    return 2\n")
     assert wait_for(lambda: "newer" in fh.schemas(), 10.0)  # the watcher is not stuck
+
+
+SELF_EDITING = """
+import os
+
+# At every import: append to its own file (its directory is writable to it).
+with open(__file__, "a") as f:
+    f.write("# touched\\n")
+
+
+def ping() -> int:
+    return os.getpid()
+"""
+
+
+def test_a_set_that_edits_its_own_file_as_it_loads_is_not_reloaded_in_a_loop(make_host):
+    """Under watch, a set that rewrites its file at import would see its own
+    edit on the next poll, reload, edit again...: a worker started per poll,
+    each stopping another set's at max_live_workers. Its own load's edit is
+    not a change for watch."""
+    directory = tempfile.mkdtemp(prefix="fnhost-test-selfedit-")
+    try:
+        os.chmod(directory, 0o777)
+        path = os.path.join(directory, "selfedit.py")
+        with open(path, "w") as f:
+            f.write(SELF_EDITING)
+        os.chmod(path, 0o666)
+        fh = make_host(
+            watch=True,
+            watch_interval=0.05,
+            limits=Limits(sandbox=Sandbox(writable_paths=(directory,))),
+        )
+        fh.load_function_set(path)
+        first = fh.call("ping")
+        with open(path) as f:
+            assert "# touched" in f.read()  # it did edit itself
+        time.sleep(1.0)  # 20 polls
+        assert fh.call("ping") == first  # the same worker: never reloaded
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from host.api.registry import LoadedSet, Registry
 from host.api.schema_cache import SchemaCache
 from host.api.set_sources import BUILTIN, USER, refuse_taken_names
-from host.api.watcher import file_stamp
+from host.api.watcher import file_stamp, settled_stamp
 from host.environments.set_environments import SetEnvironments
 from host.errors import HostError, LoadError, NameConflict
 from host.launch.launcher import Launcher, WorkerSpec
@@ -243,6 +243,7 @@ class SetLoader:
                     self._load_errors[spec.set_name] = exc
                 raise
             self._cache_report(spec, key, ready)
+            stamp = settled_stamp(spec.set_name, spec.path, stamp)
         functions, skipped = exported(ready)
         loaded = LoadedSet(
             name=spec.set_name,
@@ -289,7 +290,7 @@ class SetLoader:
                 handle.discard(inc)
                 raise
             loaded.protections = dict(ready.get("protections") or {})
-            loaded.stamp = stamp
+            loaded.stamp = settled_stamp(name, loaded.source, stamp)
             self._load_errors.pop(name, None)
             handle.swap(inc)
         self._cache_report(spec, key, ready)

@@ -26,6 +26,30 @@ def file_stamp(path: str) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
+def settled_stamp(
+    set_name: str, path: str | None, before: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """The stamp ``watch`` compares against once a set has loaded: the one
+    taken ``before`` its worker read the file, unless the file changed
+    while the worker loaded it. Then the new one, with a warning: a set
+    that may write its own file (``writable_paths``) and edits it as it
+    imports would otherwise be reloaded on every poll, each reload starting
+    a worker (and, at ``max_live_workers``, stopping another set's). Such a
+    change is loaded by ``reload()``, or by the next edit."""
+    if path is None or before is None:
+        return before
+    after = file_stamp(path)
+    if after != before:
+        logger.warning(
+            "function set %r: its file changed while it loaded (by the set itself, or an "
+            "edit at that moment); watch does not reload it for that change: call "
+            "reload(%r) to load what the file holds now",
+            set_name,
+            set_name,
+        )
+    return after
+
+
 class Watcher:
     """Calls ``reload(name)`` for every set whose file stamp changed.
 
