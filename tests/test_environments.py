@@ -8,7 +8,9 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -184,6 +186,12 @@ PTH_RECORD = (
     "[0].split()[1],"
     " os.readlink('/proc/self/ns/net')))\n"
 )
+#: The same line, leaving a mark outside any worker's scratch: only a run
+#: outside the wall (the build, the zygote) can write it.
+PTH_MARK = (
+    "import os; exec(\"try:\\n open({marker!r}, 'a').write(str(os.getpid()) + '\\\\n')"
+    '\\nexcept OSError:\\n pass")\n'
+)
 
 PTH_SET = """
 import builtins
@@ -211,12 +219,16 @@ def test_a_dependencys_pth_file_runs_only_inside_the_wall(
     worker, after every layer, and a ``.pth`` directory line must still
     work."""
     links = tmp_path / "pthwheels"
+    marks = tempfile.mkdtemp(prefix="fnhost-test-pth-")  # writable by any uid, but walled
+    os.chmod(marks, 0o777)
+    marker = os.path.join(marks, "ran")
     make_wheel(
         links,
         "pthprobe",
         "1.0",
         extra={
             "pthprobe_hook.pth": PTH_RECORD,
+            "pthprobe_mark.pth": PTH_MARK.format(marker=marker),
             # Modules the standard library tries to import (copy tries
             # org.python.core, subprocess msvcrt): found before the wall if
             # site-packages were on sys.path there.
@@ -233,6 +245,11 @@ def test_a_dependencys_pth_file_runs_only_inside_the_wall(
     fh.load_function_set(write_set("pthset", script_block("pthprobe==1.0") + PTH_SET))
     assert fh.call("extra") == "pthextra"
     runs = fh.call("pth_runs")
+    try:
+        # Not the build either (uv's --compile-bytecode ran the interpreter with site).
+        assert not os.path.exists(marker), open(marker).read()
+    finally:
+        shutil.rmtree(marks, ignore_errors=True)
     assert runs, "the .pth's import line never ran"
     assert fh.protections("pthset")["seccomp"] is True
     for uid, seccomp, netns in runs:  # the .pth's, and org's if the set imported copy

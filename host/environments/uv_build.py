@@ -166,7 +166,8 @@ def classify(code: int, lines: list[str], requirements: tuple[str, ...]) -> UvFa
 def build_with_uv(target: str, spec: EnvSpec, label: str, deadline: float) -> None:
     """Make a virtual environment at ``target`` (an empty directory) on this
     Python and install ``spec``'s requirements into it, with bytecode
-    compiled (a worker's own uid may not write ``__pycache__`` there).
+    compiled (a worker's own uid may not write ``__pycache__`` there) by
+    ``python -I -S -m compileall``: nothing of the packages runs here.
 
     Raises ``UvFailed``; ``target`` is then left as uv left it.
     """
@@ -189,8 +190,21 @@ def build_with_uv(target: str, spec: EnvSpec, label: str, deadline: float) -> No
         raise classify(code, lines, ())
     if not spec.normalized:
         return
-    argv = [uv, "pip", "install", "--python", os.path.join(target, "bin", "python")]
-    argv += ["--compile-bytecode", *spec.options.uv_arguments(), "--", *spec.normalized]
+    python = os.path.join(target, "bin", "python")
+    argv = [uv, "pip", "install", "--python", python]
+    argv += [*spec.options.uv_arguments(), "--", *spec.normalized]
     code, lines = _run(argv, label, deadline)
     if code != 0:
         raise classify(code, lines, spec.normalized)
+    # Bytecode compiled here, not by uv's --compile-bytecode: that starts
+    # the environment's interpreter with ``site``, which runs the import
+    # lines of the packages' ``.pth`` files on the host, outside every
+    # sandbox. ``-I -S``: no site, nothing of the packages runs.
+    site_packages = os.path.join(
+        target, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages"
+    )
+    compile_argv = [python, "-I", "-S", "-m", "compileall", "-q", "-j", "0", site_packages]
+    code, lines = _run(compile_argv, label, deadline)
+    if code != 0:
+        detail = " ".join(" ".join(lines[-3:]).split())
+        raise UvFailed(BUILD_FAILED, spec.normalized, f"compiling its bytecode failed: {detail}")
