@@ -19,7 +19,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, TextContent
 
-from host.tools.formats import mcp_output_schema, mcp_wraps_result
+from host.tools.mcp_schema import mcp_output_schema, mcp_wraps_result
 
 from .conftest import wait_for
 

@@ -12,7 +12,7 @@ the SDK (or with an SDK older than 2.0, whose server API differs) raises
 - ``tools/call`` runs the function through the host (``acall_detailed``) and
   returns its value as text plus ``structuredContent`` shaped like the output
   schema (a non-object value is wrapped as ``{"result": value}``, exactly as
-  ``host.tools.formats.mcp_wraps_result`` says; ``bytes`` become base64 strings).
+  ``host.tools.mcp_schema.mcp_wraps_result`` says; ``bytes`` become base64 strings).
 - Every ``CallError`` (invalid arguments, an exception in the function, a
   crash, a timeout, an unknown tool ...) becomes a result with ``isError``
   set and one short sentence a model can act on; crash details (stderr,
@@ -49,7 +49,8 @@ from typing import Any
 from host.api.function_host import FunctionHost
 from host.errors import CallError, HostError, ProtocolError, WorkerCrashed
 from host.tools import tool_results
-from host.tools.formats import mcp_wraps_result, tool_definition
+from host.tools.formats import tool_definition
+from host.tools.mcp_schema import mcp_wraps_result
 
 INSTALL_HINT = "pip install 'fnhost[mcp]'"
 
