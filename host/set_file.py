@@ -10,6 +10,7 @@ a regular file and reads at most ``MAX_SET_FILE_BYTES``.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -29,14 +30,14 @@ def read_set_file(path: str) -> bytes:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise OSError(22, f"not a regular file: {path}")
+            raise OSError(errno.EINVAL, f"not a regular file: {path}")
         if st.st_size > MAX_SET_FILE_BYTES:
-            raise OSError(27, f"larger than {MAX_SET_FILE_BYTES} bytes: {path}")
+            raise OSError(errno.EFBIG, f"larger than {MAX_SET_FILE_BYTES} bytes: {path}")
         chunks, size = [], 0
         while chunk := os.read(fd, 1 << 20):
             size += len(chunk)
             if size > MAX_SET_FILE_BYTES:  # grew while read
-                raise OSError(27, f"larger than {MAX_SET_FILE_BYTES} bytes: {path}")
+                raise OSError(errno.EFBIG, f"larger than {MAX_SET_FILE_BYTES} bytes: {path}")
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
