@@ -1,6 +1,7 @@
 """Start, crash and timeout rows: a first set against a bare spawn, ten
-sets, a crash's error and the next good call (with every layer of the wall,
-and with layers taken away one group at a time), a timeout's overshoot, and
+sets, a crash's error and the next good call (with every layer of the wall
+and a standby, host/workers/standby.py; without the standby; and without
+it with layers taken away one group at a time), a timeout's overshoot, and
 the same crash in a set with an environment of its own."""
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from host.environments import EnvironmentOptions
 if TYPE_CHECKING:
     from bench.__main__ import Bench
 
-#: The wall taken down one group of layers at a time (``run_lifecycle``).
+#: Without a standby (the wall's cost is then on the restart's path), and
+#: the wall taken down one group of layers at a time (``run_lifecycle``).
 LAYER_STEPS = (
-    ("no own uid", Sandbox(own_uid=False)),
-    ("no own uid or namespaces", Sandbox(own_uid=False, private_namespaces=False)),
-    ("Sandbox.off()", Sandbox.off()),
+    ("no standby", Sandbox()),
+    ("no standby, no own uid", Sandbox(own_uid=False)),
+    ("no standby, no own uid or namespaces", Sandbox(own_uid=False, private_namespaces=False)),
+    ("no standby, Sandbox.off()", Sandbox.off()),
 )
 
 
@@ -68,7 +71,7 @@ def run_lifecycle(bench: Bench) -> None:
         # What each layer of the wall costs a restart: the same crash with
         # layers taken away one group at a time (the default row has all).
         for label, sandbox in LAYER_STEPS:
-            with _crashing_host(bench, sandbox) as other:
+            with _crashing_host(bench, sandbox, standby=False) as other:
                 for _ in range(CRASHES_PER_ROUND):
                     time.sleep(SETTLE)
                     _, good = _crash_then_call(other)
@@ -96,11 +99,14 @@ def run_lifecycle(bench: Bench) -> None:
 
 
 def _crashing_host(
-    bench: Bench, sandbox: Sandbox, environments: EnvironmentOptions | None = None
+    bench: Bench,
+    sandbox: Sandbox,
+    environments: EnvironmentOptions | None = None,
+    standby: bool = True,
 ) -> FunctionHost:
     """A host with the bench set loaded and warm, that never parks it
     (in an environment of its own with ``environments``)."""
-    limits = Limits(crash_limit=1000, sandbox=sandbox)
+    limits = Limits(crash_limit=1000, sandbox=sandbox, standby=standby)
     fh = FunctionHost(
         builtin_dir=bench.empty, user_dirs=[], limits=limits, environments=environments
     )

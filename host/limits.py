@@ -59,6 +59,12 @@ class Limits:
       its next call starts a worker again, at restart cost, and waits for
       it within its own timeout. An idle stop is not a crash: it never
       counts toward ``crash_limit``.
+    - ``standby``: once the set's worker has died unintentionally (a crash,
+      a timeout), keep a second worker ready for the next restart: started,
+      confined and probed, the set not imported until it is taken (a
+      restart then skips the spawn and the wall: ~6 ms instead of ~11 here).
+      It costs one more process (~5 MB) while the set is served, and is
+      started only where ``max_live_workers`` has room. ``False``: none.
     - ``sandbox``: the stronger isolation layers (``Sandbox``): by default no
       network, writes only in the scratch directory, no access to other
       processes, own user namespace; each verified where the kernel allows.
@@ -82,6 +88,7 @@ class Limits:
     shutdown_grace: float = 1.0
     workers: int = 1
     idle_timeout: float | None = None
+    standby: bool = True
     sandbox: Sandbox = Sandbox()
     placement: RayResources | None = None
 

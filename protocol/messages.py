@@ -58,6 +58,9 @@ class Verb(StrEnum):
     # stream may send n more items of that many more bytes (see
     # STREAM_WINDOW). Ignored for a call that has ended.
     MORE = "more"
+    # notification: {}. A standby worker (``WorkerConfig.standby``) imports
+    # the set on it, and not before (it has sent ``probed`` and waits).
+    LOAD = "load"
     # worker -> host
     # notification, first message: {"protections": {str: bool}}, the
     # sandbox report, sent before any user code runs.

@@ -85,6 +85,7 @@ _FIELDS = frozenset(
         "memory_cgroup",
         "egress",
         "parent_pid",
+        "standby",
     }
 )
 
@@ -112,6 +113,9 @@ class WorkerConfig(NamedTuple):
       allow-list as written (for error messages). ``None`` otherwise.
     - ``parent_pid``: the process whose death must kill the worker, when it
       is not the host (the zygote, for a worker it forked).
+    - ``standby``: a set's standby (``host.workers.standby``): after its
+      ``probed`` report the worker waits for the host's ``load`` before it
+      imports the set (wire form: present only when true).
     """
 
     in_fd: int
@@ -129,6 +133,7 @@ class WorkerConfig(NamedTuple):
     memory_cgroup: str | None = None
     egress: dict[str, Any] | None = None
     parent_pid: int | None = None
+    standby: bool = False
 
     @property
     def death_parent(self) -> int:
@@ -164,6 +169,8 @@ class WorkerConfig(NamedTuple):
         wire["extra_sys_path"] = list(self.extra_sys_path)
         if self.parent_pid is None:
             del wire["parent_pid"]
+        if not self.standby:
+            del wire["standby"]
         return wire
 
     @classmethod
@@ -203,6 +210,7 @@ class WorkerConfig(NamedTuple):
             memory_cgroup=optional_text(fields, "memory_cgroup", WHAT),
             egress=_egress(fields.get("egress")),
             parent_pid=optional_integer(fields, "parent_pid", WHAT, minimum=1),
+            standby="standby" in fields and flag(fields, "standby", WHAT),
         )
 
 

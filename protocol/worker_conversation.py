@@ -80,6 +80,23 @@ class WorkerConversation:
         """Before writing ``probed``. Raises ``ConversationMisuse`` if not first."""
         self._advance(Phase.PROBING, Phase.STARTING, "probed")
 
+    def load_received(self, msg: Message | None) -> bool:
+        """A standby worker (``WorkerConfig.standby``) read ``msg``, the
+        host's first message, after its ``probed``: True for ``load`` (import
+        the set now). False for ``None`` (end of input: the host dropped the
+        standby; exit quietly) or ``shutdown``, which means the same.
+
+        Raises ``ConversationMisuse`` before ``probed``, and
+        ``ProtocolViolation`` for anything else (a call before ``ready``):
+        the worker should exit; the state is unchanged."""
+        if self.phase is not Phase.STARTING:
+            raise ConversationMisuse(f"load awaited in phase {self.phase.value}")
+        if msg is None:
+            return False
+        if isinstance(msg, Notification) and msg.method in (Verb.LOAD, Verb.SHUTDOWN):
+            return msg.method == Verb.LOAD
+        raise ProtocolViolation(f"a standby's first message must be load, got {msg!r:.100}")
+
     def ready_sent(self) -> None:
         """Before writing ``ready``. Raises ``ConversationMisuse`` unless ``probed`` went first."""
         self._advance(Phase.STARTING, Phase.SERVING, "ready")

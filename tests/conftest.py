@@ -23,8 +23,10 @@ import pytest
 from host import FunctionHost, Limits, Sandbox
 from worker.enclosure import INIT_NAME as _INIT_NAME
 from worker.spare import AHEAD_NAME, SPARE_NAME
+from worker.standby import STANDBY_NAME as _STANDBY_NAME
 
 INIT_NAME = _INIT_NAME.decode()
+STANDBY_NAME = _STANDBY_NAME.decode()
 
 
 def _fnhost_processes() -> list[tuple[int, int, list[bytes], str]]:
@@ -100,14 +102,35 @@ def spare_pids() -> set[int]:
     return {pid for pid, ppid, _, _ in found if ppid in zygotes} & _spare_trees(found)
 
 
+def _standby_tops(found: list[tuple[int, int, list[bytes], str]]) -> set[int]:
+    """The pid the host knows (a warden, or the worker itself) of each set's
+    standby (``host.workers.standby``): a worker named ``fnhost-standby``
+    waits for its ``load``."""
+    parent = {pid: ppid for pid, ppid, _, _ in found}
+    zygotes = zygote_pids()
+    tops = set()
+    for pid, _, _, name in found:
+        if name == STANDBY_NAME:
+            while parent.get(pid) in parent and parent[pid] not in zygotes:
+                pid = parent[pid]
+            tops.add(pid)
+    return tops
+
+
+def standby_pids() -> set[int]:
+    """The sets' standbys of this test process (see ``_standby_tops``)."""
+    return _standby_tops(_fnhost_processes())
+
+
 def worker_pids() -> set[int]:
     """Pids of live fnhost workers of this test process, spawned or forked
     from a zygote (a zygote's children share its command line). A worker in
     its own PID namespace is three processes (warden, init, worker; see
-    worker/enclosure.py): counted once, by the warden, the pid the host knows."""
+    worker/enclosure.py): counted once, by the warden, the pid the host knows.
+    A set's standby waiting for its load is no worker here (``standby_pids``)."""
     found = _fnhost_processes()
     zygotes = zygote_pids()
-    spares = _spare_trees(found)
+    spares = _spare_trees(found) | _standby_tops(found)
     every = {pid for pid, _, _, _ in found}
     return {
         pid

@@ -22,6 +22,7 @@ What the host tells the worker is ``protocol.worker_config``.
    CA bundle are set before user code.
 5. Send the probed report (``probed``): before any user code. Close every
    inherited fd but the protocol pipes and the capture files.
+   A standby (``WorkerConfig.standby``) then waits for the host's ``load``.
 6. Import the user module.  7. Discover functions.  8. Build each schema.
 9. Send ``ready`` (or ``load_failed``), then serve.
 
@@ -60,6 +61,7 @@ from worker import (
     network_note,
     private_view,
     sandbox,
+    standby,
 )
 from worker.ahead import entered_ahead
 from worker.capture import OutputCapture
@@ -167,6 +169,7 @@ def run(config: WorkerConfig) -> NoReturn:
                 pass
 
     os.register_at_fork(after_in_child=_close_protocol_in_child)
+    standby_name = standby.mark() if config.standby else None
     # Checked here, in the worker's PID namespace, before Landlock may hide
     # /sys: what the kernel says, not what join() returned.
     in_cgroup = (
@@ -220,6 +223,16 @@ def run(config: WorkerConfig) -> NoReturn:
         conversation.load_failed_sent()
         write_all(out_fd, encode_message(Notification(Verb.LOAD_FAILED, {"error": err})))
         os._exit(0)
+    if config.standby:
+        # Started ahead of need (host.workers.standby): the set is imported
+        # only when the host takes this worker, whose layers are all in force.
+        try:
+            go = standby.await_load(in_fd, conversation, standby_name)
+        except (OSError, ProtocolViolation) as exc:
+            os.write(2, f"fnhost worker: standby: {exc}\n".encode())
+            os._exit(76)
+        if not go:
+            os._exit(0)
     sys.dont_write_bytecode = True  # never write into the user's directories
     for entry in config.extra_sys_path:
         if entry not in sys.path:

@@ -13,12 +13,15 @@ worker started from a short-lived caller thread would be killed with it.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import os
 import queue
 import resource
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -82,11 +85,13 @@ def spawn_process(
     zygote: Zygote | None = None,
     cgroups: MemoryCgroups | None = None,
     gateway: Gateway | None = None,
+    standby: bool = False,
 ) -> WorkerProcess:
     """Start one worker, forked by ``zygote`` or as a new interpreter, in a
     memory cgroup of its own under ``cgroups`` (where available and the
     set's sandbox asks for it), with a door to ``gateway`` for a set with
-    an egress policy.
+    an egress policy; a ``standby`` waits for its ``load`` before it
+    imports the set (``host.workers.standby``).
 
     Raises ``OSError`` (``ZygoteError`` for a zygote failure), leaving
     nothing behind; ``ValueError``/``RuntimeError`` from the gateway (a
@@ -135,6 +140,7 @@ def spawn_process(
                 cgroups.parent if cgroups is not None and limits.sandbox.memory_cgroup else None
             ),
             egress=egress_config,
+            standby=standby,
         )
         door_fds = (egress_config["fd"],) if egress_config is not None else ()
         popen = None
@@ -212,6 +218,20 @@ def raise_open_files_limit() -> int:
         return -1
 
 
+#: Put on the launcher's queue to make its thread look at the jobs for later.
+_WAKE: Any = ("wake",)
+
+
+def _run_job(job: tuple[Callable[[], Any], Future]) -> None:
+    fn, fut = job
+    if not fut.set_running_or_notify_cancel():
+        return
+    try:
+        fut.set_result(fn())
+    except BaseException as exc:
+        fut.set_exception(exc)
+
+
 class Launcher:
     """Runs spawns (and restart jobs) on one long-lived daemon thread.
 
@@ -243,6 +263,9 @@ class Launcher:
         self._lock = threading.Lock()
         self._closed = False
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future] | None] = queue.SimpleQueue()
+        #: Jobs for later (``submit_later``): (due, order, job), a heap.
+        self._later: list[tuple[float, int, tuple[Callable[[], Any], Future]]] = []
+        self._order = itertools.count()
         self._thread = threading.Thread(target=self._run, name="fnhost-launcher", daemon=True)
         self._thread.start()
         if start_method == "zygote":
@@ -252,21 +275,42 @@ class Launcher:
 
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=self._until_due())
+            except queue.Empty:
+                job = _WAKE
             if job is None:
                 break
-            fn, fut = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-        # Closed: fail whatever was queued behind the stop marker.
+            if job is not _WAKE:
+                _run_job(job)
+            for due in self._take_due():
+                _run_job(due)
+        # Closed: fail whatever was queued behind the stop marker, or for later.
+        with self._lock:
+            later, self._later = self._later, []
+        left = [job for _, _, job in later]
         while not self._jobs.empty():
             job = self._jobs.get()
-            if job is not None:
-                job[1].set_exception(RuntimeError("launcher is closed"))
+            if job is not None and job is not _WAKE:
+                left.append(job)
+        for _, fut in left:
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(RuntimeError("launcher is closed"))
+
+    def _until_due(self) -> float | None:
+        """Seconds until the next job for later is due (None: there is none)."""
+        with self._lock:
+            if not self._later:
+                return None
+            return max(0.0, self._later[0][0] - time.monotonic())
+
+    def _take_due(self) -> list[tuple[Callable[[], Any], Future]]:
+        now = time.monotonic()
+        due = []
+        with self._lock:
+            while self._later and self._later[0][0] <= now:
+                due.append(heapq.heappop(self._later)[2])
+        return due
 
     def on_thread(self) -> bool:
         return threading.current_thread() is self._thread
@@ -280,15 +324,29 @@ class Launcher:
                 self._jobs.put((fn, fut))
         return fut
 
-    def spawn(self, spec: WorkerSpec) -> WorkerProcess:
-        """Start a worker from the launcher thread; blocks until it exists.
+    def submit_later(self, delay: float, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on the launcher thread ``delay`` seconds from now (or
+        later, behind the jobs then running); its future fails with
+        ``RuntimeError`` if the launcher closes first."""
+        fut: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                fut.set_exception(RuntimeError("launcher is closed"))
+                return fut
+            heapq.heappush(self._later, (time.monotonic() + delay, next(self._order), (fn, fut)))
+        self._jobs.put(_WAKE)  # the thread waits for the earliest due now
+        return fut
+
+    def spawn(self, spec: WorkerSpec, standby: bool = False) -> WorkerProcess:
+        """Start a worker (a ``standby`` one: see ``spawn_process``) from the
+        launcher thread; blocks until it exists.
 
         Raises ``OSError`` if the process cannot be created, ``RuntimeError``
         after ``close()``.
         """
         if self.on_thread():
-            return self._spawn(spec)
-        return self.submit(lambda: self._spawn(spec)).result()
+            return self._spawn(spec, standby)
+        return self.submit(lambda: self._spawn(spec, standby)).result()
 
     def _ensure_zygote(self) -> Zygote:
         """The running zygote, started (again) if needed. Launcher thread only."""
@@ -301,21 +359,23 @@ class Launcher:
         return self._zygote
 
     def _spawn_in_env(
-        self, spec: WorkerSpec, interpreter: Interpreter, gateway: Gateway | None
+        self, spec: WorkerSpec, interpreter: Interpreter, gateway: Gateway | None, standby: bool
     ) -> WorkerProcess:
         """``_spawn`` for a set with its own environment: through its own zygote."""
         zygotes = self._env_zygotes
         while self.start_method == "zygote" and zygotes.usable(interpreter):
             try:
                 zygote = zygotes.get(interpreter)
-                process = spawn_process(spec, self.host_pid, zygote, self.cgroups, gateway)
+                process = spawn_process(spec, self.host_pid, zygote, self.cgroups, gateway, standby)
                 zygotes.record(interpreter, ok=True)
                 return process
             except ZygoteError:
                 zygotes.record(interpreter, ok=False)
-        return spawn_process(spec, self.host_pid, cgroups=self.cgroups, gateway=gateway)
+        return spawn_process(
+            spec, self.host_pid, cgroups=self.cgroups, gateway=gateway, standby=standby
+        )
 
-    def _spawn(self, spec: WorkerSpec) -> WorkerProcess:
+    def _spawn(self, spec: WorkerSpec, standby: bool = False) -> WorkerProcess:
         """On the launcher thread: fork from the zygote, or fall back to a spawn."""
         gateway = None
         if spec.limits.sandbox.egress is not None:
@@ -323,16 +383,18 @@ class Launcher:
                 self.gateway = Gateway()
             gateway = self.gateway
         if spec.interpreter is not None:
-            return self._spawn_in_env(spec, spec.interpreter, gateway)
+            return self._spawn_in_env(spec, spec.interpreter, gateway, standby)
         while self.start_method == "zygote" and self._zygote_failures < 2:
             try:
                 zygote = self._ensure_zygote()
-                process = spawn_process(spec, self.host_pid, zygote, self.cgroups, gateway)
+                process = spawn_process(spec, self.host_pid, zygote, self.cgroups, gateway, standby)
                 self._zygote_failures = 0
                 return process
             except ZygoteError:
                 self._zygote_failures += 1
-        return spawn_process(spec, self.host_pid, cgroups=self.cgroups, gateway=gateway)
+        return spawn_process(
+            spec, self.host_pid, cgroups=self.cgroups, gateway=gateway, standby=standby
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -81,6 +81,8 @@ class Incarnation:
         self.timed_out: set[int] = set()
         #: Its death was counted towards the crash limit when its pipe closed.
         self.death_counted = False
+        #: It was a standby before it served (``host.workers.standby``).
+        self.was_standby = False
         self.channel = Channel(
             read_fd=proc.resp_r,
             write_fd=proc.req_w,

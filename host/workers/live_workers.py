@@ -126,6 +126,13 @@ class LiveWorkers:
             return 0
         return self.evict(handles, over)
 
+    def has_room(self) -> bool:
+        """Whether one more worker process fits under the cap without
+        stopping another (what a standby may take: it never evicts)."""
+        with self._lock:
+            handles = list(self._handles)
+        return sum(h.live_processes for h in handles) + 1 <= self.cap
+
     def evict(self, handles: list[Stoppable], count: int) -> int:
         """Stop up to ``count`` of ``handles``' idle workers, least recently
         used first, and reap them (``reap_stopped``); how many were stopped."""

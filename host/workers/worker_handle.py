@@ -41,13 +41,14 @@ from host.workers.incarnation import (
     usable,
 )
 from host.workers.live_workers import LiveWorkers
+from host.workers.standby import Standby
 from host.workers.worker_stops import WorkerStops
 from protocol import ProtocolViolation
 
 logger = logging.getLogger("fnhost")
 
 
-class WorkerHandle(WorkerStops):
+class WorkerHandle(WorkerStops, Standby):
     """The worker of one function set. Thread-safe; sync and asyncio calls.
 
     ``call`` and ``acall`` are its ``CallPath``'s (documented there), bound
@@ -88,13 +89,16 @@ class WorkerHandle(WorkerStops):
 
     # -- starting ------------------------------------------------------------
 
-    def _spawn(self) -> Incarnation:
-        live = self._live
+    def _spawn(self, standby: bool = False) -> Incarnation:
+        """A new incarnation (a ``standby``: ``host.workers.standby``, which
+        never makes room by stopping other sets' workers). Raises
+        ``LoadError`` if no process can be started."""
+        live = None if standby else self._live
         if live is not None:
             live.make_room(self)
         while True:
             try:
-                proc = self._launcher.spawn(self.spec)
+                proc = self._launcher.spawn(self.spec, standby)
                 break
             except OSError as exc:
                 # Out of descriptors: an idle worker of another set gives its up.
@@ -111,8 +115,11 @@ class WorkerHandle(WorkerStops):
         self._gate.resize(min(PIPE_BUDGET, inc.pipe_capacity // 2))
         return inc
 
-    def _replace(self, old: Incarnation | None) -> Incarnation:
-        """Start a new incarnation in place of a dead one (lock held).
+    def _replace(self, old: Incarnation | None, died: bool = False) -> Incarnation:
+        """Start a new incarnation in place of a dead one (lock held): the
+        standby, if the set has one (``host.workers.standby``), else a new
+        worker. ``died``: the old one died unintentionally (or is being
+        killed for a timeout): the set keeps a standby from now on.
 
         ``begin_close`` does not take the lock, so a close that slipped in
         while this one was spawning is checked for after publishing it: one
@@ -120,13 +127,15 @@ class WorkerHandle(WorkerStops):
         """
         if old is not None:
             old.channel.close()
-        inc = self.current = self._spawn()
+        inc = self.current = self._take_standby() or self._spawn()
         if self._closed:
             inc.kill(CLOSING, "the host was closed")
             inc.channel.wait(inc.channel.exit, time.monotonic() + REAP_TIMEOUT)
             inc.channel.close()
             inc.proc.remove_workdir()
             raise HostClosed(self.name, None, "the host is closed")
+        if died:
+            self._want_standby()
         return inc
 
     def start(self) -> None:
@@ -183,8 +192,17 @@ class WorkerHandle(WorkerStops):
                             f"in {left:.1f}s",
                             details={"cause": "parked"},
                         )
+                    inc = self._replace(inc, died=inc is not None)
+                try:
+                    inc.handshake(deadline)
+                except LoadError:
+                    if not inc.was_standby or self._closed:
+                        raise
+                    # A standby that died before its import (not one whose
+                    # import failed, which fails again): a fresh worker.
                     inc = self._replace(inc)
-                inc.handshake(deadline)
+                    inc.handshake(deadline)
+                self._standby_due()
             except TimeoutError:
                 raise CallTimeout(
                     self.name,
@@ -239,7 +257,7 @@ class WorkerHandle(WorkerStops):
                 if self._closed or self._crashes.parked():
                     return
                 if inc is None or inc.channel.broken:
-                    self._replace(inc)
+                    self._replace(inc, died=True)
                 elif inc is dying:
                     # Retired first: whatever happens to the spawn (a close,
                     # a failure), the reaper releases the old one.
@@ -247,7 +265,7 @@ class WorkerHandle(WorkerStops):
                     self._retiring.add(inc)
                     reap_by = time.monotonic() + REAP_TIMEOUT
                     try:
-                        self._replace(None)  # publishes the new one as current
+                        self._replace(None, died=True)  # publishes the new one as current
                     finally:
                         # After the spawn: starting a thread waits for it to
                         # run, which the replacement need not wait for.
@@ -383,6 +401,7 @@ class WorkerHandle(WorkerStops):
         """Start later workers (restarts, replacements) from ``spec``: a reload
         found the set's environment changed."""
         self.spec = spec
+        self._drop_standby()  # started from the old spec
 
     @property
     def load(self) -> int:

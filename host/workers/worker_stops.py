@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from host.launch.launcher import WorkerSpec
 from host.workers.call_gate import CallGate
@@ -42,6 +43,9 @@ class WorkerStops:
     _closed: bool
     _live: LiveWorkers | None
     _log: logging.Logger
+    _standby: Incarnation | None
+    #: ``Standby._drop_standby``.
+    _drop_standby: Callable[..., None]
 
     # -- reloading -------------------------------------------------------------
 
@@ -115,7 +119,11 @@ class WorkerStops:
     def live_processes(self) -> int:
         """Worker processes of this set alive now, stopping ones included."""
         inc = self.current
-        return (inc is not None and not inc.channel.broken) + len(self._retiring)
+        return (
+            (inc is not None and not inc.channel.broken)
+            + len(self._retiring)
+            + (self._standby is not None)
+        )
 
     def stop_if_idle(self, since: float) -> Incarnation | None:
         """Stop the worker if it has had no call since ``since`` (its
@@ -140,6 +148,7 @@ class WorkerStops:
             self._retiring.add(inc)
             inc.kill_reason = (IDLE, "was stopped after being idle")
             self.current = None
+            self._drop_standby()
             if not inc.channel.notify(Verb.SHUTDOWN, {}):
                 inc.proc.kill_group()
             return inc
@@ -179,6 +188,7 @@ class WorkerStops:
         take the shutdown message at once, is killed instead.
         """
         self._closed = True
+        self._drop_standby(reap=False)  # into _retiring: killed below, reaped by finish_close
         for inc in [self.current, *self._retiring]:
             if inc is None or inc.channel.broken:
                 continue

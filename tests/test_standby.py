@@ -1,0 +1,171 @@
+"""A set's standby (host/workers/standby.py): after a crash, a second
+worker is kept confined and probed, without the set imported, and the next
+restart takes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from host import Limits, WorkerCrashed
+from protocol import Notification, ProtocolViolation, Request, Verb
+from protocol.conversation import ConversationMisuse
+from protocol.worker_conversation import WorkerConversation
+
+from .conftest import both_start_methods, standby_pids, wait_for, worker_pids
+
+SET = """
+import ctypes
+import os
+import time
+
+IMPORTED_AT = time.time()
+
+
+def crash() -> None:
+    ctypes.string_at(0)
+
+
+def imported_at() -> float:
+    return IMPORTED_AT
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def version() -> int:
+    return 1
+
+
+def nap(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+"""
+
+
+def _crash(fh, name: str = "s") -> None:
+    with pytest.raises(WorkerCrashed):
+        fh.call(f"{name}.crash")
+
+
+def _with_standby(make_host, write_set, **limits):
+    fh = make_host(limits=Limits(crash_limit=100, **limits))
+    path = write_set("s", SET)
+    fh.load_function_set(path)
+    _crash(fh)
+    fh.call("s.version")
+    assert wait_for(lambda: len(standby_pids()) == 1, 5.0), "no standby after a crash"
+    return fh, path
+
+
+@both_start_methods
+@pytest.mark.timeout(60)
+def test_a_crash_leaves_a_standby_that_the_next_restart_takes(make_host, write_set):
+    fh = make_host(limits=Limits(crash_limit=100))
+    fh.load_function_set(write_set("s", SET))
+    fh.call("s.version")
+    time.sleep(0.3)
+    assert standby_pids() == set()  # none before a death
+    _crash(fh)
+    fh.call("s.version")
+    assert wait_for(lambda: len(standby_pids()) == 1, 5.0)
+    (standby,) = standby_pids()
+    assert standby not in worker_pids()
+    crashed_at = time.time()
+    _crash(fh)
+    # The restart took the standby: the same process serves now, and it
+    # imported the set only then, not while it waited.
+    assert fh.call("s.pid") == standby
+    assert fh.call("s.imported_at") >= crashed_at
+    # ... and a new standby is kept for the next one.
+    assert wait_for(lambda: len(standby_pids()) == 1 and standby not in standby_pids(), 5.0)
+    assert worker_pids() == {standby}
+
+
+@pytest.mark.timeout(60)
+def test_a_standby_imports_the_set_as_it_is_at_the_restart(make_host, write_set):
+    fh, path = _with_standby(make_host, write_set)
+    path.write_text(path.read_text().replace("return 1", "return 2"))
+    _crash(fh)
+    assert fh.call("s.version") == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_standby_killed_from_outside_is_no_crash_of_the_set(make_host, write_set):
+    # crash_limit=3: two crashes count two; the standby's death, were it
+    # counted at the second restart (which finds it dead), would park the set.
+    fh = make_host(limits=Limits(crash_limit=3, crash_window=60.0))
+    fh.load_function_set(write_set("s", SET))
+    _crash(fh)
+    fh.call("s.version")
+    assert wait_for(lambda: len(standby_pids()) == 1, 5.0)
+    (standby,) = standby_pids()
+    os.kill(standby, signal.SIGKILL)
+    assert wait_for(lambda: standby not in standby_pids(), 5.0)
+    _crash(fh)
+    assert fh.call("s.version") == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_restart_whose_standby_died_starts_a_fresh_worker(make_host, write_set):
+    fh, _ = _with_standby(make_host, write_set)
+    (standby,) = standby_pids()
+    os.kill(standby, signal.SIGKILL)
+    assert wait_for(lambda: standby not in standby_pids(), 5.0)
+    _crash(fh)
+    pid = fh.call("s.pid")
+    assert pid != standby
+    assert worker_pids() == {pid}
+
+
+@pytest.mark.timeout(60)
+def test_an_idle_stop_drops_the_standby(make_host, write_set):
+    fh, _ = _with_standby(make_host, write_set, idle_timeout=0.5)
+    assert wait_for(lambda: not worker_pids() and not standby_pids(), 10.0)
+    assert fh.call("s.version") == 1  # started again on a call
+    time.sleep(0.3)
+    assert standby_pids() == set()  # an idle stop is no death: no standby
+
+
+@pytest.mark.timeout(60)
+def test_a_standby_is_started_only_where_max_live_workers_has_room(make_host, write_set):
+    fh = make_host(limits=Limits(crash_limit=100), max_live_workers=2, on_conflict="prefix")
+    fh.load_function_set(write_set("s", SET))
+    fh.load_function_set(write_set("other", SET))
+    other = fh.call("other.pid")
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(fh.call, "other.nap", {"seconds": 1.5})  # not idle: not stopped
+        time.sleep(0.2)
+        _crash(fh)
+        fh.call("s.version")
+        time.sleep(0.5)  # a standby would have started by now (STANDBY_DELAY 50 ms)
+        assert standby_pids() == set()  # s's worker and other's fill the cap
+        assert busy.result() == other  # and other's worker was never stopped for it
+
+
+@pytest.mark.timeout(60)
+def test_close_stops_the_standby(make_host, write_set):
+    fh, _ = _with_standby(make_host, write_set)
+    fh.close()
+    # make_host's teardown checks every process is gone; here, at once.
+    assert standby_pids() == set()
+
+
+# -- the worker's end of the wait (sans-I/O) ------------------------------------
+
+
+def test_a_standby_goes_on_only_on_load():
+    conversation = WorkerConversation()
+    with pytest.raises(ConversationMisuse):
+        conversation.load_received(Notification(Verb.LOAD, {}))  # before probed
+    conversation.probed_sent()
+    assert conversation.load_received(Notification(Verb.LOAD, {})) is True
+    assert conversation.load_received(Notification(Verb.SHUTDOWN, {})) is False
+    assert conversation.load_received(None) is False
+    with pytest.raises(ProtocolViolation):
+        conversation.load_received(Request(1, Verb.CALL, {"function": "f", "arguments": {}}))
