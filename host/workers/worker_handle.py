@@ -353,8 +353,11 @@ class WorkerHandle(WorkerStops, Standby):
         ):
             self.restart_in_background()
         # After the restart is under way: the next call waits for it, not
-        # for this cleanup (removing the directory takes ~0.3 ms).
-        inc.proc.remove_workdir()
+        # for this cleanup (removing the directory takes ~0.3 ms). A retired
+        # worker's reaper (WorkerStops._stop) removes it, off the path of
+        # the crashed call's error, which this thread may be about to raise.
+        if inc not in self._retiring:
+            inc.proc.remove_workdir()
         # A worker that died before it was ready is reported as the set's
         # load failure (Incarnation.handshake), with the reason; its exit
         # status alone ("exited with status 0" after a failed import) says nothing.
