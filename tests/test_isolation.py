@@ -153,4 +153,6 @@ def test_a_crashed_workers_scratch_dir_is_removed(fh, write_set):
     scratch = fh.call("cwd")
     with pytest.raises(WorkerCrashed):
         fh.call("boom")
-    assert not os.path.exists(scratch)  # the dead worker's scratch dir is gone
+    # The dead worker's scratch dir is gone: removed by its reaper, off the
+    # crashed call's path, so at most a moment after its error.
+    assert wait_for(lambda: not os.path.exists(scratch), 5.0)
