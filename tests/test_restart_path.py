@@ -73,7 +73,8 @@ def test_after_a_crash_the_error_names_its_cause_and_the_replacement_is_measured
         err = info.value
         assert (err.set_name, err.function, err.signal) == ("crasher", "crash", "SIGSEGV")
         assert "SIGSEGV" in str(err) and "crash at crasher.py" in str(err)
-    assert not os.path.exists(first)  # gone when the error came back
+    # Gone: removed by its reaper, a moment after the error came back.
+    assert wait_for(lambda: not os.path.exists(first), 5.0)
     assert fh.call("where") != first
     new = fh.function_sets["crasher"]["pid"]
     assert new != old
