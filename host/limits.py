@@ -63,7 +63,7 @@ class Limits:
       a timeout), keep a second worker ready for the next restart: started,
       confined and probed, the set not imported until it is taken (a
       restart then skips the spawn and the wall: ~6 ms instead of ~11 here).
-      It costs one more process (~5 MB) while the set is served, and is
+      It costs one more process tree (~11 MB PSS) while the set is served, and is
       started only where ``max_live_workers`` has room. ``False``: none.
     - ``sandbox``: the stronger isolation layers (``Sandbox``): by default no
       network, writes only in the scratch directory, no access to other
