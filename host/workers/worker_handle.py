@@ -198,8 +198,9 @@ class WorkerHandle(WorkerStops, Standby):
                 except LoadError:
                     if not inc.was_standby or self._closed:
                         raise
-                    # A standby that died before its import (not one whose
-                    # import failed, which fails again): a fresh worker.
+                    # The standby may have died before its import: once
+                    # more with a fresh worker (an import that failed
+                    # fails again, as it would have without a standby).
                     inc = self._replace(inc)
                     inc.handshake(deadline)
                 self._standby_due()
