@@ -169,3 +169,17 @@ def test_a_standby_goes_on_only_on_load():
     assert conversation.load_received(None) is False
     with pytest.raises(ProtocolViolation):
         conversation.load_received(Request(1, Verb.CALL, {"function": "f", "arguments": {}}))
+
+
+@pytest.mark.timeout(60)
+def test_a_standby_does_not_serve_a_file_replaced_since_its_spawn(make_host, write_set, sets_dir):
+    # A directory others may not search: the file alone is cloned into a
+    # worker's view at its spawn. Renamed over (an editor's save, a deploy),
+    # the standby's clone would still be the old file; the restart must
+    # import the new one.
+    sets_dir.chmod(0o700)
+    fh, path = _with_standby(make_host, write_set)
+    new = write_set("s_new", SET.replace("return 1", "return 2"))
+    os.replace(new, path)
+    _crash(fh)
+    assert fh.call("s.version") == 2

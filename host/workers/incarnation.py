@@ -83,6 +83,8 @@ class Incarnation:
         self.death_counted = False
         #: It was a standby before it served (``host.workers.standby``).
         self.was_standby = False
+        #: A standby's: its set's file as it was at its spawn (``standby``).
+        self.standby_source: tuple[int, ...] | None = None
         self.channel = Channel(
             read_fd=proc.resp_r,
             write_fd=proc.req_w,

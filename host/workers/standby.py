@@ -14,9 +14,15 @@ import, the schemas and ``ready``; and a new standby is started after.
 
 No user code runs in a standby before it is taken, so it holds nothing of
 the set's but its place: it imports the set's file as it is at the
-restart. ``Limits(standby=False)`` keeps none. A standby costs a worker's
-memory without the set's imports (~11 MB PSS for its warden, init and
-worker, 6.4 MB of it private), one more process counted
+restart. Its view was built at its spawn, though, and where the file or
+its directory is mounted into it as a clone (a file others may not read,
+a directory they may not search) a file replaced since (renamed over, as
+editors, ``git`` and deploys do) would show it the old one: a standby is
+taken only if the set's file and directory are the ones it was spawned
+with (``_source_identity``), else it is dropped and the restart spawns.
+``Limits(standby=False)`` keeps none. A standby costs a worker's memory
+without the set's imports (~11 MB PSS for its warden, init and worker,
+6.4 MB of it private), one more process counted
 under ``max_live_workers`` (a standby is only started where one more
 fits; it never evicts), and three more fds in the host. It is dropped
 (killed and reaped) when the set stops being served as before: an idle
@@ -32,6 +38,7 @@ worker kept for later apart from the life of the one serving.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -110,6 +117,7 @@ class Standby:
                 return
             if self._live is not None and not self._live.has_room():
                 return
+            source = _source_identity(self.spec)  # before the spawn: conservative
             try:
                 standby = self._spawn(standby=True)
             except Exception as exc:  # noqa: BLE001 - a standby is an optimisation only
@@ -117,6 +125,7 @@ class Standby:
                 return
             # Until it is taken its death is no crash of the set's.
             standby.death_counted = True
+            standby.standby_source = source
             self._standby = standby
             if self._closed:
                 # A close that began while it was spawning: begin_close reads
@@ -138,7 +147,12 @@ class Standby:
             return None
         ch = standby.channel
         ch.wait(ch.exit, time.monotonic())  # a death it had meanwhile is seen now
-        if ch.broken or standby.kill_reason is not None or not ch.notify(Verb.LOAD, {}):
+        if (
+            ch.broken
+            or standby.kill_reason is not None
+            or standby.standby_source != _source_identity(standby.spec)
+            or not ch.notify(Verb.LOAD, {})
+        ):
             self._release_standby(standby)
             return None
         standby.started = time.monotonic()
@@ -168,3 +182,17 @@ class Standby:
             name=f"fnhost-standby-{self.name}",
             daemon=True,
         ).start()
+
+
+def _source_identity(spec: WorkerSpec) -> tuple[int, ...] | None:
+    """The set's file and its directory as (device, inode) pairs (None for
+    a set imported by name, or one whose file is missing): what a worker's
+    view, built at its spawn, holds of them."""
+    if spec.path is None:
+        return None
+    try:
+        real = os.path.realpath(spec.path)
+        file, directory = os.stat(real), os.stat(os.path.dirname(real))
+    except OSError:
+        return None
+    return (file.st_dev, file.st_ino, directory.st_dev, directory.st_ino)
