@@ -183,3 +183,23 @@ def test_a_standby_does_not_serve_a_file_replaced_since_its_spawn(make_host, wri
     os.replace(new, path)
     _crash(fh)
     assert fh.call("s.version") == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_standby_whose_import_fails_is_one_death_not_two(make_host, write_set):
+    # crash_limit=4: one crash, a second one, then a restart whose import
+    # fails: three deaths. Had the failed standby been followed by a fresh
+    # worker importing the broken file again, a fourth would park the set.
+    fh = make_host(limits=Limits(crash_limit=4, crash_window=60.0))
+    path = write_set("s", SET)
+    fh.load_function_set(path)
+    _crash(fh)
+    fh.call("s.version")
+    assert wait_for(lambda: len(standby_pids()) == 1, 5.0)
+    path.write_text("raise RuntimeError('broken')\n")
+    _crash(fh)
+    with pytest.raises(WorkerCrashed, match="broken"):
+        fh.call("s.version")
+    with pytest.raises(WorkerCrashed) as second:
+        fh.call("s.version")
+    assert (second.value.details or {}).get("cause") != "parked"

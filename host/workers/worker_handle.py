@@ -196,11 +196,12 @@ class WorkerHandle(WorkerStops, Standby):
                 try:
                     inc.handshake(deadline)
                 except LoadError:
-                    if not inc.was_standby or self._closed:
+                    if not inc.was_standby or self._closed or inc.kill_reason is not None:
                         raise
                     # The standby may have died before its import: once
-                    # more with a fresh worker (an import that failed
-                    # fails again, as it would have without a standby).
+                    # more with a fresh worker. Not after its import failed,
+                    # hung or broke the protocol (kill_reason): a fresh worker
+                    # would do the same, a second death against crash_limit.
                     inc = self._replace(inc)
                     inc.handshake(deadline)
                 self._standby_due()
