@@ -4,6 +4,7 @@ restart takes it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -12,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from host import Limits, WorkerCrashed
+from host.launch.launcher import Launcher, WorkerSpec
+from host.workers.worker_handle import WorkerHandle
 from protocol import Notification, ProtocolViolation, Request, Verb
 from protocol.conversation import ConversationMisuse
 from protocol.worker_conversation import WorkerConversation
@@ -203,3 +206,43 @@ def test_a_standby_whose_import_fails_is_one_death_not_two(make_host, write_set)
     with pytest.raises(WorkerCrashed) as second:
         fh.call("s.version")
     assert (second.value.details or {}).get("cause") != "parked"
+
+
+class _RespecDuringStandbySpawn(Launcher):
+    """A real launcher that, once, runs the handle's ``respec`` right after a
+    standby's process is spawned and before the handle publishes it: a
+    reload's respec on its own thread (it takes no lock) at that moment."""
+
+    handle: WorkerHandle | None = None
+    respec_to: WorkerSpec | None = None
+
+    def spawn(self, spec: WorkerSpec, standby: bool = False):
+        proc = super().spawn(spec, standby)
+        if standby and self.handle is not None and self.respec_to is not None:
+            new, self.respec_to = self.respec_to, None
+            self.handle.respec(new)
+        return proc
+
+
+@pytest.mark.timeout(60)
+def test_a_respec_during_a_standby_spawn_leaves_no_standby_of_the_old_spec(write_set):
+    path = write_set("s", SET + "\n\ndef mark() -> str:\n    return os.environ.get('MARK', '')\n")
+    spec = WorkerSpec("s", str(path), None, Limits(crash_limit=100), env={"MARK": "old"})
+    launcher = _RespecDuringStandbySpawn()
+    handle = WorkerHandle(spec, launcher)
+    try:
+        handle.wait_loaded()
+        launcher.handle = handle
+        launcher.respec_to = dataclasses.replace(spec, env={"MARK": "new"})
+        with pytest.raises(WorkerCrashed):
+            handle.call("crash", {}, 10.0)
+        handle.call("version", {}, 10.0)  # ready: the standby is spawned after
+        assert wait_for(lambda: launcher.respec_to is None, 5.0)
+        assert wait_for(lambda: not standby_pids(), 5.0)
+        with pytest.raises(WorkerCrashed):
+            handle.call("crash", {}, 10.0)
+        assert handle.call("mark", {}, 10.0).value == "new"
+    finally:
+        handle.begin_close()
+        handle.finish_close(time.monotonic() + 2.0)
+        launcher.close()

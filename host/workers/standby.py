@@ -127,11 +127,13 @@ class Standby:
             standby.death_counted = True
             standby.standby_source = source
             self._standby = standby
-            if self._closed:
-                # A close that began while it was spawning: begin_close reads
-                # _standby after setting _closed, so one of us sees the other.
+            if self._closed or standby.spec is not self.spec or not self._standby_wanted:
+                # A close or a respec that began while it was spawning (neither
+                # takes the lock): each reads _standby after its own change, so
+                # one of us sees the other. A respec would leave a standby of
+                # the old spec (environment) to serve after the next crash.
                 self._standby = None
-                standby.kill(CLOSING, "the host was closed")
+                standby.kill(CLOSING, "its standby was dropped")
                 standby.channel.wait(standby.channel.exit, time.monotonic() + REAP_TIMEOUT)
                 standby.channel.close()
                 standby.proc.remove_workdir()

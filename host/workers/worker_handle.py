@@ -93,25 +93,26 @@ class WorkerHandle(WorkerStops, Standby):
         """A new incarnation (a ``standby``: ``host.workers.standby``, which
         never makes room by stopping other sets' workers). Raises
         ``LoadError`` if no process can be started."""
+        spec = self.spec  # once: a respec beside this (it takes no lock) is seen whole
         live = None if standby else self._live
         if live is not None:
             live.make_room(self)
         while True:
             try:
-                proc = self._launcher.spawn(self.spec, standby)
+                proc = self._launcher.spawn(spec, standby)
                 break
             except OSError as exc:
                 # Out of descriptors: an idle worker of another set gives its up.
                 if exc.errno in (errno.EMFILE, errno.ENFILE) and live and live.evict_one(self):
                     continue
                 raise LoadError(
-                    self.name, f"cannot start a worker process: {exc}", source=self.spec.source
+                    self.name, f"cannot start a worker process: {exc}", source=spec.source
                 )
             except (RuntimeError, ValueError) as exc:  # ValueError: an egress secret
                 raise LoadError(
-                    self.name, f"cannot start a worker process: {exc}", source=self.spec.source
+                    self.name, f"cannot start a worker process: {exc}", source=spec.source
                 )
-        inc = Incarnation(self.spec, proc, self._log, self._on_broken, self._recycle, self._on_eof)
+        inc = Incarnation(spec, proc, self._log, self._on_broken, self._recycle, self._on_eof)
         self._gate.resize(min(PIPE_BUDGET, inc.pipe_capacity // 2))
         return inc
 
