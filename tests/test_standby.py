@@ -246,3 +246,19 @@ def test_a_respec_during_a_standby_spawn_leaves_no_standby_of_the_old_spec(write
         handle.begin_close()
         handle.finish_close(time.monotonic() + 2.0)
         launcher.close()
+
+
+@pytest.mark.timeout(60)
+def test_making_room_drops_a_standby_before_an_idle_worker(make_host, write_set):
+    # s's worker and its standby fill the cap of 2; other's start needs one
+    # place: the standby's, not s's serving worker (which took its standby
+    # with it when it was evicted).
+    fh = make_host(limits=Limits(crash_limit=100), max_live_workers=2, on_conflict="prefix")
+    fh.load_function_set(write_set("s", SET))
+    fh.load_function_set(write_set("other", SET))
+    _crash(fh)
+    serving = fh.call("s.pid")
+    assert wait_for(lambda: len(standby_pids()) == 1, 5.0)
+    fh.call("other.version")
+    assert standby_pids() == set()
+    assert fh.call("s.pid") == serving

@@ -65,6 +65,8 @@ class Stoppable(Protocol):
 
     def stop_if_idle(self, since: float) -> Any: ...
 
+    def drop_standby(self) -> Any: ...
+
     def reap_stopped(self, stopped: Any) -> None: ...
 
 
@@ -113,18 +115,26 @@ class LiveWorkers:
             self._handles.discard(handle)
 
     def make_room(self, starting: Stoppable) -> int:
-        """Before ``starting`` starts a worker: if the cap is reached, stop the
-        least recently used idle workers of other sets until it is not (or
-        none is idle). Waits for each to exit (up to its ``shutdown_grace``),
-        so its descriptors are free when this returns, unless a call slipped
-        in ahead of its stop (``WorkerHandle.reap_stopped``). Returns how
-        many were stopped; never raises."""
+        """Before ``starting`` starts a worker: if the cap is reached, drop
+        other sets' standbys, then stop the least recently used idle workers
+        of other sets until it is not (or none is idle). Waits for each to
+        exit (up to its ``shutdown_grace``), so its descriptors are free
+        when this returns, unless a call slipped in ahead of its stop
+        (``WorkerHandle.reap_stopped``). Returns how many were stopped
+        (standbys included); never raises."""
         with self._lock:
             handles = [h for h in self._handles if h is not starting]
         over = sum(h.live_processes for h in handles) + starting.live_processes + 1 - self.cap
         if over <= 0:
             return 0
-        return self.evict(handles, over)
+        # Other sets' standbys first (host.workers.standby): an optimisation
+        # each, where the idle worker beside it still serves its set.
+        dropped = [(h, inc) for h in handles if (inc := h.drop_standby()) is not None][:over]
+        for handle, inc in dropped:
+            handle.reap_stopped(inc)
+        if over - len(dropped) <= 0:
+            return len(dropped)
+        return len(dropped) + self.evict(handles, over - len(dropped))
 
     def has_room(self) -> bool:
         """Whether one more worker process fits under the cap without

@@ -24,7 +24,8 @@ with (``_source_identity``), else it is dropped and the restart spawns.
 without the set's imports (~11 MB PSS for its warden, init and worker,
 6.4 MB of it private), one more process counted
 under ``max_live_workers`` (a standby is only started where one more
-fits; it never evicts), and three more fds in the host. It is dropped
+fits; it never evicts, and is the first to go when another set's worker
+needs room), and three more fds in the host. It is dropped
 (killed and reaped) when the set stops being served as before: an idle
 stop, a new spec, the host's close. A standby that died while it waited
 (the OOM killer, a kill from outside) is dropped when a restart finds it
@@ -161,6 +162,23 @@ class Standby:
         standby.death_counted = False
         standby.was_standby = True
         return standby
+
+    def drop_standby(self) -> Incarnation | None:
+        """Kill the standby, if any, to make room for another set's worker
+        (``LiveWorkers.make_room``), and keep none until the next death;
+        the killed incarnation, for ``reap_stopped``, or None. Never blocks:
+        a handle busy (re)starting keeps its standby."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self._standby_wanted = False
+            standby, self._standby = self._standby, None
+            if standby is not None:
+                self._retiring.add(standby)
+                standby.kill(CLOSING, "its standby made room for another set's worker")
+            return standby
+        finally:
+            self._lock.release()
 
     def _drop_standby(self, reap: bool = True) -> None:
         """Kill the standby, if any, and stop wanting one. ``reap``: release
