@@ -129,7 +129,13 @@ class LiveWorkers:
             return 0
         # Other sets' standbys first (host.workers.standby): an optimisation
         # each, where the idle worker beside it still serves its set.
-        dropped = [(h, inc) for h in handles if (inc := h.drop_standby()) is not None][:over]
+        dropped: list[tuple[Stoppable, Any]] = []
+        for handle in handles:
+            if len(dropped) == over:
+                break
+            inc = handle.drop_standby()
+            if inc is not None:
+                dropped.append((handle, inc))
         for handle, inc in dropped:
             handle.reap_stopped(inc)
         if over - len(dropped) <= 0:
