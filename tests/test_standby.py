@@ -262,3 +262,25 @@ def test_making_room_drops_a_standby_before_an_idle_worker(make_host, write_set)
     fh.call("other.version")
     assert standby_pids() == set()
     assert fh.call("s.pid") == serving
+
+
+@pytest.mark.timeout(60)
+def test_a_standby_killed_from_outside_no_longer_counts_as_live(write_set):
+    spec = WorkerSpec("s", str(write_set("s", SET)), None, Limits(crash_limit=100))
+    launcher = Launcher()
+    handle = WorkerHandle(spec, launcher)
+    try:
+        handle.wait_loaded()
+        with pytest.raises(WorkerCrashed):
+            handle.call("crash", {}, 10.0)
+        handle.call("version", {}, 10.0)
+        assert wait_for(lambda: len(standby_pids()) == 1, 5.0)
+        assert wait_for(lambda: handle.live_processes == 2, 5.0)
+        (standby,) = standby_pids()
+        os.kill(standby, signal.SIGKILL)
+        # Counted under max_live_workers, a dead standby would take a place.
+        assert wait_for(lambda: handle.live_processes == 1, 5.0)
+    finally:
+        handle.begin_close()
+        handle.finish_close(time.monotonic() + 2.0)
+        launcher.close()

@@ -122,7 +122,9 @@ class WorkerStops:
         return (
             (inc is not None and not inc.channel.broken)
             + len(self._retiring)
-            + (self._standby is not None)
+            # A standby that died waiting is dropped at the next restart; its
+            # channel, which nobody reads until then, does not know it yet.
+            + ((standby := self._standby) is not None and standby.proc.alive())
         )
 
     def stop_if_idle(self, since: float) -> Incarnation | None:
