@@ -44,8 +44,9 @@ class WorkerStops:
     _live: LiveWorkers | None
     _log: logging.Logger
     _standby: Incarnation | None
-    #: ``Standby._drop_standby``.
+    #: ``Standby._drop_standby`` and ``Standby.drop_standby``.
     _drop_standby: Callable[..., None]
+    drop_standby: Callable[[], Incarnation | None]
 
     # -- reloading -------------------------------------------------------------
 
