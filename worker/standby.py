@@ -3,10 +3,10 @@
 reads the host's first message before it imports the set: ``load`` to go
 on, end of input or ``shutdown`` to exit.
 
-It reads exactly one frame, byte by byte count, so that nothing after it
-(the first call) is taken from the pipe before the server's decoder reads
-it. From its split into warden, init and worker until its ``load`` the
-worker is named ``fnhost-standby`` (``ps``).
+It reads exactly one frame (its header, then the length that announces),
+so that nothing after it (the first call) is taken from the pipe before
+the server's decoder reads it. From its split into warden, init and
+worker until its ``load`` the worker is named ``fnhost-standby`` (``ps``).
 """
 
 from __future__ import annotations
