@@ -284,3 +284,14 @@ def test_a_standby_killed_from_outside_no_longer_counts_as_live(write_set):
         handle.begin_close()
         handle.finish_close(time.monotonic() + 2.0)
         launcher.close()
+
+
+@pytest.mark.timeout(60)
+def test_limits_standby_false_keeps_none(make_host, write_set):
+    fh = make_host(limits=Limits(crash_limit=100, standby=False))
+    fh.load_function_set(write_set("s", SET))
+    for _ in range(2):
+        _crash(fh)
+        assert fh.call("s.version") == 1
+        time.sleep(0.5)  # a standby would have started by now (STANDBY_DELAY 50 ms)
+        assert standby_pids() == set()
