@@ -20,7 +20,7 @@ import pytest
 
 from host import LoadError, NameConflict
 from protocol import PROTOCOL_VERSION, ProtocolViolation
-from protocol.messages import validate_ready
+from protocol.handshake import validate_ready
 
 from .test_mcp_server import mcp_session, text_of
 

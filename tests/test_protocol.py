@@ -25,6 +25,7 @@ from protocol import (
 )
 from protocol.errors import WORKER_ERROR_KINDS
 from protocol.framing import FrameTooLarge
+from protocol.handshake import validate_ready
 from protocol.messages import (
     MAX_ERROR_MESSAGE,
     MAX_ERROR_TRACEBACK,
@@ -35,7 +36,6 @@ from protocol.messages import (
     truncate_head,
     validate_call_result,
     validate_error_map,
-    validate_ready,
 )
 
 

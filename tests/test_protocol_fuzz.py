@@ -27,7 +27,8 @@ from protocol import (
     encode_message,
 )
 from protocol.errors import WORKER_ERROR_KINDS
-from protocol.messages import Message, validate_call_result, validate_ready
+from protocol.handshake import validate_ready
+from protocol.messages import Message, validate_call_result
 
 GOOD_MESSAGES = [
     Response(7, None, {"value": [1, "x", None], "stdout": "", "stderr": ""}),

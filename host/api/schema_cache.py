@@ -47,7 +47,7 @@ from host.environments.env_cache import cache_root
 from host.launch.launcher import WorkerSpec
 from host.set_file import read_set_file
 from protocol import PROTOCOL_VERSION, ProtocolViolation
-from protocol.messages import validate_ready
+from protocol.handshake import validate_ready
 
 logger = logging.getLogger("fnhost")
 

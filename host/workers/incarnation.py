@@ -28,7 +28,8 @@ from host.wire.pending import Pending
 from host.workers.context_door import answer_in_thread
 from protocol import Notification, ProtocolViolation, Request, Verb
 from protocol.frame_limits import reply_frame_limit, request_frame_limit
-from protocol.messages import validate_error_map, validate_probed, validate_ready
+from protocol.handshake import validate_probed, validate_ready
+from protocol.messages import validate_error_map
 
 #: How long to wait for a killed worker to be reaped before giving up on it.
 REAP_TIMEOUT = 5.0
