@@ -4,10 +4,12 @@ restart takes it."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -208,6 +210,20 @@ def test_a_standby_whose_import_fails_is_one_death_not_two(make_host, write_set)
     assert (second.value.details or {}).get("cause") != "parked"
 
 
+@contextlib.contextmanager
+def _loaded_handle(spec: WorkerSpec, launcher: Launcher) -> Iterator[WorkerHandle]:
+    """A set's handle on ``launcher`` (no host around it), loaded; closed,
+    with its launcher, after."""
+    handle = WorkerHandle(spec, launcher)
+    try:
+        handle.wait_loaded()
+        yield handle
+    finally:
+        handle.begin_close()
+        handle.finish_close(time.monotonic() + 2.0)
+        launcher.close()
+
+
 class _RespecDuringStandbySpawn(Launcher):
     """A real launcher that, once, runs the handle's ``respec`` right after a
     standby's process is spawned and before the handle publishes it: a
@@ -229,9 +245,7 @@ def test_a_respec_during_a_standby_spawn_leaves_no_standby_of_the_old_spec(write
     path = write_set("s", SET + "\n\ndef mark() -> str:\n    return os.environ.get('MARK', '')\n")
     spec = WorkerSpec("s", str(path), None, Limits(crash_limit=100), env={"MARK": "old"})
     launcher = _RespecDuringStandbySpawn()
-    handle = WorkerHandle(spec, launcher)
-    try:
-        handle.wait_loaded()
+    with _loaded_handle(spec, launcher) as handle:
         launcher.handle = handle
         launcher.respec_to = dataclasses.replace(spec, env={"MARK": "new"})
         with pytest.raises(WorkerCrashed):
@@ -242,10 +256,6 @@ def test_a_respec_during_a_standby_spawn_leaves_no_standby_of_the_old_spec(write
         with pytest.raises(WorkerCrashed):
             handle.call("crash", {}, 10.0)
         assert handle.call("mark", {}, 10.0).value == "new"
-    finally:
-        handle.begin_close()
-        handle.finish_close(time.monotonic() + 2.0)
-        launcher.close()
 
 
 @pytest.mark.timeout(60)
@@ -267,10 +277,7 @@ def test_making_room_drops_a_standby_before_an_idle_worker(make_host, write_set)
 @pytest.mark.timeout(60)
 def test_a_standby_killed_from_outside_no_longer_counts_as_live(write_set):
     spec = WorkerSpec("s", str(write_set("s", SET)), None, Limits(crash_limit=100))
-    launcher = Launcher()
-    handle = WorkerHandle(spec, launcher)
-    try:
-        handle.wait_loaded()
+    with _loaded_handle(spec, Launcher()) as handle:
         with pytest.raises(WorkerCrashed):
             handle.call("crash", {}, 10.0)
         handle.call("version", {}, 10.0)
@@ -280,10 +287,6 @@ def test_a_standby_killed_from_outside_no_longer_counts_as_live(write_set):
         os.kill(standby, signal.SIGKILL)
         # Counted under max_live_workers, a dead standby would take a place.
         assert wait_for(lambda: handle.live_processes == 1, 5.0)
-    finally:
-        handle.begin_close()
-        handle.finish_close(time.monotonic() + 2.0)
-        launcher.close()
 
 
 @pytest.mark.timeout(60)
